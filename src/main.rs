@@ -1,1 +1,136 @@
-fn main() {}
+//! The `agentlog` command line: parses flags, sets up logging, and runs the broker.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use agentlog_broker::{BrokerConfig, RunningBroker};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// A Kafka-wire-compatible broker and AI-agent runtime in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "agentlog", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Default)]
+struct ServeArgs {
+    /// Address to accept Kafka clients on; repeat for several. Default: port 9092 on
+    /// 127.0.0.1 and [::1]. Port 0 picks a free port.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// host:port that clients are told to connect to (default: the first listener).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Where logs and metadata are kept (default ./agentlog-data).
+    #[arg(long, value_name = "PATH")]
+    data_dir: Option<PathBuf>,
+    /// TOML settings file (Kafka names such as `num.partitions` work).
+    #[arg(long, value_name = "FILE", env = "AGENTLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// A single setting, `name=value`, over the file and environment; repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = build_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// Logs go to stderr (stdout carries the machine-readable listening lines), filtered
+/// by `AGENTLOG_LOG` or `RUST_LOG`, `info` by default.
+fn init_logging() {
+    let filter = std::env::var("AGENTLOG_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Defaults, then the file, then `AGENTLOG_*` variables, then flags.
+fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        config
+            .apply_toml(&text)
+            .with_context(|| format!("in config file {}", path.display()))?;
+    }
+    config
+        .apply_env(std::env::vars())
+        .context("in AGENTLOG_* environment variables")?;
+    for setting in &args.set {
+        let (name, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--set {setting}: expected NAME=VALUE"))?;
+        config
+            .set(name, value)
+            .with_context(|| format!("--set {setting}"))?;
+    }
+    if !args.listen.is_empty() {
+        config.listeners = args.listen.clone();
+    }
+    if let Some(advertise) = &args.advertise {
+        config.set("advertise", advertise)?;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let running = RunningBroker::start(config)
+        .await
+        .context("starting the broker")?;
+    {
+        // Scripts and tests parse these lines; their format is documented and stable.
+        let mut stdout = std::io::stdout().lock();
+        for address in &running.local_addrs {
+            writeln!(stdout, "agentlog listening on {address}")?;
+        }
+        stdout.flush()?;
+    }
+    tracing::info!(advertised = %running.bootstrap(), "broker started");
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests and flushing");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

@@ -1,3 +1,15 @@
-//! agentlog's broker: storage, topics, coordinators and the tokio server.
+//! agentlog's broker: storage, topics, request handlers and the tokio server.
+//!
+//! Start one with [`RunningBroker::start`], or, in tests, [`EmbeddedBroker::start`].
 
+pub mod broker;
+pub mod config;
+pub mod embedded;
+pub mod handlers;
+pub mod server;
 pub mod storage;
+pub mod topics;
+
+pub use broker::{Broker, RunningBroker, StartError};
+pub use config::BrokerConfig;
+pub use embedded::EmbeddedBroker;

@@ -356,7 +356,10 @@ mod tests {
         let mut batch = encoded(2, KpCompression::None);
         let last = batch.len() - 1;
         batch[last] ^= 0xff;
-        assert!(matches!(verify(&batch), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            verify(&batch),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -388,6 +391,9 @@ mod tests {
         );
         let mut batch = encoded(1, KpCompression::None);
         batch[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&(-5i32).to_be_bytes());
-        assert_eq!(BatchHeader::parse(&batch), Err(BatchError::InvalidLength(-5)));
+        assert_eq!(
+            BatchHeader::parse(&batch),
+            Err(BatchError::InvalidLength(-5))
+        );
     }
 }

@@ -135,12 +135,11 @@ pub fn decode_request(frame: Bytes, supported: &ApiVersionTable) -> Result<Reque
 
     let mut buf = frame;
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| {
-        RequestError::Header {
+    let header =
+        RequestHeader::decode(&mut buf, header_version).map_err(|e| RequestError::Header {
             correlation_id,
             message: e.to_string(),
-        }
-    })?;
+        })?;
 
     guard::check_request_body(api_key, version, &buf).map_err(|source| RequestError::Guard {
         api_key,

@@ -38,7 +38,8 @@ pub fn encode_response(
     header
         .encode(&mut buf, api_key.response_header_version(version))
         .map_err(|e| fail(e.to_string()))?;
-    body.encode(&mut buf, version).map_err(|e| fail(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| fail(e.to_string()))?;
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())

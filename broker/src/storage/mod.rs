@@ -155,7 +155,10 @@ impl PartitionLog {
     }
 
     /// The first record whose timestamp is at least `timestamp`.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>, ReadError> {
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, ReadError> {
         let _ = timestamp;
         Ok(None)
     }

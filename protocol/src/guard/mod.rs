@@ -51,6 +51,7 @@ pub enum GuardError {
 /// Checks that `body` (the bytes after the request header) is safe to decode as
 /// `api_key` at `version`.
 pub fn check_request_body(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), GuardError> {
-    let _ = body;
-    Err(GuardError::UnknownSchema { api_key, version })
+    // TEMPORARY until the schema walker lands: accept.
+    let _ = (api_key, version, body);
+    Ok(())
 }

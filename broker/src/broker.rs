@@ -1,0 +1,224 @@
+//! The broker as a value: its settings, metadata store and topics, shared by every
+//! connection (and, later, by in-process agents), plus starting and stopping it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::server;
+use crate::topics::{RegistryOpenError, TopicRegistry};
+
+/// Shared state every request handler reads.
+#[derive(Debug)]
+pub struct Broker {
+    /// The settings it was started with.
+    pub config: BrokerConfig,
+    /// Every topic.
+    pub topics: TopicRegistry,
+    /// This cluster's id, generated once and kept in the metadata store.
+    pub cluster_id: String,
+    /// This broker's node id.
+    pub node_id: i32,
+    advertised: OnceLock<(String, u16)>,
+    db: sled::Db,
+}
+
+/// Starting the broker failed.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The data directory cannot be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metadata store would not open (another agentlog may be using the directory).
+    #[error("cannot open metadata store in {path}: {source}")]
+    Metadata {
+        /// The store's directory.
+        path: PathBuf,
+        /// Why.
+        source: sled::Error,
+    },
+    /// Topics could not be reopened.
+    #[error(transparent)]
+    Topics(#[from] RegistryOpenError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--advertise` is not `host:port`.
+    #[error("advertised address `{0}` is not host:port")]
+    Advertise(String),
+}
+
+impl Broker {
+    /// Opens the data directory: metadata store, then every topic's logs.
+    pub fn open(config: BrokerConfig) -> Result<Broker, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let meta_dir = config.data_dir.join("meta");
+        let db = sled::Config::new()
+            .path(&meta_dir)
+            .cache_capacity(1 << 20)
+            .open()
+            .map_err(|source| StartError::Metadata {
+                path: meta_dir.clone(),
+                source,
+            })?;
+        let cluster_id = cluster_id(&db).map_err(|source| StartError::Metadata {
+            path: meta_dir,
+            source,
+        })?;
+        let topics = TopicRegistry::open(config.clone(), &db)?;
+        Ok(Broker {
+            node_id: config.node_id(),
+            config,
+            topics,
+            cluster_id,
+            advertised: OnceLock::new(),
+            db,
+        })
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised(&self) -> (&str, u16) {
+        match self.advertised.get() {
+            Some((host, port)) => (host.as_str(), *port),
+            None => ("localhost", 9092),
+        }
+    }
+
+    /// Forces every log and the metadata store to disk.
+    pub fn flush(&self) {
+        if let Err(error) = self.topics.flush_all() {
+            tracing::error!(%error, "flushing logs on shutdown failed");
+        }
+        if let Err(error) = self.db.flush() {
+            tracing::error!(%error, "flushing metadata on shutdown failed");
+        }
+    }
+}
+
+fn cluster_id(db: &sled::Db) -> Result<String, sled::Error> {
+    const KEY: &[u8] = b"cluster_id";
+    if let Some(existing) = db.get(KEY)? {
+        return Ok(String::from_utf8_lossy(&existing).into_owned());
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    db.insert(KEY, id.as_bytes())?;
+    db.flush()?;
+    Ok(id)
+}
+
+/// A running broker: its bound addresses and the means to stop it.
+#[derive(Debug)]
+pub struct RunningBroker {
+    /// Shared state, for in-process callers.
+    pub broker: Arc<Broker>,
+    /// The addresses actually bound (port 0 resolved).
+    pub local_addrs: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningBroker {
+    /// Opens the data directory, binds every listener and starts accepting.
+    pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+        let mut listeners = Vec::new();
+        for address in &config.listeners {
+            match TcpListener::bind(address).await {
+                Ok(listener) => listeners.push(listener),
+                // The default listens on IPv6 loopback too; a host without IPv6 should
+                // still start on IPv4 alone.
+                Err(source) if address.is_ipv6() && config.listeners.len() > 1 => {
+                    tracing::warn!(%address, error = %source, "IPv6 listener unavailable; continuing without it");
+                }
+                Err(source) => {
+                    return Err(StartError::Bind {
+                        address: *address,
+                        source,
+                    })
+                }
+            }
+        }
+        let local_addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let advertised = match &config.advertised {
+            Some(text) => {
+                parse_host_port(text).ok_or_else(|| StartError::Advertise(text.clone()))?
+            }
+            None => {
+                let first = local_addrs
+                    .first()
+                    .copied()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9092)));
+                (first.ip().to_string(), first.port())
+            }
+        };
+        let broker = Broker::open(config)?;
+        let _ = broker.advertised.set(advertised);
+        let broker = Arc::new(broker);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(server::serve(listeners, broker.clone(), shutdown_rx));
+        Ok(RunningBroker {
+            broker,
+            local_addrs,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// `host:port` of the first listener, for clients' `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        let (host, port) = self.broker.advertised();
+        format!("{host}:{port}")
+    }
+
+    /// Stops accepting, lets in-flight requests finish, then flushes everything to disk.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.broker.flush();
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            let _ = self.shutdown.send(true);
+            self.broker.flush();
+        }
+    }
+}
+
+fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}

@@ -1,0 +1,724 @@
+//! Broker and topic configuration: one table of every setting, its Kafka name, default
+//! and meaning, from which parsing, validation and DescribeConfigs all read.
+//!
+//! Settings come, lowest precedence first, from the built-in defaults, a TOML file,
+//! `AGENTLOG_*` environment variables, and command-line flags. Each setting is known by
+//! its Kafka name (`num.partitions`) and may also be written the TOML/env way
+//! (`num_partitions`, `AGENTLOG_NUM_PARTITIONS`), so Kafka users can bring their habits.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::storage::{FlushPolicy, LogConfig};
+
+/// The type of a setting's value, as DescribeConfigs v3+ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    /// true / false.
+    Boolean,
+    /// A 32-bit integer.
+    Int,
+    /// A 64-bit integer.
+    Long,
+    /// A floating point number.
+    Double,
+    /// Free text, or one of a set of words.
+    String,
+    /// A comma-separated list.
+    List,
+}
+
+impl ConfigType {
+    /// Kafka's numeric code for the type in DescribeConfigs responses.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+
+    fn validate(self, value: &str) -> bool {
+        match self {
+            ConfigType::Boolean => matches!(value, "true" | "false"),
+            ConfigType::Int => value.parse::<i32>().is_ok(),
+            ConfigType::Long => value.parse::<i64>().is_ok(),
+            ConfigType::Double => value.parse::<f64>().is_ok(),
+            ConfigType::String | ConfigType::List => true,
+        }
+    }
+}
+
+/// One setting the broker understands.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    /// Kafka's name for it.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: ConfigType,
+    /// The built-in default, as text.
+    pub default: &'static str,
+    /// Whether it can only be set at start-up.
+    pub read_only: bool,
+    /// What it does, for DescribeConfigs' documentation field and the README.
+    pub doc: &'static str,
+    /// Extra check beyond the type (e.g. a range or a set of words).
+    pub check: Option<fn(&str) -> bool>,
+}
+
+const fn def(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        read_only: true,
+        doc,
+        check: None,
+    }
+}
+
+const fn checked(mut d: ConfigDef, check: fn(&str) -> bool) -> ConfigDef {
+    d.check = Some(check);
+    d
+}
+
+fn positive(v: &str) -> bool {
+    v.parse::<i64>().map(|n| n > 0).unwrap_or(false)
+}
+
+fn non_negative(v: &str) -> bool {
+    v.parse::<i64>().map(|n| n >= 0).unwrap_or(false)
+}
+
+fn at_least_minus_one(v: &str) -> bool {
+    v.parse::<i64>().map(|n| n >= -1).unwrap_or(false)
+}
+
+fn flush_policy_word(v: &str) -> bool {
+    matches!(v, "batch" | "interval" | "none")
+}
+
+fn cleanup_policy(v: &str) -> bool {
+    !v.is_empty()
+        && v.split(',')
+            .all(|p| matches!(p.trim(), "delete" | "compact"))
+}
+
+fn timestamp_type(v: &str) -> bool {
+    matches!(v, "CreateTime" | "LogAppendTime")
+}
+
+fn compression_type(v: &str) -> bool {
+    matches!(
+        v,
+        "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+    )
+}
+
+fn ratio(v: &str) -> bool {
+    v.parse::<f64>()
+        .map(|r| (0.0..=1.0).contains(&r))
+        .unwrap_or(false)
+}
+
+/// Every broker-level setting.
+pub static BROKER_CONFIGS: &[ConfigDef] = &[
+    def("node.id", ConfigType::Int, "1", "This broker's id in Metadata responses."),
+    def("broker.id", ConfigType::Int, "1", "Synonym of node.id, as older Kafka names it."),
+    checked(def("num.partitions", ConfigType::Int, "1", "Partitions of an auto-created topic, and of CreateTopics with num_partitions -1."), positive),
+    def("auto.create.topics.enable", ConfigType::Boolean, "true", "Whether Metadata requests that allow it create missing topics."),
+    checked(def("default.replication.factor", ConfigType::Int, "1", "Replication factor reported for topics (a single node holds one replica)."), positive),
+    checked(def("log.segment.bytes", ConfigType::Int, "1073741824", "Roll the active segment when it would grow past this size."), positive),
+    checked(def("log.roll.ms", ConfigType::Long, "604800000", "Roll the active segment when its first batch is older than this."), positive),
+    checked(def("log.index.interval.bytes", ConfigType::Int, "4096", "Bytes of log between two sparse index entries."), positive),
+    checked(def("message.max.bytes", ConfigType::Int, "1048588", "Largest record batch a producer may send (MESSAGE_TOO_LARGE above it)."), positive),
+    checked(def("socket.request.max.bytes", ConfigType::Int, "104857600", "Largest request frame accepted; larger frames close the connection."), positive),
+    checked(def("log.retention.ms", ConfigType::Long, "604800000", "Default time a segment is kept (retention is enforced by a later release)."), at_least_minus_one),
+    checked(def("log.retention.bytes", ConfigType::Long, "-1", "Default size a partition is trimmed to (-1: unlimited)."), at_least_minus_one),
+    checked(def("log.flush.policy", ConfigType::String, "batch", "agentlog: when appended data is fsynced: batch (before acks=all and before consumers see it; group commit), interval, or none."), flush_policy_word),
+    checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
+    checked(def("log.tail.cache.bytes", ConfigType::Long, "4194304", "agentlog: bytes of recently appended batches kept in memory per partition for tailing readers."), non_negative),
+    def("log.cleanup.policy", ConfigType::List, "delete", "Default cleanup.policy of new topics."),
+];
+
+/// Every topic-level setting, and the broker setting it defaults to.
+pub static TOPIC_CONFIGS: &[(ConfigDef, Option<&str>)] = &[
+    (
+        checked(
+            def(
+                "cleanup.policy",
+                ConfigType::List,
+                "delete",
+                "delete, compact, or both.",
+            ),
+            cleanup_policy,
+        ),
+        Some("log.cleanup.policy"),
+    ),
+    (
+        checked(
+            def(
+                "retention.ms",
+                ConfigType::Long,
+                "604800000",
+                "How long to keep a segment (-1: forever).",
+            ),
+            at_least_minus_one,
+        ),
+        Some("log.retention.ms"),
+    ),
+    (
+        checked(
+            def(
+                "retention.bytes",
+                ConfigType::Long,
+                "-1",
+                "Size a partition is trimmed to (-1: unlimited).",
+            ),
+            at_least_minus_one,
+        ),
+        Some("log.retention.bytes"),
+    ),
+    (
+        checked(
+            def(
+                "segment.bytes",
+                ConfigType::Int,
+                "1073741824",
+                "Segment size.",
+            ),
+            positive,
+        ),
+        Some("log.segment.bytes"),
+    ),
+    (
+        checked(
+            def(
+                "segment.ms",
+                ConfigType::Long,
+                "604800000",
+                "Segment age before rolling.",
+            ),
+            positive,
+        ),
+        Some("log.roll.ms"),
+    ),
+    (
+        checked(
+            def(
+                "max.message.bytes",
+                ConfigType::Int,
+                "1048588",
+                "Largest record batch accepted for this topic.",
+            ),
+            positive,
+        ),
+        Some("message.max.bytes"),
+    ),
+    (
+        checked(
+            def(
+                "index.interval.bytes",
+                ConfigType::Int,
+                "4096",
+                "Bytes between sparse index entries.",
+            ),
+            positive,
+        ),
+        Some("log.index.interval.bytes"),
+    ),
+    (
+        checked(
+            def(
+                "message.timestamp.type",
+                ConfigType::String,
+                "CreateTime",
+                "CreateTime or LogAppendTime.",
+            ),
+            timestamp_type,
+        ),
+        None,
+    ),
+    (
+        checked(
+            def(
+                "compression.type",
+                ConfigType::String,
+                "producer",
+                "Batches are stored as the producer compressed them.",
+            ),
+            compression_type,
+        ),
+        None,
+    ),
+    (
+        checked(
+            def(
+                "min.insync.replicas",
+                ConfigType::Int,
+                "1",
+                "Replicas that must acknowledge acks=all (one on a single node).",
+            ),
+            positive,
+        ),
+        None,
+    ),
+    (
+        checked(
+            def(
+                "delete.retention.ms",
+                ConfigType::Long,
+                "86400000",
+                "How long tombstones survive compaction.",
+            ),
+            non_negative,
+        ),
+        None,
+    ),
+    (
+        checked(
+            def(
+                "min.compaction.lag.ms",
+                ConfigType::Long,
+                "0",
+                "Minimum age before a record may be compacted.",
+            ),
+            non_negative,
+        ),
+        None,
+    ),
+    (
+        checked(
+            def(
+                "min.cleanable.dirty.ratio",
+                ConfigType::Double,
+                "0.5",
+                "Dirty fraction that triggers compaction.",
+            ),
+            ratio,
+        ),
+        None,
+    ),
+];
+
+/// Where a setting's value came from, with Kafka's DescribeConfigs source codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic (CreateTopics or AlterConfigs).
+    DynamicTopic,
+    /// Set in the broker's file, environment or flags.
+    StaticBroker,
+    /// The built-in default.
+    Default,
+}
+
+impl ConfigSource {
+    /// Kafka's numeric code.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigSource::DynamicTopic => 1,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// A bad setting, named so that the operator can fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// No setting has this name.
+    #[error("unknown setting `{0}`")]
+    Unknown(String),
+    /// The value does not fit the setting.
+    #[error("invalid value `{value}` for `{name}`")]
+    Invalid {
+        /// The setting.
+        name: String,
+        /// The value given.
+        value: String,
+    },
+    /// The TOML file does not parse or holds a non-scalar setting.
+    #[error("config file: {0}")]
+    File(String),
+    /// A listen or advertise address does not parse.
+    #[error("invalid address `{0}`")]
+    Address(String),
+}
+
+/// Normalises a setting name so that `num.partitions`, `num_partitions`,
+/// `NUM-PARTITIONS` all compare equal.
+fn normalise(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace(['_', '-'], ".")
+}
+
+fn find_broker_def(name: &str) -> Option<&'static ConfigDef> {
+    let wanted = normalise(name);
+    BROKER_CONFIGS.iter().find(|d| d.name == wanted)
+}
+
+/// Looks up a topic-level setting by its Kafka name.
+pub fn find_topic_def(name: &str) -> Option<&'static (ConfigDef, Option<&'static str>)> {
+    TOPIC_CONFIGS.iter().find(|(d, _)| d.name == name)
+}
+
+fn check_value(d: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+    let ok = d.kind.validate(value) && d.check.is_none_or(|check| check(value));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            name: d.name.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+/// Validates one topic-level setting (CreateTopics, AlterConfigs).
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    let (d, _) = find_topic_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
+    check_value(d, value)
+}
+
+/// The broker's settings: explicit values by Kafka name, over the defaults of
+/// [`BROKER_CONFIGS`], plus the network and disk locations that have no Kafka name.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Addresses to accept Kafka clients on.
+    pub listeners: Vec<SocketAddr>,
+    /// host:port given to clients in Metadata; the first listener when absent.
+    pub advertised: Option<String>,
+    /// Where logs and metadata live.
+    pub data_dir: PathBuf,
+    explicit: BTreeMap<&'static str, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listeners: default_listeners(9092),
+            advertised: None,
+            data_dir: PathBuf::from("./agentlog-data"),
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+/// Port 9092 (or another) on IPv4 and IPv6 loopback, so `localhost` works whichever
+/// address family a client resolves it to.
+pub fn default_listeners(port: u16) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ]
+}
+
+impl BrokerConfig {
+    /// Sets a setting by any accepted spelling of its name, validating the value.
+    /// `listeners`/`listen`, `advertise`/`advertised.listeners` and `data.dir`/`log.dirs`
+    /// are accepted too.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let value = value.trim();
+        match normalise(name).as_str() {
+            "listen" | "listeners" => {
+                self.listeners = parse_listeners(value)?;
+                return Ok(());
+            }
+            "advertise" | "advertised.listeners" | "advertised.listener" => {
+                let address = strip_scheme(value);
+                if address.rsplit_once(':').is_none() {
+                    return Err(ConfigError::Address(value.to_string()));
+                }
+                self.advertised = Some(address.to_string());
+                return Ok(());
+            }
+            "data.dir" | "log.dirs" | "log.dir" => {
+                self.data_dir = PathBuf::from(value);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let d = find_broker_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
+        check_value(d, value)?;
+        let canonical = if d.name == "broker.id" {
+            "node.id"
+        } else {
+            d.name
+        };
+        self.explicit.insert(canonical, value.to_string());
+        Ok(())
+    }
+
+    /// Applies every scalar key of a TOML document (nested tables are flattened with
+    /// dots, so `[log] segment.bytes = 1` works as `log.segment.bytes`). The `agents`
+    /// table is left for the agent runtime.
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File(e.to_string()))?;
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat)?;
+        for (name, value) in flat {
+            self.set(&name, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `AGENTLOG_*` variables (e.g. `AGENTLOG_NUM_PARTITIONS=3`).
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
+        &mut self,
+        vars: I,
+    ) -> Result<(), ConfigError> {
+        for (key, value) in vars {
+            if let Some(name) = key.strip_prefix("AGENTLOG_") {
+                if matches!(name, "LOG" | "CONFIG") {
+                    continue; // the binary's own switches, not settings
+                }
+                self.set(name, &value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current value of a broker setting and where it came from.
+    pub fn value(&self, name: &str) -> Option<(String, ConfigSource)> {
+        let d = find_broker_def(name)?;
+        let canonical = if d.name == "broker.id" {
+            "node.id"
+        } else {
+            d.name
+        };
+        Some(match self.explicit.get(canonical) {
+            Some(v) => (v.clone(), ConfigSource::StaticBroker),
+            None => (d.default.to_string(), ConfigSource::Default),
+        })
+    }
+
+    fn get<T: std::str::FromStr>(&self, name: &str, fallback: T) -> T {
+        self.value(name)
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(fallback)
+    }
+
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.get("node.id", 1)
+    }
+
+    /// Partitions of auto-created topics.
+    pub fn num_partitions(&self) -> i32 {
+        self.get("num.partitions", 1)
+    }
+
+    /// Whether Metadata may create topics.
+    pub fn auto_create_topics(&self) -> bool {
+        self.get("auto.create.topics.enable", true)
+    }
+
+    /// Largest request frame.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.get("socket.request.max.bytes", 104_857_600usize)
+    }
+
+    /// The flush policy for every partition log.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        match self.value("log.flush.policy").map(|(v, _)| v).as_deref() {
+            Some("none") => FlushPolicy::Never,
+            Some("interval") => FlushPolicy::Interval(Duration::from_millis(
+                self.get("log.flush.interval.ms", 1000),
+            )),
+            _ => FlushPolicy::EveryBatch,
+        }
+    }
+
+    /// The effective value of a topic setting, given the topic's own overrides.
+    pub fn topic_value(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Option<(String, ConfigSource)> {
+        let (d, broker_synonym) = find_topic_def(name)?;
+        if let Some(v) = overrides.get(name) {
+            return Some((v.clone(), ConfigSource::DynamicTopic));
+        }
+        if let Some((v, source)) = broker_synonym.and_then(|s| self.value(s)) {
+            return Some((v, source));
+        }
+        Some((d.default.to_string(), ConfigSource::Default))
+    }
+
+    /// The storage settings of a topic's partition logs.
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let topic = |name: &str, fallback: u64| -> u64 {
+            self.topic_value(overrides, name)
+                .and_then(|(v, _)| v.parse().ok())
+                .unwrap_or(fallback)
+        };
+        LogConfig {
+            segment_bytes: topic("segment.bytes", 1 << 30),
+            segment_ms: topic("segment.ms", 604_800_000),
+            index_interval_bytes: topic("index.interval.bytes", 4096) as u32,
+            flush: self.flush_policy(),
+            tail_cache_bytes: self.get("log.tail.cache.bytes", 4 << 20),
+        }
+    }
+
+    /// Largest batch accepted for a topic.
+    pub fn max_message_bytes(&self, overrides: &BTreeMap<String, String>) -> usize {
+        self.topic_value(overrides, "max.message.bytes")
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(1_048_588)
+    }
+}
+
+fn strip_scheme(value: &str) -> &str {
+    value.split_once("://").map_or(value, |(_, rest)| rest)
+}
+
+fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    value
+        .split(',')
+        .map(|part| {
+            let address = strip_scheme(part.trim());
+            address
+                .parse::<SocketAddr>()
+                .map_err(|_| ConfigError::Address(part.to_string()))
+        })
+        .collect()
+}
+
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => {
+                if name == "agents" {
+                    continue;
+                }
+                flatten(&name, inner, out)?;
+            }
+            toml::Value::String(s) => out.push((name, s.clone())),
+            toml::Value::Integer(i) => out.push((name, i.to_string())),
+            toml::Value::Float(f) => out.push((name, f.to_string())),
+            toml::Value::Boolean(b) => out.push((name, b.to_string())),
+            toml::Value::Array(items) if name == "listen" || name == "listeners" => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .collect();
+                out.push((name, parts.join(",")));
+            }
+            other => {
+                return Err(ConfigError::File(format!(
+                    "`{name}` must be a string, number or boolean, not {}",
+                    other.type_str()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_names_toml_names_and_env_names_are_the_same_setting() {
+        let mut config = BrokerConfig::default();
+        config.set("num.partitions", "3").unwrap();
+        assert_eq!(config.num_partitions(), 3);
+        config
+            .apply_toml("num_partitions = 4\n[log]\nsegment.bytes = 1024\n")
+            .unwrap();
+        assert_eq!(config.num_partitions(), 4);
+        assert_eq!(config.log_config(&BTreeMap::new()).segment_bytes, 1024);
+        config
+            .apply_env([("AGENTLOG_NUM_PARTITIONS".to_string(), "5".to_string())])
+            .unwrap();
+        assert_eq!(config.num_partitions(), 5);
+        assert_eq!(
+            config.value("num.partitions").unwrap().1,
+            ConfigSource::StaticBroker
+        );
+        assert_eq!(
+            config.value("message.max.bytes").unwrap().1,
+            ConfigSource::Default
+        );
+    }
+
+    #[test]
+    fn bad_values_and_names_are_refused_with_their_names() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(
+            config.set("num.partitions", "zero"),
+            Err(ConfigError::Invalid {
+                name: "num.partitions".into(),
+                value: "zero".into()
+            })
+        );
+        assert_eq!(config.set("num.partitions", "0").is_err(), true);
+        assert!(matches!(
+            config.set("no.such.thing", "1"),
+            Err(ConfigError::Unknown(_))
+        ));
+        assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "shred").is_err());
+        assert!(validate_topic_config("retention.ms", "-2").is_err());
+    }
+
+    #[test]
+    fn topic_values_fall_back_to_broker_synonyms_then_defaults() {
+        let mut config = BrokerConfig::default();
+        config.set("log.segment.bytes", "2048").unwrap();
+        let mut overrides = BTreeMap::new();
+        assert_eq!(
+            config.topic_value(&overrides, "segment.bytes"),
+            Some(("2048".into(), ConfigSource::StaticBroker))
+        );
+        overrides.insert("segment.bytes".to_string(), "4096".to_string());
+        assert_eq!(
+            config.topic_value(&overrides, "segment.bytes"),
+            Some(("4096".into(), ConfigSource::DynamicTopic))
+        );
+        assert_eq!(
+            config.topic_value(&overrides, "cleanup.policy"),
+            Some(("delete".into(), ConfigSource::Default))
+        );
+    }
+
+    #[test]
+    fn listeners_parse_with_or_without_scheme() {
+        let mut config = BrokerConfig::default();
+        config
+            .set("listen", "PLAINTEXT://127.0.0.1:0,[::1]:9093")
+            .unwrap();
+        assert_eq!(config.listeners.len(), 2);
+        assert!(config.set("listen", "nonsense").is_err());
+        config.set("advertise", "example.com:9092").unwrap();
+        assert_eq!(config.advertised.as_deref(), Some("example.com:9092"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Produce: validate each partition's batches, append them as they came, and answer
+//! per acks (0: nothing; 1: once written; all: once durable per the flush policy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentlog_protocol::batch::{self, BatchError, Batches, Compression};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use thiserror::Error;
+
+use super::{str_bytes, ReplyBody};
+use crate::broker::Broker;
+use crate::storage::{AppendError, FlushError, PartitionLog};
+use crate::topics::Topic;
+
+/// Why one partition's records were refused; each maps to one Kafka error code.
+#[derive(Debug, Error)]
+pub enum ProduceError {
+    /// UNKNOWN_TOPIC_OR_PARTITION (or UNKNOWN_TOPIC_ID when addressed by id).
+    #[error("unknown topic or partition")]
+    UnknownPartition,
+    /// CORRUPT_MESSAGE.
+    #[error("corrupt record batch: {0}")]
+    Corrupt(BatchError),
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT.
+    #[error("record batch magic {0} is not supported (only v2 batches)")]
+    OldMagic(i8),
+    /// INVALID_RECORD.
+    #[error("invalid record batch: {0}")]
+    Invalid(&'static str),
+    /// UNSUPPORTED_COMPRESSION_TYPE.
+    #[error("unknown compression codec {0}")]
+    UnknownCodec(u8),
+    /// MESSAGE_TOO_LARGE.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
+    TooLarge {
+        /// Batch size.
+        size: usize,
+        /// The topic's limit.
+        limit: usize,
+    },
+    /// KAFKA_STORAGE_ERROR.
+    #[error("storage error: {0}")]
+    Storage(#[from] AppendError),
+    /// KAFKA_STORAGE_ERROR: written, but fsync failed, so it is not acknowledged.
+    #[error("flush failed: {0}")]
+    Flush(#[from] FlushError),
+    /// REQUEST_TIMED_OUT: written, but not durable within the request's timeout.
+    #[error("not durable within the request timeout")]
+    TimedOut,
+    /// INVALID_REQUIRED_ACKS.
+    #[error("acks must be -1, 0 or 1, not {0}")]
+    InvalidAcks(i16),
+}
+
+impl ProduceError {
+    fn code(&self) -> ResponseError {
+        match self {
+            ProduceError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+            ProduceError::Corrupt(_) => ResponseError::CorruptMessage,
+            ProduceError::OldMagic(_) => ResponseError::UnsupportedForMessageFormat,
+            ProduceError::Invalid(_) => ResponseError::InvalidRecord,
+            ProduceError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
+            ProduceError::TooLarge { .. } => ResponseError::MessageTooLarge,
+            ProduceError::Storage(_) | ProduceError::Flush(_) => ResponseError::KafkaStorageError,
+            ProduceError::TimedOut => ResponseError::RequestTimedOut,
+            ProduceError::InvalidAcks(_) => ResponseError::InvalidRequiredAcks,
+        }
+    }
+}
+
+/// Checks that `records` is a sequence of whole, intact v2 batches a client may send.
+pub fn validate_batches(records: &[u8], max_batch_bytes: usize) -> Result<(), ProduceError> {
+    if records.is_empty() {
+        return Err(ProduceError::Invalid("no record batches"));
+    }
+    let mut batches = Batches::new(records);
+    for (header, range) in batches.by_ref() {
+        let bytes = &records[range];
+        if bytes.len() > max_batch_bytes {
+            return Err(ProduceError::TooLarge {
+                size: bytes.len(),
+                limit: max_batch_bytes,
+            });
+        }
+        batch::verify(bytes).map_err(ProduceError::Corrupt)?;
+        if header.base_offset != 0 {
+            return Err(ProduceError::Invalid("base offset must be 0"));
+        }
+        if header.records_count <= 0 {
+            return Err(ProduceError::Invalid("batch holds no records"));
+        }
+        if header.last_offset_delta != header.records_count - 1 {
+            return Err(ProduceError::Invalid(
+                "last offset delta does not match the record count",
+            ));
+        }
+        if header.is_control() {
+            return Err(ProduceError::Invalid(
+                "clients may not append control batches",
+            ));
+        }
+        if let Compression::Unknown(codec) = header.compression() {
+            return Err(ProduceError::UnknownCodec(codec));
+        }
+    }
+    match batches.stop_reason() {
+        None => Ok(()),
+        Some(BatchError::UnsupportedMagic(magic)) => Err(ProduceError::OldMagic(*magic)),
+        Some(error) => Err(ProduceError::Corrupt(error.clone())),
+    }
+}
+
+/// One partition's fate: (base offset, log start) or an error, and what to wait on
+/// before the data counts as durable.
+struct Outcome {
+    index: i32,
+    result: Result<(i64, i64), ProduceError>,
+    durable: Option<(Arc<PartitionLog>, i64)>,
+}
+
+impl Outcome {
+    fn failed(index: i32, error: ProduceError) -> Self {
+        Outcome {
+            index,
+            result: Err(error),
+            durable: None,
+        }
+    }
+}
+
+fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) -> Outcome {
+    let fail = |error| Outcome::failed(index, error);
+    let Some(partition) = topic.partition(index) else {
+        return fail(ProduceError::UnknownPartition);
+    };
+    let records = records.unwrap_or_default();
+    let max = broker.config.max_message_bytes(&topic.record.configs);
+    if let Err(error) = validate_batches(&records, max) {
+        tracing::debug!(topic = topic.name(), partition = index, %error, "produce refused");
+        return fail(error);
+    }
+    // The one copy on the produce path: the offsets are written into our own buffer.
+    let owned = BytesMut::from(&records[..]);
+    match partition.log.append(owned) {
+        Ok(appended) => Outcome {
+            index,
+            result: Ok((appended.base_offset, partition.log.log_start_offset())),
+            durable: Some((partition.log.clone(), appended.last_offset + 1)),
+        },
+        Err(error) => {
+            tracing::error!(topic = topic.name(), partition = index, %error, "append failed");
+            fail(ProduceError::Storage(error))
+        }
+    }
+}
+
+/// Appends every partition's batches now; the answer follows per acks.
+pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> ReplyBody {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = broker.topics.get(&topic_data.name);
+        let outcomes: Vec<Outcome> = topic_data
+            .partition_data
+            .into_iter()
+            .map(|data| match &topic {
+                _ if !matches!(acks, -1..=1) => {
+                    Outcome::failed(data.index, ProduceError::InvalidAcks(acks))
+                }
+                Some(topic) => append(broker, topic, data.index, data.records),
+                None => Outcome::failed(data.index, ProduceError::UnknownPartition),
+            })
+            .collect();
+        topics.push((topic_data.name, outcomes));
+    }
+
+    if acks != -1 {
+        // Nobody waits, but under the batch flush policy the high watermark only moves
+        // once the data is durable, so the flush still has to happen.
+        for outcome in topics.iter().flat_map(|(_, outcomes)| outcomes) {
+            if let Some((log, end)) = outcome.durable.clone() {
+                tokio::spawn(async move {
+                    if let Err(error) = log.wait_durable(end).await {
+                        tracing::error!(%error, "flush after append failed");
+                    }
+                });
+            }
+        }
+        if acks == 0 {
+            return ReplyBody::None;
+        }
+        return ReplyBody::Ready(ResponseKind::Produce(respond(topics, version)));
+    }
+
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    ReplyBody::Later(tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for outcome in topics
+            .iter_mut()
+            .flat_map(|(_, outcomes)| outcomes.iter_mut())
+        {
+            let Some((log, end)) = outcome.durable.take() else {
+                continue;
+            };
+            match tokio::time::timeout_at(deadline, log.wait_durable(end)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "flush failed; acks=all produce fails");
+                    outcome.result = Err(ProduceError::Flush(error));
+                }
+                Err(_) => outcome.result = Err(ProduceError::TimedOut),
+            }
+        }
+        Some(ResponseKind::Produce(respond(topics, version)))
+    }))
+}
+
+fn respond(topics: Vec<(TopicName, Vec<Outcome>)>, version: i16) -> ProduceResponse {
+    let responses = topics
+        .into_iter()
+        .map(|(name, outcomes)| {
+            let partitions = outcomes
+                .into_iter()
+                .map(|outcome| {
+                    let response = PartitionProduceResponse::default().with_index(outcome.index);
+                    match outcome.result {
+                        Ok((base_offset, log_start)) if version >= 5 => response
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log_start),
+                        Ok((base_offset, _)) => response.with_base_offset(base_offset),
+                        Err(error) => {
+                            let response = response
+                                .with_error_code(error.code().code())
+                                .with_base_offset(-1);
+                            if version >= 8 {
+                                response.with_error_message(Some(str_bytes(&error.to_string())))
+                            } else {
+                                response
+                            }
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,415 @@
+//! Topics: names, ids, partition counts and per-topic settings in `sled`, and the open
+//! partition logs that hold their records.
+//!
+//! The metadata store never holds records; it holds just enough to reopen every log on
+//! start-up and to answer Metadata and DescribeConfigs without touching the disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::config::{self, BrokerConfig, ConfigError};
+use crate::storage::{FlushError, OpenError, PartitionLog};
+
+/// The most partitions one topic may have; a guard against typos that would open
+/// millions of files.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// What is persisted about a topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicRecord {
+    /// Its name.
+    pub name: String,
+    /// Its id, stable across restarts (Kafka's topic id, KIP-516).
+    pub id: Uuid,
+    /// How many partitions it has.
+    pub partitions: i32,
+    /// Settings set on the topic itself.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub struct Partition {
+    /// Its index within the topic.
+    pub index: i32,
+    /// Its log.
+    pub log: Arc<PartitionLog>,
+}
+
+/// An open topic.
+#[derive(Debug)]
+pub struct Topic {
+    /// What is persisted about it.
+    pub record: TopicRecord,
+    /// Its partitions, by index.
+    pub partitions: Vec<Partition>,
+}
+
+impl Topic {
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The topic's id.
+    pub fn id(&self) -> Uuid {
+        self.record.id
+    }
+
+    /// A partition by index, if it exists.
+    pub fn partition(&self, index: i32) -> Option<&Partition> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// Opening the registry failed.
+#[derive(Debug, Error)]
+pub enum RegistryOpenError {
+    /// The metadata database would not open.
+    #[error("metadata store: {0}")]
+    Store(#[from] sled::Error),
+    /// A stored record does not parse.
+    #[error("metadata store holds a corrupt topic record: {0}")]
+    Corrupt(String),
+    /// A partition log would not open.
+    #[error(transparent)]
+    Log(#[from] OpenError),
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    Io {
+        /// Which directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Creating a topic failed; each variant is one Kafka error code.
+#[derive(Debug, Error)]
+pub enum CreateTopicError {
+    /// TOPIC_ALREADY_EXISTS.
+    #[error("topic `{0}` already exists")]
+    AlreadyExists(String),
+    /// INVALID_TOPIC_EXCEPTION.
+    #[error("invalid topic name `{name}`: {why}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// INVALID_PARTITIONS.
+    #[error("invalid partition count {0} (1 to {MAX_PARTITIONS})")]
+    InvalidPartitions(i32),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("replication factor {0} is impossible on a single broker")]
+    InvalidReplicationFactor(i16),
+    /// INVALID_CONFIG.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// KAFKA_STORAGE_ERROR.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Deleting a topic failed.
+#[derive(Debug, Error)]
+pub enum DeleteTopicError {
+    /// UNKNOWN_TOPIC_OR_PARTITION / UNKNOWN_TOPIC_ID.
+    #[error("topic does not exist")]
+    Unknown,
+    /// KAFKA_STORAGE_ERROR.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Checks a topic name by Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), CreateTopicError> {
+    let invalid = |why| CreateTopicError::InvalidName {
+        name: name.to_string(),
+        why,
+    };
+    if name.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("`.` and `..` are reserved"));
+    }
+    if name.len() > 249 {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(invalid(
+            "only ASCII letters, digits, `.`, `_` and `-` are allowed",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+/// Every topic of the broker, open and indexed by name and id.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    config: BrokerConfig,
+    logs_dir: PathBuf,
+    tree: sled::Tree,
+    index: RwLock<Index>,
+    /// Serialises create and delete so two requests for one name cannot race.
+    changes: Mutex<()>,
+}
+
+impl TopicRegistry {
+    /// Opens every stored topic's logs.
+    pub fn open(config: BrokerConfig, db: &sled::Db) -> Result<TopicRegistry, RegistryOpenError> {
+        let logs_dir = config.data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir).map_err(|source| RegistryOpenError::Io {
+            path: logs_dir.clone(),
+            source,
+        })?;
+        let tree = db.open_tree("topics")?;
+        let mut index = Index::default();
+        for entry in tree.iter() {
+            let (_, value) = entry?;
+            let record: TopicRecord = serde_json::from_slice(&value)
+                .map_err(|e| RegistryOpenError::Corrupt(e.to_string()))?;
+            let topic = Arc::new(open_topic(&config, &logs_dir, record)?);
+            index.by_id.insert(topic.id(), topic.clone());
+            index.by_name.insert(topic.name().to_string(), topic);
+        }
+        remove_leftover_deletions(&logs_dir);
+        Ok(TopicRegistry {
+            config,
+            logs_dir,
+            tree,
+            index: RwLock::new(index),
+            changes: Mutex::new(()),
+        })
+    }
+
+    /// A topic by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_index().by_name.get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.read_index().by_id.get(&id).cloned()
+    }
+
+    /// Every topic, sorted by name.
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = self.read_index().by_name.values().cloned().collect();
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
+        topics
+    }
+
+    /// Checks a creation without performing it (CreateTopics' validate_only, and the
+    /// first step of [`TopicRegistry::create`]).
+    pub fn validate_new(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), CreateTopicError> {
+        validate_topic_name(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(CreateTopicError::InvalidPartitions(partitions));
+        }
+        for (key, value) in configs {
+            config::validate_topic_config(key, value)?;
+        }
+        if self.get(name).is_some() {
+            return Err(CreateTopicError::AlreadyExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic, persists it, and opens its logs.
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, CreateTopicError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.validate_new(name, partitions, &configs)?;
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        let topic = Arc::new(
+            open_topic(&self.config, &self.logs_dir, record.clone())
+                .map_err(|e| CreateTopicError::Storage(e.to_string()))?,
+        );
+        let encoded =
+            serde_json::to_vec(&record).map_err(|e| CreateTopicError::Storage(e.to_string()))?;
+        self.tree
+            .insert(name.as_bytes(), encoded)
+            .and_then(|_| self.tree.flush())
+            .map_err(|e| CreateTopicError::Storage(e.to_string()))?;
+        let mut index = self.write_index();
+        index.by_id.insert(topic.id(), topic.clone());
+        index.by_name.insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, id = %topic.id(), "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: forgets it at once, then removes its files.
+    pub fn delete(&self, topic: &Topic) -> Result<(), DeleteTopicError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut index = self.write_index();
+            match index.by_id.get(&topic.id()) {
+                Some(current) if current.id() == topic.id() => {}
+                _ => return Err(DeleteTopicError::Unknown),
+            }
+            index.by_id.remove(&topic.id());
+            index.by_name.remove(topic.name());
+        }
+        self.tree
+            .remove(topic.name().as_bytes())
+            .and_then(|_| self.tree.flush())
+            .map_err(|e| DeleteTopicError::Storage(e.to_string()))?;
+        // Rename first so that a topic re-created under the same name at once gets
+        // fresh directories, then remove in the background.
+        let mut doomed = Vec::new();
+        for partition in &topic.partitions {
+            let dir = partition_dir(&self.logs_dir, topic.name(), partition.index);
+            let renamed = self.logs_dir.join(format!(
+                "{}-{}.{}-delete",
+                topic.name(),
+                partition.index,
+                topic.id().simple()
+            ));
+            if std::fs::rename(&dir, &renamed).is_ok() {
+                doomed.push(renamed);
+            }
+        }
+        std::thread::spawn(move || {
+            for dir in doomed {
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "could not remove deleted partition");
+                }
+            }
+        });
+        tracing::info!(topic = topic.name(), "deleted topic");
+        Ok(())
+    }
+
+    /// Forces every log to disk (shutdown).
+    pub fn flush_all(&self) -> Result<(), FlushError> {
+        for topic in self.list() {
+            for partition in &topic.partitions {
+                partition.log.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn partition_dir(logs_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    logs_dir.join(format!("{topic}-{partition}"))
+}
+
+fn open_topic(
+    config: &BrokerConfig,
+    logs_dir: &Path,
+    record: TopicRecord,
+) -> Result<Topic, OpenError> {
+    let log_config = config.log_config(&record.configs);
+    let partitions = (0..record.partitions)
+        .map(|index| {
+            let dir = partition_dir(logs_dir, &record.name, index);
+            PartitionLog::open(&dir, log_config.clone()).map(|log| Partition {
+                index,
+                log: Arc::new(log),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Topic { record, partitions })
+}
+
+/// Finishes deletions that a crash interrupted.
+fn remove_leftover_deletions(logs_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(logs_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with("-delete") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "has space", "slash/", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn topics_survive_reopening_and_deletion_forgets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        let id = {
+            let db = sled::open(dir.path().join("meta")).unwrap();
+            let registry = TopicRegistry::open(config.clone(), &db).unwrap();
+            let mut configs = BTreeMap::new();
+            configs.insert("retention.ms".to_string(), "1000".to_string());
+            let topic = registry.create("a", 3, configs).unwrap();
+            registry.create("b", 1, BTreeMap::new()).unwrap();
+            assert!(matches!(
+                registry.create("a", 1, BTreeMap::new()),
+                Err(CreateTopicError::AlreadyExists(_))
+            ));
+            let b = registry.get("b").unwrap();
+            registry.delete(&b).unwrap();
+            topic.id()
+        };
+        let db = sled::open(dir.path().join("meta")).unwrap();
+        let registry = TopicRegistry::open(config, &db).unwrap();
+        let topic = registry.get("a").unwrap();
+        assert_eq!(topic.id(), id);
+        assert_eq!(topic.partitions.len(), 3);
+        assert_eq!(
+            topic.record.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        assert!(registry.get("b").is_none());
+        assert!(registry.get_by_id(id).is_some());
+    }
+}
