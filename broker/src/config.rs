@@ -425,6 +425,14 @@ pub fn default_listeners(port: u16) -> Vec<SocketAddr> {
 }
 
 impl BrokerConfig {
+    /// Default settings over the given data directory.
+    pub fn with_data_dir(dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: dir.into(),
+            ..BrokerConfig::default()
+        }
+    }
+
     /// Sets a setting by any accepted spelling of its name, validating the value.
     /// `listeners`/`listen`, `advertise`/`advertised.listeners` and `data.dir`/`log.dirs`
     /// are accepted too.
@@ -680,7 +688,7 @@ mod tests {
                 value: "zero".into()
             })
         );
-        assert_eq!(config.set("num.partitions", "0").is_err(), true);
+        assert!(config.set("num.partitions", "0").is_err());
         assert!(matches!(
             config.set("no.such.thing", "1"),
             Err(ConfigError::Unknown(_))

@@ -381,10 +381,7 @@ mod tests {
     #[test]
     fn topics_survive_reopening_and_deletion_forgets_them() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..BrokerConfig::default()
-        };
+        let config = BrokerConfig::with_data_dir(dir.path());
         let id = {
             let db = sled::open(dir.path().join("meta")).unwrap();
             let registry = TopicRegistry::open(config.clone(), &db).unwrap();

@@ -28,7 +28,7 @@ pub fn unsupported_version(correlation_id: i32) -> Reply {
         api_key: ApiKey::ApiVersions,
         version: 0,
         correlation_id,
-        body: ReplyBody::Ready(ResponseKind::ApiVersions(
+        body: ReplyBody::ready(ResponseKind::ApiVersions(
             handle().with_error_code(ResponseError::UnsupportedVersion.code()),
         )),
     }

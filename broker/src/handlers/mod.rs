@@ -54,9 +54,16 @@ pub enum ReplyBody {
     /// No response at all (produce with acks=0).
     None,
     /// Ready to send.
-    Ready(ResponseKind),
+    Ready(Box<ResponseKind>),
     /// Being computed (a long-poll fetch, an acks=all produce); `None` means no response.
     Later(JoinHandle<Option<ResponseKind>>),
+}
+
+impl ReplyBody {
+    /// A response that is ready now.
+    pub fn ready(body: ResponseKind) -> Self {
+        ReplyBody::Ready(Box::new(body))
+    }
 }
 
 /// Applies a request's side effects now and returns its (possibly pending) response.
@@ -64,9 +71,9 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
     let version = request.version;
     let body = match request.body {
         RequestKind::ApiVersions(_) => {
-            ReplyBody::Ready(ResponseKind::ApiVersions(api_versions::handle()))
+            ReplyBody::ready(ResponseKind::ApiVersions(api_versions::handle()))
         }
-        RequestKind::Metadata(req) => ReplyBody::Ready(ResponseKind::Metadata(metadata::handle(
+        RequestKind::Metadata(req) => ReplyBody::ready(ResponseKind::Metadata(metadata::handle(
             broker, req, version,
         ))),
         RequestKind::Produce(req) => produce::handle(broker, req, version),
@@ -78,19 +85,19 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
                 ))
             }))
         }
-        RequestKind::ListOffsets(req) => ReplyBody::Ready(ResponseKind::ListOffsets(
+        RequestKind::ListOffsets(req) => ReplyBody::ready(ResponseKind::ListOffsets(
             list_offsets::handle(broker, req, version),
         )),
-        RequestKind::CreateTopics(req) => ReplyBody::Ready(ResponseKind::CreateTopics(
+        RequestKind::CreateTopics(req) => ReplyBody::ready(ResponseKind::CreateTopics(
             create_topics::handle(broker, req, version),
         )),
-        RequestKind::DeleteTopics(req) => ReplyBody::Ready(ResponseKind::DeleteTopics(
+        RequestKind::DeleteTopics(req) => ReplyBody::ready(ResponseKind::DeleteTopics(
             delete_topics::handle(broker, req, version),
         )),
-        RequestKind::DescribeConfigs(req) => ReplyBody::Ready(ResponseKind::DescribeConfigs(
+        RequestKind::DescribeConfigs(req) => ReplyBody::ready(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, req, version),
         )),
-        RequestKind::DescribeCluster(req) => ReplyBody::Ready(ResponseKind::DescribeCluster(
+        RequestKind::DescribeCluster(req) => ReplyBody::ready(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, req, version),
         )),
         other => {

@@ -193,7 +193,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Re
         if acks == 0 {
             return ReplyBody::None;
         }
-        return ReplyBody::Ready(ResponseKind::Produce(respond(topics, version)));
+        return ReplyBody::ready(ResponseKind::Produce(respond(topics, version)));
     }
 
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));

@@ -97,7 +97,7 @@ async fn write_replies(
     while let Some(reply) = pending.recv().await {
         let body = match reply.body {
             ReplyBody::None => None,
-            ReplyBody::Ready(body) => Some(body),
+            ReplyBody::Ready(body) => Some(*body),
             ReplyBody::Later(task) => match task.await {
                 Ok(body) => body,
                 Err(error) => {
