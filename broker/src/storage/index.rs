@@ -89,6 +89,26 @@ impl IndexBuilder {
         }
     }
 
+    /// Continues from index entries loaded from files that cover the first `size` bytes
+    /// of the segment (the last time entry is the maximum so far, as written on flush).
+    pub(crate) fn resume(
+        interval: u32,
+        offsets: Vec<OffsetEntry>,
+        times: Vec<TimeEntry>,
+        size: u64,
+    ) -> Self {
+        let since = offsets
+            .last()
+            .map_or(size, |e| size - u64::from(e.position));
+        IndexBuilder {
+            interval: u64::from(interval.max(1)),
+            bytes_since_entry: since,
+            max_timestamp: times.last().copied(),
+            offsets,
+            times,
+        }
+    }
+
     /// Accounts for `header`, stored at `position`, whose base offset is `rel` past the
     /// segment base. Entries are added before the batch once `interval` bytes have gone by
     /// since the last one (Kafka's rule), so the first batch of a segment never needs one.

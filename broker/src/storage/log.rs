@@ -26,7 +26,7 @@ use agentlog_protocol::batch::{self, BatchError, BatchHeader, Batches, HEADER_LE
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
-use super::segment::{rlock, wlock, ActiveRecovery, Segment};
+use super::segment::{rlock, wlock, ActiveRecovery, Checkpoint, Segment};
 use super::{
     AppendError, Appended, FlushError, FlushPolicy, LogConfig, OpenError, ReadBatches, ReadError,
     TimestampOffset,
@@ -60,7 +60,8 @@ struct Shared {
 /// One partition's append-only log.
 ///
 /// Shared as `Arc<PartitionLog>`: every method takes `&self`, appends are serialised
-/// internally, and reads never wait for a writer's fsync.
+/// internally, and reads never wait for a writer's fsync. Dropping it does no I/O: call
+/// [`PartitionLog::flush`] on shutdown so the next open need not validate the tail.
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
@@ -110,7 +111,11 @@ impl PartitionLog {
             segments.push(Arc::new(segment));
         }
         let (active, recovery) = match last {
-            Some(base) => Segment::open_active(dir, base, interval, &bytes_read).map_err(io_err)?,
+            Some(base) => {
+                let checkpoint = read_checkpoint(dir);
+                Segment::open_active(dir, base, interval, checkpoint, &bytes_read)
+                    .map_err(io_err)?
+            }
             None => {
                 let segment = Segment::create(dir, 0, interval).map_err(io_err)?;
                 sync_dir(dir).map_err(io_err)?;
@@ -217,9 +222,7 @@ impl PartitionLog {
             let _ = file.set_len(position);
             return Err(error.into());
         }
-        for (range, header) in &headers {
-            segment.on_appended(position + range.start as u64, header);
-        }
+        segment.on_appended(position, &headers);
         segment.set_size(position + len);
         writer.active_since.get_or_insert_with(Instant::now);
         self.log_end_offset.store(next, Ordering::Release);
@@ -322,8 +325,8 @@ impl PartitionLog {
     /// Starts the background fsync ticker for [`FlushPolicy::Interval`] on the current
     /// tokio runtime (`open` is synchronous, so it cannot). The task holds only a weak
     /// reference and ends when the log is dropped. Returns `None` for other policies or
-    /// outside a runtime; callers may instead call [`PartitionLog::flush`] on their own
-    /// schedule.
+    /// outside a runtime. Ticks only fsync the log; [`PartitionLog::flush`] (which also
+    /// rewrites the active segment's index files) is for shutdown.
     pub fn start_background(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let FlushPolicy::Interval(period) = self.config.flush else {
             return None;
@@ -533,13 +536,35 @@ impl PartitionLog {
         self.hw_tx.subscribe()
     }
 
-    /// Forces everything appended so far to disk (used on shutdown, or as a
-    /// caller-driven tick for [`FlushPolicy::Interval`]). Blocks the calling thread for
-    /// the fsync; under group commit it also advances the high watermark.
+    /// Forces everything appended so far to disk (used on shutdown). Blocks the calling
+    /// thread (and appenders) for the fsync; under group commit it also advances the
+    /// high watermark.
+    ///
+    /// It then records a recovery point (the active segment's index files plus a small
+    /// `recovery-point` file), so that the next open validates only what is appended
+    /// after it instead of the whole active segment.
     pub fn flush(&self) -> Result<(), FlushError> {
-        let (end, file) = self.capture()?;
-        let result = file.sync_data();
-        self.finish_sync(end, result)
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(FlushError::Poisoned);
+        }
+        let writer = lock(&self.writer);
+        let active = writer.active.clone();
+        let checkpoint = Checkpoint {
+            base: active.base,
+            size: active.size(),
+            next_offset: self.log_end_offset(),
+        };
+        let result = active.file().and_then(|f| f.sync_data());
+        self.finish_sync(checkpoint.next_offset, result)?;
+        let recorded = active
+            .persist_active_indexes()
+            .and_then(|()| write_checkpoint(&self.dir, checkpoint));
+        if let Err(error) = recorded {
+            // Only costs a longer open: recovery then validates the whole active segment.
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot record the recovery point");
+        }
+        drop(writer);
+        Ok(())
     }
 
     /// Sets the partition leader epoch written into the headers of later appends.
@@ -585,6 +610,38 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
     }
     bases.sort_unstable();
     Ok(bases)
+}
+
+/// Name of the file holding the active segment's recovery point.
+const CHECKPOINT_FILE: &str = "recovery-point";
+
+/// The recovery point written by the last clean flush, if it is there and readable.
+fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
+    let text = fs::read_to_string(dir.join(CHECKPOINT_FILE)).ok()?;
+    let mut fields = text.split_whitespace();
+    if fields.next()? != "v1" {
+        return None;
+    }
+    let checkpoint = Checkpoint {
+        base: fields.next()?.parse().ok()?,
+        size: fields.next()?.parse().ok()?,
+        next_offset: fields.next()?.parse().ok()?,
+    };
+    fields.next().is_none().then_some(checkpoint)
+}
+
+/// Atomically replaces the recovery point (write, fsync, rename, fsync directory).
+fn write_checkpoint(dir: &Path, checkpoint: Checkpoint) -> io::Result<()> {
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let text = format!(
+        "v1 {} {} {}\n",
+        checkpoint.base, checkpoint.size, checkpoint.next_offset
+    );
+    let mut file = File::create(&tmp)?;
+    io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;
+    sync_dir(dir)
 }
 
 /// Makes a new segment file's directory entry durable.

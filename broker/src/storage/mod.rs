@@ -13,14 +13,20 @@
 //!   `(max timestamp so far: i64, offset - segment base: u32)` where the offset is the first
 //!   batch that reached that maximum; a final entry holding the segment's maximum is
 //!   written when the segment is sealed.
+//! * `recovery-point`: one line `v1 {active base} {bytes} {next offset}` written (via a
+//!   temporary file and rename) by [`PartitionLog::flush`]: that prefix of the active
+//!   segment is fsynced and its index files, written at the same time, cover it.
 //!
-//! Index files are written, and fsynced with the log, when a segment is sealed (rolled);
-//! the active segment's indexes live in memory and are rebuilt on open, because the active
-//! segment is the one part of the log that is validated batch by batch on open anyway.
+//! Index files are written, and fsynced with the log, when a segment is sealed (rolled)
+//! and on `flush`; between those the active segment's indexes live in memory. On open,
+//! sealed segments are trusted (a stat and the last entry of each index file, no log
+//! bytes read), and only the active segment after the recovery point (all of it, after a
+//! crash before any flush) is validated batch by batch and truncated to its last whole,
+//! CRC-valid batch.
 //!
-//! Module map: [`index`] (entry formats, in-memory builder, file lookups), [`segment`]
-//! (one segment's files, positioned reads, scans), [`records`] (finding a record by
-//! timestamp inside a batch), [`log`] (the partition log: append, read, group commit,
+//! Module map: `index` (entry formats, in-memory builder, file lookups), `segment`
+//! (one segment's files, positioned reads, scans), `records` (finding a record by
+//! timestamp inside a batch), `log` (the partition log: append, read, group commit,
 //! recovery).
 
 mod index;
@@ -43,7 +49,8 @@ pub enum FlushPolicy {
     /// fsync before the high watermark moves past a batch (group commit: concurrent
     /// appenders share one fsync). Nothing acknowledged with acks=all is ever lost.
     EveryBatch,
-    /// fsync in the background at this interval; the high watermark moves on write.
+    /// fsync in the background at this interval; the high watermark moves on write. The
+    /// ticker is started by [`PartitionLog::start_background`].
     Interval(Duration),
     /// Never fsync explicitly (the OS writes back); the high watermark moves on write.
     Never,
@@ -52,15 +59,19 @@ pub enum FlushPolicy {
 /// Per-partition log settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// Roll to a new segment when the active one would grow past this many bytes.
+    /// Roll to a new segment when the active one would grow past this many bytes
+    /// (clamped to at most 4 GiB, as index positions are u32).
     pub segment_bytes: u64,
-    /// Roll when the active segment's first batch was appended longer ago than this.
+    /// Roll when the active segment's first batch was appended longer ago than this
+    /// (measured from the first append since the log was opened: a restart restarts it).
     pub segment_ms: u64,
     /// Bytes of log between two sparse offset/time index entries.
     pub index_interval_bytes: u32,
     /// When data is forced to disk.
     pub flush: FlushPolicy,
-    /// Upper bound on the bytes of recent batches kept in memory for reads.
+    /// Upper bound on the bytes of recent batches kept in memory for reads. The cache
+    /// holds the appended `Bytes` themselves, so an append that is a slice of a larger
+    /// request buffer keeps that buffer alive until evicted.
     pub tail_cache_bytes: usize,
 }
 

@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use agentlog_protocol::batch::{self, BatchHeader, Batches, HEADER_LEN};
 use bytes::Bytes;
 
-use super::index::{self, IndexBuilder, TimeEntry, OFFSET_ENTRY, TIME_ENTRY};
+use super::index::{self, IndexBuilder, OffsetEntry, TimeEntry, OFFSET_ENTRY, TIME_ENTRY};
 use super::records;
 use super::TimestampOffset;
 
@@ -63,6 +64,15 @@ pub(crate) struct Segment {
     state: RwLock<SegIndex>,
 }
 
+/// A clean flush's record of the active segment: its first `size` bytes are fsynced whole
+/// batches ending at `next_offset`, and its index files cover them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub base: i64,
+    pub size: u64,
+    pub next_offset: i64,
+}
+
 /// What opening the active segment found.
 #[derive(Debug)]
 pub(crate) struct ActiveRecovery {
@@ -99,12 +109,19 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Opens the last segment, validating every batch (length, CRC, offset continuity),
-    /// truncating the file after the last good one and rebuilding the indexes in memory.
+    /// Opens the last segment, validating every batch (length, CRC, offset continuity)
+    /// after the recovery point, truncating the file after the last good one, and
+    /// rebuilding the in-memory indexes for what was validated.
+    ///
+    /// Without a usable `checkpoint` the whole segment is validated. With one (written by
+    /// a clean [`flush`](super::PartitionLog::flush): the segment's fsynced length and next
+    /// offset, with index files written at that point) the prefix is trusted, its indexes
+    /// are loaded from the files, and only the bytes appended after it are validated.
     pub(crate) fn open_active(
         dir: &Path,
         base: i64,
         interval: u32,
+        checkpoint: Option<Checkpoint>,
         bytes_read: &AtomicU64,
     ) -> io::Result<(Segment, ActiveRecovery)> {
         let seg = Segment::new(dir, base, SegIndex::Active(IndexBuilder::new(interval)));
@@ -115,9 +132,24 @@ impl Segment {
             .truncate(false)
             .open(&seg.log_path)?;
         let len = file.metadata()?.len();
-        let mut builder = IndexBuilder::new(interval);
-        let mut expected = base;
-        let (valid, reason) = scan(&file, len, true, bytes_read, |pos, header| {
+        let resumed = checkpoint
+            .filter(|c| c.base == base && c.size <= len && c.next_offset >= base)
+            .and_then(|c| match seg.load_index_files(c, interval) {
+                Ok(Some(builder)) => Some((c, builder)),
+                Ok(None) => {
+                    tracing::warn!(segment = %seg.log_path.display(), "active index files disagree with the recovery point; validating the whole segment");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(segment = %seg.log_path.display(), %error, "active index files unreadable; validating the whole segment");
+                    None
+                }
+            });
+        let (start, mut expected, mut builder) = match resumed {
+            Some((c, builder)) => (c.size, c.next_offset, builder),
+            None => (0, base, IndexBuilder::new(interval)),
+        };
+        let (valid, reason) = scan(&file, start, len, true, bytes_read, |pos, header| {
             if header.base_offset != expected {
                 return Err(format!(
                     "batch base offset {} where {expected} was expected",
@@ -184,12 +216,12 @@ impl Segment {
             .write(true)
             .open(&seg.log_path)?;
         let mut builder = IndexBuilder::new(interval);
-        let (valid, reason) = scan(&file, log_len, false, bytes_read, |pos, header| {
-            if header.next_offset() > next_base || header.base_offset < base {
+        let (valid, reason) = scan(&file, 0, log_len, false, bytes_read, |pos, header| {
+            if batch_end(header) > next_base || header.base_offset < base {
                 return Err(format!(
                     "batch offsets {}..{} outside the segment",
                     header.base_offset,
-                    header.next_offset()
+                    batch_end(header)
                 ));
             }
             let (rel, position) = relative(base, header.base_offset, pos)?;
@@ -239,8 +271,66 @@ impl Segment {
         }))
     }
 
+    /// Reads the index files of an active segment whose first `size` bytes are trusted,
+    /// to resume appending; `None` if they do not fit that prefix.
+    fn load_index_files(
+        &self,
+        checkpoint: Checkpoint,
+        interval: u32,
+    ) -> io::Result<Option<IndexBuilder>> {
+        let size = checkpoint.size;
+        let rel_limit = checkpoint.next_offset - self.base;
+        let offset_bytes = fs::read(&self.index_path)?;
+        let time_bytes = fs::read(&self.time_path)?;
+        let offset_chunks = offset_bytes.chunks_exact(OFFSET_ENTRY as usize);
+        let time_chunks = time_bytes.chunks_exact(TIME_ENTRY as usize);
+        if !offset_chunks.remainder().is_empty() || !time_chunks.remainder().is_empty() {
+            return Ok(None);
+        }
+        let offsets: Vec<OffsetEntry> = offset_chunks
+            .filter_map(|c| c.try_into().ok().map(OffsetEntry::decode))
+            .collect();
+        let times: Vec<TimeEntry> = time_chunks
+            .filter_map(|c| c.try_into().ok().map(TimeEntry::decode))
+            .collect();
+        let ordered = offsets
+            .windows(2)
+            .all(|w| w[0].rel < w[1].rel && w[0].position < w[1].position)
+            && times.windows(2).all(|w| w[0].timestamp < w[1].timestamp);
+        let in_prefix = offsets
+            .last()
+            .is_none_or(|e| u64::from(e.position) < size && i64::from(e.rel) < rel_limit)
+            && times.last().is_none_or(|e| i64::from(e.rel) < rel_limit);
+        if !ordered || !in_prefix || (size > 0 && times.is_empty()) {
+            return Ok(None);
+        }
+        Ok(Some(IndexBuilder::resume(interval, offsets, times, size)))
+    }
+
+    /// Writes and fsyncs the active segment's index files as of now, so that a later open
+    /// can resume from the recovery point instead of validating the whole segment.
+    pub(crate) fn persist_active_indexes(&self) -> io::Result<()> {
+        let builder = match &*rlock(&self.state) {
+            SegIndex::Active(builder) => builder.clone(),
+            SegIndex::Sealed { .. } => return Ok(()),
+        };
+        self.write_files(builder)?;
+        Ok(())
+    }
+
     /// Writes and fsyncs both index files from `builder`, then marks the segment sealed.
-    fn write_index_files(&self, mut builder: IndexBuilder) -> io::Result<()> {
+    fn write_index_files(&self, builder: IndexBuilder) -> io::Result<()> {
+        let builder = self.write_files(builder)?;
+        *wlock(&self.state) = SegIndex::Sealed {
+            offset_entries: builder.offsets.len() as u64,
+            time_entries: builder.times.len() as u64,
+            max_timestamp: builder.max_timestamp,
+        };
+        Ok(())
+    }
+
+    /// Writes and fsyncs both index files, with a final time entry for the maximum.
+    fn write_files(&self, mut builder: IndexBuilder) -> io::Result<IndexBuilder> {
         builder.push_time_entry();
         for (path, bytes) in [
             (&self.index_path, builder.offset_bytes()),
@@ -254,12 +344,7 @@ impl Segment {
             file.write_all(&bytes)?;
             file.sync_all()?;
         }
-        *wlock(&self.state) = SegIndex::Sealed {
-            offset_entries: builder.offsets.len() as u64,
-            time_entries: builder.times.len() as u64,
-            max_timestamp: builder.max_timestamp,
-        };
-        Ok(())
+        Ok(builder)
     }
 
     /// Seals the active segment when it is rolled: fsyncs the log, writes and fsyncs the
@@ -302,11 +387,15 @@ impl Segment {
         self.size.load(Ordering::Acquire)
     }
 
-    /// Records that `header`, now written at `position`, belongs to the segment.
-    pub(crate) fn on_appended(&self, position: u64, header: &BatchHeader) {
+    /// Indexes the batches just written at `position` (each header with its byte range
+    /// within the write), under one lock acquisition.
+    pub(crate) fn on_appended(&self, position: u64, batches: &[(Range<usize>, BatchHeader)]) {
         if let SegIndex::Active(builder) = &mut *wlock(&self.state) {
-            if let Ok((rel, position)) = relative(self.base, header.base_offset, position) {
-                builder.on_batch(rel, position, header);
+            for (range, header) in batches {
+                let at = position + range.start as u64;
+                if let Ok((rel, at)) = relative(self.base, header.base_offset, at) {
+                    builder.on_batch(rel, at, header);
+                }
             }
         }
     }
@@ -371,7 +460,7 @@ impl Segment {
             if header.base_offset > offset {
                 return Ok(None);
             }
-            if header.next_offset() > offset {
+            if batch_end(&header) > offset {
                 return Ok(Some((pos, header)));
             }
             pos += header.total_len() as u64;
@@ -421,7 +510,7 @@ impl Segment {
         file.read_exact_at(&mut buf, pos)?;
         let mut take = 0;
         for (header, range) in Batches::new(&buf) {
-            if header.next_offset() > high_watermark || (take > 0 && range.end > max_bytes) {
+            if batch_end(&header) > high_watermark || (take > 0 && range.end > max_bytes) {
                 break;
             }
             take = range.end;
@@ -444,7 +533,7 @@ impl Segment {
         while pos + HEADER_LEN as u64 <= size {
             file.read_exact_at(&mut head, pos)?;
             let header = BatchHeader::parse(&head).map_err(|e| invalid(e.to_string()))?;
-            if header.next_offset() > high_watermark {
+            if batch_end(&header) > high_watermark {
                 return Ok(None);
             }
             let len = header.total_len() as u64;
@@ -482,14 +571,15 @@ fn relative(base: i64, offset: i64, position: u64) -> Result<(u32, u32), String>
 /// and, if the walk stopped before `end`, why.
 fn scan(
     file: &File,
+    start: u64,
     end: u64,
     check_crc: bool,
     bytes_read: &AtomicU64,
     mut visit: impl FnMut(u64, &BatchHeader) -> Result<(), String>,
 ) -> io::Result<(u64, Option<String>)> {
     let mut buf: Vec<u8> = Vec::new();
-    let mut buf_start = 0u64;
-    let mut pos = 0u64;
+    let mut buf_start = start;
+    let mut pos = start;
     let fill = |buf: &mut Vec<u8>, buf_start: &mut u64, pos: u64, need: usize| -> io::Result<()> {
         let have = (buf_start.saturating_add(buf.len() as u64)).saturating_sub(pos);
         if pos >= *buf_start && have >= need as u64 {
@@ -547,4 +637,13 @@ fn scan(
         pos += total;
     }
     Ok((pos, None))
+}
+
+/// One past a stored batch's last offset, saturating: headers read back from disk (or
+/// from where a damaged index points) may hold any value and must not overflow.
+fn batch_end(header: &BatchHeader) -> i64 {
+    header
+        .base_offset
+        .saturating_add(i64::from(header.last_offset_delta))
+        .saturating_add(1)
 }

@@ -301,6 +301,15 @@ fn open_trusts_sealed_segments_and_reads_only_the_tail() {
     let all: u64 = logs.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
     let tail = fs::metadata(logs.last().unwrap()).unwrap().len();
 
+    // After a clean flush nothing at all is read: the recovery point covers the tail.
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.segment_count(), logs.len());
+    assert_eq!(log.recovery_bytes_read(), 0);
+    assert_eq!(log.log_end_offset(), total);
+    drop(log);
+
+    // Without it (a crash), only the active segment is validated.
+    fs::remove_file(dir.path().join("recovery-point")).unwrap();
     let log = PartitionLog::open(dir.path(), cfg).unwrap();
     assert_eq!(log.segment_count(), logs.len());
     assert_eq!(log.recovery_bytes_read(), tail);
@@ -560,4 +569,104 @@ fn empty_log_has_no_timestamps() {
     assert_eq!(log.max_timestamp().unwrap(), None);
     assert!(log.read(0, 100).unwrap().bytes.is_empty());
     assert_eq!(log.log_start_offset(), 0);
+}
+
+#[test]
+fn recovery_point_limits_validation_to_what_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(1 << 20, FlushPolicy::Never, 0);
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let mut expected = fill(&log, 10);
+    log.flush().unwrap();
+    let path = files(dir.path(), "log")[0].clone();
+    let flushed = fs::metadata(&path).unwrap().len();
+    expected.extend(fill(&log, 5));
+    drop(log); // a crash: no flush after the last five appends
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.recovery_bytes_read(), len - 5 - flushed);
+    let last = expected.last().unwrap().1.len() as u64;
+    assert_eq!(log.truncated_bytes_on_open(), last - 5);
+    assert_eq!(log.log_end_offset(), expected[14].0);
+    check_reads(&log, &expected[..14]);
+    assert_eq!(
+        log.offset_for_timestamp(1_700_000_000_001).unwrap(),
+        Some(TimestampOffset {
+            offset: 2,
+            timestamp: 1_700_000_000_001
+        })
+    );
+    assert_eq!(log.max_timestamp().unwrap().unwrap().offset, 5);
+
+    // Damage below a newer recovery point is noticed (the file is shorter than the
+    // point) and the whole segment is validated again.
+    log.flush().unwrap();
+    drop(log);
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.recovery_bytes_read(), len - 5);
+    assert!(log.truncated_bytes_on_open() > 0);
+    assert_eq!(log.log_end_offset(), expected[13].0);
+    check_reads(&log, &expected[..13]);
+}
+
+#[test]
+fn timestamp_lookups_use_sealed_and_active_time_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(1500, FlushPolicy::Never, 0);
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let mut bases = Vec::new();
+    for i in 0..40i64 {
+        let ts: Vec<i64> = (0..3).map(|r| 1000 * i + 10 * r).collect();
+        bases.push(
+            log.append(batch_with(&ts, KpCompression::None))
+                .unwrap()
+                .base_offset,
+        );
+    }
+    assert!(log.segment_count() > 4);
+    let check = |log: &PartitionLog| {
+        for (i, base) in bases.iter().enumerate() {
+            let i = i as i64;
+            let at = |offset, timestamp| Some(TimestampOffset { offset, timestamp });
+            assert_eq!(
+                log.offset_for_timestamp(1000 * i).unwrap(),
+                at(*base, 1000 * i)
+            );
+            assert_eq!(
+                log.offset_for_timestamp(1000 * i + 11).unwrap(),
+                at(base + 2, 1000 * i + 20)
+            );
+            let next = log.offset_for_timestamp(1000 * i + 21).unwrap();
+            if i < 39 {
+                assert_eq!(next, at(base + 3, 1000 * (i + 1)));
+            } else {
+                assert_eq!(next, None);
+            }
+        }
+        assert_eq!(
+            log.max_timestamp().unwrap(),
+            Some(TimestampOffset {
+                offset: 119,
+                timestamp: 39_020
+            })
+        );
+    };
+    check(&log);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    check(&log);
 }
