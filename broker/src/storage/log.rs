@@ -79,6 +79,9 @@ pub struct PartitionLog {
     fsyncs: AtomicU64,
     recovery_bytes_read: u64,
     truncated_on_open: u64,
+    /// Makes the next fsync report failure (tests only).
+    #[cfg(test)]
+    pub(crate) fail_next_fsync: AtomicBool,
 }
 
 impl PartitionLog {
@@ -162,6 +165,8 @@ impl PartitionLog {
             fsyncs: AtomicU64::new(0),
             recovery_bytes_read: bytes_read.load(Ordering::Relaxed),
             truncated_on_open: recovery.truncated_bytes,
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
         })
     }
 
@@ -382,6 +387,11 @@ impl PartitionLog {
 
     fn finish_sync(&self, end: i64, result: io::Result<()>) -> Result<(), FlushError> {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        let result = match self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            true => Err(io::Error::other("injected fsync failure")),
+            false => result,
+        };
         if let Err(error) = result {
             self.poisoned.store(true, Ordering::Release);
             tracing::error!(dir = %self.dir.display(), %error, "fsync failed; log is now read-only");

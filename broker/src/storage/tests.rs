@@ -670,3 +670,31 @@ fn timestamp_lookups_use_sealed_and_active_time_indexes() {
     let log = PartitionLog::open(dir.path(), cfg).unwrap();
     check(&log);
 }
+
+#[tokio::test]
+async fn a_failed_fsync_never_moves_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20, FlushPolicy::EveryBatch, 0)).unwrap();
+    let rx = log.subscribe();
+    let appended = log.append(batch(2)).unwrap();
+    log.fail_next_fsync
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        log.wait_durable(appended.last_offset + 1).await,
+        Err(FlushError::Io(_))
+    ));
+    assert_eq!(log.high_watermark(), 0);
+    assert!(!rx.has_changed().unwrap());
+    // The page cache can no longer be trusted: the log refuses to go on.
+    assert!(matches!(log.append(batch(1)), Err(AppendError::Poisoned)));
+    assert!(matches!(
+        log.wait_durable(2).await,
+        Err(FlushError::Poisoned)
+    ));
+    assert!(matches!(log.flush(), Err(FlushError::Poisoned)));
+    assert_eq!(log.high_watermark(), 0);
+    drop(log);
+    // Reopening recovers what is on disk.
+    let log = PartitionLog::open(dir.path(), config(1 << 20, FlushPolicy::EveryBatch, 0)).unwrap();
+    assert_eq!(log.high_watermark(), 2);
+}
