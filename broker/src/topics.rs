@@ -345,9 +345,11 @@ fn open_topic(
     let partitions = (0..record.partitions)
         .map(|index| {
             let dir = partition_dir(logs_dir, &record.name, index);
-            PartitionLog::open(&dir, log_config.clone()).map(|log| Partition {
-                index,
-                log: Arc::new(log),
+            PartitionLog::open(&dir, log_config.clone()).map(|log| {
+                let log = Arc::new(log);
+                // Interval flushing runs on the runtime; other policies need no task.
+                let _ = log.start_background();
+                Partition { index, log }
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -1,14 +1,47 @@
 //! Partition logs: segments of raw record batches, sparse indexes, recovery, flushing.
 //!
-//! CONTRACT STUB: the public API below is what the rest of the broker is written against.
-//! The storage implementation replaces the bodies; the signatures are the contract.
+//! One [`PartitionLog`] owns one partition directory. The layout and the persist policy
+//! follow Kafka so that operators' intuitions (and tools that list segment files) carry
+//! over:
+//!
+//! * `{base_offset:020}.log`: record batches exactly as producers sent them, with only the
+//!   base offset and partition leader epoch rewritten (both outside the CRC).
+//! * `{base_offset:020}.index`: sparse offset index, 8-byte big-endian entries
+//!   `(batch base offset - segment base: u32, file position: u32)`, one every
+//!   `index_interval_bytes` of log.
+//! * `{base_offset:020}.timeindex`: sparse time index, 12-byte big-endian entries
+//!   `(max timestamp so far: i64, offset - segment base: u32)` where the offset is the first
+//!   batch that reached that maximum; a final entry holding the segment's maximum is
+//!   written when the segment is sealed.
+//! * `recovery-point`: one line `v1 {active base} {bytes} {next offset}` written (via a
+//!   temporary file and rename) by [`PartitionLog::flush`]: that prefix of the active
+//!   segment is fsynced and its index files, written at the same time, cover it.
+//!
+//! Index files are written, and fsynced with the log, when a segment is sealed (rolled)
+//! and on `flush`; between those the active segment's indexes live in memory. On open,
+//! sealed segments are trusted (a stat and the last entry of each index file, no log
+//! bytes read), and only the active segment after the recovery point (all of it, after a
+//! crash before any flush) is validated batch by batch and truncated to its last whole,
+//! CRC-valid batch.
+//!
+//! Module map: `index` (entry formats, in-memory builder, file lookups), `segment`
+//! (one segment's files, positioned reads, scans), `records` (finding a record by
+//! timestamp inside a batch), `log` (the partition log: append, read, group commit,
+//! recovery).
 
-use std::path::Path;
+mod index;
+mod log;
+mod records;
+mod segment;
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use thiserror::Error;
-use tokio::sync::watch;
+
+pub use log::PartitionLog;
 
 /// When appended bytes are forced to disk, and so when they become visible and acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +49,8 @@ pub enum FlushPolicy {
     /// fsync before the high watermark moves past a batch (group commit: concurrent
     /// appenders share one fsync). Nothing acknowledged with acks=all is ever lost.
     EveryBatch,
-    /// fsync in the background at this interval; the high watermark moves on write.
+    /// fsync in the background at this interval; the high watermark moves on write. The
+    /// ticker is started by [`PartitionLog::start_background`].
     Interval(Duration),
     /// Never fsync explicitly (the OS writes back); the high watermark moves on write.
     Never,
@@ -25,15 +59,19 @@ pub enum FlushPolicy {
 /// Per-partition log settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// Roll to a new segment when the active one would grow past this many bytes.
+    /// Roll to a new segment when the active one would grow past this many bytes
+    /// (clamped to at most 4 GiB, as index positions are u32).
     pub segment_bytes: u64,
-    /// Roll when the active segment's first batch was appended longer ago than this.
+    /// Roll when the active segment's first batch was appended longer ago than this
+    /// (measured from the first append since the log was opened: a restart restarts it).
     pub segment_ms: u64,
     /// Bytes of log between two sparse offset/time index entries.
     pub index_interval_bytes: u32,
     /// When data is forced to disk.
     pub flush: FlushPolicy,
-    /// Upper bound on the bytes of recent batches kept in memory for reads.
+    /// Upper bound on the bytes of recent batches kept in memory for reads. The cache
+    /// holds the appended `Bytes` themselves, so an append that is a slice of a larger
+    /// request buffer keeps that buffer alive until evicted.
     pub tail_cache_bytes: usize,
 }
 
@@ -83,6 +121,13 @@ pub enum OpenError {
 /// Appending failed; nothing was made visible.
 #[derive(Debug, Error)]
 pub enum AppendError {
+    /// A batch claims a negative `lastOffsetDelta`, so offsets cannot be assigned.
+    #[error("invalid batch: last offset delta {0} is negative")]
+    InvalidLastOffsetDelta(i32),
+    /// An earlier fsync failed; the page cache can no longer be trusted to hold what was
+    /// written, so the log refuses writes until it is reopened (and recovered).
+    #[error("log is read-only after an fsync failure")]
+    Poisoned,
     /// File system error.
     #[error("append failed: {0}")]
     Io(#[from] std::io::Error),
@@ -112,84 +157,28 @@ pub enum ReadError {
 /// Making data durable failed.
 #[derive(Debug, Error)]
 pub enum FlushError {
+    /// An earlier fsync failed; later ones could report success for data the kernel has
+    /// already dropped, so none is trusted until the log is reopened.
+    #[error("log is read-only after an fsync failure")]
+    Poisoned,
+    /// The blocking fsync task could not run to completion (runtime shutting down).
+    #[error("flush task failed: {0}")]
+    Task(String),
     /// File system error (fsync failing is fatal for the data it covers).
     #[error("flush failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// One partition's append-only log.
-#[derive(Debug)]
-pub struct PartitionLog {}
-
-impl PartitionLog {
-    /// Opens, or creates, the log in `dir`, truncating a torn or corrupt tail.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, OpenError> {
-        let _ = (dir, config);
-        Ok(PartitionLog {})
-    }
-
-    /// Appends one or more whole, already validated batches.
-    pub fn append(&self, batches: BytesMut) -> Result<Appended, AppendError> {
-        let _ = batches;
-        Ok(Appended {
-            base_offset: 0,
-            last_offset: 0,
-        })
-    }
-
-    /// Resolves once every offset below `end_offset` is durable per the flush policy.
-    pub async fn wait_durable(&self, end_offset: i64) -> Result<(), FlushError> {
-        let _ = end_offset;
-        Ok(())
-    }
-
-    /// Whole batches from the one containing `offset`, at most `max_bytes` unless the
-    /// first batch alone is larger, never past the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
-        let _ = (offset, max_bytes);
-        Ok(ReadBatches {
-            bytes: Bytes::new(),
-            high_watermark: 0,
-            log_start_offset: 0,
-        })
-    }
-
-    /// The first record whose timestamp is at least `timestamp`.
-    pub fn offset_for_timestamp(
-        &self,
-        timestamp: i64,
-    ) -> Result<Option<TimestampOffset>, ReadError> {
-        let _ = timestamp;
-        Ok(None)
-    }
-
-    /// The record with the largest timestamp (the earliest such, if several).
-    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, ReadError> {
-        Ok(None)
-    }
-
-    /// One past the last offset consumers may read.
-    pub fn high_watermark(&self) -> i64 {
-        0
-    }
-
-    /// One past the last appended offset (may be ahead of the high watermark).
-    pub fn log_end_offset(&self) -> i64 {
-        0
-    }
-
-    /// The lowest offset still in the log.
-    pub fn log_start_offset(&self) -> i64 {
-        0
-    }
-
-    /// Notifies on every high watermark change, so long-polling fetches can park.
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        watch::channel(0).1
-    }
-
-    /// Forces everything appended so far to disk (used on shutdown).
-    pub fn flush(&self) -> Result<(), FlushError> {
-        Ok(())
+impl Default for LogConfig {
+    /// Kafka's defaults (1 GiB segments, 7 day roll, 4 KiB index interval), group commit,
+    /// and a 1 MiB tail cache: safe, and cheap per idle partition.
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            flush: FlushPolicy::EveryBatch,
+            tail_cache_bytes: 1 << 20,
+        }
     }
 }

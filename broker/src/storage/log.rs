@@ -1,0 +1,754 @@
+//! The partition log: one writer appending to the active segment, any number of readers,
+//! group-committed fsyncs, and recovery on open.
+//!
+//! Locks, always taken in this order and never held across an fsync that readers wait on:
+//!
+//! * `writer` (std mutex): the single appender's state. Held while writing and while
+//!   rolling (which fsyncs the old segment), so it only ever blocks other appenders.
+//! * `shared` (std rwlock): the segment list, the tail cache and the max timestamp.
+//!   Held for a few instructions by readers and writers.
+//! * `flush_lock` (tokio mutex): one group-commit fsync in flight at a time.
+//!
+//! The high watermark is an atomic mirrored into a `watch` channel; readers load it first
+//! and never look past it, so they never see bytes that are written but not yet
+//! acknowledged.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use agentlog_protocol::batch::{self, BatchError, BatchHeader, Batches, HEADER_LEN};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::segment::{rlock, wlock, ActiveRecovery, Checkpoint, Segment};
+use super::{
+    AppendError, Appended, FlushError, FlushPolicy, LogConfig, OpenError, ReadBatches, ReadError,
+    TimestampOffset,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The appender's private state.
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    /// When the active segment got its first batch in this process (for `segment_ms`).
+    active_since: Option<Instant>,
+}
+
+/// State readers look at.
+#[derive(Debug)]
+struct Shared {
+    segments: Vec<Arc<Segment>>,
+    cache: TailCache,
+    /// The largest batch max timestamp below the high watermark (first batch with it).
+    max_timestamp: Option<TimestampOffset>,
+    /// New maxima appended above the high watermark: (end offset of batch, batch max).
+    pending_max: VecDeque<(i64, TimestampOffset)>,
+}
+
+/// One partition's append-only log.
+///
+/// Shared as `Arc<PartitionLog>`: every method takes `&self`, appends are serialised
+/// internally, and reads never wait for a writer's fsync. Dropping it does no I/O: call
+/// [`PartitionLog::flush`] on shutdown so the next open need not validate the tail.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    writer: Mutex<Writer>,
+    shared: RwLock<Shared>,
+    high_watermark: AtomicI64,
+    log_end_offset: AtomicI64,
+    /// Every offset below this is fsynced.
+    durable_offset: AtomicI64,
+    leader_epoch: AtomicI32,
+    hw_tx: watch::Sender<i64>,
+    flush_lock: tokio::sync::Mutex<()>,
+    poisoned: AtomicBool,
+    fsyncs: AtomicU64,
+    recovery_bytes_read: u64,
+    truncated_on_open: u64,
+    /// Makes the next fsync report failure (tests only).
+    #[cfg(test)]
+    pub(crate) fail_next_fsync: AtomicBool,
+}
+
+impl PartitionLog {
+    /// Opens, or creates, the log in `dir`, truncating a torn or corrupt tail.
+    ///
+    /// Sealed segments are trusted (they were fsynced with their indexes when rolled):
+    /// opening stats them and reads the last entry of each index file, nothing more. Only
+    /// the active segment is read and validated batch by batch; its indexes are rebuilt
+    /// in memory. Everything that survives is treated as committed (high watermark = log
+    /// end offset), and is fsynced first so that claim holds.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, OpenError> {
+        let io_err = |source: io::Error| OpenError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut config = config;
+        config.segment_bytes = config
+            .segment_bytes
+            .clamp(HEADER_LEN as u64, u64::from(u32::MAX));
+        let interval = config.index_interval_bytes;
+        fs::create_dir_all(dir).map_err(io_err)?;
+        let mut bases = list_segments(dir).map_err(io_err)?;
+        let bytes_read = AtomicU64::new(0);
+        let last = bases.pop();
+        let mut segments = Vec::with_capacity(bases.len() + 1);
+        for (i, &base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied().or(last).unwrap_or(i64::MAX);
+            let segment =
+                Segment::open_sealed(dir, base, next, interval, &bytes_read).map_err(io_err)?;
+            segments.push(Arc::new(segment));
+        }
+        let (active, recovery) = match last {
+            Some(base) => {
+                let checkpoint = read_checkpoint(dir);
+                Segment::open_active(dir, base, interval, checkpoint, &bytes_read)
+                    .map_err(io_err)?
+            }
+            None => {
+                let segment = Segment::create(dir, 0, interval).map_err(io_err)?;
+                sync_dir(dir).map_err(io_err)?;
+                let recovery = ActiveRecovery {
+                    next_offset: 0,
+                    truncated_bytes: 0,
+                };
+                (segment, recovery)
+            }
+        };
+        active.file().and_then(|f| f.sync_data()).map_err(io_err)?;
+        let active = Arc::new(active);
+        segments.push(active.clone());
+        let mut max_timestamp: Option<TimestampOffset> = None;
+        for segment in &segments {
+            if let Some(m) = segment.max_timestamp() {
+                if max_timestamp.is_none_or(|best| m.timestamp > best.timestamp) {
+                    max_timestamp = Some(m);
+                }
+            }
+        }
+        let end = recovery.next_offset;
+        let has_data = active.size() > 0;
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(Writer {
+                active,
+                active_since: has_data.then(Instant::now),
+            }),
+            shared: RwLock::new(Shared {
+                segments,
+                cache: TailCache::new(config.tail_cache_bytes),
+                max_timestamp,
+                pending_max: VecDeque::new(),
+            }),
+            config,
+            high_watermark: AtomicI64::new(end),
+            log_end_offset: AtomicI64::new(end),
+            durable_offset: AtomicI64::new(end),
+            leader_epoch: AtomicI32::new(0),
+            hw_tx: watch::Sender::new(end),
+            flush_lock: tokio::sync::Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+            fsyncs: AtomicU64::new(0),
+            recovery_bytes_read: bytes_read.load(Ordering::Relaxed),
+            truncated_on_open: recovery.truncated_bytes,
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
+        })
+    }
+
+    /// Appends one or more whole, already validated batches.
+    ///
+    /// Assigns consecutive offsets (rewriting each header's base offset and partition
+    /// leader epoch, which the CRC does not cover), rolls the segment if it is too big or
+    /// too old, writes the bytes and keeps them in the tail cache. Under
+    /// [`FlushPolicy::EveryBatch`] the high watermark does not move here: call
+    /// [`PartitionLog::wait_durable`] for every append (from a spawned task if the
+    /// producer does not wait, as with acks=1), and concurrent callers share one fsync.
+    /// Under the other policies the high watermark moves before this returns.
+    pub fn append(&self, mut batches: BytesMut) -> Result<Appended, AppendError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(AppendError::Poisoned);
+        }
+        let mut headers: Vec<(std::ops::Range<usize>, BatchHeader)> = Vec::new();
+        let mut walk = Batches::new(&batches);
+        for (header, range) in walk.by_ref() {
+            if header.last_offset_delta < 0 {
+                return Err(AppendError::InvalidLastOffsetDelta(
+                    header.last_offset_delta,
+                ));
+            }
+            headers.push((range, header));
+        }
+        if let Some(error) = walk.stop_reason() {
+            return Err(AppendError::InvalidBatch(error.clone()));
+        }
+        if headers.is_empty() {
+            return Err(AppendError::InvalidBatch(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: batches.len(),
+            }));
+        }
+
+        let mut writer = lock(&self.writer);
+        let base_offset = self.log_end_offset.load(Ordering::Acquire);
+        let epoch = self.leader_epoch.load(Ordering::Relaxed);
+        let mut next = base_offset;
+        for (range, header) in &mut headers {
+            let bytes = &mut batches[range.clone()];
+            batch::set_base_offset(bytes, next);
+            batch::set_partition_leader_epoch(bytes, epoch);
+            header.base_offset = next;
+            header.partition_leader_epoch = epoch;
+            next = header.next_offset();
+        }
+        let len = batches.len() as u64;
+        if self.should_roll(&writer, len, next) {
+            self.roll(&mut writer, base_offset)?;
+        }
+        let segment = writer.active.clone();
+        let position = segment.size();
+        let file = segment.file()?;
+        if let Err(error) = file.write_all_at(&batches, position) {
+            // Leave no partial batch behind for readers or recovery to trip over.
+            let _ = file.set_len(position);
+            return Err(error.into());
+        }
+        segment.on_appended(position, &headers);
+        segment.set_size(position + len);
+        writer.active_since.get_or_insert_with(Instant::now);
+        self.log_end_offset.store(next, Ordering::Release);
+
+        let visible_now = self.config.flush != FlushPolicy::EveryBatch;
+        {
+            let mut shared = wlock(&self.shared);
+            for (_, header) in &headers {
+                let best = shared
+                    .pending_max
+                    .back()
+                    .map(|p| p.1)
+                    .or(shared.max_timestamp);
+                if best.is_none_or(|b| header.max_timestamp > b.timestamp) {
+                    let candidate = TimestampOffset {
+                        offset: header.base_offset,
+                        timestamp: header.max_timestamp,
+                    };
+                    shared
+                        .pending_max
+                        .push_back((header.next_offset(), candidate));
+                }
+            }
+            shared.cache.push(base_offset, next, batches.freeze());
+            if visible_now {
+                self.advance_locked(&mut shared, next);
+            }
+        }
+        drop(writer);
+        if visible_now {
+            self.notify(next);
+        }
+        Ok(Appended {
+            base_offset,
+            last_offset: next - 1,
+        })
+    }
+
+    fn should_roll(&self, writer: &Writer, len: u64, next: i64) -> bool {
+        let active = &writer.active;
+        let size = active.size();
+        if size == 0 {
+            return false;
+        }
+        let too_big = size + len > self.config.segment_bytes;
+        let too_old = writer
+            .active_since
+            .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.segment_ms));
+        let offsets_overflow = next - 1 - active.base > i64::from(u32::MAX);
+        too_big || too_old || offsets_overflow
+    }
+
+    /// Seals the active segment (fsyncing it and its indexes) and starts a new one at
+    /// `base`. Everything below `base` is then durable, so the high watermark may move.
+    fn roll(&self, writer: &mut Writer, base: i64) -> io::Result<()> {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = writer.active.seal() {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(dir = %self.dir.display(), %error, "sealing a segment failed; log is now read-only");
+            return Err(error);
+        }
+        let segment = Arc::new(Segment::create(
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+        )?);
+        sync_dir(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), base, "rolled to a new segment");
+        wlock(&self.shared).segments.push(segment.clone());
+        writer.active = segment;
+        writer.active_since = None;
+        self.mark_durable(base);
+        Ok(())
+    }
+
+    /// Resolves once every offset below `end_offset` is durable per the flush policy.
+    ///
+    /// Under [`FlushPolicy::EveryBatch`] this is the group commit: if an fsync is in
+    /// flight, wait for it and check again; otherwise fsync everything written so far
+    /// (on a blocking thread), then advance the high watermark and wake watchers. Any
+    /// number of concurrent callers share one fsync. Under the other policies durability
+    /// is not waited for, so this returns at once. Offsets past the log end are clamped.
+    pub async fn wait_durable(&self, end_offset: i64) -> Result<(), FlushError> {
+        if self.config.flush != FlushPolicy::EveryBatch {
+            return Ok(());
+        }
+        let target = end_offset.min(self.log_end_offset());
+        loop {
+            if self.durable_offset.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            let _flushing = self.flush_lock.lock().await;
+            if self.durable_offset.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            self.sync_written().await?;
+        }
+    }
+
+    /// Starts the background fsync ticker for [`FlushPolicy::Interval`] on the current
+    /// tokio runtime (`open` is synchronous, so it cannot). The task holds only a weak
+    /// reference and ends when the log is dropped. Returns `None` for other policies or
+    /// outside a runtime. Ticks only fsync the log; [`PartitionLog::flush`] (which also
+    /// rewrites the active segment's index files) is for shutdown.
+    pub fn start_background(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let FlushPolicy::Interval(period) = self.config.flush else {
+            return None;
+        };
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let weak = Arc::downgrade(self);
+        Some(runtime.spawn(async move {
+            let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(log) = weak.upgrade() else { break };
+                let _flushing = log.flush_lock.lock().await;
+                if let Err(error) = log.sync_written().await {
+                    tracing::error!(dir = %log.dir.display(), %error, "background flush failed");
+                    if log.poisoned.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+            }
+        }))
+    }
+
+    /// What an fsync started now would cover: the log end offset, and the active
+    /// segment's file. The end is read first: anything below it lives in that segment or
+    /// in one sealed (and so fsynced) before a later segment became active.
+    fn capture(&self) -> Result<(i64, Arc<File>), FlushError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(FlushError::Poisoned);
+        }
+        let end = self.log_end_offset.load(Ordering::Acquire);
+        let segment = rlock(&self.shared).segments.last().cloned();
+        let segment = segment.ok_or_else(|| io::Error::other("log has no segments"))?;
+        Ok((end, segment.file()?.clone()))
+    }
+
+    /// fsyncs everything written so far off the async threads, then publishes it.
+    async fn sync_written(&self) -> Result<(), FlushError> {
+        let (end, file) = self.capture()?;
+        if end <= self.durable_offset.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime
+                .spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(|e| FlushError::Task(e.to_string()))?,
+            Err(_) => file.sync_data(),
+        };
+        self.finish_sync(end, result)
+    }
+
+    fn finish_sync(&self, end: i64, result: io::Result<()>) -> Result<(), FlushError> {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        let result = match self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            true => Err(io::Error::other("injected fsync failure")),
+            false => result,
+        };
+        if let Err(error) = result {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(dir = %self.dir.display(), %error, "fsync failed; log is now read-only");
+            return Err(error.into());
+        }
+        self.mark_durable(end);
+        Ok(())
+    }
+
+    /// Records that offsets below `end` are on disk; under group commit that is what
+    /// moves the high watermark.
+    fn mark_durable(&self, end: i64) {
+        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        if self.config.flush == FlushPolicy::EveryBatch {
+            self.advance_locked(&mut wlock(&self.shared), end);
+            self.notify(end);
+        }
+    }
+
+    fn advance_locked(&self, shared: &mut Shared, end: i64) {
+        if self.high_watermark.fetch_max(end, Ordering::AcqRel) >= end {
+            return;
+        }
+        while let Some(&(batch_end, candidate)) = shared.pending_max.front() {
+            if batch_end > end {
+                break;
+            }
+            shared.pending_max.pop_front();
+            if shared
+                .max_timestamp
+                .is_none_or(|best| candidate.timestamp > best.timestamp)
+            {
+                shared.max_timestamp = Some(candidate);
+            }
+        }
+    }
+
+    fn notify(&self, end: i64) {
+        self.hw_tx.send_if_modified(|hw| {
+            let moved = *hw < end;
+            if moved {
+                *hw = end;
+            }
+            moved
+        });
+    }
+
+    /// Whole batches from the one containing `offset`, at most `max_bytes` unless the
+    /// first batch alone is larger, never past the high watermark.
+    ///
+    /// Recent data comes from the tail cache without a syscall (and without a copy when it
+    /// was one append); older data with one positioned read, from a single segment.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
+        let high_watermark = self.high_watermark();
+        let (log_start_offset, segment) = {
+            let shared = rlock(&self.shared);
+            let log_start_offset = shared.segments.first().map_or(0, |s| s.base);
+            if offset < log_start_offset || offset > high_watermark {
+                return Err(ReadError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset,
+                    high_watermark,
+                });
+            }
+            let done = |bytes| {
+                Ok(ReadBatches {
+                    bytes,
+                    high_watermark,
+                    log_start_offset,
+                })
+            };
+            if offset == high_watermark {
+                return done(Bytes::new());
+            }
+            if let Some(bytes) = shared.cache.read(offset, max_bytes, high_watermark) {
+                return done(bytes);
+            }
+            let index = shared.segments.partition_point(|s| s.base <= offset);
+            let segment = index
+                .checked_sub(1)
+                .and_then(|i| shared.segments.get(i))
+                .cloned();
+            (log_start_offset, segment)
+        };
+        let segment = segment.ok_or_else(|| io::Error::other("no segment holds the offset"))?;
+        let bytes = segment.read(offset, max_bytes, high_watermark)?;
+        Ok(ReadBatches {
+            bytes,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// The first record whose timestamp is at least `timestamp`.
+    ///
+    /// Segments whose largest timestamp is smaller are skipped from their time index's
+    /// last entry; inside a segment the time index gives where to start walking batch
+    /// headers, and the first batch that qualifies is opened (decompressed if need be)
+    /// to find the exact record.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, ReadError> {
+        let high_watermark = self.high_watermark();
+        let segments = rlock(&self.shared).segments.clone();
+        for segment in segments {
+            if segment.base >= high_watermark {
+                break;
+            }
+            if segment
+                .max_timestamp()
+                .is_none_or(|m| m.timestamp < timestamp)
+            {
+                continue;
+            }
+            if let Some(found) = segment.offset_for_timestamp(timestamp, high_watermark)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the earliest such, if several).
+    ///
+    /// The largest timestamp below the high watermark is tracked as batches become
+    /// visible; the earliest record carrying it is then an `offset_for_timestamp` away.
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, ReadError> {
+        let best = rlock(&self.shared).max_timestamp;
+        match best {
+            Some(best) => self.offset_for_timestamp(best.timestamp),
+            None => Ok(None),
+        }
+    }
+
+    /// One past the last offset consumers may read.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// One past the last appended offset (may be ahead of the high watermark).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// The lowest offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        rlock(&self.shared).segments.first().map_or(0, |s| s.base)
+    }
+
+    /// Notifies on every high watermark change, so long-polling fetches can park.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// Forces everything appended so far to disk (used on shutdown). Blocks the calling
+    /// thread (and appenders) for the fsync; under group commit it also advances the
+    /// high watermark.
+    ///
+    /// It then records a recovery point (the active segment's index files plus a small
+    /// `recovery-point` file), so that the next open validates only what is appended
+    /// after it instead of the whole active segment.
+    pub fn flush(&self) -> Result<(), FlushError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(FlushError::Poisoned);
+        }
+        let writer = lock(&self.writer);
+        let active = writer.active.clone();
+        let checkpoint = Checkpoint {
+            base: active.base,
+            size: active.size(),
+            next_offset: self.log_end_offset(),
+        };
+        let result = active.file().and_then(|f| f.sync_data());
+        self.finish_sync(checkpoint.next_offset, result)?;
+        let recorded = active
+            .persist_active_indexes()
+            .and_then(|()| write_checkpoint(&self.dir, checkpoint));
+        if let Err(error) = recorded {
+            // Only costs a longer open: recovery then validates the whole active segment.
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot record the recovery point");
+        }
+        drop(writer);
+        Ok(())
+    }
+
+    /// Sets the partition leader epoch written into the headers of later appends.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Log-file fsyncs done since open (group commits, flushes, rolls): a metric, and how
+    /// tests prove that concurrent producers share fsyncs.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of log read while opening: proves that open validates only the tail.
+    pub fn recovery_bytes_read(&self) -> u64 {
+        self.recovery_bytes_read
+    }
+
+    /// Bytes cut off a torn or corrupt tail while opening (0 after a clean shutdown).
+    pub fn truncated_bytes_on_open(&self) -> u64 {
+        self.truncated_on_open
+    }
+
+    /// Number of segments: lets tests and metrics see rolls.
+    pub fn segment_count(&self) -> usize {
+        rlock(&self.shared).segments.len()
+    }
+}
+
+/// Base offsets of the `{base:020}.log` files in `dir`, ascending.
+fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(base) = stem.parse::<i64>() {
+                bases.push(base);
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Name of the file holding the active segment's recovery point.
+const CHECKPOINT_FILE: &str = "recovery-point";
+
+/// The recovery point written by the last clean flush, if it is there and readable.
+fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
+    let text = fs::read_to_string(dir.join(CHECKPOINT_FILE)).ok()?;
+    let mut fields = text.split_whitespace();
+    if fields.next()? != "v1" {
+        return None;
+    }
+    let checkpoint = Checkpoint {
+        base: fields.next()?.parse().ok()?,
+        size: fields.next()?.parse().ok()?,
+        next_offset: fields.next()?.parse().ok()?,
+    };
+    fields.next().is_none().then_some(checkpoint)
+}
+
+/// Atomically replaces the recovery point (write, fsync, rename, fsync directory).
+fn write_checkpoint(dir: &Path, checkpoint: Checkpoint) -> io::Result<()> {
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let text = format!(
+        "v1 {} {} {}\n",
+        checkpoint.base, checkpoint.size, checkpoint.next_offset
+    );
+    let mut file = File::create(&tmp)?;
+    io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;
+    sync_dir(dir)
+}
+
+/// Makes a new segment file's directory entry durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The most recent appends, exactly as written (after offset assignment), so that
+/// consumers tailing the log are served from memory.
+#[derive(Debug)]
+struct TailCache {
+    entries: VecDeque<CacheEntry>,
+    bytes: usize,
+    limit: usize,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    base: i64,
+    next: i64,
+    bytes: Bytes,
+}
+
+impl TailCache {
+    fn new(limit: usize) -> Self {
+        TailCache {
+            entries: VecDeque::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Adds one append's bytes, evicting the oldest to stay within the limit.
+    fn push(&mut self, base: i64, next: i64, bytes: Bytes) {
+        let contiguous = self.entries.back().is_none_or(|last| last.next == base);
+        if bytes.len() > self.limit || !contiguous {
+            self.entries.clear();
+            self.bytes = 0;
+            if bytes.len() > self.limit {
+                return;
+            }
+        }
+        while self.bytes + bytes.len() > self.limit {
+            match self.entries.pop_front() {
+                Some(old) => self.bytes -= old.bytes.len(),
+                None => break,
+            }
+        }
+        self.bytes += bytes.len();
+        self.entries.push_back(CacheEntry { base, next, bytes });
+    }
+
+    /// Whole batches from the one containing `offset`, if the cache still holds it: a
+    /// slice of the appended `Bytes` when the answer lies within one append, else one copy.
+    fn read(&self, offset: i64, max_bytes: usize, high_watermark: i64) -> Option<Bytes> {
+        if self.entries.front().is_none_or(|first| offset < first.base) {
+            return None;
+        }
+        let first = self.entries.partition_point(|e| e.next <= offset);
+        let entry = self.entries.get(first)?;
+        let mut from = Batches::new(&entry.bytes)
+            .find(|(header, _)| header.next_offset() > offset)
+            .map(|(_, range)| range.start)?;
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        for entry in self.entries.range(first..) {
+            let slice = entry.bytes.get(from..)?;
+            let mut take = 0usize;
+            let mut stop = false;
+            for (header, range) in Batches::new(slice) {
+                if header.next_offset() > high_watermark
+                    || (total + take > 0 && total + range.end > max_bytes)
+                {
+                    stop = true;
+                    break;
+                }
+                take = range.end;
+            }
+            if take > 0 {
+                pieces.push(entry.bytes.slice(from..from + take));
+                total += take;
+            }
+            if stop || take < slice.len() {
+                break;
+            }
+            from = 0;
+        }
+        match pieces.len() {
+            0 => None,
+            1 => pieces.pop(),
+            _ => {
+                let mut out = BytesMut::with_capacity(total);
+                for piece in pieces {
+                    out.extend_from_slice(&piece);
+                }
+                Some(out.freeze())
+            }
+        }
+    }
+}
