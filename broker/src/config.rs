@@ -729,4 +729,31 @@ mod tests {
         config.set("advertise", "example.com:9092").unwrap();
         assert_eq!(config.advertised.as_deref(), Some("example.com:9092"));
     }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../../README.md");
+        let names = BROKER_CONFIGS
+            .iter()
+            .map(|d| d.name)
+            .chain(TOPIC_CONFIGS.iter().map(|(d, _)| d.name));
+        for name in names {
+            assert!(readme.contains(&format!("`{name}`")), "README does not document `{name}`");
+        }
+    }
+
+    #[test]
+    fn the_readme_toml_example_is_accepted_verbatim() {
+        let readme = include_str!("../../README.md");
+        let example = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README has a toml example");
+        let mut config = BrokerConfig::default();
+        config.apply_toml(example).unwrap();
+        assert_eq!(config.num_partitions(), 3);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/agentlog"));
+        assert_eq!(config.log_config(&BTreeMap::new()).segment_bytes, 268_435_456);
+    }
 }
