@@ -1,4 +1,7 @@
-//! The `agentlog` command line: parses flags, sets up logging, and runs the broker.
+//! The `agentlog` command line: parses flags, sets up logging, and runs the broker or
+//! the load tool.
+
+mod bench;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the broker (the default when no command is given).
     Serve(ServeArgs),
+    /// Load-test any Kafka-protocol broker: produce, consume or end-to-end latency.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -49,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Bench(args)) => return bench::run(args),
         None => cli.serve,
     };
     let config = build_config(&args)?;

@@ -738,7 +738,10 @@ mod tests {
             .map(|d| d.name)
             .chain(TOPIC_CONFIGS.iter().map(|(d, _)| d.name));
         for name in names {
-            assert!(readme.contains(&format!("`{name}`")), "README does not document `{name}`");
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README does not document `{name}`"
+            );
         }
     }
 
@@ -754,6 +757,9 @@ mod tests {
         config.apply_toml(example).unwrap();
         assert_eq!(config.num_partitions(), 3);
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/agentlog"));
-        assert_eq!(config.log_config(&BTreeMap::new()).segment_bytes, 268_435_456);
+        assert_eq!(
+            config.log_config(&BTreeMap::new()).segment_bytes,
+            268_435_456
+        );
     }
 }

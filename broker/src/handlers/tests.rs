@@ -83,8 +83,8 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                 .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)]),
         ]))
         }
-        ApiKey::CreateTopics => RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 CreatableTopic::default()
                     .with_name(topic_name(&format!("created-{version}")))
                     .with_num_partitions(2)
@@ -96,8 +96,8 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                     .with_name(topic)
                     .with_num_partitions(1)
                     .with_replication_factor(3),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DeleteTopics if version >= 6 => {
             RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
                 DeleteTopicState::default().with_name(Some(topic_name("missing"))),
