@@ -9,6 +9,16 @@
 use kafka_protocol::messages::ApiKey;
 use thiserror::Error;
 
+use crate::versions::{ApiRange, ApiVersionTable};
+
+mod schema;
+mod walk;
+
+#[cfg(test)]
+mod samples;
+#[cfg(test)]
+mod tests;
+
 /// Why a request body was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum GuardError {
@@ -46,11 +56,73 @@ pub enum GuardError {
         /// The claimed length.
         claimed: i64,
     },
+    /// A tag the decoder knows, but rejects at this version (it would bail anyway).
+    #[error("tagged field {tag} is not valid at v{version}")]
+    UnexpectedTag {
+        /// The tag.
+        tag: u32,
+        /// The request version.
+        version: i16,
+    },
+    /// A known tagged field whose size prefix disagrees with its content. The decoder
+    /// parses known tags by type and ignores the size, so a lying size would make it read
+    /// bytes the guard skipped; refusing keeps the two in step.
+    #[error("tagged field {field} claims {size} bytes but its value takes {used}")]
+    TaggedSizeMismatch {
+        /// The field.
+        field: &'static str,
+        /// The size prefix.
+        size: i64,
+        /// Bytes its value actually took.
+        used: i64,
+    },
+    /// Bytes left over after the last field: no client sends them, and accepting them
+    /// would mean the guard and the decoder disagree about where the body ends.
+    #[error("{0} unexpected bytes after the request body")]
+    TrailingBytes(usize),
 }
 
 /// Checks that `body` (the bytes after the request header) is safe to decode as
 /// `api_key` at `version`.
+///
+/// Accepts exactly the bodies whose every length fits in the bytes that remain and that
+/// the schema consumes completely; anything the guard has no schema for is refused.
 pub fn check_request_body(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), GuardError> {
-    let _ = body;
-    Err(GuardError::UnknownSchema { api_key, version })
+    let used = walk(api_key, version, body)?;
+    match body.len() - used {
+        0 => Ok(()),
+        extra => Err(GuardError::TrailingBytes(extra)),
+    }
 }
+
+/// Walks `body` and returns how many bytes of it kafka-protocol's decoder will read.
+///
+/// Exposed so that tests and fuzzers can prove a schema right: for a body the encoder
+/// produced, the count must equal the body length.
+pub fn walk(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, GuardError> {
+    let message = schema::COVERED
+        .iter()
+        .find(|(key, m)| *key == api_key && (m.versions.0..=m.versions.1).contains(&version))
+        .map(|(_, m)| *m)
+        .ok_or(GuardError::UnknownSchema { api_key, version })?;
+    walk::walk(message, version, body)
+}
+
+/// Every API and version the guard has a schema for, as a version table.
+///
+/// The broker should never advertise more than this; fuzzers and tests use it as the
+/// most permissive table that still keeps every body behind the guard.
+pub fn covered_versions() -> ApiVersionTable {
+    ApiVersionTable::new(&COVERED_RANGES)
+}
+
+static COVERED_RANGES: [ApiRange; schema::COVERED.len()] = {
+    let mut out = [ApiRange::new(ApiKey::Produce, 0, 0); schema::COVERED.len()];
+    let mut i = 0;
+    while i < out.len() {
+        let (key, message) = schema::COVERED[i];
+        out[i] = ApiRange::new(key, message.versions.0, message.versions.1);
+        i += 1;
+    }
+    out
+};
