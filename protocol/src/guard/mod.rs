@@ -5,6 +5,31 @@
 //! gigabytes and abort the process. The guard walks the body with a schema of each
 //! request and rejects any array or string whose claimed length cannot fit in the bytes
 //! that remain, before any allocation happens.
+//!
+//! Layout:
+//! - `schema` holds one table per covered request, *generated* by
+//!   `schema/gen_schema.py` from kafka-protocol's own `impl Decodable` code, because that
+//!   code, not Kafka's JSON specs, is what reads the bytes afterwards;
+//! - `walk` is the one generic walker that consumes a body according to its table.
+//!
+//! Rules the walker enforces, each mirroring a decoder behaviour:
+//! - an array claiming `n` elements is refused unless `n * min_size(element) <= remaining`
+//!   (`min_size` at least 1), so `Vec::with_capacity(n)` stays proportional to the body;
+//!   every element is then walked, so the work is bounded by the body size too;
+//! - strings and bytes longer than what remains, negative lengths, and nulls where the
+//!   decoded type is not an `Option` are refused;
+//! - known tagged fields are walked *by type*, because kafka-protocol parses them by type
+//!   and ignores their size prefix, and a size that disagrees with the content is
+//!   refused; unknown tags are skipped by their (bounded) size;
+//! - bytes left after the body are refused, so the guard and decoder agree on the end.
+//!
+//! What remains: a body that passes can still make the decoder reserve up to about 40
+//! times its own size per array nesting level (the size of a decoded element over its
+//! smallest wire encoding; pinned by a unit test), exactly as a legitimate request with
+//! that many elements would. The frame-size cap is what bounds that.
+//!
+//! The request header is decoded before the guard runs; it only uses bounded reads (its
+//! client id and tagged fields go through `try_get_bytes`), so it needs no guarding.
 
 use kafka_protocol::messages::ApiKey;
 use thiserror::Error;

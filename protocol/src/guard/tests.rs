@@ -253,3 +253,96 @@ fn mutated_bodies_never_panic_and_accepted_ones_decode_sanely() {
         "only {accepted}/{total} mutants accepted"
     );
 }
+
+/// Writes every sample as a full request frame (header + body) into the directory named by
+/// `AGENTLOG_WRITE_CORPUS`, as the fuzzers' seed corpus; without it, checks that the
+/// frames decode through `decode_request` with the covered-versions table.
+#[test]
+fn sample_frames_decode_and_seed_the_fuzz_corpus() {
+    use kafka_protocol::messages::RequestHeader;
+
+    let table = super::covered_versions();
+    let out = std::env::var_os("AGENTLOG_WRITE_CORPUS").map(std::path::PathBuf::from);
+    for (api, v) in all_versions() {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(v)
+            .with_correlation_id(42)
+            .with_client_id(Some(StrBytes::from_static_str("fuzz")));
+        let mut frame = encode(&header, api.request_header_version(v));
+        frame.extend(encode_sample(api, v));
+        let decoded = crate::request::decode_request(Bytes::from(frame.clone()), &table);
+        assert!(decoded.is_ok(), "{api:?} v{v}: {decoded:?}");
+        if let Some(dir) = &out {
+            std::fs::create_dir_all(dir).expect("corpus dir");
+            std::fs::write(dir.join(format!("{api:?}-v{v}")), &frame).expect("write seed");
+        }
+    }
+}
+
+/// How much memory the decoder may reserve per body byte before reading an element:
+/// `size_of::<Elem>() / min_wire_size(Elem)`, worst case over every array reachable at
+/// every version. The guard keeps each array's reservation within `remaining` times
+/// this, so the broker's frame-size cap times this factor bounds what one request can
+/// make the decoder reserve per nesting level. Printed, and pinned so that a
+/// kafka-protocol upgrade that worsens it is noticed.
+#[test]
+fn reservation_amplification_is_bounded() {
+    use super::walk::{min_size, StructSchema, Ty};
+    use std::collections::HashMap;
+
+    let sizes: HashMap<(ApiKey, &str), usize> = super::samples::rust_sizes()
+        .into_iter()
+        .map(|(api, name, size)| ((api, name), size))
+        .collect();
+    fn arrays(s: &StructSchema, v: i16, out: &mut Vec<&'static Ty>) {
+        let fields = s.fields.iter().chain(s.tagged.iter().map(|t| &t.field));
+        for f in fields.filter(|f| (f.min..=f.max).contains(&v)) {
+            let mut ty = &f.ty;
+            if let Ty::Array(elem) | Ty::NullableArray(elem) = ty {
+                out.push(elem);
+                ty = elem;
+            }
+            if let Ty::Struct(inner) | Ty::OptionStruct(inner) = ty {
+                arrays(inner, v, out);
+            }
+        }
+    }
+    let mut worst = (0, "", ApiKey::Produce, 0);
+    let mut per_api: Vec<(ApiKey, usize)> = Vec::new();
+    for (api, v) in all_versions() {
+        let message = schema::COVERED
+            .iter()
+            .find(|(k, _)| *k == api)
+            .expect("covered")
+            .1;
+        let flexible = v >= message.flexible;
+        let mut elems = Vec::new();
+        arrays(message.root, v, &mut elems);
+        for elem in elems {
+            let (name, rust) = match elem {
+                Ty::Struct(s) => (s.name, sizes[&(api, s.name)]),
+                Ty::String | Ty::NullableString => ("StrBytes", std::mem::size_of::<StrBytes>()),
+                Ty::Int8 => ("i8", 1),
+                Ty::Int32 => ("i32", 4),
+                Ty::Int64 => ("i64", 8),
+                Ty::Uuid => ("Uuid", 16),
+                other => panic!("array of {other:?} not expected"),
+            };
+            let ratio = rust / min_size(elem, v, flexible).max(1);
+            if ratio > worst.0 {
+                worst = (ratio, name, api, v);
+            }
+            match per_api.iter_mut().find(|(k, _)| *k == api) {
+                Some((_, r)) => *r = (*r).max(ratio),
+                None => per_api.push((api, ratio)),
+            }
+        }
+    }
+    println!("per API: {per_api:?}");
+    println!(
+        "worst reservation amplification: {}x ({:?} v{} {})",
+        worst.0, worst.2, worst.3, worst.1
+    );
+    assert!(worst.0 <= 64, "amplification {worst:?}");
+}

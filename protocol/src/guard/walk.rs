@@ -94,6 +94,10 @@ impl Tagged {
 /// A struct: positional fields, then (in flexible versions) the tagged-field section.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StructSchema {
+    /// The kafka-protocol type it decodes into; the tests use it to look up that type's
+    /// in-memory size.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub name: &'static str,
     /// In wire order.
     pub fields: &'static [Field],
     /// Tags the decoder parses by type; any other tag is skipped by its size.
@@ -309,7 +313,7 @@ impl Reader<'_> {
 /// That cannot reject a real client (no schema covered here has such a struct, and a
 /// client could not mean anything by millions of empty elements) while it keeps the
 /// decoder's up-front reservation proportional to the body.
-fn min_size(ty: &Ty, version: i16, flexible: bool) -> usize {
+pub(crate) fn min_size(ty: &Ty, version: i16, flexible: bool) -> usize {
     match *ty {
         Ty::Bool | Ty::Int8 | Ty::OptionStruct(_) => 1,
         Ty::Int16 | Ty::UInt16 => 2,

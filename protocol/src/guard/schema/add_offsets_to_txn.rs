@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &ADD_OFFSETS_TO_TXN_REQUEST,
 };
 
-const ADD_OFFSETS_TO_TXN_REQUEST: StructSchema = StructSchema {
+pub(crate) const ADD_OFFSETS_TO_TXN_REQUEST: StructSchema = StructSchema {
+    name: "AddOffsetsToTxnRequest",
     fields: &[
         Field::new("transactional_id", 0, 4, String),
         Field::new("producer_id", 0, 4, Int64),

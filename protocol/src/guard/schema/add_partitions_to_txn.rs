@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &ADD_PARTITIONS_TO_TXN_REQUEST,
 };
 
-const ADD_PARTITIONS_TO_TXN_REQUEST: StructSchema = StructSchema {
+pub(crate) const ADD_PARTITIONS_TO_TXN_REQUEST: StructSchema = StructSchema {
+    name: "AddPartitionsToTxnRequest",
     fields: &[
         Field::new(
             "transactions",
@@ -31,7 +32,8 @@ const ADD_PARTITIONS_TO_TXN_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const ADD_PARTITIONS_TO_TXN_TRANSACTION: StructSchema = StructSchema {
+pub(crate) const ADD_PARTITIONS_TO_TXN_TRANSACTION: StructSchema = StructSchema {
+    name: "AddPartitionsToTxnTransaction",
     fields: &[
         Field::new("transactional_id", 4, 5, String),
         Field::new("producer_id", 4, 5, Int64),
@@ -42,7 +44,8 @@ const ADD_PARTITIONS_TO_TXN_TRANSACTION: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const ADD_PARTITIONS_TO_TXN_TOPIC: StructSchema = StructSchema {
+pub(crate) const ADD_PARTITIONS_TO_TXN_TOPIC: StructSchema = StructSchema {
+    name: "AddPartitionsToTxnTopic",
     fields: &[
         Field::new("name", 0, 5, String),
         Field::new("partitions", 0, 5, Array(&Int32)),

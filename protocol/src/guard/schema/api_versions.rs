@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &API_VERSIONS_REQUEST,
 };
 
-const API_VERSIONS_REQUEST: StructSchema = StructSchema {
+pub(crate) const API_VERSIONS_REQUEST: StructSchema = StructSchema {
+    name: "ApiVersionsRequest",
     fields: &[
         Field::new("client_software_name", 3, 4, String),
         Field::new("client_software_version", 3, 4, String),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &CONSUMER_GROUP_DESCRIBE_REQUEST,
 };
 
-const CONSUMER_GROUP_DESCRIBE_REQUEST: StructSchema = StructSchema {
+pub(crate) const CONSUMER_GROUP_DESCRIBE_REQUEST: StructSchema = StructSchema {
+    name: "ConsumerGroupDescribeRequest",
     fields: &[
         Field::new("group_ids", 0, 1, Array(&String)),
         Field::new("include_authorized_operations", 0, 1, Bool),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &CONSUMER_GROUP_HEARTBEAT_REQUEST,
 };
 
-const CONSUMER_GROUP_HEARTBEAT_REQUEST: StructSchema = StructSchema {
+pub(crate) const CONSUMER_GROUP_HEARTBEAT_REQUEST: StructSchema = StructSchema {
+    name: "ConsumerGroupHeartbeatRequest",
     fields: &[
         Field::new("group_id", 0, 1, String),
         Field::new("member_id", 0, 1, String),
@@ -31,7 +32,8 @@ const CONSUMER_GROUP_HEARTBEAT_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const TOPIC_PARTITIONS: StructSchema = StructSchema {
+pub(crate) const TOPIC_PARTITIONS: StructSchema = StructSchema {
+    name: "TopicPartitions",
     fields: &[
         Field::new("topic_id", 0, 1, Uuid),
         Field::new("partitions", 0, 1, Array(&Int32)),

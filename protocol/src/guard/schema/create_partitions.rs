@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &CREATE_PARTITIONS_REQUEST,
 };
 
-const CREATE_PARTITIONS_REQUEST: StructSchema = StructSchema {
+pub(crate) const CREATE_PARTITIONS_REQUEST: StructSchema = StructSchema {
+    name: "CreatePartitionsRequest",
     fields: &[
         Field::new("topics", 0, 3, Array(&Struct(&CREATE_PARTITIONS_TOPIC))),
         Field::new("timeout_ms", 0, 3, Int32),
@@ -19,7 +20,8 @@ const CREATE_PARTITIONS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const CREATE_PARTITIONS_TOPIC: StructSchema = StructSchema {
+pub(crate) const CREATE_PARTITIONS_TOPIC: StructSchema = StructSchema {
+    name: "CreatePartitionsTopic",
     fields: &[
         Field::new("name", 0, 3, String),
         Field::new("count", 0, 3, Int32),
@@ -33,7 +35,8 @@ const CREATE_PARTITIONS_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const CREATE_PARTITIONS_ASSIGNMENT: StructSchema = StructSchema {
+pub(crate) const CREATE_PARTITIONS_ASSIGNMENT: StructSchema = StructSchema {
+    name: "CreatePartitionsAssignment",
     fields: &[Field::new("broker_ids", 0, 3, Array(&Int32))],
     tagged: &[],
 };

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &CREATE_TOPICS_REQUEST,
 };
 
-const CREATE_TOPICS_REQUEST: StructSchema = StructSchema {
+pub(crate) const CREATE_TOPICS_REQUEST: StructSchema = StructSchema {
+    name: "CreateTopicsRequest",
     fields: &[
         Field::new("topics", 2, 7, Array(&Struct(&CREATABLE_TOPIC))),
         Field::new("timeout_ms", 2, 7, Int32),
@@ -19,7 +20,8 @@ const CREATE_TOPICS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const CREATABLE_TOPIC: StructSchema = StructSchema {
+pub(crate) const CREATABLE_TOPIC: StructSchema = StructSchema {
+    name: "CreatableTopic",
     fields: &[
         Field::new("name", 2, 7, String),
         Field::new("num_partitions", 2, 7, Int32),
@@ -35,7 +37,8 @@ const CREATABLE_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const CREATABLE_REPLICA_ASSIGNMENT: StructSchema = StructSchema {
+pub(crate) const CREATABLE_REPLICA_ASSIGNMENT: StructSchema = StructSchema {
+    name: "CreatableReplicaAssignment",
     fields: &[
         Field::new("partition_index", 2, 7, Int32),
         Field::new("broker_ids", 2, 7, Array(&Int32)),
@@ -43,7 +46,8 @@ const CREATABLE_REPLICA_ASSIGNMENT: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const CREATABLE_TOPIC_CONFIG: StructSchema = StructSchema {
+pub(crate) const CREATABLE_TOPIC_CONFIG: StructSchema = StructSchema {
+    name: "CreatableTopicConfig",
     fields: &[
         Field::new("name", 2, 7, String),
         Field::new("value", 2, 7, NullableString),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DELETE_GROUPS_REQUEST,
 };
 
-const DELETE_GROUPS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DELETE_GROUPS_REQUEST: StructSchema = StructSchema {
+    name: "DeleteGroupsRequest",
     fields: &[Field::new("groups_names", 0, 2, Array(&String))],
     tagged: &[],
 };

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DELETE_RECORDS_REQUEST,
 };
 
-const DELETE_RECORDS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DELETE_RECORDS_REQUEST: StructSchema = StructSchema {
+    name: "DeleteRecordsRequest",
     fields: &[
         Field::new("topics", 0, 2, Array(&Struct(&DELETE_RECORDS_TOPIC))),
         Field::new("timeout_ms", 0, 2, Int32),
@@ -18,7 +19,8 @@ const DELETE_RECORDS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const DELETE_RECORDS_TOPIC: StructSchema = StructSchema {
+pub(crate) const DELETE_RECORDS_TOPIC: StructSchema = StructSchema {
+    name: "DeleteRecordsTopic",
     fields: &[
         Field::new("name", 0, 2, String),
         Field::new(
@@ -31,7 +33,8 @@ const DELETE_RECORDS_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const DELETE_RECORDS_PARTITION: StructSchema = StructSchema {
+pub(crate) const DELETE_RECORDS_PARTITION: StructSchema = StructSchema {
+    name: "DeleteRecordsPartition",
     fields: &[
         Field::new("partition_index", 0, 2, Int32),
         Field::new("offset", 0, 2, Int64),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DELETE_TOPICS_REQUEST,
 };
 
-const DELETE_TOPICS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DELETE_TOPICS_REQUEST: StructSchema = StructSchema {
+    name: "DeleteTopicsRequest",
     fields: &[
         Field::new("topics", 6, 6, Array(&Struct(&DELETE_TOPIC_STATE))),
         Field::new("topic_names", 1, 5, Array(&String)),
@@ -19,7 +20,8 @@ const DELETE_TOPICS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const DELETE_TOPIC_STATE: StructSchema = StructSchema {
+pub(crate) const DELETE_TOPIC_STATE: StructSchema = StructSchema {
+    name: "DeleteTopicState",
     fields: &[
         Field::new("name", 6, 6, NullableString),
         Field::new("topic_id", 6, 6, Uuid),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DESCRIBE_CLUSTER_REQUEST,
 };
 
-const DESCRIBE_CLUSTER_REQUEST: StructSchema = StructSchema {
+pub(crate) const DESCRIBE_CLUSTER_REQUEST: StructSchema = StructSchema {
+    name: "DescribeClusterRequest",
     fields: &[
         Field::new("include_cluster_authorized_operations", 0, 2, Bool),
         Field::new("endpoint_type", 1, 2, Int8),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DESCRIBE_CONFIGS_REQUEST,
 };
 
-const DESCRIBE_CONFIGS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DESCRIBE_CONFIGS_REQUEST: StructSchema = StructSchema {
+    name: "DescribeConfigsRequest",
     fields: &[
         Field::new(
             "resources",
@@ -24,7 +25,8 @@ const DESCRIBE_CONFIGS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const DESCRIBE_CONFIGS_RESOURCE: StructSchema = StructSchema {
+pub(crate) const DESCRIBE_CONFIGS_RESOURCE: StructSchema = StructSchema {
+    name: "DescribeConfigsResource",
     fields: &[
         Field::new("resource_type", 1, 4, Int8),
         Field::new("resource_name", 1, 4, String),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DESCRIBE_GROUPS_REQUEST,
 };
 
-const DESCRIBE_GROUPS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DESCRIBE_GROUPS_REQUEST: StructSchema = StructSchema {
+    name: "DescribeGroupsRequest",
     fields: &[
         Field::new("groups", 0, 6, Array(&String)),
         Field::new("include_authorized_operations", 3, 6, Bool),

@@ -10,12 +10,14 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DESCRIBE_PRODUCERS_REQUEST,
 };
 
-const DESCRIBE_PRODUCERS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DESCRIBE_PRODUCERS_REQUEST: StructSchema = StructSchema {
+    name: "DescribeProducersRequest",
     fields: &[Field::new("topics", 0, 0, Array(&Struct(&TOPIC_REQUEST)))],
     tagged: &[],
 };
 
-const TOPIC_REQUEST: StructSchema = StructSchema {
+pub(crate) const TOPIC_REQUEST: StructSchema = StructSchema {
+    name: "TopicRequest",
     fields: &[
         Field::new("name", 0, 0, String),
         Field::new("partition_indexes", 0, 0, Array(&Int32)),

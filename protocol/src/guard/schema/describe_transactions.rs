@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &DESCRIBE_TRANSACTIONS_REQUEST,
 };
 
-const DESCRIBE_TRANSACTIONS_REQUEST: StructSchema = StructSchema {
+pub(crate) const DESCRIBE_TRANSACTIONS_REQUEST: StructSchema = StructSchema {
+    name: "DescribeTransactionsRequest",
     fields: &[Field::new("transactional_ids", 0, 0, Array(&String))],
     tagged: &[],
 };

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &END_TXN_REQUEST,
 };
 
-const END_TXN_REQUEST: StructSchema = StructSchema {
+pub(crate) const END_TXN_REQUEST: StructSchema = StructSchema {
+    name: "EndTxnRequest",
     fields: &[
         Field::new("transactional_id", 0, 5, String),
         Field::new("producer_id", 0, 5, Int64),

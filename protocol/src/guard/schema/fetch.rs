@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &FETCH_REQUEST,
 };
 
-const FETCH_REQUEST: StructSchema = StructSchema {
+pub(crate) const FETCH_REQUEST: StructSchema = StructSchema {
+    name: "FetchRequest",
     fields: &[
         Field::new("replica_id", 4, 14, Int32),
         Field::new("max_wait_ms", 4, 18, Int32),
@@ -34,7 +35,8 @@ const FETCH_REQUEST: StructSchema = StructSchema {
     ],
 };
 
-const FETCH_TOPIC: StructSchema = StructSchema {
+pub(crate) const FETCH_TOPIC: StructSchema = StructSchema {
+    name: "FetchTopic",
     fields: &[
         Field::new("topic", 4, 12, String),
         Field::new("topic_id", 13, 18, Uuid),
@@ -43,7 +45,8 @@ const FETCH_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const FETCH_PARTITION: StructSchema = StructSchema {
+pub(crate) const FETCH_PARTITION: StructSchema = StructSchema {
+    name: "FetchPartition",
     fields: &[
         Field::new("partition", 4, 18, Int32),
         Field::new("current_leader_epoch", 9, 18, Int32),
@@ -58,7 +61,8 @@ const FETCH_PARTITION: StructSchema = StructSchema {
     ],
 };
 
-const FORGOTTEN_TOPIC: StructSchema = StructSchema {
+pub(crate) const FORGOTTEN_TOPIC: StructSchema = StructSchema {
+    name: "ForgottenTopic",
     fields: &[
         Field::new("topic", 7, 12, String),
         Field::new("topic_id", 13, 18, Uuid),
@@ -67,7 +71,8 @@ const FORGOTTEN_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const REPLICA_STATE: StructSchema = StructSchema {
+pub(crate) const REPLICA_STATE: StructSchema = StructSchema {
+    name: "ReplicaState",
     fields: &[
         Field::new("replica_id", 15, 18, Int32),
         Field::new("replica_epoch", 15, 18, Int64),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &FIND_COORDINATOR_REQUEST,
 };
 
-const FIND_COORDINATOR_REQUEST: StructSchema = StructSchema {
+pub(crate) const FIND_COORDINATOR_REQUEST: StructSchema = StructSchema {
+    name: "FindCoordinatorRequest",
     fields: &[
         Field::new("key", 0, 3, String),
         Field::new("key_type", 1, 6, Int8),

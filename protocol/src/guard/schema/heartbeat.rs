@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &HEARTBEAT_REQUEST,
 };
 
-const HEARTBEAT_REQUEST: StructSchema = StructSchema {
+pub(crate) const HEARTBEAT_REQUEST: StructSchema = StructSchema {
+    name: "HeartbeatRequest",
     fields: &[
         Field::new("group_id", 0, 4, String),
         Field::new("generation_id", 0, 4, Int32),

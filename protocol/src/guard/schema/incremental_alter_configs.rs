@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &INCREMENTAL_ALTER_CONFIGS_REQUEST,
 };
 
-const INCREMENTAL_ALTER_CONFIGS_REQUEST: StructSchema = StructSchema {
+pub(crate) const INCREMENTAL_ALTER_CONFIGS_REQUEST: StructSchema = StructSchema {
+    name: "IncrementalAlterConfigsRequest",
     fields: &[
         Field::new("resources", 0, 1, Array(&Struct(&ALTER_CONFIGS_RESOURCE))),
         Field::new("validate_only", 0, 1, Bool),
@@ -18,7 +19,8 @@ const INCREMENTAL_ALTER_CONFIGS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const ALTER_CONFIGS_RESOURCE: StructSchema = StructSchema {
+pub(crate) const ALTER_CONFIGS_RESOURCE: StructSchema = StructSchema {
+    name: "AlterConfigsResource",
     fields: &[
         Field::new("resource_type", 0, 1, Int8),
         Field::new("resource_name", 0, 1, String),
@@ -27,7 +29,8 @@ const ALTER_CONFIGS_RESOURCE: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const ALTERABLE_CONFIG: StructSchema = StructSchema {
+pub(crate) const ALTERABLE_CONFIG: StructSchema = StructSchema {
+    name: "AlterableConfig",
     fields: &[
         Field::new("name", 0, 1, String),
         Field::new("config_operation", 0, 1, Int8),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &INIT_PRODUCER_ID_REQUEST,
 };
 
-const INIT_PRODUCER_ID_REQUEST: StructSchema = StructSchema {
+pub(crate) const INIT_PRODUCER_ID_REQUEST: StructSchema = StructSchema {
+    name: "InitProducerIdRequest",
     fields: &[
         Field::new("transactional_id", 0, 5, NullableString),
         Field::new("transaction_timeout_ms", 0, 5, Int32),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &JOIN_GROUP_REQUEST,
 };
 
-const JOIN_GROUP_REQUEST: StructSchema = StructSchema {
+pub(crate) const JOIN_GROUP_REQUEST: StructSchema = StructSchema {
+    name: "JoinGroupRequest",
     fields: &[
         Field::new("group_id", 0, 9, String),
         Field::new("session_timeout_ms", 0, 9, Int32),
@@ -29,7 +30,8 @@ const JOIN_GROUP_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const JOIN_GROUP_REQUEST_PROTOCOL: StructSchema = StructSchema {
+pub(crate) const JOIN_GROUP_REQUEST_PROTOCOL: StructSchema = StructSchema {
+    name: "JoinGroupRequestProtocol",
     fields: &[
         Field::new("name", 0, 9, String),
         Field::new("metadata", 0, 9, Bytes),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &LEAVE_GROUP_REQUEST,
 };
 
-const LEAVE_GROUP_REQUEST: StructSchema = StructSchema {
+pub(crate) const LEAVE_GROUP_REQUEST: StructSchema = StructSchema {
+    name: "LeaveGroupRequest",
     fields: &[
         Field::new("group_id", 0, 5, String),
         Field::new("member_id", 0, 2, String),
@@ -19,7 +20,8 @@ const LEAVE_GROUP_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const MEMBER_IDENTITY: StructSchema = StructSchema {
+pub(crate) const MEMBER_IDENTITY: StructSchema = StructSchema {
+    name: "MemberIdentity",
     fields: &[
         Field::new("member_id", 3, 5, String),
         Field::new("group_instance_id", 3, 5, NullableString),

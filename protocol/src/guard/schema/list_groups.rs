@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &LIST_GROUPS_REQUEST,
 };
 
-const LIST_GROUPS_REQUEST: StructSchema = StructSchema {
+pub(crate) const LIST_GROUPS_REQUEST: StructSchema = StructSchema {
+    name: "ListGroupsRequest",
     fields: &[
         Field::new("states_filter", 4, 5, Array(&String)),
         Field::new("types_filter", 5, 5, Array(&String)),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &LIST_OFFSETS_REQUEST,
 };
 
-const LIST_OFFSETS_REQUEST: StructSchema = StructSchema {
+pub(crate) const LIST_OFFSETS_REQUEST: StructSchema = StructSchema {
+    name: "ListOffsetsRequest",
     fields: &[
         Field::new("replica_id", 1, 10, Int32),
         Field::new("isolation_level", 2, 10, Int8),
@@ -20,7 +21,8 @@ const LIST_OFFSETS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const LIST_OFFSETS_TOPIC: StructSchema = StructSchema {
+pub(crate) const LIST_OFFSETS_TOPIC: StructSchema = StructSchema {
+    name: "ListOffsetsTopic",
     fields: &[
         Field::new("name", 1, 10, String),
         Field::new("partitions", 1, 10, Array(&Struct(&LIST_OFFSETS_PARTITION))),
@@ -28,7 +30,8 @@ const LIST_OFFSETS_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const LIST_OFFSETS_PARTITION: StructSchema = StructSchema {
+pub(crate) const LIST_OFFSETS_PARTITION: StructSchema = StructSchema {
+    name: "ListOffsetsPartition",
     fields: &[
         Field::new("partition_index", 1, 10, Int32),
         Field::new("current_leader_epoch", 4, 10, Int32),

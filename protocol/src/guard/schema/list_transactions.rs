@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &LIST_TRANSACTIONS_REQUEST,
 };
 
-const LIST_TRANSACTIONS_REQUEST: StructSchema = StructSchema {
+pub(crate) const LIST_TRANSACTIONS_REQUEST: StructSchema = StructSchema {
+    name: "ListTransactionsRequest",
     fields: &[
         Field::new("state_filters", 0, 2, Array(&String)),
         Field::new("producer_id_filters", 0, 2, Array(&Int64)),

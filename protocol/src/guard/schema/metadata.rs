@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &METADATA_REQUEST,
 };
 
-const METADATA_REQUEST: StructSchema = StructSchema {
+pub(crate) const METADATA_REQUEST: StructSchema = StructSchema {
+    name: "MetadataRequest",
     fields: &[
         Field::new(
             "topics",
@@ -25,7 +26,8 @@ const METADATA_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const METADATA_REQUEST_TOPIC: StructSchema = StructSchema {
+pub(crate) const METADATA_REQUEST_TOPIC: StructSchema = StructSchema {
+    name: "MetadataRequestTopic",
     fields: &[
         Field::new("topic_id", 10, 13, Uuid),
         Field::new("name", 0, 13, NullableString),

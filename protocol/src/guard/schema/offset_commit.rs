@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &OFFSET_COMMIT_REQUEST,
 };
 
-const OFFSET_COMMIT_REQUEST: StructSchema = StructSchema {
+pub(crate) const OFFSET_COMMIT_REQUEST: StructSchema = StructSchema {
+    name: "OffsetCommitRequest",
     fields: &[
         Field::new("group_id", 2, 9, String),
         Field::new("generation_id_or_member_epoch", 2, 9, Int32),
@@ -22,7 +23,8 @@ const OFFSET_COMMIT_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = StructSchema {
+pub(crate) const OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = StructSchema {
+    name: "OffsetCommitRequestTopic",
     fields: &[
         Field::new("name", 2, 9, String),
         Field::new(
@@ -35,7 +37,8 @@ const OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_COMMIT_REQUEST_PARTITION: StructSchema = StructSchema {
+pub(crate) const OFFSET_COMMIT_REQUEST_PARTITION: StructSchema = StructSchema {
+    name: "OffsetCommitRequestPartition",
     fields: &[
         Field::new("partition_index", 2, 9, Int32),
         Field::new("committed_offset", 2, 9, Int64),

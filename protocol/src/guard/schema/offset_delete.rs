@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &OFFSET_DELETE_REQUEST,
 };
 
-const OFFSET_DELETE_REQUEST: StructSchema = StructSchema {
+pub(crate) const OFFSET_DELETE_REQUEST: StructSchema = StructSchema {
+    name: "OffsetDeleteRequest",
     fields: &[
         Field::new("group_id", 0, 0, String),
         Field::new("topics", 0, 0, Array(&Struct(&OFFSET_DELETE_REQUEST_TOPIC))),
@@ -18,7 +19,8 @@ const OFFSET_DELETE_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_DELETE_REQUEST_TOPIC: StructSchema = StructSchema {
+pub(crate) const OFFSET_DELETE_REQUEST_TOPIC: StructSchema = StructSchema {
+    name: "OffsetDeleteRequestTopic",
     fields: &[
         Field::new("name", 0, 0, String),
         Field::new(
@@ -31,7 +33,8 @@ const OFFSET_DELETE_REQUEST_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_DELETE_REQUEST_PARTITION: StructSchema = StructSchema {
+pub(crate) const OFFSET_DELETE_REQUEST_PARTITION: StructSchema = StructSchema {
+    name: "OffsetDeleteRequestPartition",
     fields: &[Field::new("partition_index", 0, 0, Int32)],
     tagged: &[],
 };

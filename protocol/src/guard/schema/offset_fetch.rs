@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &OFFSET_FETCH_REQUEST,
 };
 
-const OFFSET_FETCH_REQUEST: StructSchema = StructSchema {
+pub(crate) const OFFSET_FETCH_REQUEST: StructSchema = StructSchema {
+    name: "OffsetFetchRequest",
     fields: &[
         Field::new("group_id", 1, 7, String),
         Field::new(
@@ -25,7 +26,8 @@ const OFFSET_FETCH_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_FETCH_REQUEST_TOPIC: StructSchema = StructSchema {
+pub(crate) const OFFSET_FETCH_REQUEST_TOPIC: StructSchema = StructSchema {
+    name: "OffsetFetchRequestTopic",
     fields: &[
         Field::new("name", 1, 7, String),
         Field::new("partition_indexes", 1, 7, Array(&Int32)),
@@ -33,7 +35,8 @@ const OFFSET_FETCH_REQUEST_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_FETCH_REQUEST_GROUP: StructSchema = StructSchema {
+pub(crate) const OFFSET_FETCH_REQUEST_GROUP: StructSchema = StructSchema {
+    name: "OffsetFetchRequestGroup",
     fields: &[
         Field::new("group_id", 8, 9, String),
         Field::new("member_id", 9, 9, NullableString),
@@ -48,7 +51,8 @@ const OFFSET_FETCH_REQUEST_GROUP: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_FETCH_REQUEST_TOPICS: StructSchema = StructSchema {
+pub(crate) const OFFSET_FETCH_REQUEST_TOPICS: StructSchema = StructSchema {
+    name: "OffsetFetchRequestTopics",
     fields: &[
         Field::new("name", 8, 9, String),
         Field::new("partition_indexes", 8, 9, Array(&Int32)),

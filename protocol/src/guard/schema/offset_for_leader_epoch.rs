@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &OFFSET_FOR_LEADER_EPOCH_REQUEST,
 };
 
-const OFFSET_FOR_LEADER_EPOCH_REQUEST: StructSchema = StructSchema {
+pub(crate) const OFFSET_FOR_LEADER_EPOCH_REQUEST: StructSchema = StructSchema {
+    name: "OffsetForLeaderEpochRequest",
     fields: &[
         Field::new("replica_id", 3, 4, Int32),
         Field::new("topics", 2, 4, Array(&Struct(&OFFSET_FOR_LEADER_TOPIC))),
@@ -18,7 +19,8 @@ const OFFSET_FOR_LEADER_EPOCH_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_FOR_LEADER_TOPIC: StructSchema = StructSchema {
+pub(crate) const OFFSET_FOR_LEADER_TOPIC: StructSchema = StructSchema {
+    name: "OffsetForLeaderTopic",
     fields: &[
         Field::new("topic", 2, 4, String),
         Field::new(
@@ -31,7 +33,8 @@ const OFFSET_FOR_LEADER_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const OFFSET_FOR_LEADER_PARTITION: StructSchema = StructSchema {
+pub(crate) const OFFSET_FOR_LEADER_PARTITION: StructSchema = StructSchema {
+    name: "OffsetForLeaderPartition",
     fields: &[
         Field::new("partition", 2, 4, Int32),
         Field::new("current_leader_epoch", 2, 4, Int32),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &PRODUCE_REQUEST,
 };
 
-const PRODUCE_REQUEST: StructSchema = StructSchema {
+pub(crate) const PRODUCE_REQUEST: StructSchema = StructSchema {
+    name: "ProduceRequest",
     fields: &[
         Field::new("transactional_id", 3, 13, NullableString),
         Field::new("acks", 3, 13, Int16),
@@ -20,7 +21,8 @@ const PRODUCE_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const TOPIC_PRODUCE_DATA: StructSchema = StructSchema {
+pub(crate) const TOPIC_PRODUCE_DATA: StructSchema = StructSchema {
+    name: "TopicProduceData",
     fields: &[
         Field::new("name", 3, 12, String),
         Field::new("topic_id", 13, 13, Uuid),
@@ -34,7 +36,8 @@ const TOPIC_PRODUCE_DATA: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const PARTITION_PRODUCE_DATA: StructSchema = StructSchema {
+pub(crate) const PARTITION_PRODUCE_DATA: StructSchema = StructSchema {
+    name: "PartitionProduceData",
     fields: &[
         Field::new("index", 3, 13, Int32),
         Field::new("records", 3, 13, NullableBytes),

@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &SASL_AUTHENTICATE_REQUEST,
 };
 
-const SASL_AUTHENTICATE_REQUEST: StructSchema = StructSchema {
+pub(crate) const SASL_AUTHENTICATE_REQUEST: StructSchema = StructSchema {
+    name: "SaslAuthenticateRequest",
     fields: &[Field::new("auth_bytes", 0, 2, Bytes)],
     tagged: &[],
 };

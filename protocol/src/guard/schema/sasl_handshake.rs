@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &SASL_HANDSHAKE_REQUEST,
 };
 
-const SASL_HANDSHAKE_REQUEST: StructSchema = StructSchema {
+pub(crate) const SASL_HANDSHAKE_REQUEST: StructSchema = StructSchema {
+    name: "SaslHandshakeRequest",
     fields: &[Field::new("mechanism", 0, 1, String)],
     tagged: &[],
 };

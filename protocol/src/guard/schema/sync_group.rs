@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &SYNC_GROUP_REQUEST,
 };
 
-const SYNC_GROUP_REQUEST: StructSchema = StructSchema {
+pub(crate) const SYNC_GROUP_REQUEST: StructSchema = StructSchema {
+    name: "SyncGroupRequest",
     fields: &[
         Field::new("group_id", 0, 5, String),
         Field::new("generation_id", 0, 5, Int32),
@@ -28,7 +29,8 @@ const SYNC_GROUP_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const SYNC_GROUP_REQUEST_ASSIGNMENT: StructSchema = StructSchema {
+pub(crate) const SYNC_GROUP_REQUEST_ASSIGNMENT: StructSchema = StructSchema {
+    name: "SyncGroupRequestAssignment",
     fields: &[
         Field::new("member_id", 0, 5, String),
         Field::new("assignment", 0, 5, Bytes),

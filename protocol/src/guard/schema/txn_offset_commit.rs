@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &TXN_OFFSET_COMMIT_REQUEST,
 };
 
-const TXN_OFFSET_COMMIT_REQUEST: StructSchema = StructSchema {
+pub(crate) const TXN_OFFSET_COMMIT_REQUEST: StructSchema = StructSchema {
+    name: "TxnOffsetCommitRequest",
     fields: &[
         Field::new("transactional_id", 0, 5, String),
         Field::new("group_id", 0, 5, String),
@@ -29,7 +30,8 @@ const TXN_OFFSET_COMMIT_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const TXN_OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = StructSchema {
+pub(crate) const TXN_OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = StructSchema {
+    name: "TxnOffsetCommitRequestTopic",
     fields: &[
         Field::new("name", 0, 5, String),
         Field::new(
@@ -42,7 +44,8 @@ const TXN_OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const TXN_OFFSET_COMMIT_REQUEST_PARTITION: StructSchema = StructSchema {
+pub(crate) const TXN_OFFSET_COMMIT_REQUEST_PARTITION: StructSchema = StructSchema {
+    name: "TxnOffsetCommitRequestPartition",
     fields: &[
         Field::new("partition_index", 0, 5, Int32),
         Field::new("committed_offset", 0, 5, Int64),

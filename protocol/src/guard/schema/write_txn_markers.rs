@@ -10,7 +10,8 @@ pub(crate) const MESSAGE: Message = Message {
     root: &WRITE_TXN_MARKERS_REQUEST,
 };
 
-const WRITE_TXN_MARKERS_REQUEST: StructSchema = StructSchema {
+pub(crate) const WRITE_TXN_MARKERS_REQUEST: StructSchema = StructSchema {
+    name: "WriteTxnMarkersRequest",
     fields: &[Field::new(
         "markers",
         1,
@@ -20,7 +21,8 @@ const WRITE_TXN_MARKERS_REQUEST: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const WRITABLE_TXN_MARKER: StructSchema = StructSchema {
+pub(crate) const WRITABLE_TXN_MARKER: StructSchema = StructSchema {
+    name: "WritableTxnMarker",
     fields: &[
         Field::new("producer_id", 1, 1, Int64),
         Field::new("producer_epoch", 1, 1, Int16),
@@ -31,7 +33,8 @@ const WRITABLE_TXN_MARKER: StructSchema = StructSchema {
     tagged: &[],
 };
 
-const WRITABLE_TXN_MARKER_TOPIC: StructSchema = StructSchema {
+pub(crate) const WRITABLE_TXN_MARKER_TOPIC: StructSchema = StructSchema {
+    name: "WritableTxnMarkerTopic",
     fields: &[
         Field::new("name", 1, 1, String),
         Field::new("partition_indexes", 1, 1, Array(&Int32)),
