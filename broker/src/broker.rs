@@ -103,6 +103,24 @@ impl Broker {
         }
     }
 
+    /// A producer id never handed out before, on this broker or in a previous run.
+    pub fn next_producer_id(&self) -> Result<i64, sled::Error> {
+        const KEY: &[u8] = b"next_producer_id";
+        let previous = self.db.fetch_and_update(KEY, |current| {
+            let next = current
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, i64::from_be_bytes)
+                + 1;
+            Some(next.to_be_bytes().to_vec())
+        })?;
+        // Durable before anyone uses it: an id handed out twice would merge two
+        // producers' sequences.
+        self.db.flush()?;
+        Ok(previous
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, i64::from_be_bytes))
+    }
+
     /// Forces every log and the metadata store to disk.
     pub fn flush(&self) {
         if let Err(error) = self.topics.flush_all() {

@@ -6,6 +6,8 @@ pub mod broker;
 pub mod config;
 pub mod embedded;
 pub mod handlers;
+pub mod partition;
+pub mod producers;
 pub mod server;
 pub mod storage;
 pub mod topics;

@@ -13,6 +13,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::config::{self, BrokerConfig, ConfigError};
+use crate::partition::Partition;
 use crate::storage::{FlushError, OpenError, PartitionLog};
 
 /// The most partitions one topic may have; a guard against typos that would open
@@ -30,15 +31,6 @@ pub struct TopicRecord {
     pub partitions: i32,
     /// Settings set on the topic itself.
     pub configs: BTreeMap<String, String>,
-}
-
-/// One partition of a topic.
-#[derive(Debug)]
-pub struct Partition {
-    /// Its index within the topic.
-    pub index: i32,
-    /// Its log.
-    pub log: Arc<PartitionLog>,
 }
 
 /// An open topic.
@@ -318,6 +310,9 @@ impl TopicRegistry {
         for topic in self.list() {
             for partition in &topic.partitions {
                 partition.log.flush()?;
+                if let Err(error) = partition.save_producer_state() {
+                    tracing::warn!(topic = topic.name(), partition = partition.index, %error, "could not save producer state; it will be rebuilt from the log");
+                }
             }
         }
         Ok(())
@@ -345,12 +340,11 @@ fn open_topic(
     let partitions = (0..record.partitions)
         .map(|index| {
             let dir = partition_dir(logs_dir, &record.name, index);
-            PartitionLog::open(&dir, log_config.clone()).map(|log| {
-                let log = Arc::new(log);
-                // Interval flushing runs on the runtime; other policies need no task.
-                let _ = log.start_background();
-                Partition { index, log }
-            })
+            let log = PartitionLog::open(&dir, log_config.clone())?;
+            let partition = Partition::open(index, dir, log)?;
+            // Interval flushing runs on the runtime; other policies need no task.
+            let _ = partition.log.start_background();
+            Ok(partition)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Topic { record, partitions })

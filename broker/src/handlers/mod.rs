@@ -7,6 +7,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -33,6 +34,7 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::DeleteTopics, 1, 6),
     ApiRange::new(ApiKey::DescribeConfigs, 1, 4),
     ApiRange::new(ApiKey::DescribeCluster, 0, 2),
+    ApiRange::new(ApiKey::InitProducerId, 0, 4),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -99,6 +101,9 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
         )),
         RequestKind::DescribeCluster(req) => ReplyBody::ready(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, req, version),
+        )),
+        RequestKind::InitProducerId(req) => ReplyBody::ready(ResponseKind::InitProducerId(
+            init_producer_id::handle(broker, req),
         )),
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather

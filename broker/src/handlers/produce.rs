@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentlog_protocol::batch::{self, BatchError, Batches, Compression};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
@@ -13,6 +13,8 @@ use thiserror::Error;
 
 use super::{str_bytes, ReplyBody};
 use crate::broker::Broker;
+use crate::partition::PartitionAppendError;
+use crate::producers::SequenceError;
 use crate::storage::{AppendError, FlushError, PartitionLog};
 use crate::topics::Topic;
 
@@ -45,6 +47,9 @@ pub enum ProduceError {
     /// KAFKA_STORAGE_ERROR.
     #[error("storage error: {0}")]
     Storage(#[from] AppendError),
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// KAFKA_STORAGE_ERROR: written, but fsync failed, so it is not acknowledged.
     #[error("flush failed: {0}")]
     Flush(#[from] FlushError),
@@ -67,6 +72,12 @@ impl ProduceError {
             ProduceError::TooLarge { .. } => ResponseError::MessageTooLarge,
             ProduceError::Storage(_) | ProduceError::Flush(_) => ResponseError::KafkaStorageError,
             ProduceError::TimedOut => ResponseError::RequestTimedOut,
+            ProduceError::Sequence(SequenceError::OutOfOrder { .. }) => {
+                ResponseError::OutOfOrderSequenceNumber
+            }
+            ProduceError::Sequence(SequenceError::StaleEpoch { .. }) => {
+                ResponseError::InvalidProducerEpoch
+            }
             ProduceError::InvalidAcks(_) => ResponseError::InvalidRequiredAcks,
         }
     }
@@ -143,15 +154,17 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
         tracing::debug!(topic = topic.name(), partition = index, %error, "produce refused");
         return fail(error);
     }
-    // The one copy on the produce path: the offsets are written into our own buffer.
-    let owned = BytesMut::from(&records[..]);
-    match partition.log.append(owned) {
+    match partition.append(&records) {
         Ok(appended) => Outcome {
             index,
             result: Ok((appended.base_offset, partition.log.log_start_offset())),
             durable: Some((partition.log.clone(), appended.last_offset + 1)),
         },
-        Err(error) => {
+        Err(PartitionAppendError::Sequence(error)) => {
+            tracing::debug!(topic = topic.name(), partition = index, %error, "idempotent batch refused");
+            fail(ProduceError::Sequence(error))
+        }
+        Err(PartitionAppendError::Storage(error)) => {
             tracing::error!(topic = topic.name(), partition = index, %error, "append failed");
             fail(ProduceError::Storage(error))
         }

@@ -122,6 +122,7 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::DescribeCluster => {
             RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1))
         }
+        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
         other => panic!("no sample request for {other:?}"),
     }
 }

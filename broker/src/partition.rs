@@ -1,0 +1,229 @@
+//! A partition: its log, and the producer state that makes idempotent appends
+//! exactly-once. Every append goes through here so the two never disagree.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agentlog_protocol::batch::{BatchHeader, Batches};
+use bytes::BytesMut;
+use thiserror::Error;
+
+use crate::producers::{ProducerTable, SequenceCheck, SequenceError};
+use crate::storage::{AppendError, Appended, OpenError, PartitionLog, ReadError};
+
+/// Read size used when replaying the log into the producer table.
+const REPLAY_CHUNK: usize = 1 << 20;
+
+/// Why an append to a partition failed; nothing was made visible.
+#[derive(Debug, Error)]
+pub enum PartitionAppendError {
+    /// An idempotent batch was out of order or from a fenced epoch.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    /// The log refused the bytes or the disk failed.
+    #[error(transparent)]
+    Storage(#[from] AppendError),
+}
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub struct Partition {
+    /// Its index within the topic.
+    pub index: i32,
+    /// Its log.
+    pub log: Arc<PartitionLog>,
+    dir: PathBuf,
+    producers: Mutex<ProducerTable>,
+}
+
+impl Partition {
+    /// Opens the log in `dir` and rebuilds its producer state: the last snapshot, then
+    /// every batch after it.
+    pub fn open(index: i32, dir: PathBuf, log: PartitionLog) -> Result<Partition, OpenError> {
+        let log = Arc::new(log);
+        let mut producers = ProducerTable::load(&dir, log.log_end_offset());
+        replay(&log, &mut producers).map_err(|error| OpenError::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        Ok(Partition {
+            index,
+            log,
+            dir,
+            producers: Mutex::new(producers),
+        })
+    }
+
+    /// Appends whole, validated batches. Batches of idempotent producers are checked
+    /// against the producer's sequence; a retry of a recent batch is answered with the
+    /// offset it got the first time and not appended again.
+    pub fn append(&self, records: &[u8]) -> Result<Appended, PartitionAppendError> {
+        let mut producers = self.lock_producers();
+        let idempotent = Batches::new(records).any(|(header, _)| header.producer_id >= 0);
+        if !idempotent {
+            let appended = self.log.append(BytesMut::from(records))?;
+            record_assigned(&mut producers, records, appended.base_offset);
+            return Ok(appended);
+        }
+        // Batch by batch, so each is checked against the state its predecessor left.
+        let mut result: Option<Appended> = None;
+        for (header, range) in Batches::new(records) {
+            let bytes = &records[range];
+            let appended = match producers.check(&header)? {
+                SequenceCheck::Duplicate { base_offset } => Appended {
+                    base_offset,
+                    last_offset: base_offset + i64::from(header.last_offset_delta),
+                },
+                SequenceCheck::Append => {
+                    let appended = self.log.append(BytesMut::from(bytes))?;
+                    record_assigned(&mut producers, bytes, appended.base_offset);
+                    appended
+                }
+            };
+            result = Some(match result {
+                None => appended,
+                Some(first) => Appended {
+                    base_offset: first.base_offset,
+                    last_offset: appended.last_offset,
+                },
+            });
+        }
+        result.ok_or(PartitionAppendError::Storage(AppendError::Io(
+            std::io::Error::other("no record batches"),
+        )))
+    }
+
+    /// Persists the producer state, so the next start need not replay the log.
+    pub fn save_producer_state(&self) -> std::io::Result<()> {
+        self.lock_producers().save(&self.dir)
+    }
+
+    /// A producer's remembered state on this partition.
+    pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.lock_producers().get(producer_id).map(|e| e.epoch)
+    }
+
+    fn lock_producers(&self) -> MutexGuard<'_, ProducerTable> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Records batches that were just appended starting at `base_offset`.
+fn record_assigned(producers: &mut ProducerTable, records: &[u8], base_offset: i64) {
+    let mut next = base_offset;
+    for (header, _) in Batches::new(records) {
+        let assigned = BatchHeader {
+            base_offset: next,
+            ..header
+        };
+        producers.record(&assigned);
+        next = assigned.next_offset();
+    }
+}
+
+/// Feeds every batch the table has not seen yet into it.
+fn replay(log: &PartitionLog, producers: &mut ProducerTable) -> Result<(), ReadError> {
+    let mut offset = producers.applied_until().max(log.log_start_offset());
+    let end = log.high_watermark();
+    while offset < end {
+        let read = log.read(offset, REPLAY_CHUNK)?;
+        if read.bytes.is_empty() {
+            break;
+        }
+        producers.record_all(&read.bytes);
+        let reached = producers.applied_until();
+        if reached <= offset {
+            break; // no progress: never loop forever on a log we cannot walk
+        }
+        offset = reached;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LogConfig;
+    use bytes::Bytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32) -> Vec<u8> {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                sequence: first_sequence + i,
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from(format!("v{}", first_sequence + i))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    fn open(dir: &std::path::Path) -> Partition {
+        let log = PartitionLog::open(dir, LogConfig::default()).unwrap();
+        Partition::open(0, dir.to_path_buf(), log).unwrap()
+    }
+
+    #[tokio::test]
+    async fn retried_batches_are_appended_once_even_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let partition = open(dir.path());
+            assert_eq!(partition.append(&batch(5, 0, 0, 3)).unwrap().base_offset, 0);
+            assert_eq!(
+                partition.append(&batch(-1, -1, -1, 2)).unwrap().base_offset,
+                3
+            );
+            assert_eq!(partition.append(&batch(5, 0, 3, 2)).unwrap().base_offset, 5);
+            // The retry of the first batch is answered with its original offset.
+            let retry = partition.append(&batch(5, 0, 0, 3)).unwrap();
+            assert_eq!((retry.base_offset, retry.last_offset), (0, 2));
+            assert!(matches!(
+                partition.append(&batch(5, 0, 9, 1)),
+                Err(PartitionAppendError::Sequence(SequenceError::OutOfOrder {
+                    expected: 5,
+                    ..
+                }))
+            ));
+            partition.log.wait_durable(7).await.unwrap();
+            assert_eq!(partition.log.high_watermark(), 7);
+            // No snapshot saved: the next open must rebuild from the log.
+        }
+        let partition = open(dir.path());
+        assert_eq!(partition.producer_epoch(5), Some(0));
+        assert_eq!(partition.append(&batch(5, 0, 3, 2)).unwrap().base_offset, 5);
+        assert_eq!(partition.log.log_end_offset(), 7);
+        assert_eq!(partition.append(&batch(5, 0, 5, 1)).unwrap().base_offset, 7);
+        partition.log.flush().unwrap();
+        partition.save_producer_state().unwrap();
+        drop(partition);
+
+        let partition = open(dir.path());
+        assert_eq!(
+            partition.append(&batch(5, 0, 5, 1)).unwrap().base_offset,
+            7,
+            "snapshot lost the last batch"
+        );
+        assert!(matches!(
+            partition.append(&batch(5, 0, 0, 1)),
+            Err(PartitionAppendError::Sequence(_))
+        ));
+    }
+}
