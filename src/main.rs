@@ -87,9 +87,12 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
             .apply_toml(&text)
             .with_context(|| format!("in config file {}", path.display()))?;
     }
-    config
+    let ignored = config
         .apply_env(std::env::vars())
         .context("in AGENTLOG_* environment variables")?;
+    for name in ignored {
+        tracing::warn!(variable = %name, "ignoring environment variable that names no setting");
+    }
     for setting in &args.set {
         let (name, value) = setting
             .split_once('=')

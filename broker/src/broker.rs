@@ -27,6 +27,7 @@ pub struct Broker {
     pub node_id: i32,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
+    shutdown: watch::Sender<bool>,
 }
 
 /// Starting the broker failed.
@@ -92,6 +93,7 @@ impl Broker {
             cluster_id,
             advertised: OnceLock::new(),
             db,
+            shutdown: watch::channel(false).0,
         })
     }
 
@@ -101,6 +103,17 @@ impl Broker {
             Some((host, port)) => (host.as_str(), *port),
             None => ("localhost", 9092),
         }
+    }
+
+    /// Turns true when the broker begins to stop: accept loops and connections stop
+    /// reading, and parked fetches answer at once with what they have.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Begins a graceful stop.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
     }
 
     /// A producer id never handed out before, on this broker or in a previous run.
@@ -150,7 +163,6 @@ pub struct RunningBroker {
     pub broker: Arc<Broker>,
     /// The addresses actually bound (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
-    shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -193,12 +205,10 @@ impl RunningBroker {
         let broker = Broker::open(config)?;
         let _ = broker.advertised.set(advertised);
         let broker = Arc::new(broker);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(server::serve(listeners, broker.clone(), shutdown_rx));
+        let task = tokio::spawn(server::serve(listeners, broker.clone()));
         Ok(RunningBroker {
             broker,
             local_addrs,
-            shutdown,
             task: Some(task),
         })
     }
@@ -215,7 +225,7 @@ impl RunningBroker {
     }
 
     async fn stop(&mut self) {
-        let _ = self.shutdown.send(true);
+        self.broker.begin_shutdown();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -226,7 +236,7 @@ impl RunningBroker {
 impl Drop for RunningBroker {
     fn drop(&mut self) {
         if self.task.is_some() {
-            let _ = self.shutdown.send(true);
+            self.broker.begin_shutdown();
             self.broker.flush();
         }
     }

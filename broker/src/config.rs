@@ -484,19 +484,28 @@ impl BrokerConfig {
     }
 
     /// Applies `AGENTLOG_*` variables (e.g. `AGENTLOG_NUM_PARTITIONS=3`).
+    ///
+    /// The prefix is shared with scripts' own variables (`AGENTLOG_BIN` in our test
+    /// harnesses, say), so a variable that names no setting is returned for the caller
+    /// to warn about rather than refused; a bad value for a real setting is an error.
     pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
         &mut self,
         vars: I,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut ignored = Vec::new();
         for (key, value) in vars {
             if let Some(name) = key.strip_prefix("AGENTLOG_") {
                 if matches!(name, "LOG" | "CONFIG") {
                     continue; // the binary's own switches, not settings
                 }
-                self.set(name, &value)?;
+                match self.set(name, &value) {
+                    Ok(()) => {}
+                    Err(ConfigError::Unknown(_)) => ignored.push(key),
+                    Err(error) => return Err(error),
+                }
             }
         }
-        Ok(())
+        Ok(ignored)
     }
 
     /// The current value of a broker setting and where it came from.
@@ -664,10 +673,18 @@ mod tests {
             .unwrap();
         assert_eq!(config.num_partitions(), 4);
         assert_eq!(config.log_config(&BTreeMap::new()).segment_bytes, 1024);
-        config
-            .apply_env([("AGENTLOG_NUM_PARTITIONS".to_string(), "5".to_string())])
+        let ignored = config
+            .apply_env([
+                ("AGENTLOG_NUM_PARTITIONS".to_string(), "5".to_string()),
+                ("AGENTLOG_BIN".to_string(), "/usr/bin/agentlog".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ])
             .unwrap();
         assert_eq!(config.num_partitions(), 5);
+        assert_eq!(ignored, vec!["AGENTLOG_BIN".to_string()]);
+        assert!(config
+            .apply_env([("AGENTLOG_NUM_PARTITIONS".to_string(), "x".to_string())])
+            .is_err());
         assert_eq!(
             config.value("num.partitions").unwrap().1,
             ConfigSource::StaticBroker

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use agentlog_protocol::batch::{BatchHeader, Batches};
+use agentlog_protocol::batch::{self, BatchHeader, Batches};
 use bytes::BytesMut;
 use thiserror::Error;
 
@@ -57,11 +57,18 @@ impl Partition {
     /// Appends whole, validated batches. Batches of idempotent producers are checked
     /// against the producer's sequence; a retry of a recent batch is answered with the
     /// offset it got the first time and not appended again.
-    pub fn append(&self, records: &[u8]) -> Result<Appended, PartitionAppendError> {
+    ///
+    /// With `log_append_time`, every batch is stamped with that time (topics with
+    /// `message.timestamp.type=LogAppendTime`).
+    pub fn append(
+        &self,
+        records: &[u8],
+        log_append_time: Option<i64>,
+    ) -> Result<Appended, PartitionAppendError> {
         let mut producers = self.lock_producers();
         let idempotent = Batches::new(records).any(|(header, _)| header.producer_id >= 0);
         if !idempotent {
-            let appended = self.log.append(BytesMut::from(records))?;
+            let appended = self.log.append(stamped(records, log_append_time)?)?;
             record_assigned(&mut producers, records, appended.base_offset);
             return Ok(appended);
         }
@@ -75,7 +82,7 @@ impl Partition {
                     last_offset: base_offset + i64::from(header.last_offset_delta),
                 },
                 SequenceCheck::Append => {
-                    let appended = self.log.append(BytesMut::from(bytes))?;
+                    let appended = self.log.append(stamped(bytes, log_append_time)?)?;
                     record_assigned(&mut producers, bytes, appended.base_offset);
                     appended
                 }
@@ -106,6 +113,19 @@ impl Partition {
     fn lock_producers(&self) -> MutexGuard<'_, ProducerTable> {
         self.producers.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Our own copy of the batches (the one copy on the produce path: offsets are written
+/// into it), stamped with the append time when the topic wants that.
+fn stamped(records: &[u8], log_append_time: Option<i64>) -> Result<BytesMut, AppendError> {
+    let mut owned = BytesMut::from(records);
+    if let Some(timestamp) = log_append_time {
+        let ranges: Vec<_> = Batches::new(records).map(|(_, range)| range).collect();
+        for range in ranges {
+            batch::set_log_append_time(&mut owned[range], timestamp)?;
+        }
+    }
+    Ok(owned)
 }
 
 /// Records batches that were just appended starting at `base_offset`.
@@ -176,6 +196,12 @@ mod tests {
         buf.to_vec()
     }
 
+    impl Partition {
+        fn append_now(&self, records: &[u8]) -> Result<Appended, PartitionAppendError> {
+            self.append(records, None)
+        }
+    }
+
     fn open(dir: &std::path::Path) -> Partition {
         let log = PartitionLog::open(dir, LogConfig::default()).unwrap();
         Partition::open(0, dir.to_path_buf(), log).unwrap()
@@ -186,17 +212,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let partition = open(dir.path());
-            assert_eq!(partition.append(&batch(5, 0, 0, 3)).unwrap().base_offset, 0);
             assert_eq!(
-                partition.append(&batch(-1, -1, -1, 2)).unwrap().base_offset,
+                partition
+                    .append_now(&batch(5, 0, 0, 3))
+                    .unwrap()
+                    .base_offset,
+                0
+            );
+            assert_eq!(
+                partition
+                    .append_now(&batch(-1, -1, -1, 2))
+                    .unwrap()
+                    .base_offset,
                 3
             );
-            assert_eq!(partition.append(&batch(5, 0, 3, 2)).unwrap().base_offset, 5);
+            assert_eq!(
+                partition
+                    .append_now(&batch(5, 0, 3, 2))
+                    .unwrap()
+                    .base_offset,
+                5
+            );
             // The retry of the first batch is answered with its original offset.
-            let retry = partition.append(&batch(5, 0, 0, 3)).unwrap();
+            let retry = partition.append_now(&batch(5, 0, 0, 3)).unwrap();
             assert_eq!((retry.base_offset, retry.last_offset), (0, 2));
             assert!(matches!(
-                partition.append(&batch(5, 0, 9, 1)),
+                partition.append_now(&batch(5, 0, 9, 1)),
                 Err(PartitionAppendError::Sequence(SequenceError::OutOfOrder {
                     expected: 5,
                     ..
@@ -208,21 +249,36 @@ mod tests {
         }
         let partition = open(dir.path());
         assert_eq!(partition.producer_epoch(5), Some(0));
-        assert_eq!(partition.append(&batch(5, 0, 3, 2)).unwrap().base_offset, 5);
+        assert_eq!(
+            partition
+                .append_now(&batch(5, 0, 3, 2))
+                .unwrap()
+                .base_offset,
+            5
+        );
         assert_eq!(partition.log.log_end_offset(), 7);
-        assert_eq!(partition.append(&batch(5, 0, 5, 1)).unwrap().base_offset, 7);
+        assert_eq!(
+            partition
+                .append_now(&batch(5, 0, 5, 1))
+                .unwrap()
+                .base_offset,
+            7
+        );
         partition.log.flush().unwrap();
         partition.save_producer_state().unwrap();
         drop(partition);
 
         let partition = open(dir.path());
         assert_eq!(
-            partition.append(&batch(5, 0, 5, 1)).unwrap().base_offset,
+            partition
+                .append_now(&batch(5, 0, 5, 1))
+                .unwrap()
+                .base_offset,
             7,
             "snapshot lost the last batch"
         );
         assert!(matches!(
-            partition.append(&batch(5, 0, 0, 1)),
+            partition.append_now(&batch(5, 0, 0, 1)),
             Err(PartitionAppendError::Sequence(_))
         ));
     }

@@ -218,6 +218,27 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     }
 }
 
+/// Stamps a batch with the broker's append time (topics with
+/// `message.timestamp.type=LogAppendTime`): sets the timestamp-type flag and the max
+/// timestamp, which consumers then report for every record, and recomputes the CRC,
+/// which covers both. The records themselves are not touched.
+pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) -> Result<(), BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let end = header.total_len();
+    if batch.len() < end {
+        return Err(BatchError::Truncated {
+            needed: end,
+            available: batch.len(),
+        });
+    }
+    let attributes = header.attributes | TIMESTAMP_TYPE_FLAG;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..end]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
 /// Walks a buffer of concatenated batches, yielding each header with its byte range.
 ///
 /// Stops at the first batch that is incomplete or whose header does not parse; the
@@ -349,6 +370,16 @@ mod tests {
         assert_eq!(header.base_offset, 4242);
         assert_eq!(header.partition_leader_epoch, 7);
         assert_eq!(header.last_offset(), 4243);
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_header_and_keeps_the_crc_valid() {
+        let mut batch = encoded(3, KpCompression::None);
+        set_log_append_time(&mut batch, 1_800_000_000_000).unwrap();
+        let header = verify(&batch).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 1_800_000_000_000);
+        assert_eq!(header.base_timestamp, 1_700_000_000_000);
     }
 
     #[test]

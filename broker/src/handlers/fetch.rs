@@ -84,6 +84,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
         usize::MAX
     };
 
+    let mut stopping = broker.shutdown_signal();
     loop {
         // Subscribe before reading, so an append between the read and the wait still
         // wakes us.
@@ -96,7 +97,12 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
             return respond(topics, partitions, version);
         }
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        let woken = tokio::select! {
+            woken = tokio::time::timeout_at(deadline, changed) => woken.is_ok(),
+            // A stopping broker answers parked fetches now rather than at max_wait.
+            () = crate::server::stopped(&mut stopping) => false,
+        };
+        if !woken {
             let (partitions, _, _) = read_all(&wanted, max_bytes, read_committed);
             return respond(topics, partitions, version);
         }

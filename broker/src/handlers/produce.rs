@@ -1,5 +1,6 @@
 //! Produce: validate each partition's batches, append them as they came, and answer
-//! per acks (0: nothing; 1: once written; all: once durable per the flush policy).
+//! per acks (0: nothing; 1 and all: once consumers can read the data, which under the
+//! default flush policy means once it is fsynced).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,11 +126,26 @@ pub fn validate_batches(records: &[u8], max_batch_bytes: usize) -> Result<(), Pr
     }
 }
 
-/// One partition's fate: (base offset, log start) or an error, and what to wait on
+/// Where an accepted partition's records went.
+struct Accepted {
+    base_offset: i64,
+    log_start_offset: i64,
+    /// The stamped append time, or -1 for CreateTime topics.
+    log_append_time: i64,
+}
+
+/// Milliseconds since the Unix epoch, as Kafka timestamps are.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One partition's fate: where its records went or an error, and what to wait on
 /// before the data counts as durable.
 struct Outcome {
     index: i32,
-    result: Result<(i64, i64), ProduceError>,
+    result: Result<Accepted, ProduceError>,
     durable: Option<(Arc<PartitionLog>, i64)>,
 }
 
@@ -154,10 +170,19 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
         tracing::debug!(topic = topic.name(), partition = index, %error, "produce refused");
         return fail(error);
     }
-    match partition.append(&records) {
+    let log_append_time = broker
+        .config
+        .topic_value(&topic.record.configs, "message.timestamp.type")
+        .filter(|(value, _)| value == "LogAppendTime")
+        .map(|_| now_ms());
+    match partition.append(&records, log_append_time) {
         Ok(appended) => Outcome {
             index,
-            result: Ok((appended.base_offset, partition.log.log_start_offset())),
+            result: Ok(Accepted {
+                base_offset: appended.base_offset,
+                log_start_offset: partition.log.log_start_offset(),
+                log_append_time: log_append_time.unwrap_or(-1),
+            }),
             durable: Some((partition.log.clone(), appended.last_offset + 1)),
         },
         Err(PartitionAppendError::Sequence(error)) => {
@@ -171,7 +196,9 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
     }
 }
 
-/// Appends every partition's batches now; the answer follows per acks.
+/// Appends every partition's batches now; the answer follows per acks (none for 0;
+/// otherwise once the data is visible to consumers, which is after the fsync under the
+/// batch flush policy).
 pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> ReplyBody {
     let acks = request.acks;
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -191,7 +218,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Re
         topics.push((topic_data.name, outcomes));
     }
 
-    if acks != -1 {
+    if acks == 0 {
         // Nobody waits, but under the batch flush policy the high watermark only moves
         // once the data is durable, so the flush still has to happen.
         for outcome in topics.iter().flat_map(|(_, outcomes)| outcomes) {
@@ -203,9 +230,18 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Re
                 });
             }
         }
-        if acks == 0 {
-            return ReplyBody::None;
-        }
+        return ReplyBody::None;
+    }
+
+    // acks=1 and acks=all are both answered once the data is visible: a client that
+    // reads right after its acknowledged write must find it, as on a one-node Kafka.
+    // Under the batch flush policy visible means durable.
+    let visible = topics
+        .iter()
+        .flat_map(|(_, outcomes)| outcomes)
+        .filter_map(|o| o.durable.as_ref())
+        .all(|(log, end)| log.high_watermark() >= *end);
+    if visible {
         return ReplyBody::ready(ResponseKind::Produce(respond(topics, version)));
     }
 
@@ -241,10 +277,16 @@ fn respond(topics: Vec<(TopicName, Vec<Outcome>)>, version: i16) -> ProduceRespo
                 .map(|outcome| {
                     let response = PartitionProduceResponse::default().with_index(outcome.index);
                     match outcome.result {
-                        Ok((base_offset, log_start)) if version >= 5 => response
-                            .with_base_offset(base_offset)
-                            .with_log_start_offset(log_start),
-                        Ok((base_offset, _)) => response.with_base_offset(base_offset),
+                        Ok(accepted) => {
+                            let response = response
+                                .with_base_offset(accepted.base_offset)
+                                .with_log_append_time_ms(accepted.log_append_time);
+                            if version >= 5 {
+                                response.with_log_start_offset(accepted.log_start_offset)
+                            } else {
+                                response
+                            }
+                        }
                         Err(error) => {
                             let response = response
                                 .with_error_code(error.code().code())

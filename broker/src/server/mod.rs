@@ -11,13 +11,10 @@ use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 
-/// Accepts on every listener until `shutdown` turns true, then waits for every
+/// Accepts on every listener until the broker begins to shut down, then waits for every
 /// connection to finish its in-flight requests.
-pub async fn serve(
-    listeners: Vec<TcpListener>,
-    broker: Arc<Broker>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
+    let shutdown = broker.shutdown_signal();
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(listener, broker.clone(), shutdown.clone()));
@@ -50,6 +47,6 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
 }
 
 /// Resolves once shutdown has begun (or the broker handle is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -1,0 +1,66 @@
+//! `agentlog bench`: a Kafka-protocol load tool (produce, consume, end-to-end latency).
+//!
+//! Built on librdkafka (through `rdkafka`) rather than on agentlog's own code, so the
+//! numbers are what real clients see and the tool works against any Kafka-compatible
+//! broker: users can run the same command against their Kafka and compare.
+//!
+//! Module map: `options` (flags and client settings), `stats` (counters, latency
+//! histogram, progress line, final report), `broker_proc` (broker CPU and RSS from
+//! `/proc`), `topic` (create-if-missing), `payload` (record values and keys), `produce`,
+//! `consume`, `e2e`.
+
+mod broker_proc;
+mod consume;
+mod e2e;
+mod options;
+mod payload;
+mod produce;
+mod stats;
+mod topic;
+
+use clap::{Args, Subcommand};
+
+pub use options::Options;
+
+/// `agentlog bench ...`: which workload to run, each with the same options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The workload.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// The three workloads, mirroring kafka-producer-perf-test / kafka-consumer-perf-test
+/// and an end-to-end latency test, so results compare with the tools users know.
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// Produce records as fast as possible (or at `--rate`); latency is enqueue to
+    /// delivery report.
+    Produce(Options),
+    /// Read a topic from the beginning without a consumer group (partitions assigned).
+    Consume(Options),
+    /// Consume from the end while producing at `--rate`; latency is produce time
+    /// (embedded in each value) to receipt.
+    E2e(Options),
+}
+
+/// Runs one benchmark and prints its report; the only entry point `main` needs.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (name, options) = match &args.mode {
+        Mode::Produce(o) => ("produce", o),
+        Mode::Consume(o) => ("consume", o),
+        Mode::E2e(o) => ("e2e", o),
+    };
+    options.validate(name)?;
+    let sampler = broker_proc::Sampler::start(options.broker_pid)?;
+    let mut report = match &args.mode {
+        Mode::Produce(o) => produce::run(o)?,
+        Mode::Consume(o) => consume::run(o)?,
+        Mode::E2e(o) => e2e::run(o)?,
+    };
+    report.mode = name;
+    if let Some(sampler) = sampler {
+        report.broker = Some(sampler.finish()?);
+    }
+    report.print(options.json)
+}
