@@ -145,6 +145,28 @@ impl Segment {
                     None
                 }
             });
+        // The recovery point vouches for everything before it, but damage done to the
+        // file since (a bad disk block, a stray write) is cheapest to catch at the tail:
+        // re-check the last index interval's batches, and fall back to a full scan if
+        // they no longer hold.
+        let resumed = match resumed {
+            Some((c, builder)) => {
+                let tail_start = u64::from(builder.position_for(u32::MAX));
+                let (valid, reason) =
+                    scan(&file, tail_start, c.size, true, bytes_read, |_, _| Ok(()))?;
+                if valid == c.size {
+                    Some((c, builder))
+                } else {
+                    tracing::warn!(
+                        segment = %seg.log_path.display(),
+                        reason = reason.as_deref().unwrap_or("unknown"),
+                        "data below the recovery point is damaged; validating the whole segment"
+                    );
+                    None
+                }
+            }
+            None => None,
+        };
         let (start, mut expected, mut builder) = match resumed {
             Some((c, builder)) => (c.size, c.next_offset, builder),
             None => (0, base, IndexBuilder::new(interval)),

@@ -101,23 +101,17 @@ pub enum GuardError {
         /// Bytes its value actually took.
         used: i64,
     },
-    /// Bytes left over after the last field: no client sends them, and accepting them
-    /// would mean the guard and the decoder disagree about where the body ends.
-    #[error("{0} unexpected bytes after the request body")]
-    TrailingBytes(usize),
 }
 
 /// Checks that `body` (the bytes after the request header) is safe to decode as
 /// `api_key` at `version`.
 ///
-/// Accepts exactly the bodies whose every length fits in the bytes that remain and that
-/// the schema consumes completely; anything the guard has no schema for is refused.
+/// Accepts the bodies whose every length fits in the bytes that remain; anything the
+/// guard has no schema for is refused. Bytes after the last field are ignored, as Kafka
+/// ignores them (and as `kafka-protocol`'s decoder, which reads the same prefix, does):
+/// librdkafka 2.12 sends three stray bytes after an all-topics Metadata v13 body.
 pub fn check_request_body(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), GuardError> {
-    let used = walk(api_key, version, body)?;
-    match body.len() - used {
-        0 => Ok(()),
-        extra => Err(GuardError::TrailingBytes(extra)),
-    }
+    walk(api_key, version, body).map(|_| ())
 }
 
 /// Walks `body` and returns how many bytes of it kafka-protocol's decoder will read.
