@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod guard;
+pub mod records;
 pub mod request;
 pub mod response;
 pub mod versions;
