@@ -83,8 +83,8 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                 .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)]),
         ]))
         }
-        ApiKey::CreateTopics => RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+        ApiKey::CreateTopics => {
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 CreatableTopic::default()
                     .with_name(topic_name(&format!("created-{version}")))
                     .with_num_partitions(2)
@@ -96,8 +96,8 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                     .with_name(topic)
                     .with_num_partitions(1)
                     .with_replication_factor(3),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::DeleteTopics if version >= 6 => {
             RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
                 DeleteTopicState::default().with_name(Some(topic_name("missing"))),
@@ -122,6 +122,115 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::DescribeCluster => {
             RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1))
         }
+        ApiKey::FindCoordinator if version >= 4 => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![str_bytes("g"), str_bytes("h")]),
+        ),
+        ApiKey::FindCoordinator => {
+            RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(str_bytes("g")))
+        }
+        ApiKey::JoinGroup => {
+            // An unknown member id answers at once (UNKNOWN_MEMBER_ID), without a wait.
+            RequestKind::JoinGroup(
+                JoinGroupRequest::default()
+                    .with_group_id(GroupId(str_bytes("g")))
+                    .with_session_timeout_ms(10_000)
+                    .with_member_id(str_bytes("nobody"))
+                    .with_protocol_type(str_bytes("consumer"))
+                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                    )
+                    .with_name(str_bytes("range"))
+                    .with_metadata(Bytes::from_static(b"m"))]),
+            )
+        }
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("nobody")),
+        ),
+        ApiKey::LeaveGroup if version >= 3 => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(str_bytes("nobody"))]),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("nobody")),
+        ),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(str_bytes("simple")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5)
+                                .with_committed_metadata(Some(str_bytes("meta"))),
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(9)
+                                .with_committed_offset(5),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch if version >= 8 => {
+            RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(str_bytes("simple"))),
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(str_bytes("other")))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(topic)
+                            .with_partition_indexes(vec![0, 1]),
+                    ])),
+            ]))
+        }
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes("simple")))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic)
+                        .with_partition_indexes(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ListGroups => RequestKind::ListGroups(if version >= 4 {
+            ListGroupsRequest::default().with_states_filter(vec![str_bytes("Empty")])
+        } else {
+            ListGroupsRequest::default()
+        }),
+        ApiKey::DescribeGroups => {
+            RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![
+                GroupId(str_bytes("simple")),
+                GroupId(str_bytes("none")),
+            ]))
+        }
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes("none"))]),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(str_bytes("simple")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(1),
+                        ]),
+                ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
