@@ -216,6 +216,7 @@ impl RunningBroker {
 
     async fn stop(&mut self) {
         let _ = self.shutdown.send(true);
+        self.broker.groups.shutdown();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }

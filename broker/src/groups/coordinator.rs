@@ -40,6 +40,8 @@ struct Inner {
     settings: GroupSettings,
     store: OffsetStore,
     groups: Mutex<HashMap<String, Group>>,
+    /// Set at broker shutdown: nothing waits on the coordinator any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 type JoinReply = oneshot::Sender<Result<JoinOutcome, JoinError>>;
@@ -298,8 +300,33 @@ impl GroupCoordinator {
                 settings,
                 store,
                 groups: Mutex::new(groups),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    fn is_closing(&self) -> bool {
+        self.inner.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Broker shutdown: answers every waiting JoinGroup and SyncGroup with
+    /// COORDINATOR_NOT_AVAILABLE (clients look for the coordinator again and rejoin) so
+    /// no connection waits out a rebalance timeout, and refuses new waits.
+    pub fn shutdown(&self) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut groups = lock(&self.inner);
+        for group in groups.values_mut() {
+            for member in group.members.values_mut() {
+                if let Some(tx) = member.awaiting_join.take() {
+                    let _ = tx.send(Err(JoinError::CoordinatorNotAvailable));
+                }
+                if let Some(tx) = member.awaiting_sync.take() {
+                    let _ = tx.send(Err(SyncError::CoordinatorNotAvailable));
+                }
+            }
+        }
     }
 
     /// The settings in force.
@@ -323,6 +350,9 @@ impl GroupCoordinator {
             || params.session_timeout_ms > s.max_session_timeout_ms
         {
             return JoinWait::Ready(Err(JoinError::InvalidSessionTimeout));
+        }
+        if self.is_closing() {
+            return JoinWait::Ready(Err(JoinError::CoordinatorNotAvailable));
         }
         let mut groups = lock(&self.inner);
         if !params.member_id.is_empty() && !groups.contains_key(&params.group_id) {
@@ -644,6 +674,9 @@ impl GroupCoordinator {
     pub fn begin_sync(&self, params: SyncParams) -> SyncWait {
         if params.group_id.is_empty() {
             return SyncWait::Ready(Err(SyncError::InvalidGroupId));
+        }
+        if self.is_closing() {
+            return SyncWait::Ready(Err(SyncError::CoordinatorNotAvailable));
         }
         let mut groups = lock(&self.inner);
         let Some(group) = groups.get_mut(&params.group_id) else {
@@ -1046,27 +1079,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: only an empty group may go, with all its offsets.
     pub async fn delete(&self, group_id: &str) -> Result<(), DeleteGroupError> {
-        if group_id.is_empty() {
-            return Err(DeleteGroupError::InvalidGroupId);
-        }
-        {
-            let mut groups = lock(&self.inner);
-            match groups.get(group_id) {
-                None => return Err(DeleteGroupError::GroupIdNotFound),
-                Some(g) if g.state == GroupState::Dead => {
-                    return Err(DeleteGroupError::GroupIdNotFound)
-                }
-                Some(g) if g.state != GroupState::Empty => {
-                    return Err(DeleteGroupError::NonEmptyGroup)
-                }
-                Some(_) => {}
-            }
-            groups.remove(group_id);
-            self.inner
-                .store
-                .remove_group(group_id)
-                .map_err(|e| DeleteGroupError::Storage(e.to_string()))?;
-        }
+        self.begin_delete(group_id)?;
         self.inner
             .store
             .flush()
@@ -1074,15 +1087,55 @@ impl GroupCoordinator {
             .map_err(|e| DeleteGroupError::Storage(e.to_string()))
     }
 
+    /// DeleteGroups' side effects now; await the store's flush (via [`Self::delete`] or
+    /// [`Self::flush`]) before acknowledging.
+    pub fn begin_delete(&self, group_id: &str) -> Result<(), DeleteGroupError> {
+        if group_id.is_empty() {
+            return Err(DeleteGroupError::InvalidGroupId);
+        }
+        let mut groups = lock(&self.inner);
+        match groups.get(group_id) {
+            None => return Err(DeleteGroupError::GroupIdNotFound),
+            Some(g) if g.state == GroupState::Dead => {
+                return Err(DeleteGroupError::GroupIdNotFound)
+            }
+            Some(g) if g.state != GroupState::Empty => return Err(DeleteGroupError::NonEmptyGroup),
+            Some(_) => {}
+        }
+        groups.remove(group_id);
+        self.inner
+            .store
+            .remove_group(group_id)
+            .map_err(|e| DeleteGroupError::Storage(e.to_string()))
+    }
+
+    /// Waits until every change made so far is on disk.
+    pub async fn flush(&self) -> Result<(), OffsetStoreError> {
+        self.inner.store.flush().await
+    }
+
     /// OffsetDelete: removes some partitions' offsets, refusing topics an active member
     /// of a consumer group subscribes to.
-    #[allow(clippy::type_complexity)]
     pub async fn delete_offsets(
         &self,
         group_id: &str,
         partitions: Vec<(String, Vec<i32>)>,
-    ) -> Result<Vec<(String, i32, Result<(), DeleteOffsetPartitionError>)>, DeleteOffsetsError>
-    {
+    ) -> Result<Vec<OffsetDeleteResult>, DeleteOffsetsError> {
+        let results = self.begin_delete_offsets(group_id, partitions)?;
+        self.inner
+            .store
+            .flush()
+            .await
+            .map_err(|e| DeleteOffsetsError::Storage(e.to_string()))?;
+        Ok(results)
+    }
+
+    /// OffsetDelete's side effects now; await [`Self::flush`] before acknowledging.
+    pub fn begin_delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<OffsetDeleteResult>, DeleteOffsetsError> {
         if group_id.is_empty() {
             return Err(DeleteOffsetsError::InvalidGroupId);
         }
@@ -1133,11 +1186,6 @@ impl GroupCoordinator {
                 .map_err(|e| DeleteOffsetsError::Storage(e.to_string()))?;
             results
         };
-        self.inner
-            .store
-            .flush()
-            .await
-            .map_err(|e| DeleteOffsetsError::Storage(e.to_string()))?;
         Ok(results)
     }
 
@@ -1152,8 +1200,15 @@ impl GroupCoordinator {
             .values()
             .filter(|g| g.state == GroupState::Empty)
             .filter(|g| {
+                // Kafka drops an empty group without offsets at once; one with offsets
+                // once they expire.
                 g.empty_since_ms
                     .is_some_and(|t| now.saturating_sub(t) >= retention)
+                    || self
+                        .inner
+                        .store
+                        .group_offsets(&g.id)
+                        .is_ok_and(|o| o.is_empty())
             })
             .map(|g| g.id.clone())
             .collect();
@@ -1242,6 +1297,9 @@ impl GroupCoordinator {
         });
     }
 }
+
+/// One partition's outcome in OffsetDelete: topic, partition, result.
+pub type OffsetDeleteResult = (String, i32, Result<(), DeleteOffsetPartitionError>);
 
 fn rebalance_timeout(params: &JoinParams) -> Duration {
     // JoinGroup v0 has no rebalance timeout: Kafka uses the session timeout.

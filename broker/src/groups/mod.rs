@@ -23,7 +23,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use thiserror::Error;
 
-pub use coordinator::{GroupCoordinator, JoinWait, SyncWait};
+pub use coordinator::{GroupCoordinator, JoinWait, OffsetDeleteResult, PendingCommit, SyncWait};
 pub use offsets::{CommittedOffset, OffsetStoreError};
 
 /// Largest `committed_metadata` accepted, as Kafka's `offset.metadata.max.bytes` default.

@@ -654,3 +654,64 @@ async fn offsets_of_subscribed_topics_cannot_be_deleted_and_groups_with_members_
     assert!(f.groups.list(&[], &[]).is_empty());
     drop(f.dir);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_answers_every_waiting_join_at_once() {
+    let f = fixture(100);
+    let waiting = f.groups.begin_join(params("", None, &["t"]));
+    f.groups.shutdown();
+    assert_eq!(
+        waiting.outcome().await,
+        Err(JoinError::CoordinatorNotAvailable)
+    );
+    assert_eq!(
+        f.groups.join(params("", None, &["t"])).await,
+        Err(JoinError::CoordinatorNotAvailable)
+    );
+}
+
+// Real clock: commits wait for sled's fsync.
+#[tokio::test]
+async fn offsets_of_groups_without_members_expire_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let groups = GroupCoordinator::open(
+        &db,
+        GroupSettings {
+            initial_rebalance_delay: Duration::ZERO,
+            offsets_retention: Duration::from_millis(200),
+            ..GroupSettings::default()
+        },
+    )
+    .unwrap();
+    let commit = |group: &str| CommitParams {
+        group_id: group.into(),
+        generation_id: -1,
+        offsets: vec![CommitOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+        ..Default::default()
+    };
+    groups.commit_offsets(commit("abandoned")).await.unwrap();
+    groups.commit_offsets(commit("g")).await.unwrap();
+    let member = groups.join(params("", None, &["t"])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    groups.expire_offsets();
+    assert!(groups.committed("abandoned").is_empty());
+    assert_eq!(
+        groups.committed("g").len(),
+        1,
+        "a group with members keeps its offsets"
+    );
+    let listed: Vec<String> = groups
+        .list(&[], &[])
+        .into_iter()
+        .map(|g| g.group_id)
+        .collect();
+    assert_eq!(listed, vec!["g".to_string()]);
+    assert_eq!(member.generation_id, 1);
+}

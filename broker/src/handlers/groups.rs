@@ -335,22 +335,42 @@ pub fn describe_groups(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-/// DeleteGroups: each group must be empty; its offsets go with it.
+/// DeleteGroups: each group must be empty; its offsets go with it. Applied now,
+/// acknowledged once the store is flushed.
 pub fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest) -> ReplyBody {
-    let broker = broker.clone();
-    ReplyBody::Later(tokio::spawn(async move {
-        let mut results = Vec::new();
-        for id in request.groups_names {
-            let code = match broker.groups.delete(&text(&id.0)).await {
+    let results: Vec<DeletableGroupResult> = request
+        .groups_names
+        .into_iter()
+        .map(|id| {
+            let code = match broker.groups.begin_delete(&text(&id.0)) {
                 Ok(()) => 0,
                 Err(error) => error.code(),
             };
-            results.push(
-                DeletableGroupResult::default()
-                    .with_group_id(id)
-                    .with_error_code(code),
-            );
-        }
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code)
+        })
+        .collect();
+    let broker = broker.clone();
+    ReplyBody::Later(tokio::spawn(async move {
+        let results = match broker.groups.flush().await {
+            Ok(()) => results,
+            Err(error) => {
+                tracing::error!(%error, "cannot flush group deletion");
+                let code = ResponseError::KafkaStorageError.code();
+                results
+                    .into_iter()
+                    .map(|r| {
+                        let code = if r.error_code == 0 {
+                            code
+                        } else {
+                            r.error_code
+                        };
+                        r.with_error_code(code)
+                    })
+                    .collect()
+            }
+        };
         Some(ResponseKind::DeleteGroups(
             DeleteGroupsResponse::default().with_results(results),
         ))

@@ -207,26 +207,33 @@ pub fn offset_fetch(
     }
 }
 
-/// OffsetDelete: removes offsets unless an active member subscribes to the topic.
+/// OffsetDelete: removes offsets unless an active member subscribes to the topic;
+/// applied now, acknowledged once the store is flushed.
 pub fn offset_delete(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> ReplyBody {
+    let asked: Vec<(String, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.0.to_string(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let outcome = broker
+        .groups
+        .begin_delete_offsets(&request.group_id.0, asked);
     let broker = broker.clone();
     ReplyBody::Later(tokio::spawn(async move {
-        let asked: Vec<(String, Vec<i32>)> = request
-            .topics
-            .iter()
-            .map(|t| {
-                (
-                    t.name.0.to_string(),
-                    t.partitions.iter().map(|p| p.partition_index).collect(),
-                )
-            })
-            .collect();
-        let response = match broker
-            .groups
-            .delete_offsets(&request.group_id.0, asked)
-            .await
-        {
-            Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
+        let outcome = match outcome {
+            Ok(results) => match broker.groups.flush().await {
+                Ok(()) => Ok(results),
+                Err(_) => Err(ResponseError::KafkaStorageError.code()),
+            },
+            Err(error) => Err(error.code()),
+        };
+        let response = match outcome {
+            Err(code) => OffsetDeleteResponse::default().with_error_code(code),
             Ok(results) => {
                 let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
                 for (topic, partition, result) in results {
