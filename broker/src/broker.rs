@@ -228,6 +228,7 @@ impl Drop for RunningBroker {
     fn drop(&mut self) {
         if self.task.is_some() {
             let _ = self.shutdown.send(true);
+            self.broker.groups.shutdown();
             self.broker.flush();
         }
     }

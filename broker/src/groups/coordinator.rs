@@ -1244,14 +1244,14 @@ impl GroupCoordinator {
         let weak = Arc::downgrade(&self.inner);
         let group_id = group_id.to_string();
         let member_id = member_id.to_string();
-        tokio::spawn(session_timer(weak, group_id, member_id, session));
+        spawn_timer(session_timer(weak, group_id, member_id, session));
     }
 
     fn spawn_pending_timer(&self, group_id: &str, member_id: &str, timeout: Duration) {
         let weak = Arc::downgrade(&self.inner);
         let group_id = group_id.to_string();
         let member_id = member_id.to_string();
-        tokio::spawn(async move {
+        spawn_timer(async move {
             tokio::time::sleep(timeout).await;
             let Some(inner) = weak.upgrade() else { return };
             let coordinator = GroupCoordinator { inner };
@@ -1272,7 +1272,7 @@ impl GroupCoordinator {
         let group_id = group.id.clone();
         let epoch = group.rebalance_epoch;
         let not_before = group.join_not_before;
-        tokio::spawn(async move {
+        spawn_timer(async move {
             if let Some(at) = not_before {
                 tokio::time::sleep_until(at).await;
                 let Some(inner) = weak.upgrade() else { return };
@@ -1295,6 +1295,23 @@ impl GroupCoordinator {
                 }
             }
         });
+    }
+}
+
+/// Starts a timer task. The coordinator must be driven from inside a tokio runtime (the
+/// broker's, or an in-process caller's); outside one, timers cannot run: say so loudly
+/// rather than panic.
+fn spawn_timer<F>(future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(future);
+        }
+        Err(_) => {
+            tracing::error!("group coordinator used outside a tokio runtime: timers disabled")
+        }
     }
 }
 

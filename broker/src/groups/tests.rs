@@ -348,6 +348,10 @@ async fn a_restarted_static_member_takes_its_place_without_a_rebalance() {
     let again = f.groups.join(params("", Some("i1"), &["t"])).await.unwrap();
     assert_ne!(again.member_id, s1.member_id);
     assert_eq!(again.generation_id, 1, "no new generation");
+    // i1 joined first, so it leads: it learns the members but must not reassign (v9).
+    assert_eq!(again.leader, again.member_id);
+    assert!(again.skip_assignment);
+    assert_eq!(again.members.len(), 2);
     assert_eq!(state(&f.groups), GroupState::Stable);
     let assignment = f
         .groups

@@ -356,3 +356,55 @@ fn produce_validation_maps_each_fault_to_its_kafka_code() {
     assert_eq!(code(&good[..good.len() - 1], 1 << 20), 2);
     assert_eq!(code(&[], 1 << 20), 87);
 }
+
+/// The connection applies requests in order and waits for nothing while doing so: a
+/// JoinGroup that must wait for the rebalance is applied at once and answered later,
+/// so the member's Heartbeat on the same connection is read and answered meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_join_group_does_not_hold_up_later_requests() {
+    let (_dir, broker) = broker(); // group.initial.rebalance.delay.ms: Kafka's 3000
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(str_bytes("w")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(60_000)
+        .with_protocol_type(str_bytes("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(str_bytes("range"))
+        .with_metadata(Bytes::from_static(b"m"))]);
+    let started = tokio::time::Instant::now();
+    let request = roundtrip(ApiKey::JoinGroup, 3, &RequestKind::JoinGroup(join));
+    let reply = dispatch(&broker, request).await;
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    let ReplyBody::Later(pending) = reply.body else {
+        panic!("JoinGroup must answer later")
+    };
+    let described = broker.groups.describe("w").unwrap();
+    assert_eq!(
+        described.state,
+        crate::groups::GroupState::PreparingRebalance
+    );
+    let member_id = described.members[0].member_id.clone();
+
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(str_bytes("w")))
+        .with_member_id(str_bytes(&member_id));
+    let request = roundtrip(ApiKey::Heartbeat, 3, &RequestKind::Heartbeat(heartbeat));
+    let ReplyBody::Ready(body) = dispatch(&broker, request).await.body else {
+        panic!("Heartbeat answers at once")
+    };
+    let ResponseKind::Heartbeat(heartbeat) = *body else {
+        panic!("not a heartbeat response")
+    };
+    assert_eq!(heartbeat.error_code, 27, "REBALANCE_IN_PROGRESS");
+
+    let Some(ResponseKind::JoinGroup(joined)) = pending.await.unwrap() else {
+        panic!("not a join response")
+    };
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(3000));
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.member_id.as_str(), member_id);
+    assert_eq!(joined.leader.as_str(), member_id);
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+}
