@@ -342,7 +342,7 @@ impl GroupCoordinator {
     /// JoinGroup's side effects now, its answer later: wire handlers apply requests in
     /// order and must not wait for the rebalance while doing so.
     pub fn begin_join(&self, params: JoinParams) -> JoinWait {
-        if params.group_id.is_empty() {
+        if !valid_group_id(&params.group_id) {
             return JoinWait::Ready(Err(JoinError::InvalidGroupId));
         }
         let s = &self.inner.settings;
@@ -672,7 +672,7 @@ impl GroupCoordinator {
 
     /// SyncGroup's side effects now, its answer later.
     pub fn begin_sync(&self, params: SyncParams) -> SyncWait {
-        if params.group_id.is_empty() {
+        if !valid_group_id(&params.group_id) {
             return SyncWait::Ready(Err(SyncError::InvalidGroupId));
         }
         if self.is_closing() {
@@ -764,7 +764,7 @@ impl GroupCoordinator {
 
     /// Heartbeat without the async wrapper (it never waits).
     pub fn heartbeat_now(&self, params: HeartbeatParams) -> Result<(), HeartbeatError> {
-        if params.group_id.is_empty() {
+        if !valid_group_id(&params.group_id) {
             return Err(HeartbeatError::InvalidGroupId);
         }
         let mut groups = lock(&self.inner);
@@ -810,7 +810,7 @@ impl GroupCoordinator {
         group_id: &str,
         leaving: Vec<LeavingMember>,
     ) -> Result<Vec<Result<(), LeaveMemberError>>, LeaveError> {
-        if group_id.is_empty() {
+        if !valid_group_id(group_id) {
             return Err(LeaveError::InvalidGroupId);
         }
         let mut groups = lock(&self.inner);
@@ -874,7 +874,7 @@ impl GroupCoordinator {
     /// OffsetCommit: validates the committer as Kafka does and writes the offsets; await
     /// [`PendingCommit::durable`] before acknowledging.
     pub fn begin_commit(&self, params: CommitParams) -> Result<PendingCommit, CommitError> {
-        if params.group_id.is_empty() {
+        if !valid_group_id(&params.group_id) {
             return Err(CommitError::InvalidGroupId);
         }
         let mut groups = lock(&self.inner);
@@ -975,7 +975,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<CommittedOffset>, FetchOffsetsError> {
-        if group_id.is_empty() {
+        if !valid_group_id(group_id) {
             return Err(FetchOffsetsError::InvalidGroupId);
         }
         let store = &self.inner.store;
@@ -1035,7 +1035,7 @@ impl GroupCoordinator {
 
     /// DescribeGroups for one group.
     pub fn describe(&self, group_id: &str) -> Result<GroupDescription, DescribeError> {
-        if group_id.is_empty() {
+        if !valid_group_id(group_id) {
             return Err(DescribeError::InvalidGroupId);
         }
         let groups = lock(&self.inner);
@@ -1090,7 +1090,7 @@ impl GroupCoordinator {
     /// DeleteGroups' side effects now; await the store's flush (via [`Self::delete`] or
     /// [`Self::flush`]) before acknowledging.
     pub fn begin_delete(&self, group_id: &str) -> Result<(), DeleteGroupError> {
-        if group_id.is_empty() {
+        if !valid_group_id(group_id) {
             return Err(DeleteGroupError::InvalidGroupId);
         }
         let mut groups = lock(&self.inner);
@@ -1136,7 +1136,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<OffsetDeleteResult>, DeleteOffsetsError> {
-        if group_id.is_empty() {
+        if !valid_group_id(group_id) {
             return Err(DeleteOffsetsError::InvalidGroupId);
         }
         let results = {
@@ -1296,6 +1296,12 @@ impl GroupCoordinator {
             }
         });
     }
+}
+
+/// Group ids are non-empty and fit the offset store's u16 length prefix (Kafka sets no
+/// upper limit; 64 KiB of group id is not a real name).
+fn valid_group_id(group_id: &str) -> bool {
+    !group_id.is_empty() && group_id.len() <= usize::from(u16::MAX)
 }
 
 /// Starts a timer task. The coordinator must be driven from inside a tokio runtime (the
