@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
+use crate::groups::{GroupCoordinator, GroupSettings};
 use crate::server;
 use crate::topics::{RegistryOpenError, TopicRegistry};
 
@@ -25,6 +26,9 @@ pub struct Broker {
     pub cluster_id: String,
     /// This broker's node id.
     pub node_id: i32,
+    /// Consumer groups and committed offsets, shared by wire clients and in-process
+    /// members.
+    pub groups: GroupCoordinator,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -60,6 +64,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Committed offsets could not be loaded.
+    #[error("cannot load consumer groups: {0}")]
+    Groups(String),
     /// `--advertise` is not `host:port`.
     #[error("advertised address `{0}` is not host:port")]
     Advertise(String),
@@ -86,7 +93,17 @@ impl Broker {
             source,
         })?;
         let topics = TopicRegistry::open(config.clone(), &db)?;
+        let (min_session, max_session) = config.group_session_timeout_range();
+        let settings = GroupSettings {
+            initial_rebalance_delay: config.group_initial_rebalance_delay(),
+            min_session_timeout_ms: min_session,
+            max_session_timeout_ms: max_session,
+            offsets_retention: config.offsets_retention(),
+        };
+        let groups = GroupCoordinator::open(&db, settings)
+            .map_err(|error| StartError::Groups(error.to_string()))?;
         Ok(Broker {
+            groups,
             node_id: config.node_id(),
             config,
             topics,
@@ -114,6 +131,8 @@ impl Broker {
     /// Begins a graceful stop.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+        // Waiting joins and syncs are answered now rather than at their timeouts.
+        self.groups.shutdown();
     }
 
     /// A producer id never handed out before, on this broker or in a previous run.
@@ -205,6 +224,7 @@ impl RunningBroker {
         let broker = Broker::open(config)?;
         let _ = broker.advertised.set(advertised);
         let broker = Arc::new(broker);
+        broker.groups.start_background();
         let task = tokio::spawn(server::serve(listeners, broker.clone()));
         Ok(RunningBroker {
             broker,

@@ -151,6 +151,10 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
     checked(def("log.tail.cache.bytes", ConfigType::Long, "4194304", "agentlog: bytes of recently appended batches kept in memory per partition for tailing readers."), non_negative),
     def("log.cleanup.policy", ConfigType::List, "delete", "Default cleanup.policy of new topics."),
+    checked(def("group.initial.rebalance.delay.ms", ConfigType::Int, "3000", "How long the first rebalance of an empty group waits for more members before completing (Kafka's default; tests set it low)."), non_negative),
+    checked(def("group.min.session.timeout.ms", ConfigType::Int, "6000", "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below it)."), positive),
+    checked(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above it)."), positive),
+    checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
 ];
 
 /// Every topic-level setting, and the broker setting it defaults to.
@@ -541,6 +545,29 @@ impl BrokerConfig {
     /// Whether Metadata may create topics.
     pub fn auto_create_topics(&self) -> bool {
         self.get("auto.create.topics.enable", true)
+    }
+
+    /// `group.initial.rebalance.delay.ms`: the wait an empty group's first rebalance
+    /// gives later joiners, so a starting fleet forms one generation instead of many.
+    pub fn group_initial_rebalance_delay(&self) -> Duration {
+        Duration::from_millis(self.get("group.initial.rebalance.delay.ms", 3000u64))
+    }
+
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`: the session
+    /// timeouts members may ask for, so a member can neither flap nor linger forever.
+    pub fn group_session_timeout_range(&self) -> (i32, i32) {
+        (
+            self.get("group.min.session.timeout.ms", 6000),
+            self.get("group.max.session.timeout.ms", 1_800_000),
+        )
+    }
+
+    /// `offsets.retention.minutes`: how long an abandoned group's offsets are kept.
+    pub fn offsets_retention(&self) -> Duration {
+        Duration::from_secs(
+            self.get("offsets.retention.minutes", 10080u64)
+                .saturating_mul(60),
+        )
     }
 
     /// Largest request frame.

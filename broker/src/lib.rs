@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod config;
 pub mod embedded;
+pub mod groups;
 pub mod handlers;
 pub mod partition;
 pub mod producers;

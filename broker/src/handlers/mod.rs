@@ -7,9 +7,11 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 
 use std::sync::Arc;
@@ -35,6 +37,21 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::DescribeConfigs, 1, 4),
     ApiRange::new(ApiKey::DescribeCluster, 0, 2),
     ApiRange::new(ApiKey::InitProducerId, 0, 4),
+    // Groups and offsets (see the README's compatibility notes for the caps).
+    ApiRange::new(ApiKey::FindCoordinator, 0, 6),
+    ApiRange::new(ApiKey::JoinGroup, 0, 9),
+    ApiRange::new(ApiKey::SyncGroup, 0, 5),
+    ApiRange::new(ApiKey::Heartbeat, 0, 4),
+    ApiRange::new(ApiKey::LeaveGroup, 0, 5),
+    // v9 (KIP-848 member epochs) and v10 (topic ids) are for the new consumer protocol.
+    ApiRange::new(ApiKey::OffsetCommit, 2, 8),
+    // v9 carries KIP-848 member epochs; v8 already batches groups.
+    ApiRange::new(ApiKey::OffsetFetch, 1, 8),
+    ApiRange::new(ApiKey::ListGroups, 0, 5),
+    // v6 only adds KIP-1043 error reporting for the new protocol's groups.
+    ApiRange::new(ApiKey::DescribeGroups, 0, 5),
+    ApiRange::new(ApiKey::DeleteGroups, 0, 2),
+    ApiRange::new(ApiKey::OffsetDelete, 0, 0),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -70,7 +87,17 @@ impl ReplyBody {
 
 /// Applies a request's side effects now and returns its (possibly pending) response.
 pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
+    dispatch_from(broker, request, None).await
+}
+
+/// [`dispatch`] for a request from a known peer (group members report their host).
+pub async fn dispatch_from(
+    broker: &Arc<Broker>,
+    request: Request,
+    peer: Option<std::net::SocketAddr>,
+) -> Reply {
     let version = request.version;
+    let client_id = request.client_id.clone().unwrap_or_default();
     let body = match request.body {
         RequestKind::ApiVersions(_) => {
             ReplyBody::ready(ResponseKind::ApiVersions(api_versions::handle()))
@@ -105,6 +132,32 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
         RequestKind::InitProducerId(req) => ReplyBody::ready(ResponseKind::InitProducerId(
             init_producer_id::handle(broker, req),
         )),
+        RequestKind::FindCoordinator(req) => ReplyBody::ready(ResponseKind::FindCoordinator(
+            groups::find_coordinator(broker, req, version),
+        )),
+        RequestKind::JoinGroup(req) => {
+            let host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+            groups::join_group(broker, req, version, &client_id, &host)
+        }
+        RequestKind::SyncGroup(req) => groups::sync_group(broker, req, version),
+        RequestKind::Heartbeat(req) => {
+            ReplyBody::ready(ResponseKind::Heartbeat(groups::heartbeat(broker, req)))
+        }
+        RequestKind::LeaveGroup(req) => ReplyBody::ready(ResponseKind::LeaveGroup(
+            groups::leave_group(broker, req, version),
+        )),
+        RequestKind::ListGroups(req) => ReplyBody::ready(ResponseKind::ListGroups(
+            groups::list_groups(broker, req, version),
+        )),
+        RequestKind::DescribeGroups(req) => ReplyBody::ready(ResponseKind::DescribeGroups(
+            groups::describe_groups(broker, req, version),
+        )),
+        RequestKind::DeleteGroups(req) => groups::delete_groups(broker, req),
+        RequestKind::OffsetCommit(req) => offsets::offset_commit(broker, req, version),
+        RequestKind::OffsetFetch(req) => ReplyBody::ready(ResponseKind::OffsetFetch(
+            offsets::offset_fetch(broker, req, version),
+        )),
+        RequestKind::OffsetDelete(req) => offsets::offset_delete(broker, req),
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather
             // than panic if they ever drift.

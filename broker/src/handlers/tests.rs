@@ -123,6 +123,115 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
             RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1))
         }
         ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
+        ApiKey::FindCoordinator if version >= 4 => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![str_bytes("g"), str_bytes("h")]),
+        ),
+        ApiKey::FindCoordinator => {
+            RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key(str_bytes("g")))
+        }
+        ApiKey::JoinGroup => {
+            // An unknown member id answers at once (UNKNOWN_MEMBER_ID), without a wait.
+            RequestKind::JoinGroup(
+                JoinGroupRequest::default()
+                    .with_group_id(GroupId(str_bytes("g")))
+                    .with_session_timeout_ms(10_000)
+                    .with_member_id(str_bytes("nobody"))
+                    .with_protocol_type(str_bytes("consumer"))
+                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                    )
+                    .with_name(str_bytes("range"))
+                    .with_metadata(Bytes::from_static(b"m"))]),
+            )
+        }
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("nobody")),
+        ),
+        ApiKey::LeaveGroup if version >= 3 => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(str_bytes("nobody"))]),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("nobody")),
+        ),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(str_bytes("simple")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5)
+                                .with_committed_metadata(Some(str_bytes("meta"))),
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(9)
+                                .with_committed_offset(5),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch if version >= 8 => {
+            RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(str_bytes("simple"))),
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(str_bytes("other")))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(topic)
+                            .with_partition_indexes(vec![0, 1]),
+                    ])),
+            ]))
+        }
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes("simple")))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic)
+                        .with_partition_indexes(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ListGroups => RequestKind::ListGroups(if version >= 4 {
+            ListGroupsRequest::default().with_states_filter(vec![str_bytes("Empty")])
+        } else {
+            ListGroupsRequest::default()
+        }),
+        ApiKey::DescribeGroups => {
+            RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![
+                GroupId(str_bytes("simple")),
+                GroupId(str_bytes("none")),
+            ]))
+        }
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes("none"))]),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(str_bytes("simple")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(1),
+                        ]),
+                ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
@@ -247,4 +356,56 @@ fn produce_validation_maps_each_fault_to_its_kafka_code() {
     assert_eq!(code(&magic, 1 << 20), 43);
     assert_eq!(code(&good[..good.len() - 1], 1 << 20), 2);
     assert_eq!(code(&[], 1 << 20), 87);
+}
+
+/// The connection applies requests in order and waits for nothing while doing so: a
+/// JoinGroup that must wait for the rebalance is applied at once and answered later,
+/// so the member's Heartbeat on the same connection is read and answered meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_join_group_does_not_hold_up_later_requests() {
+    let (_dir, broker) = broker(); // group.initial.rebalance.delay.ms: Kafka's 3000
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(str_bytes("w")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(60_000)
+        .with_protocol_type(str_bytes("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(str_bytes("range"))
+        .with_metadata(Bytes::from_static(b"m"))]);
+    let started = tokio::time::Instant::now();
+    let request = roundtrip(ApiKey::JoinGroup, 3, &RequestKind::JoinGroup(join));
+    let reply = dispatch(&broker, request).await;
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    let ReplyBody::Later(pending) = reply.body else {
+        panic!("JoinGroup must answer later")
+    };
+    let described = broker.groups.describe("w").unwrap();
+    assert_eq!(
+        described.state,
+        crate::groups::GroupState::PreparingRebalance
+    );
+    let member_id = described.members[0].member_id.clone();
+
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(str_bytes("w")))
+        .with_member_id(str_bytes(&member_id));
+    let request = roundtrip(ApiKey::Heartbeat, 3, &RequestKind::Heartbeat(heartbeat));
+    let ReplyBody::Ready(body) = dispatch(&broker, request).await.body else {
+        panic!("Heartbeat answers at once")
+    };
+    let ResponseKind::Heartbeat(heartbeat) = *body else {
+        panic!("not a heartbeat response")
+    };
+    assert_eq!(heartbeat.error_code, 27, "REBALANCE_IN_PROGRESS");
+
+    let Some(ResponseKind::JoinGroup(joined)) = pending.await.unwrap() else {
+        panic!("not a join response")
+    };
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(3000));
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.member_id.as_str(), member_id);
+    assert_eq!(joined.leader.as_str(), member_id);
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
 }

@@ -64,7 +64,7 @@ pub async fn serve(
         let reply = match decode_request(frame, &handlers::SUPPORTED) {
             Ok(request) => {
                 limit = max_frame;
-                handlers::dispatch(&broker, request).await
+                handlers::dispatch_from(&broker, request, Some(peer)).await
             }
             Err(RequestError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,

@@ -1,0 +1,118 @@
+"""Consumer groups with kafka-python against the real binary: two consumers share a
+topic, commit, and the admin client lists, describes and deletes the group.
+
+Run: BROKER_BIN=<target>/debug/agentlog python -m pytest -p no:cacheprovider tests/python_groups
+"""
+
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+BIN = os.environ.get(
+    "BROKER_BIN",
+    os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "agentlog"),
+)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    proc = subprocess.Popen(
+        [
+            BIN, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+            "--set", "group.initial.rebalance.delay.ms=300",
+            "--set", "group.min.session.timeout.ms=1000",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    addr = None
+    for line in proc.stdout:
+        if line.startswith("agentlog listening on "):
+            addr = line.split()[-1]
+            break
+    assert addr, "broker did not start"
+    yield addr
+    proc.terminate()
+    proc.wait(30)
+
+
+class Member(threading.Thread):
+    def __init__(self, addr, group, topic):
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=addr,
+            group_id=group,
+            client_id="py-member",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        self.values = []
+        self.assignment = set()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for records in self.consumer.poll(timeout_ms=100).values():
+                self.values.extend(r.value for r in records)
+            self.assignment = {tp.partition for tp in self.consumer.assignment()}
+        self.consumer.commit()
+        self.consumer.close()
+
+
+def wait_for(check, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_members_share_commit_and_the_group_is_administered(broker):
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic("py-groups", 4, 1)])
+    producer = KafkaProducer(bootstrap_servers=broker, enable_idempotence=False)
+    for i in range(200):
+        producer.send("py-groups", f"v{i}".encode(), partition=i % 4)
+    producer.flush()
+
+    members = [Member(broker, "py-g", "py-groups") for _ in range(2)]
+    for m in members:
+        m.start()
+    wait_for(
+        lambda: members[0].assignment and members[1].assignment
+        and members[0].assignment.isdisjoint(members[1].assignment)
+        and members[0].assignment | members[1].assignment == {0, 1, 2, 3},
+        "a disjoint cover",
+    )
+    wait_for(lambda: sum(len(m.values) for m in members) >= 200, "all records")
+    assert {v for m in members for v in m.values} == {f"v{i}".encode() for i in range(200)}
+
+    listed = {g["group_id"]: g for g in admin.list_groups()}
+    assert listed["py-g"]["protocol_type"] == "consumer"
+    stable = admin.list_groups(states_filter=["Stable"])
+    assert [g["group_id"] for g in stable] == ["py-g"]
+    described = admin.describe_groups(["py-g"])["py-g"]
+    assert described["error"] is None
+    assert described["group_state"] == "Stable"
+    assert described["protocol_type"] == "consumer"
+    assert len(described["members"]) == 2
+    assert all(m["client_id"] == "py-member" for m in described["members"])
+
+    for m in members:
+        m.stop.set()
+    for m in members:
+        m.join(30)
+    offsets = admin.list_group_offsets("py-g")["py-g"]
+    assert {tp.partition: o.offset for tp, o in offsets.items()} == {p: 50 for p in range(4)}
+    assert admin.delete_groups(["py-g"]) == {"py-g": "OK"}
+    assert "py-g" not in {g["group_id"] for g in admin.list_groups()}
+    admin.close()
