@@ -1,7 +1,7 @@
 """Consumer groups with kafka-python against the real binary: two consumers share a
 topic, commit, and the admin client lists, describes and deletes the group.
 
-Run: BROKER_BIN=<target>/debug/agentlog python -m pytest -p no:cacheprovider tests/python_groups
+Part of the kafka-python suite (scripts/test.sh runs it with AGENTLOG_BIN set).
 """
 
 import os
@@ -14,13 +14,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 BIN = os.environ.get(
-    "BROKER_BIN",
-    os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "agentlog"),
+    "AGENTLOG_BIN",
+    os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "agentlog"),
 )
 
 
 @pytest.fixture
 def broker(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
     proc = subprocess.Popen(
         [
             BIN, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
@@ -29,6 +30,7 @@ def broker(tmp_path):
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     addr = None
     for line in proc.stdout:
