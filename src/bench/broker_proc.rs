@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often RSS is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 use anyhow::{bail, Context};
 
@@ -46,11 +49,12 @@ impl Sampler {
             std::thread::Builder::new()
                 .name("bench-broker-sampler".into())
                 .spawn(move || {
-                    let mut ticks = 0u32;
+                    // Short sleeps so that finish() does not wait up to a second.
+                    let mut next = Instant::now() + SAMPLE_EVERY;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
-                        ticks += 1;
-                        if ticks % 20 == 0 {
+                        if Instant::now() >= next {
+                            next += SAMPLE_EVERY;
                             if let Ok(kb) = status_kb(pid, "VmRSS:") {
                                 max.fetch_max(kb, Ordering::Relaxed);
                             }
