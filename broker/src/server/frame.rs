@@ -7,8 +7,13 @@ use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// How much the buffer may grow per read while a large frame arrives.
-const GROWTH_STEP: usize = 64 * 1024;
+/// How much of an announced frame is allocated before its bytes arrive: typical
+/// requests (produce requests are usually up to 1 MiB) get one allocation, while a peer
+/// that announces 100 MiB and sends nothing costs at most this much.
+const UPFRONT: usize = 1 << 20;
+
+/// How much the buffer may grow per read past [`UPFRONT`] while a large frame arrives.
+const GROWTH_STEP: usize = 1 << 20;
 
 /// Why no frame could be read.
 #[derive(Debug, Error)]
@@ -55,7 +60,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             length: i64::from(length),
             limit,
         })?;
-    let mut buf = BytesMut::with_capacity(length.min(GROWTH_STEP));
+    let mut buf = BytesMut::with_capacity(length.min(UPFRONT));
     while buf.len() < length {
         let want = (length - buf.len()).min(GROWTH_STEP);
         buf.reserve(want);
