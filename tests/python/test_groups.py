@@ -118,3 +118,73 @@ def test_two_members_share_commit_and_the_group_is_administered(broker):
     assert admin.delete_groups(["py-g"]) == {"py-g": "OK"}
     assert "py-g" not in {g["group_id"] for g in admin.list_groups()}
     admin.close()
+
+
+class ConfluentMember(threading.Thread):
+    """A librdkafka consumer (confluent-kafka) in the same group as kafka-python ones."""
+
+    def __init__(self, addr, group, topic):
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer({
+            "bootstrap.servers": addr,
+            "group.id": group,
+            "client.id": "librdkafka-member",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            # kafka-python offers range and roundrobin too: the broker picks by vote.
+            "partition.assignment.strategy": "range,roundrobin",
+        })
+        self.consumer.subscribe([topic])
+        self.values = []
+        self.assignment = set()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            message = self.consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                self.values.append(message.value())
+            self.assignment = {tp.partition for tp in self.consumer.assignment()}
+        self.consumer.commit(asynchronous=False)
+        self.consumer.close()
+
+
+def test_kafka_python_and_librdkafka_consumers_share_one_group(broker):
+    topic, group = "mixed-clients", "mixed-group"
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=broker)
+    sent = {f"v{i}".encode() for i in range(600)}
+    for i in range(600):
+        producer.send(topic, value=f"v{i}".encode(), partition=i % 6)
+    producer.flush()
+    producer.close()
+
+    members = [Member(broker, group, topic), ConfluentMember(broker, group, topic)]
+    for member in members:
+        member.start()
+    try:
+        wait_for(
+            lambda: all(m.assignment for m in members)
+            and not (members[0].assignment & members[1].assignment)
+            and members[0].assignment | members[1].assignment == set(range(6)),
+            "both clients to hold a disjoint share of the six partitions",
+        )
+        wait_for(lambda: sum(len(m.values) for m in members) >= 600, "every record consumed")
+        time.sleep(0.5)
+        consumed = members[0].values + members[1].values
+        assert set(consumed) == sent
+        duplicates = len(consumed) - len(set(consumed))
+        # Only a rebalance can redeliver, and the two joined before anything was committed.
+        assert duplicates <= 600 - min(len(m.values) for m in members), duplicates
+        assert members[0].values and members[1].values
+    finally:
+        for member in members:
+            member.stop.set()
+        for member in members:
+            member.join(30)
