@@ -25,6 +25,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// This broker's node id.
     pub node_id: i32,
+    /// Retention, compaction and disk-guard state (see [`crate::lifecycle`]).
+    pub lifecycle: crate::lifecycle::Lifecycle,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -85,12 +87,19 @@ impl Broker {
             path: meta_dir,
             source,
         })?;
+        crate::lifecycle::load_dynamic_configs(&db, &config).map_err(|source| {
+            StartError::Metadata {
+                path: config.data_dir.join("meta"),
+                source,
+            }
+        })?;
         let topics = TopicRegistry::open(config.clone(), &db)?;
         Ok(Broker {
             node_id: config.node_id(),
             config,
             topics,
             cluster_id,
+            lifecycle: crate::lifecycle::Lifecycle::new(),
             advertised: OnceLock::new(),
             db,
             shutdown: watch::channel(false).0,
@@ -132,6 +141,11 @@ impl Broker {
         Ok(previous
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
             .map_or(0, i64::from_be_bytes))
+    }
+
+    /// The metadata store (dynamic broker settings live there too).
+    pub(crate) fn metadata_db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// Forces every log and the metadata store to disk.
@@ -206,6 +220,7 @@ impl RunningBroker {
         let _ = broker.advertised.set(advertised);
         let broker = Arc::new(broker);
         let task = tokio::spawn(server::serve(listeners, broker.clone()));
+        let _lifecycle_tasks = crate::lifecycle::spawn(&broker);
         Ok(RunningBroker {
             broker,
             local_addrs,

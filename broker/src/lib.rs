@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 pub mod embedded;
 pub mod handlers;
+pub mod lifecycle;
 pub mod partition;
 pub mod producers;
 pub mod server;
