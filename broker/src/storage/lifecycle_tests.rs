@@ -73,7 +73,8 @@ fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, String, Option<String>)>
             }
         }
         let mut next = offset;
-        for (header, _) in agentlog_protocol::batch::Batches::new(&read.bytes) {
+        for (header, range) in agentlog_protocol::batch::Batches::new(&read.bytes) {
+            agentlog_protocol::batch::verify(&read.bytes[range]).expect("a valid batch");
             next = header.next_offset();
         }
         offset = next;
@@ -402,4 +403,48 @@ fn a_crash_before_the_commit_marker_rolls_back_to_the_old_segments() {
     let all = read_all(&log, 0);
     assert_eq!(all.len(), 2001);
     let _ = latest;
+}
+
+#[test]
+fn a_read_never_answers_with_only_empty_batches_while_records_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments, each ending in a batch that compaction empties but keeps.
+    let log = PartitionLog::open(dir.path(), config(100)).unwrap();
+    for _ in 0..20 {
+        log.append(keyed(
+            &[("same".into(), Some("old".into()))],
+            now() - 10_000,
+            KpCompression::None,
+        ))
+        .unwrap();
+    }
+    log.append(keyed(
+        &[("same".into(), Some("new".into()))],
+        now() - 10_000,
+        KpCompression::None,
+    ))
+    .unwrap();
+    log.set_roll_config(1, 60_000);
+    log.append(keyed(
+        &[("other".into(), Some("x".into()))],
+        now(),
+        KpCompression::None,
+    ))
+    .unwrap();
+    log.compact(policy(3_600_000)).unwrap().expect("a pass ran");
+    let read = log.read(0, 1 << 20).unwrap();
+    let counts: Vec<i32> = agentlog_protocol::batch::Batches::new(&read.bytes)
+        .map(|(h, _)| h.records_count)
+        .collect();
+    assert!(
+        counts.iter().any(|&c| c > 0),
+        "only empty batches: {counts:?}"
+    );
+    let all = read_all(&log, 0);
+    assert_eq!(
+        all.iter()
+            .map(|(o, k, _)| (*o, k.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(20, "same"), (21, "other")]
+    );
 }

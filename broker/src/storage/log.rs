@@ -472,6 +472,37 @@ impl PartitionLog {
     /// Recent data comes from the tail cache without a syscall (and without a copy when it
     /// was one append); older data with one positioned read, from a single segment.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
+        let mut read = self.read_retrying(offset, max_bytes)?;
+        // Compaction keeps some emptied batches as bare headers (a segment's last, a
+        // producer's last). A reply holding only those has no record, which clients
+        // take for a fetch size too small (librdkafka doubles it, then fails): keep
+        // reading the following segments until a batch with records, or the end.
+        let Some(mut next) = only_empty_batches(&read.bytes) else {
+            return Ok(read);
+        };
+        let mut bytes = BytesMut::from(&read.bytes[..]);
+        for _ in 0..1024 {
+            if next >= read.high_watermark || bytes.len() >= max_bytes {
+                break;
+            }
+            let Ok(more) = self.read_retrying(next, max_bytes - bytes.len()) else {
+                break;
+            };
+            if more.bytes.is_empty() {
+                break;
+            }
+            bytes.extend_from_slice(&more.bytes);
+            read.high_watermark = more.high_watermark;
+            match only_empty_batches(&more.bytes) {
+                Some(end) => next = end,
+                None => break,
+            }
+        }
+        read.bytes = bytes.freeze();
+        Ok(read)
+    }
+
+    fn read_retrying(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
         match self.read_once(offset, max_bytes) {
             // A segment removed by retention or replaced by compaction between finding
             // it and reading it: the offset is now out of range, or a retry finds the
@@ -901,6 +932,18 @@ pub(super) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result
     file.sync_all()?;
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
+}
+
+/// The end offset of `bytes` when it holds at least one batch and none has records.
+fn only_empty_batches(bytes: &[u8]) -> Option<i64> {
+    let mut end = None;
+    for (header, _) in Batches::new(bytes) {
+        if header.records_count != 0 {
+            return None;
+        }
+        end = Some(header.next_offset());
+    }
+    end
 }
 
 /// Base offsets of the `{base:020}.log` files in `dir`, ascending.
