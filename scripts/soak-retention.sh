@@ -2,12 +2,16 @@
 # Bounded retention soak (not run in CI): produce continuously for N minutes with
 # retention on and print the partition's disk usage every 10 s; it must stay flat.
 #   scripts/soak-retention.sh [MINUTES] [RATE]     (defaults: 2 minutes, 20000 records/s)
+# AGENTLOG_BIN=path/to/agentlog skips the release build.
 set -euo pipefail
 minutes="${1:-2}"
 rate="${2:-20000}"
 cd "$(dirname "$0")/.."
-cargo build --release --bin agentlog >&2
-bin="${CARGO_TARGET_DIR:-target}/release/agentlog"
+bin="${AGENTLOG_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --bin agentlog >&2
+  bin="${CARGO_TARGET_DIR:-target}/release/agentlog"
+fi
 data="$(mktemp -d)"
 trap 'kill "$broker" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 "$bin" --listen 127.0.0.1:0 --data-dir "$data" \
