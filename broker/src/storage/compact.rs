@@ -7,7 +7,8 @@
 //! earlier pass has become older than `delete.retention.ms`.
 //!
 //! **How.** Pass one reads every batch of the range and maps each key to its latest
-//! offset (full keys, so no hash collision can drop a live record), and each producer
+//! offset (full keys, so no hash collision can drop a live record; bounded by
+//! `KEY_MAP_BYTES`, past which the pass stops at a segment boundary), and each producer
 //! id to its last batch. Pass two writes each segment anew as `<name>.cleaned` files:
 //! control batches and batches whose records all survive are copied byte for byte; the
 //! others are rebuilt from the surviving records' *own bytes* (decompressed, filtered,
@@ -55,6 +56,14 @@ const CLEANER_CHECKPOINT: &str = "cleaner-checkpoint";
 const CLEANED: &str = ".cleaned";
 /// The three files of a segment.
 const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
+/// Memory bound of a pass's key map (key bytes plus per-entry overhead), like Kafka's
+/// `log.cleaner.dedupe.buffer.size`: when the map fills, the pass cleans only the
+/// segments mapped so far (a record is only ever removed for a newer one in the
+/// range, so a shorter range is less compaction, never lost data); the next pass
+/// continues from there.
+const KEY_MAP_BYTES: usize = 128 << 20;
+/// Estimated bytes per map entry besides the key itself.
+const KEY_ENTRY_OVERHEAD: usize = 64;
 
 /// What one compaction pass is asked to respect.
 #[derive(Debug, Clone, Copy)]
@@ -349,7 +358,13 @@ impl PartitionLog {
         // Pass one: the latest offset of every key, the last batch of every producer.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
+        let mut map_bytes = 0usize;
+        let mut mapped = 0usize;
         for (segment, _) in &range {
+            if mapped > 0 && map_bytes >= KEY_MAP_BYTES {
+                break;
+            }
+            mapped += 1;
             for_each_batch(segment, |header, whole| {
                 if header.producer_id >= 0 {
                     last_of_producer.insert(header.producer_id, header.base_offset);
@@ -368,12 +383,19 @@ impl PartitionLog {
                     })?;
                 for record in records {
                     if let Some(key) = record.key {
-                        latest.insert(key, record.offset);
+                        let len = key.len();
+                        if latest.insert(key, record.offset).is_none() {
+                            map_bytes += len + KEY_ENTRY_OVERHEAD;
+                        }
                     }
                 }
                 Ok(())
             })?;
         }
+
+        let mut range = range;
+        range.truncate(mapped);
+        let end = range.last().map_or(end, |(_, next)| *next);
 
         // Pass two: write the cleaned segments.
         let bases: Vec<i64> = range.iter().map(|(s, _)| s.base).collect();
