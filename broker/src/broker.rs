@@ -29,6 +29,8 @@ pub struct Broker {
     /// Consumer groups and committed offsets, shared by wire clients and in-process
     /// members.
     pub groups: GroupCoordinator,
+    /// Retention, compaction and disk-guard state (see [`crate::lifecycle`]).
+    pub lifecycle: crate::lifecycle::Lifecycle,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -92,6 +94,12 @@ impl Broker {
             path: meta_dir,
             source,
         })?;
+        crate::lifecycle::load_dynamic_configs(&db, &config).map_err(|source| {
+            StartError::Metadata {
+                path: config.data_dir.join("meta"),
+                source,
+            }
+        })?;
         let topics = TopicRegistry::open(config.clone(), &db)?;
         let (min_session, max_session) = config.group_session_timeout_range();
         let settings = GroupSettings {
@@ -108,6 +116,7 @@ impl Broker {
             config,
             topics,
             cluster_id,
+            lifecycle: crate::lifecycle::Lifecycle::new(),
             advertised: OnceLock::new(),
             db,
             shutdown: watch::channel(false).0,
@@ -151,6 +160,11 @@ impl Broker {
         Ok(previous
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
             .map_or(0, i64::from_be_bytes))
+    }
+
+    /// The metadata store (dynamic broker settings live there too).
+    pub(crate) fn metadata_db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// Forces every log and the metadata store to disk.
@@ -226,6 +240,7 @@ impl RunningBroker {
         let broker = Arc::new(broker);
         broker.groups.start_background();
         let task = tokio::spawn(server::serve(listeners, broker.clone()));
+        let _lifecycle_tasks = crate::lifecycle::spawn(&broker);
         Ok(RunningBroker {
             broker,
             local_addrs,

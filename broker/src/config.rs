@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -150,11 +151,29 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("log.flush.policy", ConfigType::String, "batch", "agentlog: when appended data is fsynced: batch (before acks=all and before consumers see it; group commit), interval, or none."), flush_policy_word),
     checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
     checked(def("log.tail.cache.bytes", ConfigType::Long, "4194304", "agentlog: bytes of recently appended batches kept in memory per partition for tailing readers."), non_negative),
+    checked(def("log.retention.check.interval.ms", ConfigType::Long, "5000", "agentlog: how often retention (retention.ms, retention.bytes, DeleteRecords leftovers) is enforced. Kafka's default is 300000; an edge box checks more often."), positive),
+    checked(def("log.cleaner.backoff.ms", ConfigType::Long, "2000", "How long the compactor sleeps between passes over compacted topics."), positive),
+    checked(def("log.disk.free.min.bytes", ConfigType::Long, "104857600", "agentlog: produce is refused with KAFKA_STORAGE_ERROR (retriable) while the data directory's filesystem has less free space than this (0: never)."), non_negative),
     def("log.cleanup.policy", ConfigType::List, "delete", "Default cleanup.policy of new topics."),
     checked(def("group.initial.rebalance.delay.ms", ConfigType::Int, "3000", "How long the first rebalance of an empty group waits for more members before completing (Kafka's default; tests set it low)."), non_negative),
     checked(def("group.min.session.timeout.ms", ConfigType::Int, "6000", "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below it)."), positive),
     checked(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above it)."), positive),
     checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
+];
+
+/// Broker settings that AlterConfigs / IncrementalAlterConfigs may change at runtime
+/// (persisted in the metadata store, applied without a restart); every other broker
+/// setting is read-only, as DescribeConfigs reports.
+pub static DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.cleanup.policy",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "message.max.bytes",
+    "log.retention.check.interval.ms",
+    "log.cleaner.backoff.ms",
+    "log.disk.free.min.bytes",
 ];
 
 /// Every topic-level setting, and the broker setting it defaults to.
@@ -322,6 +341,8 @@ pub static TOPIC_CONFIGS: &[(ConfigDef, Option<&str>)] = &[
 pub enum ConfigSource {
     /// Set on the topic (CreateTopics or AlterConfigs).
     DynamicTopic,
+    /// Set on the broker at runtime (AlterConfigs on broker resources).
+    DynamicBroker,
     /// Set in the broker's file, environment or flags.
     StaticBroker,
     /// The built-in default.
@@ -333,6 +354,7 @@ impl ConfigSource {
     pub fn kafka_code(self) -> i8 {
         match self {
             ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
         }
@@ -359,6 +381,20 @@ pub enum ConfigError {
     /// A listen or advertise address does not parse.
     #[error("invalid address `{0}`")]
     Address(String),
+}
+
+/// A runtime change of a broker setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DynamicConfigError {
+    /// No broker setting has this name.
+    #[error("unknown broker setting `{0}`")]
+    Unknown(String),
+    /// The setting can only be set at start-up.
+    #[error("`{0}` cannot be changed at runtime (read-only)")]
+    ReadOnly(String),
+    /// The value does not fit the setting.
+    #[error(transparent)]
+    Invalid(ConfigError),
 }
 
 /// Normalises a setting name so that `num.partitions`, `num_partitions`,
@@ -406,6 +442,9 @@ pub struct BrokerConfig {
     /// Where logs and metadata live.
     pub data_dir: PathBuf,
     explicit: BTreeMap<&'static str, String>,
+    /// Runtime overrides of [`DYNAMIC_BROKER_CONFIGS`], shared by every clone of this
+    /// config (the broker and its topic registry see the same values).
+    dynamic: Arc<RwLock<BTreeMap<&'static str, String>>>,
 }
 
 impl Default for BrokerConfig {
@@ -415,6 +454,7 @@ impl Default for BrokerConfig {
             advertised: None,
             data_dir: PathBuf::from("./agentlog-data"),
             explicit: BTreeMap::new(),
+            dynamic: Arc::default(),
         }
     }
 }
@@ -520,10 +560,71 @@ impl BrokerConfig {
         } else {
             d.name
         };
+        let dynamic = self
+            .dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(canonical)
+            .cloned();
+        if let Some(v) = dynamic {
+            return Some((v, ConfigSource::DynamicBroker));
+        }
         Some(match self.explicit.get(canonical) {
             Some(v) => (v.clone(), ConfigSource::StaticBroker),
             None => (d.default.to_string(), ConfigSource::Default),
         })
+    }
+
+    /// The value from the file, environment or flags (ignoring dynamic overrides).
+    pub fn static_value(&self, name: &str) -> Option<String> {
+        let d = find_broker_def(name)?;
+        self.explicit.get(d.name).cloned()
+    }
+
+    /// Whether a broker setting may be changed at runtime.
+    pub fn is_dynamic(name: &str) -> bool {
+        DYNAMIC_BROKER_CONFIGS.contains(&normalise(name).as_str())
+    }
+
+    /// Validates a runtime change of a broker setting without applying it.
+    pub fn validate_dynamic(name: &str, value: Option<&str>) -> Result<(), DynamicConfigError> {
+        let d =
+            find_broker_def(name).ok_or_else(|| DynamicConfigError::Unknown(name.to_string()))?;
+        if !DYNAMIC_BROKER_CONFIGS.contains(&d.name) {
+            return Err(DynamicConfigError::ReadOnly(d.name.to_string()));
+        }
+        if let Some(value) = value {
+            check_value(d, value.trim()).map_err(DynamicConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) a runtime override of a dynamic broker setting.
+    pub fn set_dynamic(&self, name: &str, value: Option<&str>) -> Result<(), DynamicConfigError> {
+        Self::validate_dynamic(name, value)?;
+        let d =
+            find_broker_def(name).ok_or_else(|| DynamicConfigError::Unknown(name.to_string()))?;
+        let mut dynamic = self.dynamic.write().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => dynamic.insert(d.name, v.trim().to_string()),
+            None => dynamic.remove(d.name),
+        };
+        Ok(())
+    }
+
+    /// Every runtime override, by name (what the metadata store persists).
+    pub fn dynamic_values(&self) -> BTreeMap<String, String> {
+        self.dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// A broker setting's effective value parsed, or `fallback`.
+    pub fn get_or<T: std::str::FromStr>(&self, name: &str, fallback: T) -> T {
+        self.get(name, fallback)
     }
 
     fn get<T: std::str::FromStr>(&self, name: &str, fallback: T) -> T {

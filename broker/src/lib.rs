@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedded;
 pub mod groups;
 pub mod handlers;
+pub mod lifecycle;
 pub mod partition;
 pub mod producers;
 pub mod server;

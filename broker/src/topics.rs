@@ -38,8 +38,9 @@ pub struct TopicRecord {
 pub struct Topic {
     /// What is persisted about it.
     pub record: TopicRecord,
-    /// Its partitions, by index.
-    pub partitions: Vec<Partition>,
+    /// Its partitions, by index (shared with the topic's next version after
+    /// AlterConfigs or CreatePartitions, which replace the `Topic` but not its logs).
+    pub partitions: Vec<Arc<Partition>>,
 }
 
 impl Topic {
@@ -58,6 +59,7 @@ impl Topic {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.partitions.get(i))
+            .map(Arc::as_ref)
     }
 }
 
@@ -117,6 +119,39 @@ pub enum DeleteTopicError {
     /// UNKNOWN_TOPIC_OR_PARTITION / UNKNOWN_TOPIC_ID.
     #[error("topic does not exist")]
     Unknown,
+    /// KAFKA_STORAGE_ERROR.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Changing a topic's settings failed; each variant is one Kafka error code.
+#[derive(Debug, Error)]
+pub enum AlterTopicError {
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("topic does not exist")]
+    Unknown,
+    /// INVALID_CONFIG.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// KAFKA_STORAGE_ERROR.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Adding partitions failed; each variant is one Kafka error code.
+#[derive(Debug, Error)]
+pub enum CreatePartitionsError {
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("topic does not exist")]
+    Unknown,
+    /// INVALID_PARTITIONS: partitions can only be added, up to [`MAX_PARTITIONS`].
+    #[error("topic has {current} partitions; cannot change to {requested} (only increases up to {MAX_PARTITIONS})")]
+    InvalidPartitions {
+        /// The topic's partition count.
+        current: i32,
+        /// The count asked for.
+        requested: i32,
+    },
     /// KAFKA_STORAGE_ERROR.
     #[error("storage: {0}")]
     Storage(String),
@@ -305,6 +340,106 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// Replaces a topic's whole set of settings (AlterConfigs; IncrementalAlterConfigs
+    /// computes the new set first). Validates every entry; with `validate_only` stops
+    /// there. Otherwise persists the record, swaps in the new topic version (same
+    /// partitions) and applies the roll thresholds to the open logs at once; retention
+    /// and compaction settings are read by the cleaner on its next pass.
+    pub fn alter_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, AlterTopicError> {
+        for (key, value) in &configs {
+            config::validate_topic_config(key, value)?;
+        }
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.get(name).ok_or(AlterTopicError::Unknown)?;
+        if validate_only {
+            return Ok(current);
+        }
+        let record = TopicRecord {
+            configs,
+            ..current.record.clone()
+        };
+        self.persist(&record)
+            .map_err(|e| AlterTopicError::Storage(e.to_string()))?;
+        let log_config = self.config.log_config(&record.configs);
+        for partition in &current.partitions {
+            partition
+                .log
+                .set_roll_config(log_config.segment_bytes, log_config.segment_ms);
+        }
+        let topic = Arc::new(Topic {
+            record,
+            partitions: current.partitions.clone(),
+        });
+        self.install(topic.clone());
+        tracing::info!(topic = name, configs = ?topic.record.configs, "altered topic configs");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions (CreatePartitions): opens the new logs,
+    /// persists the record, and swaps in the new topic version; clients see the new
+    /// partitions in their next Metadata.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, CreatePartitionsError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.get(name).ok_or(CreatePartitionsError::Unknown)?;
+        let existing = current.record.partitions;
+        if count <= existing || count > MAX_PARTITIONS {
+            return Err(CreatePartitionsError::InvalidPartitions {
+                current: existing,
+                requested: count,
+            });
+        }
+        if validate_only {
+            return Ok(current);
+        }
+        let record = TopicRecord {
+            partitions: count,
+            ..current.record.clone()
+        };
+        let log_config = self.config.log_config(&record.configs);
+        let mut partitions = current.partitions.clone();
+        for index in existing..count {
+            let partition = open_partition(&self.logs_dir, &record.name, index, &log_config)
+                .map_err(|e| CreatePartitionsError::Storage(e.to_string()))?;
+            partitions.push(partition);
+        }
+        self.persist(&record)
+            .map_err(|e| CreatePartitionsError::Storage(e.to_string()))?;
+        let topic = Arc::new(Topic { record, partitions });
+        self.install(topic.clone());
+        tracing::info!(
+            topic = name,
+            from = existing,
+            to = count,
+            "added partitions"
+        );
+        Ok(topic)
+    }
+
+    fn persist(&self, record: &TopicRecord) -> Result<(), String> {
+        let encoded = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+        self.tree
+            .insert(record.name.as_bytes(), encoded)
+            .and_then(|_| self.tree.flush())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn install(&self, topic: Arc<Topic>) {
+        let mut index = self.write_index();
+        index.by_id.insert(topic.id(), topic.clone());
+        index.by_name.insert(topic.name().to_string(), topic);
+    }
+
     /// Forces every log to disk (shutdown).
     pub fn flush_all(&self) -> Result<(), FlushError> {
         for topic in self.list() {
@@ -338,16 +473,23 @@ fn open_topic(
 ) -> Result<Topic, OpenError> {
     let log_config = config.log_config(&record.configs);
     let partitions = (0..record.partitions)
-        .map(|index| {
-            let dir = partition_dir(logs_dir, &record.name, index);
-            let log = PartitionLog::open(&dir, log_config.clone())?;
-            let partition = Partition::open(index, dir, log)?;
-            // Interval flushing runs on the runtime; other policies need no task.
-            let _ = partition.log.start_background();
-            Ok(partition)
-        })
+        .map(|index| open_partition(logs_dir, &record.name, index, &log_config))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Topic { record, partitions })
+}
+
+fn open_partition(
+    logs_dir: &Path,
+    topic: &str,
+    index: i32,
+    log_config: &crate::storage::LogConfig,
+) -> Result<Arc<Partition>, OpenError> {
+    let dir = partition_dir(logs_dir, topic, index);
+    let log = PartitionLog::open(&dir, log_config.clone())?;
+    let partition = Partition::open(index, dir, log)?;
+    // Interval flushing runs on the runtime; other policies need no task.
+    let _ = partition.log.start_background();
+    Ok(Arc::new(partition))
 }
 
 /// Finishes deletions that a crash interrupted.

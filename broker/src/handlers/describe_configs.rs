@@ -11,7 +11,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::config::{ConfigDef, ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::{BrokerConfig, ConfigDef, ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
 
 /// Kafka's resource type code for topics.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -45,6 +45,9 @@ pub fn describe_topic(
                 synonyms.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
             }
             match broker_synonym.and_then(|name| broker.config.value(name).map(|v| (name, v))) {
+                Some((name, (v, ConfigSource::DynamicBroker))) => {
+                    synonyms.push((name.to_string(), v, ConfigSource::DynamicBroker));
+                }
                 Some((name, (v, ConfigSource::StaticBroker))) => {
                     synonyms.push((name.to_string(), v, ConfigSource::StaticBroker));
                     let default = BROKER_CONFIGS
@@ -82,6 +85,12 @@ fn describe_broker(broker: &Broker) -> Vec<DescribedConfig> {
         .filter_map(|def| {
             let (value, source) = broker.config.value(def.name)?;
             let mut synonyms = Vec::new();
+            if source == ConfigSource::DynamicBroker {
+                synonyms.push((def.name.to_string(), value.clone(), source));
+                if let Some(v) = broker.config.static_value(def.name) {
+                    synonyms.push((def.name.to_string(), v, ConfigSource::StaticBroker));
+                }
+            }
             if source == ConfigSource::StaticBroker {
                 synonyms.push((def.name.to_string(), value.clone(), source));
             }
@@ -157,7 +166,7 @@ pub fn handle(
                     let mut entry = DescribeConfigsResourceResult::default()
                         .with_name(str_bytes(c.def.name))
                         .with_value(Some(str_bytes(&c.value)))
-                        .with_read_only(read_only)
+                        .with_read_only(read_only && !BrokerConfig::is_dynamic(c.def.name))
                         .with_config_source(c.source.kafka_code());
                     if request.include_synonyms {
                         entry = entry.with_synonyms(

@@ -1,13 +1,17 @@
 //! Request handlers: one module per API, each turning a decoded request into a response
 //! (or a pending response) against the shared [`Broker`].
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
 pub mod groups;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -52,6 +56,10 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::DescribeGroups, 0, 5),
     ApiRange::new(ApiKey::DeleteGroups, 0, 2),
     ApiRange::new(ApiKey::OffsetDelete, 0, 0),
+    ApiRange::new(ApiKey::DeleteRecords, 0, 2),
+    ApiRange::new(ApiKey::AlterConfigs, 0, 2),
+    ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1),
+    ApiRange::new(ApiKey::CreatePartitions, 0, 3),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -158,6 +166,18 @@ pub async fn dispatch_from(
             offsets::offset_fetch(broker, req, version),
         )),
         RequestKind::OffsetDelete(req) => offsets::offset_delete(broker, req),
+        RequestKind::DeleteRecords(req) => ReplyBody::ready(ResponseKind::DeleteRecords(
+            delete_records::handle(broker, req),
+        )),
+        RequestKind::AlterConfigs(req) => ReplyBody::ready(ResponseKind::AlterConfigs(
+            alter_configs::handle(broker, req),
+        )),
+        RequestKind::IncrementalAlterConfigs(req) => ReplyBody::ready(
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, req)),
+        ),
+        RequestKind::CreatePartitions(req) => ReplyBody::ready(ResponseKind::CreatePartitions(
+            create_partitions::handle(broker, req),
+        )),
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather
             // than panic if they ever drift.

@@ -60,6 +60,10 @@ pub enum ProduceError {
     /// INVALID_REQUIRED_ACKS.
     #[error("acks must be -1, 0 or 1, not {0}")]
     InvalidAcks(i16),
+    /// KAFKA_STORAGE_ERROR (retriable): free space on the data directory's filesystem
+    /// is below `log.disk.free.min.bytes`.
+    #[error("not enough free disk space (below log.disk.free.min.bytes)")]
+    DiskFull,
 }
 
 impl ProduceError {
@@ -71,7 +75,9 @@ impl ProduceError {
             ProduceError::Invalid(_) => ResponseError::InvalidRecord,
             ProduceError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
             ProduceError::TooLarge { .. } => ResponseError::MessageTooLarge,
-            ProduceError::Storage(_) | ProduceError::Flush(_) => ResponseError::KafkaStorageError,
+            ProduceError::Storage(_) | ProduceError::Flush(_) | ProduceError::DiskFull => {
+                ResponseError::KafkaStorageError
+            }
             ProduceError::TimedOut => ResponseError::RequestTimedOut,
             ProduceError::Sequence(SequenceError::OutOfOrder { .. }) => {
                 ResponseError::OutOfOrderSequenceNumber
@@ -164,6 +170,9 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
     let Some(partition) = topic.partition(index) else {
         return fail(ProduceError::UnknownPartition);
     };
+    if broker.lifecycle.disk_low() {
+        return fail(ProduceError::DiskFull);
+    }
     let records = records.unwrap_or_default();
     let max = broker.config.max_message_bytes(&topic.record.configs);
     if let Err(error) = validate_batches(&records, max) {

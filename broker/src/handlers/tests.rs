@@ -232,6 +232,78 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                         ]),
                 ]),
         ),
+        ApiKey::DeleteRecords => {
+            use kafka_protocol::messages::delete_records_request::{
+                DeleteRecordsPartition, DeleteRecordsTopic,
+            };
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(topic)
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default().with_offset(-1),
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(9)
+                            .with_offset(5),
+                    ]),
+            ]))
+        }
+        ApiKey::AlterConfigs => {
+            use kafka_protocol::messages::alter_configs_request::{
+                AlterConfigsResource, AlterableConfig,
+            };
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(str_bytes("t"))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(str_bytes("retention.ms"))
+                        .with_value(Some(str_bytes("60000")))]),
+                AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(str_bytes("1"))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(str_bytes("num.partitions"))
+                        .with_value(Some(str_bytes("2")))]),
+            ]))
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            use kafka_protocol::messages::incremental_alter_configs_request::{
+                AlterConfigsResource, AlterableConfig,
+            };
+            RequestKind::IncrementalAlterConfigs(
+                IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(str_bytes("t"))
+                        .with_configs(vec![AlterableConfig::default()
+                            .with_name(str_bytes("cleanup.policy"))
+                            .with_config_operation(2)
+                            .with_value(Some(str_bytes("compact")))]),
+                    AlterConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(str_bytes(""))
+                        .with_configs(vec![AlterableConfig::default()
+                            .with_name(str_bytes("log.retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(str_bytes("nope")))]),
+                ]),
+            )
+        }
+        ApiKey::CreatePartitions => {
+            use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+            RequestKind::CreatePartitions(
+                CreatePartitionsRequest::default()
+                    .with_validate_only(true)
+                    .with_topics(vec![
+                        CreatePartitionsTopic::default()
+                            .with_name(topic_name("t"))
+                            .with_count(3),
+                        CreatePartitionsTopic::default()
+                            .with_name(topic_name("t"))
+                            .with_count(1),
+                    ]),
+            )
+        }
         other => panic!("no sample request for {other:?}"),
     }
 }

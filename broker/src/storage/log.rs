@@ -79,9 +79,23 @@ pub struct PartitionLog {
     fsyncs: AtomicU64,
     recovery_bytes_read: u64,
     truncated_on_open: u64,
+    /// The lowest readable offset: the first segment's base, or higher after
+    /// DeleteRecords. Persisted in [`LOG_START_FILE`] so a restart does not resurrect
+    /// deleted records.
+    log_start: AtomicI64,
+    /// Roll thresholds, updatable at runtime (AlterConfigs): bytes, then milliseconds.
+    segment_bytes: AtomicU64,
+    segment_ms: AtomicU64,
+    /// Serialises the maintenance operations that remove or replace segments
+    /// (retention, DeleteRecords, the compaction swap) with each other. Never held by
+    /// appenders or readers.
+    pub(super) maintenance: Mutex<()>,
     /// Makes the next fsync report failure (tests only).
     #[cfg(test)]
     pub(crate) fail_next_fsync: AtomicBool,
+    /// Makes the next compaction stop right after its commit marker (tests only).
+    #[cfg(test)]
+    pub(crate) fail_before_renames: AtomicBool,
 }
 
 impl PartitionLog {
@@ -103,6 +117,7 @@ impl PartitionLog {
             .clamp(HEADER_LEN as u64, u64::from(u32::MAX));
         let interval = config.index_interval_bytes;
         fs::create_dir_all(dir).map_err(io_err)?;
+        super::compact::recover_swap(dir).map_err(io_err)?;
         let mut bases = list_segments(dir).map_err(io_err)?;
         let bytes_read = AtomicU64::new(0);
         let last = bases.pop();
@@ -141,7 +156,12 @@ impl PartitionLog {
             }
         }
         let end = recovery.next_offset;
+        let (segment_bytes, segment_ms) = (config.segment_bytes, config.segment_ms);
         let has_data = active.size() > 0;
+        let first_base = segments.first().map_or(0, |s| s.base);
+        let log_start = read_log_start(dir)
+            .unwrap_or(first_base)
+            .clamp(first_base, end.max(first_base));
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             writer: Mutex::new(Writer {
@@ -165,8 +185,14 @@ impl PartitionLog {
             fsyncs: AtomicU64::new(0),
             recovery_bytes_read: bytes_read.load(Ordering::Relaxed),
             truncated_on_open: recovery.truncated_bytes,
+            log_start: AtomicI64::new(log_start),
+            segment_bytes: AtomicU64::new(segment_bytes),
+            segment_ms: AtomicU64::new(segment_ms),
+            maintenance: Mutex::new(()),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_before_renames: AtomicBool::new(false),
         })
     }
 
@@ -272,10 +298,11 @@ impl PartitionLog {
         if size == 0 {
             return false;
         }
-        let too_big = size + len > self.config.segment_bytes;
+        let too_big = size + len > self.segment_bytes.load(Ordering::Relaxed);
+        let segment_ms = self.segment_ms.load(Ordering::Relaxed);
         let too_old = writer
             .active_since
-            .is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.segment_ms));
+            .is_some_and(|t| t.elapsed() >= Duration::from_millis(segment_ms));
         let offsets_overflow = next - 1 - active.base > i64::from(u32::MAX);
         too_big || too_old || offsets_overflow
     }
@@ -445,10 +472,62 @@ impl PartitionLog {
     /// Recent data comes from the tail cache without a syscall (and without a copy when it
     /// was one append); older data with one positioned read, from a single segment.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
+        let mut read = self.read_retrying(offset, max_bytes)?;
+        // Compaction keeps some emptied batches as bare headers (a segment's last, a
+        // producer's last). A reply holding only those has no record, which clients
+        // take for a fetch size too small (librdkafka doubles it, then fails): keep
+        // reading the following segments until a batch with records, or the end.
+        let Some(mut next) = only_empty_batches(&read.bytes) else {
+            return Ok(read);
+        };
+        let mut bytes = BytesMut::from(&read.bytes[..]);
+        for _ in 0..1024 {
+            if next >= read.high_watermark || bytes.len() >= max_bytes {
+                break;
+            }
+            let Ok(more) = self.read_retrying(next, max_bytes - bytes.len()) else {
+                break;
+            };
+            if more.bytes.is_empty() {
+                break;
+            }
+            bytes.extend_from_slice(&more.bytes);
+            read.high_watermark = more.high_watermark;
+            match only_empty_batches(&more.bytes) {
+                Some(end) => next = end,
+                None => break,
+            }
+        }
+        read.bytes = bytes.freeze();
+        Ok(read)
+    }
+
+    fn read_retrying(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
+        match self.read_once(offset, max_bytes) {
+            // A segment removed by retention or replaced by compaction between finding
+            // it and reading it: the offset is now out of range, or a retry finds the
+            // replacement.
+            Err(ReadError::Io(error)) => {
+                let log_start_offset = self.log_start_offset();
+                if offset < log_start_offset {
+                    return Err(ReadError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset,
+                        high_watermark: self.high_watermark(),
+                    });
+                }
+                tracing::debug!(dir = %self.dir.display(), offset, %error, "read failed; retrying once");
+                self.read_once(offset, max_bytes)
+            }
+            other => other,
+        }
+    }
+
+    fn read_once(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, ReadError> {
         let high_watermark = self.high_watermark();
         let (log_start_offset, segment) = {
             let shared = rlock(&self.shared);
-            let log_start_offset = shared.segments.first().map_or(0, |s| s.base);
+            let log_start_offset = self.log_start.load(Ordering::Acquire);
             if offset < log_start_offset || offset > high_watermark {
                 return Err(ReadError::OffsetOutOfRange {
                     offset,
@@ -507,7 +586,9 @@ impl PartitionLog {
             {
                 continue;
             }
-            if let Some(found) = segment.offset_for_timestamp(timestamp, high_watermark)? {
+            if let Some(mut found) = segment.offset_for_timestamp(timestamp, high_watermark)? {
+                // Records below the log start (DeleteRecords inside a segment) are gone.
+                found.offset = found.offset.max(self.log_start_offset());
                 return Ok(Some(found));
             }
         }
@@ -538,7 +619,7 @@ impl PartitionLog {
 
     /// The lowest offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        rlock(&self.shared).segments.first().map_or(0, |s| s.base)
+        self.log_start.load(Ordering::Acquire)
     }
 
     /// Notifies on every high watermark change, so long-polling fetches can park.
@@ -604,6 +685,267 @@ impl PartitionLog {
     }
 }
 
+impl PartitionLog {
+    /// Changes the roll thresholds used from the next append on (AlterConfigs of
+    /// `segment.bytes` / `segment.ms` take effect without a restart).
+    pub fn set_roll_config(&self, segment_bytes: u64, segment_ms: u64) {
+        let bytes = segment_bytes.clamp(HEADER_LEN as u64, u64::from(u32::MAX));
+        self.segment_bytes.store(bytes, Ordering::Relaxed);
+        self.segment_ms.store(segment_ms.max(1), Ordering::Relaxed);
+    }
+
+    /// The partition directory (for maintenance code and diagnostics).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes of all segments: what retention.bytes is compared with.
+    pub fn size_bytes(&self) -> u64 {
+        rlock(&self.shared).segments.iter().map(|s| s.size()).sum()
+    }
+
+    /// Advances the log start offset to `offset` (DeleteRecords; -1 means the high
+    /// watermark) and removes the segments wholly below it. Returns the new log start
+    /// (the low watermark). The new start is persisted before any file is removed.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsError> {
+        let _maintenance = lock(&self.maintenance);
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(DeleteRecordsError::OffsetOutOfRange {
+                offset,
+                high_watermark,
+            });
+        }
+        if target > self.log_start_offset() {
+            self.advance_log_start(target)?;
+        }
+        self.remove_segments_below_start()?;
+        Ok(self.log_start_offset())
+    }
+
+    /// One retention pass (Kafka's semantics): sealed segments go, oldest first, while
+    /// their largest timestamp is older than `retention_ms`, while the log exceeds
+    /// `retention_bytes` by at least the segment's size, or when they lie wholly below
+    /// the log start. The active segment is never deleted; when time retention would
+    /// delete everything, it is rolled first (so an idle log still empties).
+    pub fn apply_retention(
+        &self,
+        retention: Retention,
+    ) -> Result<RetentionOutcome, DeleteRecordsError> {
+        let _maintenance = lock(&self.maintenance);
+        let expired = |segment: &Segment| {
+            retention.retention_ms >= 0
+                && segment.size() > 0
+                && segment.max_timestamp().is_some_and(|m| {
+                    retention.now_ms.saturating_sub(m.timestamp) > retention.retention_ms
+                })
+        };
+        // Roll an expired active segment whose every batch is visible, so that it can go.
+        {
+            let mut writer = lock(&self.writer);
+            let all_visible = self.high_watermark() == self.log_end_offset();
+            let sealed_all_expired = rlock(&self.shared)
+                .segments
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|s| expired(s));
+            if all_visible && sealed_all_expired && expired(&writer.active) {
+                let base = self.log_end_offset();
+                self.roll(&mut writer, base)?;
+            }
+        }
+        let segments = rlock(&self.shared).segments.clone();
+        let Some((_active, sealed)) = segments.split_last() else {
+            return Ok(RetentionOutcome::default());
+        };
+        let mut total: u64 = segments.iter().map(|s| s.size()).sum();
+        let mut new_start = None;
+        for (i, segment) in sealed.iter().enumerate() {
+            let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base);
+            let over_size = retention.retention_bytes >= 0
+                && total.saturating_sub(segment.size()) >= retention.retention_bytes as u64;
+            let below_start = next_base <= self.log_start_offset();
+            if expired(segment) || over_size || below_start {
+                total = total.saturating_sub(segment.size());
+                new_start = Some(next_base);
+            } else {
+                break;
+            }
+        }
+        let Some(new_start) = new_start else {
+            return Ok(RetentionOutcome::default());
+        };
+        if new_start > self.log_start_offset() {
+            self.advance_log_start(new_start)?;
+        }
+        self.remove_segments_below_start()
+    }
+
+    /// Moves the log start to `offset` and persists it (write, fsync, rename, fsync
+    /// the directory) before anything is deleted.
+    fn advance_log_start(&self, offset: i64) -> io::Result<()> {
+        write_log_start(&self.dir, offset)?;
+        self.log_start.fetch_max(offset, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Drops the sealed segments that end at or below the log start from the list, then
+    /// unlinks their files. Readers that hold one keep reading its open file; readers
+    /// that come later get OFFSET_OUT_OF_RANGE.
+    fn remove_segments_below_start(&self) -> Result<RetentionOutcome, DeleteRecordsError> {
+        let start = self.log_start_offset();
+        let removed: Vec<Arc<Segment>> = {
+            let mut shared = wlock(&self.shared);
+            let keep_from = shared
+                .segments
+                .windows(2)
+                .take_while(|pair| pair[1].base <= start)
+                .count();
+            shared.segments.drain(..keep_from).collect()
+        };
+        let mut outcome = RetentionOutcome::default();
+        for segment in removed {
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += segment.size();
+            segment.remove_files()?;
+            tracing::info!(dir = %self.dir.display(), base = segment.base, bytes = segment.size(), "deleted segment");
+        }
+        if outcome.segments_deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(outcome)
+    }
+
+    /// The sealed segments, oldest first (a snapshot: the compactor works on it while
+    /// appends continue), with the base of the segment after each.
+    pub(super) fn sealed_snapshot(&self) -> Vec<(Arc<Segment>, i64)> {
+        let shared = rlock(&self.shared);
+        let count = shared.segments.len().saturating_sub(1);
+        (0..count)
+            .filter_map(|i| {
+                let next = shared.segments.get(i + 1)?.base;
+                Some((shared.segments.get(i)?.clone(), next))
+            })
+            .collect()
+    }
+
+    /// Replaces `old` segments (still present, in order) by `new` ones with the same
+    /// bases, under the segment lock, and drops the tail cache (it may hold bytes of
+    /// the old segments). Returns false, changing nothing, if `old` is not current.
+    pub(super) fn replace_segments(&self, old: &[Arc<Segment>], new: Vec<Arc<Segment>>) -> bool {
+        let mut shared = wlock(&self.shared);
+        let Some(first) = old.first() else {
+            return false;
+        };
+        let Some(at) = shared.segments.iter().position(|s| Arc::ptr_eq(s, first)) else {
+            return false;
+        };
+        let current = shared.segments.get(at..at + old.len());
+        let same = current.is_some_and(|c| c.iter().zip(old).all(|(a, b)| Arc::ptr_eq(a, b)));
+        if !same || new.len() != old.len() {
+            return false;
+        }
+        for (i, segment) in new.into_iter().enumerate() {
+            shared.segments[at + i] = segment;
+        }
+        shared.cache.clear();
+        true
+    }
+
+    /// Whether every segment in `old` is still in the list (the compactor checks this
+    /// before committing a swap).
+    pub(super) fn segments_current(&self, old: &[Arc<Segment>]) -> bool {
+        let shared = rlock(&self.shared);
+        old.iter()
+            .all(|o| shared.segments.iter().any(|s| Arc::ptr_eq(s, o)))
+    }
+
+    /// The index interval new segments are built with.
+    pub(super) fn index_interval(&self) -> u32 {
+        self.config.index_interval_bytes
+    }
+}
+
+/// What retention is asked to enforce in one pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Delete segments whose largest timestamp is older than this (-1: never).
+    pub retention_ms: i64,
+    /// Trim the log to this size (-1: unlimited).
+    pub retention_bytes: i64,
+    /// The current time in milliseconds since the epoch.
+    pub now_ms: i64,
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: u64,
+    /// Bytes of log deleted.
+    pub bytes_deleted: u64,
+}
+
+/// Moving the log start (DeleteRecords, retention) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRecordsError {
+    /// The requested offset is beyond the high watermark (or negative and not -1).
+    #[error("offset {offset} is beyond the high watermark {high_watermark}")]
+    OffsetOutOfRange {
+        /// Requested.
+        offset: i64,
+        /// One past the highest readable.
+        high_watermark: i64,
+    },
+    /// File system error.
+    #[error("deleting records failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Name of the file holding the persisted log start offset.
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// The persisted log start offset, if the file is there and readable.
+fn read_log_start(dir: &Path) -> Option<i64> {
+    let text = fs::read_to_string(dir.join(LOG_START_FILE)).ok()?;
+    let mut fields = text.split_whitespace();
+    if fields.next()? != "v1" {
+        return None;
+    }
+    let offset = fields.next()?.parse().ok()?;
+    fields.next().is_none().then_some(offset)
+}
+
+/// Atomically replaces the persisted log start offset.
+fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
+    write_atomically(dir, LOG_START_FILE, &format!("v1 {offset}\n"))
+}
+
+/// Writes `name` in `dir` via a temporary file, fsync, rename and directory fsync, so
+/// a crash leaves either the old or the new content.
+pub(super) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// The end offset of `bytes` when it holds at least one batch and none has records.
+fn only_empty_batches(bytes: &[u8]) -> Option<i64> {
+    let mut end = None;
+    for (header, _) in Batches::new(bytes) {
+        if header.records_count != 0 {
+            return None;
+        }
+        end = Some(header.next_offset());
+    }
+    end
+}
+
 /// Base offsets of the `{base:020}.log` files in `dir`, ascending.
 fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
     let mut bases = Vec::new();
@@ -655,7 +997,7 @@ fn write_checkpoint(dir: &Path, checkpoint: Checkpoint) -> io::Result<()> {
 }
 
 /// Makes a new segment file's directory entry durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -682,6 +1024,12 @@ impl TailCache {
             bytes: 0,
             limit,
         }
+    }
+
+    /// Forgets everything (segments were rewritten under it).
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
     }
 
     /// Adds one append's bytes, evicting the oldest to stay within the limit.

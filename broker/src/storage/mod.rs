@@ -24,12 +24,21 @@
 //! crash before any flush) is validated batch by batch and truncated to its last whole,
 //! CRC-valid batch.
 //!
+//! * `log-start-offset`: `v1 {offset}`, the lowest readable offset once DeleteRecords or
+//!   retention moved it (written atomically before any segment file is removed).
+//! * `cleaner-checkpoint`: `v1 {cleaned up to} {oldest kept tombstone timestamp}`, the
+//!   compactor's progress; `cleaning-swap` and `*.cleaned` exist only while a compaction
+//!   swap is in flight (see `compact`).
+//!
 //! Module map: `index` (entry formats, in-memory builder, file lookups), `segment`
 //! (one segment's files, positioned reads, scans), `records` (finding a record by
 //! timestamp inside a batch), `log` (the partition log: append, read, group commit,
-//! recovery).
+//! recovery), `compact` (log compaction and its crash-safe segment swap).
 
+mod compact;
 mod index;
+#[cfg(test)]
+mod lifecycle_tests;
 mod log;
 mod records;
 mod segment;
@@ -41,7 +50,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-pub use log::PartitionLog;
+pub use compact::{cleaned_up_to, CompactError, Compaction, CompactionOutcome};
+pub use log::{DeleteRecordsError, PartitionLog, Retention, RetentionOutcome};
 
 /// When appended bytes are forced to disk, and so when they become visible and acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -74,7 +74,7 @@ pub(crate) fn first_record_at_or_after(
     Ok(None)
 }
 
-fn decompress(codec: Compression, body: &[u8]) -> Result<Bytes, RecordsError> {
+pub(crate) fn decompress(codec: Compression, body: &[u8]) -> Result<Bytes, RecordsError> {
     let mut src = Bytes::copy_from_slice(body);
     let take = |b: &mut Bytes| Ok(std::mem::take(b));
     let out = match codec {
@@ -91,7 +91,7 @@ fn decompress(codec: Compression, body: &[u8]) -> Result<Bytes, RecordsError> {
 }
 
 /// Reads a zigzag-encoded varint/varlong; `None` when truncated or over-long.
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     let mut shift = 0u32;
     loop {

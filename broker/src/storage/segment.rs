@@ -381,6 +381,36 @@ impl Segment {
         self.write_index_files(builder)
     }
 
+    /// Unlinks the segment's files (retention). Open handles keep working, so readers
+    /// that already hold the segment finish their reads.
+    pub(crate) fn remove_files(&self) -> io::Result<()> {
+        // Open first, so that holders of this segment that have not read yet still can.
+        let _ = self.file();
+        let _ = self.index_files();
+        for path in [&self.log_path, &self.index_path, &self.time_path] {
+            match fs::remove_file(path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the log and index files now, so that replacing them on disk (compaction's
+    /// renames) does not change what holders of this segment read.
+    pub(crate) fn pin_files(&self) -> io::Result<()> {
+        self.file()?;
+        if matches!(&*rlock(&self.state), SegIndex::Sealed { .. }) {
+            self.index_files()?;
+        }
+        Ok(())
+    }
+
+    /// The `.log` file's path.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The log file, opened on first use for sealed segments.
     pub(crate) fn file(&self) -> io::Result<&Arc<File>> {
         if let Some(file) = self.log.get() {
@@ -479,7 +509,10 @@ impl Segment {
             let Ok(header) = BatchHeader::parse(&buf) else {
                 return Ok(None);
             };
-            if header.base_offset > offset {
+            // Overshooting on the first batch looked at means the index lies (unless
+            // we started at the segment's beginning); later, it means `offset` fell in
+            // a gap left by compaction, and the next batch is the answer (as in Kafka).
+            if header.base_offset > offset && pos == from && from != 0 {
                 return Ok(None);
             }
             if batch_end(&header) > offset {

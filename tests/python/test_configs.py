@@ -1,0 +1,105 @@
+"""kafka-python: AlterConfigs and IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT)
+on topics and on the broker, visible in DescribeConfigs and kept across a restart;
+DeleteRecords; CreatePartitions."""
+
+import shutil
+
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+
+from agentlog_harness import Broker
+from clients import admin, producer
+
+
+def describe(a, kind, name):
+    result = a.describe_configs([ConfigResource(kind, name)], config_filter="all")
+    return result[kind.name.lower()][name]
+
+
+def test_incremental_and_full_alter_configs_persist():
+    b = Broker({"num.partitions": 1})
+    data_dir = b.data_dir
+    try:
+        a = admin(b)
+        try:
+            a.create_topics([NewTopic("py-cfg", 1, 1, topic_configs={"retention.ms": "60000"})])
+            result = a.alter_configs([
+                ConfigResource(ConfigResourceType.TOPIC, "py-cfg", configs={
+                    "retention.bytes": ("SET", "1000000"),
+                    "cleanup.policy": ("APPEND", "compact"),
+                    "retention.ms": ("DELETE", None),
+                }),
+            ], incremental=True)
+            assert result["topic"]["py-cfg"] == "OK", result
+            configs = describe(a, ConfigResourceType.TOPIC, "py-cfg")
+            assert configs["retention.bytes"]["value"] == "1000000"
+            assert configs["retention.bytes"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+            assert configs["cleanup.policy"]["value"] == "delete,compact"
+            assert configs["retention.ms"]["value"] == "604800000"  # back to the default
+            result = a.alter_configs([
+                ConfigResource(ConfigResourceType.TOPIC, "py-cfg", configs={
+                    "cleanup.policy": ("SUBTRACT", "delete"),
+                }),
+            ], incremental=True)
+            assert result["topic"]["py-cfg"] == "OK", result
+            # APPEND on a non-list setting is refused with INVALID_CONFIG.
+            result = a.alter_configs([
+                ConfigResource(ConfigResourceType.TOPIC, "py-cfg", configs={
+                    "retention.ms": ("APPEND", "5"),
+                }),
+            ], incremental=True)
+            assert "40" in result["topic"]["py-cfg"], result
+            # validate_only changes nothing.
+            result = a.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, "py-cfg", configs={"retention.ms": "1"})],
+                validate_only=True, incremental=False)
+            assert result["topic"]["py-cfg"] == "OK", result
+            assert describe(a, ConfigResourceType.TOPIC, "py-cfg")["retention.ms"]["value"] == "604800000"
+            # Broker: dynamic settings are accepted and described as dynamic.
+            result = a.alter_configs([
+                ConfigResource(ConfigResourceType.BROKER, "1", configs={
+                    "log.retention.ms": ("SET", "3600000"),
+                }),
+            ], incremental=True)
+            assert result["broker"]["1"] == "OK", result
+        finally:
+            a.close()
+    finally:
+        assert b.stop() == 0, b.stderr_tail()
+    b2 = Broker({"num.partitions": 1}, data_dir=data_dir)
+    try:
+        a = admin(b2)
+        try:
+            configs = describe(a, ConfigResourceType.TOPIC, "py-cfg")
+            assert configs["cleanup.policy"]["value"] == "compact"
+            assert configs["retention.bytes"]["value"] == "1000000"
+            broker = describe(a, ConfigResourceType.BROKER, "1")
+            assert broker["log.retention.ms"]["value"] == "3600000"
+            assert broker["log.retention.ms"]["config_source"] == "DYNAMIC_BROKER_CONFIG"
+            assert broker["log.retention.ms"]["read_only"] is False
+        finally:
+            a.close()
+    finally:
+        assert b2.stop() == 0, b2.stderr_tail()
+        b2.cleanup()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def test_create_partitions_and_delete_records(broker):
+    a = admin(broker)
+    try:
+        a.create_topics([NewTopic("py-grow", 1, 1)])
+        a.create_partitions({"py-grow": NewPartitions(total_count=4)})
+        md = a.describe_topics(["py-grow"])
+        assert len(md[0]["partitions"]) == 4
+        p = producer(broker)
+        try:
+            for i in range(100):
+                p.send("py-grow", value=b"v%d" % i, partition=0)
+            p.flush()
+        finally:
+            p.close()
+        from kafka.structs import TopicPartition
+        result = a.delete_records({TopicPartition("py-grow", 0): 40})
+        assert result[TopicPartition("py-grow", 0)]["low_watermark"] == 40, result
+    finally:
+        a.close()
