@@ -2,7 +2,7 @@
 //! partitions, churn without loss, eviction of a killed member, static membership,
 //! cooperative-sticky, offsets across a broker restart, and group administration.
 
-mod groups_common;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use groups_common::{call, BrokerProcess};
+use common::{BrokerProcess, RawClient};
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
@@ -26,6 +26,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// Short rebalance delays and session floors so group tests run in seconds.
+const GROUP_SETTINGS: &[&str] = &[
+    "group.initial.rebalance.delay.ms=300",
+    "group.min.session.timeout.ms=1000",
+    "num.partitions=6",
+];
 
 fn create_topic(addr: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -199,18 +206,17 @@ fn wait_disjoint_cover(workers: &[&Worker], partitions: i32) -> Vec<BTreeSet<i32
 
 #[test]
 fn three_consumers_share_six_partitions_disjointly() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    create_topic(&broker.addr, "share", 6);
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    create_topic(&broker.bootstrap(), "share", 6);
     let workers: Vec<Worker> = (0..3)
-        .map(|_| Worker::start(&broker.addr, "g-share", "share", &[]))
+        .map(|_| Worker::start(&broker.bootstrap(), "g-share", "share", &[]))
         .collect();
     let sets = wait_disjoint_cover(&workers.iter().collect::<Vec<_>>(), 6);
     assert!(
         sets.iter().all(|s| s.len() == 2),
         "range gives 2 each: {sets:?}"
     );
-    produce(&broker.addr, "share", 0, 600);
+    produce(&broker.bootstrap(), "share", 0, 600);
     let deadline = Instant::now() + WAIT;
     loop {
         let got: usize = workers
@@ -237,12 +243,11 @@ fn three_consumers_share_six_partitions_disjointly() {
 
 #[test]
 fn churn_while_producing_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    create_topic(&broker.addr, "churn", 6);
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    create_topic(&broker.bootstrap(), "churn", 6);
     const TOTAL: usize = 6000;
     let producing = {
-        let addr = broker.addr.clone();
+        let addr = broker.bootstrap();
         std::thread::spawn(move || {
             for chunk in 0..30 {
                 produce(&addr, "churn", chunk * 200, (chunk + 1) * 200);
@@ -251,11 +256,16 @@ fn churn_while_producing_loses_nothing() {
         })
     };
     let mut workers: Vec<Option<Worker>> = (0..3)
-        .map(|_| Some(Worker::start(&broker.addr, "g-churn", "churn", &[])))
+        .map(|_| Some(Worker::start(&broker.bootstrap(), "g-churn", "churn", &[])))
         .collect();
     wait_disjoint_cover(&workers.iter().flatten().collect::<Vec<_>>(), 6);
     std::thread::sleep(Duration::from_millis(800));
-    workers.push(Some(Worker::start(&broker.addr, "g-churn", "churn", &[])));
+    workers.push(Some(Worker::start(
+        &broker.bootstrap(),
+        "g-churn",
+        "churn",
+        &[],
+    )));
     wait_disjoint_cover(&workers.iter().flatten().collect::<Vec<_>>(), 6);
     std::thread::sleep(Duration::from_millis(800));
     let left = workers[1].take().expect("second worker").close();
@@ -311,12 +321,11 @@ fn churn_while_producing_loses_nothing() {
 
 #[test]
 fn a_killed_consumer_is_evicted_after_its_session_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    create_topic(&broker.addr, "evict", 6);
-    let survivor = Worker::start(&broker.addr, "g-evict", "evict", &[]);
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    create_topic(&broker.bootstrap(), "evict", 6);
+    let survivor = Worker::start(&broker.bootstrap(), "g-evict", "evict", &[]);
     let mut kcat = Command::new("kcat")
-        .args(["-b", &broker.addr, "-G", "g-evict", "-q"])
+        .args(["-b", &broker.bootstrap(), "-G", "g-evict", "-q"])
         .args([
             "-X",
             "session.timeout.ms=6000",
@@ -354,17 +363,16 @@ fn a_killed_consumer_is_evicted_after_its_session_timeout() {
 
 #[test]
 fn a_restarted_static_member_rejoins_without_a_rebalance() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    create_topic(&broker.addr, "static", 6);
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    create_topic(&broker.bootstrap(), "static", 6);
     let a = Worker::start(
-        &broker.addr,
+        &broker.bootstrap(),
         "g-static",
         "static",
         &[("group.instance.id", "a")],
     );
     let b = Worker::start(
-        &broker.addr,
+        &broker.bootstrap(),
         "g-static",
         "static",
         &[("group.instance.id", "b")],
@@ -375,7 +383,7 @@ fn a_restarted_static_member_rejoins_without_a_rebalance() {
     let b_before = sets[1].clone();
     b.close(); // a static member does not leave on close
     let b2 = Worker::start(
-        &broker.addr,
+        &broker.bootstrap(),
         "g-static",
         "static",
         &[("group.instance.id", "b")],
@@ -399,19 +407,18 @@ fn a_restarted_static_member_rejoins_without_a_rebalance() {
 
 #[test]
 fn cooperative_sticky_assigns_incrementally() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    create_topic(&broker.addr, "coop", 6);
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    create_topic(&broker.bootstrap(), "coop", 6);
     let coop = [("partition.assignment.strategy", "cooperative-sticky")];
-    let a = Worker::start(&broker.addr, "g-coop", "coop", &coop);
-    let b = Worker::start(&broker.addr, "g-coop", "coop", &coop);
+    let a = Worker::start(&broker.bootstrap(), "g-coop", "coop", &coop);
+    let b = Worker::start(&broker.bootstrap(), "g-coop", "coop", &coop);
     let first = wait_disjoint_cover(&[&a, &b], 6);
-    let c = Worker::start(&broker.addr, "g-coop", "coop", &coop);
+    let c = Worker::start(&broker.bootstrap(), "g-coop", "coop", &coop);
     let second = wait_disjoint_cover(&[&a, &b, &c], 6);
     // Sticky: a and b keep partitions they had.
     assert!(second[0].is_subset(&first[0]), "{first:?} -> {second:?}");
     assert!(second[1].is_subset(&first[1]), "{first:?} -> {second:?}");
-    produce(&broker.addr, "coop", 0, 300);
+    produce(&broker.bootstrap(), "coop", 0, 300);
     let deadline = Instant::now() + WAIT;
     loop {
         let got: usize = [&a, &b, &c]
@@ -428,9 +435,8 @@ fn cooperative_sticky_assigns_incrementally() {
 
 #[test]
 fn committed_offsets_survive_a_broker_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    let addr = broker.addr.clone();
+    let mut broker = BrokerProcess::start(GROUP_SETTINGS);
+    let addr = broker.bootstrap();
     create_topic(&addr, "resume", 1);
     produce(&addr, "resume", 0, 100);
     {
@@ -456,10 +462,10 @@ fn committed_offsets_survive_a_broker_restart() {
             .unwrap();
         consumer.commit(&offsets, CommitMode::Sync).expect("commit");
     }
-    broker.stop();
-    let broker = BrokerProcess::start_for_groups(dir.path(), &addr, &[]);
+    broker.terminate();
+    broker.restart();
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
+        .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "g-resume")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -482,15 +488,19 @@ fn committed_offsets_survive_a_broker_restart() {
 
 #[test]
 fn groups_can_be_listed_described_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_for_groups(dir.path(), "127.0.0.1:0", &[]);
-    create_topic(&broker.addr, "adm", 2);
-    create_topic(&broker.addr, "other", 1);
-    produce(&broker.addr, "adm", 0, 10);
-    let worker = Worker::start(&broker.addr, "g-adm", "adm", &[("client.id", "adm-client")]);
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    create_topic(&broker.bootstrap(), "adm", 2);
+    create_topic(&broker.bootstrap(), "other", 1);
+    produce(&broker.bootstrap(), "adm", 0, 10);
+    let worker = Worker::start(
+        &broker.bootstrap(),
+        "g-adm",
+        "adm",
+        &[("client.id", "adm-client")],
+    );
     wait_disjoint_cover(&[&worker], 2);
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
+        .set("bootstrap.servers", broker.bootstrap())
         .create()
         .expect("admin client");
     let deadline = Instant::now() + WAIT;
@@ -537,9 +547,7 @@ fn groups_can_be_listed_described_and_deleted() {
         Err(("g-adm".to_string(), RDKafkaErrorCode::NonEmptyGroup))
     );
     let offset_delete = |topic: &str| {
-        call(
-            &broker.addr,
-            0,
+        RawClient::connect(&broker.bootstrap()).call(
             &OffsetDeleteRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("g-adm")))
                 .with_topics(vec![OffsetDeleteRequestTopic::default()
@@ -547,6 +555,7 @@ fn groups_can_be_listed_described_and_deleted() {
                     .with_partitions(vec![
                         OffsetDeleteRequestPartition::default().with_partition_index(0)
                     ])]),
+            0,
         )
     };
     let refused = offset_delete("adm");
