@@ -583,3 +583,57 @@ fn groups_can_be_listed_described_and_deleted() {
     let gone = offset_delete("adm");
     assert_eq!(gone.error_code, 69, "GROUP_ID_NOT_FOUND");
 }
+
+#[test]
+fn a_group_picks_up_partitions_added_by_create_partitions() {
+    use rdkafka::admin::NewPartitions;
+    let broker = BrokerProcess::start(GROUP_SETTINGS);
+    let addr = broker.bootstrap();
+    create_topic(&addr, "grows", 2);
+    let fast_metadata = [("topic.metadata.refresh.interval.ms", "500")];
+    let a = Worker::start(&addr, "g-grows", "grows", &fast_metadata);
+    let b = Worker::start(&addr, "g-grows", "grows", &fast_metadata);
+    wait_disjoint_cover(&[&a, &b], 2);
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &addr)
+        .create()
+        .expect("admin client");
+    let results = futures::executor::block_on(admin.create_partitions(
+        &[NewPartitions::new("grows", 4)],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ))
+    .expect("create partitions");
+    for result in results {
+        result.expect("partitions added");
+    }
+    // The members notice the new partition count and rebalance over all four.
+    wait_disjoint_cover(&[&a, &b], 4);
+    produce(&addr, "grows", 0, 400);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = a.seen.records.lock().unwrap().len() + b.seen.records.lock().unwrap().len();
+        if seen >= 400 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of 400 records consumed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let partitions: BTreeSet<i32> = a
+        .seen
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(b.seen.records.lock().unwrap().iter())
+        .map(|(partition, _, _)| *partition)
+        .collect();
+    assert_eq!(
+        partitions,
+        (0..4).collect(),
+        "records from the new partitions were consumed"
+    );
+}
