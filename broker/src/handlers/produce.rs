@@ -90,6 +90,10 @@ impl ProduceError {
     }
 }
 
+/// The smallest encoding of a v2 record: length, attributes, timestamp delta, offset
+/// delta, key length, value length and header count, one byte each.
+const MIN_RECORD_BYTES: usize = 7;
+
 /// Checks that `records` is a sequence of whole, intact v2 batches a client may send.
 pub fn validate_batches(records: &[u8], max_batch_bytes: usize) -> Result<(), ProduceError> {
     if records.is_empty() {
@@ -110,6 +114,17 @@ pub fn validate_batches(records: &[u8], max_batch_bytes: usize) -> Result<(), Pr
         }
         if header.records_count <= 0 {
             return Err(ProduceError::Invalid("batch holds no records"));
+        }
+        // A v2 record takes at least seven bytes; an uncompressed batch cannot hold
+        // more records than that allows (readers must not trust the count either, but
+        // nothing that lies about it belongs in the log).
+        if header.compression() == Compression::None
+            && (header.records_count as usize).saturating_mul(MIN_RECORD_BYTES)
+                > bytes.len() - batch::HEADER_LEN
+        {
+            return Err(ProduceError::Invalid(
+                "record count exceeds what the batch can hold",
+            ));
         }
         if header.last_offset_delta != header.records_count - 1 {
             return Err(ProduceError::Invalid(

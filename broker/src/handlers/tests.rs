@@ -427,6 +427,14 @@ fn produce_validation_maps_each_fault_to_its_kafka_code() {
     magic[16] = 1;
     assert_eq!(code(&magic, 1 << 20), 43);
     assert_eq!(code(&good[..good.len() - 1], 1 << 20), 2);
+    // A record count the bytes cannot hold (kept consistent with the offset delta and
+    // the CRC, so only the count check can catch it).
+    let mut inflated = good.to_vec();
+    inflated[57..61].copy_from_slice(&1_000_000i32.to_be_bytes());
+    inflated[23..27].copy_from_slice(&999_999i32.to_be_bytes());
+    let crc = crc32c::crc32c(&inflated[21..]);
+    inflated[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(code(&inflated, 1 << 20), 87);
     assert_eq!(code(&[], 1 << 20), 87);
 }
 
