@@ -5,6 +5,8 @@
 //! one group's offsets are a contiguous prefix range and any byte may appear in names.
 //! Values are JSON: small, self-describing, and easy to evolve.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,21 @@ pub(crate) struct OffsetStore {
     db: sled::Db,
     offsets: sled::Tree,
     groups: sled::Tree,
+    flushes: Arc<GroupFlush>,
+}
+
+/// Group commit for sled flushes: one flush at a time, shared by every caller that
+/// asked before it started. Many concurrent `flush_async` calls starve sled's writers
+/// (a commit's `apply_batch` then waits behind them while the coordinator's lock is
+/// held, and every group stalls), so callers queue and share instead.
+#[derive(Debug, Default)]
+struct GroupFlush {
+    /// One flush in flight at a time.
+    running: tokio::sync::Mutex<()>,
+    /// Tickets handed out; a caller takes one after its writes.
+    requested: AtomicU64,
+    /// Every ticket up to this one is covered by a finished flush.
+    completed: AtomicU64,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -89,6 +106,7 @@ impl OffsetStore {
             db: db.clone(),
             offsets: db.open_tree("group_offsets")?,
             groups: db.open_tree("groups")?,
+            flushes: Arc::default(),
         })
     }
 
@@ -104,9 +122,20 @@ impl OffsetStore {
         Ok(())
     }
 
-    /// Waits until everything written so far is on disk.
+    /// Waits until everything written so far is on disk, sharing a flush with every
+    /// concurrent caller.
     pub async fn flush(&self) -> Result<(), OffsetStoreError> {
+        let flushes = &self.flushes;
+        let ticket = flushes.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let _running = flushes.running.lock().await;
+        if flushes.completed.load(Ordering::Acquire) >= ticket {
+            return Ok(()); // a flush that started after our writes covered them
+        }
+        // Every ticket issued so far belongs to writes already made, and this flush
+        // starts after them.
+        let covering = flushes.requested.load(Ordering::Acquire);
         self.db.flush_async().await?;
+        flushes.completed.fetch_max(covering, Ordering::AcqRel);
         Ok(())
     }
 
