@@ -1,0 +1,297 @@
+//! Records out of stored batches, and batches out of records.
+//!
+//! Reading is zero-copy for uncompressed batches: every key, value and header handed to
+//! an agent is a `Bytes` slice of the batch the log returned (so of the tail cache or of
+//! one positioned read), never a copy. A compressed batch is decompressed once, and its
+//! records are slices of that one decompressed buffer. Everything here parses bytes that
+//! a producer wrote, so malformed input is an error, never a panic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use agentlog_protocol::batch::{BatchHeader, Batches, Compression, HEADER_LEN};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use thiserror::Error;
+
+use crate::event::{Event, Header, OutRecord};
+
+static DECOMPRESSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many compressed batches this process has decompressed for agents: tests use it
+/// to prove decompression happens once per batch, never once per record.
+pub fn decompressions() -> u64 {
+    DECOMPRESSIONS.load(Ordering::Relaxed)
+}
+
+/// Why stored bytes did not yield records.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// A record's framing is inconsistent with its batch.
+    #[error("malformed record at byte {position} of the batch at offset {base_offset}")]
+    Malformed {
+        /// Base offset of the batch.
+        base_offset: i64,
+        /// Byte position inside the batch's records.
+        position: usize,
+    },
+    /// The codec is unknown or the data does not decompress.
+    #[error("cannot decompress batch at offset {base_offset}: {reason}")]
+    Decompress {
+        /// Base offset of the batch.
+        base_offset: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why records could not be encoded into a batch.
+#[derive(Debug, Error)]
+#[error("cannot encode record batch: {0}")]
+pub struct EncodeError(String);
+
+/// Appends to `out` every record of the whole batches in `bytes` whose offset is at least
+/// `from`, and returns the offset after the last batch seen (the next position to read).
+/// Control batches (transaction markers) are skipped, as consumers do.
+pub fn decode_batches(
+    topic: &Arc<str>,
+    partition: i32,
+    bytes: &Bytes,
+    from: i64,
+    out: &mut Vec<Event>,
+) -> Result<i64, DecodeError> {
+    let mut next = from;
+    for (header, range) in Batches::new(bytes) {
+        next = next.max(header.next_offset());
+        if header.is_control() || header.last_offset() < from {
+            continue;
+        }
+        let body = bytes.slice(range.start + HEADER_LEN..range.end);
+        let records = match header.compression() {
+            Compression::None => body,
+            codec => decompress(codec, body, header.base_offset)?,
+        };
+        decode_records(topic, partition, &header, &records, from, out)?;
+    }
+    Ok(next)
+}
+
+fn decode_records(
+    topic: &Arc<str>,
+    partition: i32,
+    header: &BatchHeader,
+    records: &Bytes,
+    from: i64,
+    out: &mut Vec<Event>,
+) -> Result<(), DecodeError> {
+    let mut pos = 0usize;
+    for _ in 0..header.records_count.max(0) {
+        let start = pos;
+        let malformed = || DecodeError::Malformed {
+            base_offset: header.base_offset,
+            position: start,
+        };
+        let len = usize::try_from(varint(records, &mut pos).ok_or_else(malformed)?)
+            .map_err(|_| malformed())?;
+        let end = pos.checked_add(len).ok_or_else(malformed)?;
+        if end > records.len() {
+            return Err(malformed());
+        }
+        let record = records.slice(pos..end);
+        pos = end;
+        let mut at = 1usize; // attributes
+        let ts_delta = varint(&record, &mut at).ok_or_else(malformed)?;
+        let offset_delta = varint(&record, &mut at).ok_or_else(malformed)?;
+        let offset = header.base_offset.wrapping_add(offset_delta);
+        if offset < from {
+            continue;
+        }
+        let key = bytes_field(&record, &mut at).ok_or_else(malformed)?;
+        let value = bytes_field(&record, &mut at).ok_or_else(malformed)?;
+        let count = varint(&record, &mut at).ok_or_else(malformed)?;
+        let count = usize::try_from(count.max(0)).map_err(|_| malformed())?;
+        // Each header takes at least two bytes: a larger count is a lie.
+        if count > record.len().saturating_sub(at) / 2 {
+            return Err(malformed());
+        }
+        let mut headers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = bytes_field(&record, &mut at)
+                .ok_or_else(malformed)?
+                .unwrap_or_default();
+            let value = bytes_field(&record, &mut at).ok_or_else(malformed)?;
+            headers.push(Header { name, value });
+        }
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(ts_delta)
+        };
+        out.push(Event {
+            topic: topic.clone(),
+            partition,
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        });
+    }
+    Ok(())
+}
+
+/// A length-prefixed (varint, -1 for null) byte field as a slice of `buf`.
+fn bytes_field(buf: &Bytes, pos: &mut usize) -> Option<Option<Bytes>> {
+    let len = varint(buf, pos)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let end = pos.checked_add(len)?;
+    if end > buf.len() {
+        return None;
+    }
+    let field = buf.slice(*pos..end);
+    *pos = end;
+    Some(Some(field))
+}
+
+fn decompress(codec: Compression, body: Bytes, base_offset: i64) -> Result<Bytes, DecodeError> {
+    DECOMPRESSIONS.fetch_add(1, Ordering::Relaxed);
+    let mut src = body;
+    let take = |b: &mut Bytes| Ok(std::mem::take(b));
+    let out = match codec {
+        Compression::Gzip => Gzip::decompress(&mut src, take),
+        Compression::Snappy => Snappy::decompress(&mut src, take),
+        Compression::Lz4 => Lz4::decompress(&mut src, take),
+        Compression::Zstd => Zstd::decompress(&mut src, take),
+        Compression::None => Ok(src),
+        Compression::Unknown(id) => {
+            return Err(DecodeError::Decompress {
+                base_offset,
+                reason: format!("unknown codec {id}"),
+            });
+        }
+    };
+    out.map_err(|e| DecodeError::Decompress {
+        base_offset,
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a zigzag-encoded varint/varlong; `None` when truncated or over-long.
+fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
+}
+
+/// Encodes records as one v2 batch (offsets from 0; the log assigns the real ones), with
+/// kafka-protocol's `RecordBatchEncoder`, so in-process emits are stored exactly as a
+/// producer's batch would be.
+pub fn encode_batch(records: &[OutRecord], compression: Codec) -> Result<BytesMut, EncodeError> {
+    let encoded: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(name, value)| (StrBytes::from_string(name.clone()), Some(value.clone())))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &encoded, &options)
+        .map_err(|e| EncodeError(e.to_string()))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(value: &str) -> OutRecord {
+        OutRecord {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: vec![("h".to_string(), Bytes::from_static(b"v"))],
+            timestamp: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_slices_the_batch() {
+        let batch = encode_batch(&[out("a"), out("bb")], Codec::None)
+            .unwrap()
+            .freeze();
+        let topic: Arc<str> = Arc::from("t");
+        let mut events = Vec::new();
+        let next = decode_batches(&topic, 0, &batch, 0, &mut events).unwrap();
+        assert_eq!(next, 2);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].value.as_deref(), Some(&b"bb"[..]));
+        assert_eq!(events[1].offset, 1);
+        assert_eq!(events[0].headers[0].name, Bytes::from_static(b"h"));
+        let value = events[1].value.clone().unwrap();
+        let range = batch.as_ptr() as usize..batch.as_ptr() as usize + batch.len();
+        assert!(range.contains(&(value.as_ptr() as usize)));
+        // Skipping records below `from`.
+        events.clear();
+        decode_batches(&topic, 0, &batch, 1, &mut events).unwrap();
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let batch = encode_batch(&[out("a"), out("bb")], Codec::None).unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        for cut in 0..batch.len() {
+            let mut bytes = batch.clone();
+            // Corrupt one byte of the records section at a time.
+            if cut >= HEADER_LEN {
+                bytes[cut] = 0xff;
+            }
+            let _ = decode_batches(&topic, 0, &bytes.freeze(), 0, &mut Vec::new());
+            let _ = decode_batches(
+                &topic,
+                0,
+                &batch.clone().freeze().slice(..cut),
+                0,
+                &mut Vec::new(),
+            );
+        }
+    }
+}
