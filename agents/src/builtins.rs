@@ -109,3 +109,104 @@ impl Agent for DlqReplayer {
 pub fn header(name: &str, value: &str) -> (String, Bytes) {
     (name.to_string(), Bytes::copy_from_slice(value.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::event::Header;
+    use crate::metrics::AgentMetrics;
+    use crate::state::StateStore;
+
+    fn ctx() -> Context {
+        Context::new(
+            Arc::from("r"),
+            None,
+            1,
+            Arc::new(StateStore::default()),
+            Arc::new(AgentMetrics::new("router")),
+        )
+    }
+
+    fn event(value: &[u8], headers: Vec<Header>) -> Event {
+        Event {
+            topic: Arc::from("in"),
+            partition: 0,
+            offset: 7,
+            timestamp: 1,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::copy_from_slice(value)),
+            headers,
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_plain_and_enveloped_json_by_field() {
+        let router = ContentRouter {
+            field: "order.kind".to_string(),
+            routes: BTreeMap::from([("big".to_string(), "big-orders".to_string())]),
+            default: None,
+        };
+        let mut c = ctx();
+        router
+            .handle(&event(br#"{"order":{"kind":"big"}}"#, vec![]), &mut c)
+            .await
+            .unwrap();
+        assert_eq!(c.emits[0].0, "big-orders");
+        assert_eq!(c.emits[0].1.key.as_deref(), Some(&b"k"[..]));
+
+        let envelope = Envelope::new(
+            "t",
+            "a",
+            None,
+            serde_json::json!({"order": {"kind": "big"}}),
+        );
+        let record = envelope.to_record(None);
+        let headers = record
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                name: Bytes::from(k.clone()),
+                value: Some(v.clone()),
+            })
+            .collect();
+        let mut c = ctx();
+        router
+            .handle(&event(record.value.as_deref().unwrap(), headers), &mut c)
+            .await
+            .unwrap();
+        assert_eq!(c.emits[0].0, "big-orders");
+        assert!(c.emits[0].1.headers.iter().any(|(k, _)| k == "ce_traceid"));
+
+        let mut c = ctx();
+        let unroutable = router.handle(&event(b"not json", vec![]), &mut c).await;
+        assert!(
+            unroutable.is_err(),
+            "no route and no default fails (then DLQ)"
+        );
+    }
+
+    #[tokio::test]
+    async fn dlq_replayer_strips_dlq_headers_and_returns_to_origin() {
+        let header = |k: &str, v: &str| Header {
+            name: Bytes::copy_from_slice(k.as_bytes()),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+        };
+        let dead = event(
+            b"{}",
+            vec![
+                header("app", "1"),
+                header(crate::delivery::DLQ_TOPIC, "orders"),
+                header(crate::delivery::DLQ_ATTEMPTS, "3"),
+            ],
+        );
+        let mut c = ctx();
+        DlqReplayer::default().handle(&dead, &mut c).await.unwrap();
+        let (topic, record) = &c.emits[0];
+        assert_eq!(topic, "orders");
+        let names: Vec<&str> = record.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, vec!["app", "dlq.replayed"]);
+    }
+}

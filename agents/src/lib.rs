@@ -13,6 +13,8 @@
 //! assignors), `delivery` (retries, dead letters, output writes), `state`, `runtime`,
 //! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod backend;
 pub mod builtins;

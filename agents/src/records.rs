@@ -218,7 +218,9 @@ pub fn encode_batch(records: &[OutRecord], compression: Codec) -> Result<BytesMu
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch whenever `offset - sequence` changes; keeping
+            // it constant (and the base sequence at -1, "none") gives one batch.
+            sequence: i as i32 - 1,
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
@@ -261,6 +263,10 @@ mod tests {
         let mut events = Vec::new();
         let next = decode_batches(&topic, 0, &batch, 0, &mut events).unwrap();
         assert_eq!(next, 2);
+        let headers: Vec<_> = Batches::new(&batch).map(|(h, _)| h).collect();
+        assert_eq!(headers.len(), 1, "one batch per emit");
+        assert_eq!(headers[0].base_sequence, -1);
+        assert_eq!(headers[0].records_count, 2);
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].value.as_deref(), Some(&b"bb"[..]));
         assert_eq!(events[1].offset, 1);

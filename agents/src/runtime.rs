@@ -86,7 +86,7 @@ pub enum StartError {
         /// Why.
         source: RestoreError,
     },
-    /// Its decision log could not be created.
+    /// Its input topics or decision log could not be created.
     #[error("creating topics for agent `{agent}`: {source}")]
     Topics {
         /// The agent.
@@ -183,6 +183,17 @@ impl<B: Backend> Runtime<B> {
         spec: AgentSpec,
         agent: A,
     ) -> Result<AgentHandle, StartError> {
+        // Inputs must exist before the group assigns them (-1: the cluster's default
+        // partition count).
+        for topic in &spec.topics {
+            self.backend
+                .ensure_topic(topic, -1, false)
+                .await
+                .map_err(|source| StartError::Topics {
+                    agent: spec.name.clone(),
+                    source,
+                })?;
+        }
         // One partition keeps the audit log in decision order.
         self.backend
             .ensure_topic(&crate::delivery::decisions_topic(&spec.name), 1, false)

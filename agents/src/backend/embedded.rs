@@ -318,7 +318,10 @@ impl Source for EmbeddedSource {
                         .iter_mut()
                         .map(|a| Box::pin(a.watch.changed())),
                 );
-                let _ = tokio::time::timeout_at(slice, changed).await;
+                if let Ok((Err(_), _, _)) = tokio::time::timeout_at(slice, changed).await {
+                    // A partition's log is gone (topic deleted): do not spin on it.
+                    tokio::time::sleep_until(slice).await;
+                }
             }
         }
     }

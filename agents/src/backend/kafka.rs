@@ -370,7 +370,8 @@ fn read_topic_blocking(
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0usize;
     for &partition in &partitions {
-        let (start, end) = (starts[&partition], ends[&partition]);
+        let start = starts.get(&partition).copied().unwrap_or(0);
+        let end = ends.get(&partition).copied().unwrap_or(0);
         if start < end {
             assignment
                 .add_partition_offset(topic, partition, Offset::Offset(start))
