@@ -133,8 +133,7 @@ impl Agent for Recorder {
 
 /// An in-process agent and an external rdkafka consumer in one group: disjoint shares
 /// of the partitions, every record processed, redeliveries counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mixed_group_in_process_agent_and_rdkafka_consumer() {
+async fn mixed_group(agent_first: bool) {
     let broker = EmbeddedBroker::start_with(|config| {
         config
             .set("group.initial.rebalance.delay.ms", "100")
@@ -148,15 +147,30 @@ async fn mixed_group_in_process_agent_and_rdkafka_consumer() {
     backend.ensure_topic("mixed", 4, false).await.unwrap();
     let runtime = Runtime::new(backend.clone());
     let agent_seen = Arc::new(Mutex::new(Vec::new()));
-    let agent = runtime
-        .start(
+    let start_agent = || {
+        runtime.start(
             AgentSpec::new("mixed-agent", &["mixed"]).group("mixed"),
             Recorder {
                 seen: agent_seen.clone(),
             },
         )
-        .await
-        .unwrap();
+    };
+    let mut agent = None;
+    if agent_first {
+        agent = Some(start_agent().await.unwrap());
+        let group = shared.clone();
+        agents_common::eventually(
+            "the agent alone in a stable group",
+            Duration::from_secs(30),
+            || {
+                group
+                    .groups
+                    .describe("mixed")
+                    .is_ok_and(|d| d.state.name() == "Stable")
+            },
+        )
+        .await;
+    }
 
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
@@ -193,6 +207,20 @@ async fn mixed_group_in_process_agent_and_rdkafka_consumer() {
         })
     };
 
+    if !agent_first {
+        // Let rdkafka form the group (and lead it) before the agent joins.
+        let c = consumer.clone();
+        agents_common::eventually(
+            "rdkafka alone owning every partition",
+            Duration::from_secs(30),
+            || c.assignment().map(|l| l.count()).unwrap_or(0) == 4,
+        )
+        .await;
+    }
+    let agent = match agent {
+        Some(agent) => agent,
+        None => start_agent().await.unwrap(),
+    };
     let rdkafka_assignment = || -> BTreeSet<i32> {
         consumer
             .assignment()
@@ -253,7 +281,7 @@ async fn mixed_group_in_process_agent_and_rdkafka_consumer() {
     .await;
     let redelivered = total() - TOTAL;
     let rebalanced = shared.groups.describe("mixed").unwrap().generation_id != generation;
-    eprintln!("mixed group: agent {ours:?}, rdkafka {theirs:?}, {redelivered} redelivered, rebalanced during the run: {rebalanced}");
+    eprintln!("mixed group (agent first: {agent_first}): agent {ours:?}, rdkafka {theirs:?}, {redelivered} redelivered, rebalanced during the run: {rebalanced}");
     if !rebalanced {
         assert_eq!(redelivered, 0, "no rebalance, so every record exactly once");
         let parts = |seen: &Arc<Mutex<Vec<(i32, i64)>>>| -> BTreeSet<i32> {
@@ -275,4 +303,14 @@ async fn mixed_group_in_process_agent_and_rdkafka_consumer() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = task.await;
     agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_group_in_process_leader_assigns_for_rdkafka() {
+    mixed_group(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_group_rdkafka_leader_assigns_for_in_process_member() {
+    mixed_group(false).await;
 }
