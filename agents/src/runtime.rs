@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent::Agent;
-use crate::backend::{Backend, CommitError, Position, ProduceError, ReadError, Source, StartAt};
+use crate::backend::{Backend, CommitError, Position, ReadError, Source, StartAt, TopicError};
 use crate::delivery::{Delivery, Outcome, RetryPolicy};
 use crate::metrics::{AgentMetrics, MetricsSnapshot};
 use crate::state::{RestoreError, StateStore};
@@ -92,7 +92,7 @@ pub enum StartError {
         /// The agent.
         agent: String,
         /// Why.
-        source: ProduceError,
+        source: TopicError,
     },
 }
 

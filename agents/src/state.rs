@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use thiserror::Error;
 
-use crate::backend::{Backend, ProduceError, ReadError, StartAt};
+use crate::backend::{Backend, ReadError, StartAt, TopicError};
 
 /// The state topic of an agent.
 pub fn state_topic(agent_id: &str) -> String {
@@ -19,7 +19,7 @@ pub fn state_topic(agent_id: &str) -> String {
 pub enum RestoreError {
     /// The state topic could not be created.
     #[error(transparent)]
-    Create(#[from] ProduceError),
+    Create(#[from] TopicError),
     /// The state topic could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),

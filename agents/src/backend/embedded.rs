@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::group::Membership;
 use super::{
     Backend, CommitError, ConsumeError, Position, ProduceError, ReadError, Sink, Source, StartAt,
+    TopicError,
 };
 use crate::event::{Event, OutRecord};
 use crate::records;
@@ -164,7 +165,7 @@ impl Sink for EmbeddedBackend {
         topic: &str,
         partitions: i32,
         compacted: bool,
-    ) -> Result<(), ProduceError> {
+    ) -> Result<(), TopicError> {
         if self.broker.topics.get(topic).is_some() {
             return Ok(());
         }
@@ -179,7 +180,7 @@ impl Sink for EmbeddedBackend {
         };
         match self.broker.topics.create(topic, partitions, configs) {
             Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => Ok(()),
-            Err(error) => Err(ProduceError::Topic {
+            Err(error) => Err(TopicError {
                 topic: topic.to_string(),
                 reason: error.to_string(),
             }),

@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
     Backend, CommitError, ConsumeError, Position, ProduceError, ReadError, Sink, Source, StartAt,
+    TopicError,
 };
 use crate::event::{Event, Header, OutRecord};
 
@@ -147,7 +148,7 @@ impl Sink for KafkaBackend {
         topic: &str,
         partitions: i32,
         compacted: bool,
-    ) -> Result<(), ProduceError> {
+    ) -> Result<(), TopicError> {
         let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
         if compacted {
             new = new.set("cleanup.policy", "compact");
@@ -156,7 +157,7 @@ impl Sink for KafkaBackend {
             .admin
             .create_topics([&new], &AdminOptions::new())
             .await
-            .map_err(|e| ProduceError::Topic {
+            .map_err(|e| TopicError {
                 topic: topic.to_string(),
                 reason: e.to_string(),
             })?;
@@ -164,7 +165,7 @@ impl Sink for KafkaBackend {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
-                    return Err(ProduceError::Topic {
+                    return Err(TopicError {
                         topic: topic.to_string(),
                         reason: code.to_string(),
                     })

@@ -68,6 +68,16 @@ pub enum ProduceError {
     Kafka(String),
 }
 
+/// Creating a topic failed.
+#[derive(Debug, Error)]
+#[error("cannot create topic `{topic}`: {reason}")]
+pub struct TopicError {
+    /// The topic.
+    pub topic: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// Joining a group or reading records failed.
 #[derive(Debug, Error)]
 pub enum ConsumeError {
@@ -146,7 +156,7 @@ pub trait Sink: Send + Sync {
         topic: &str,
         partitions: i32,
         compacted: bool,
-    ) -> impl Future<Output = Result<(), ProduceError>> + Send;
+    ) -> impl Future<Output = Result<(), TopicError>> + Send;
 }
 
 /// One group member's stream of records.
