@@ -314,3 +314,44 @@ async fn mixed_group_in_process_leader_assigns_for_rdkafka() {
 async fn mixed_group_rdkafka_leader_assigns_for_in_process_member() {
     mixed_group(false).await;
 }
+
+/// The embedded backend across a real broker restart: the state topic is reopened from
+/// disk and the agent's state comes back from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_state_survives_broker_restart() {
+    use agentlog_broker::{BrokerConfig, RunningBroker};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::with_data_dir(dir.path());
+    config.listeners = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.set("group.initial.rebalance.delay.ms", "0").unwrap();
+    let spec = AgentSpec::new("counter", &["counts"]);
+    {
+        let running = RunningBroker::start(config.clone()).await.unwrap();
+        let backend = EmbeddedBackend::new(running.broker.clone());
+        let runtime = Runtime::new(backend.clone());
+        let handle = runtime
+            .start(spec.clone(), agents_common::Counter)
+            .await
+            .unwrap();
+        let records = ["a", "b", "a"].map(agents_common::keyed).to_vec();
+        backend.produce("counts", records).await.unwrap();
+        agents_common::eventually("counted", Duration::from_secs(20), || {
+            handle.state().get("a") == Some(json!(2))
+        })
+        .await;
+        handle.stop().await;
+        drop(runtime);
+        drop(backend);
+        running.shutdown().await;
+    }
+    let running = RunningBroker::start(config).await.unwrap();
+    let runtime = Runtime::new(EmbeddedBackend::new(running.broker.clone()));
+    let handle = runtime.start(spec, agents_common::Counter).await.unwrap();
+    assert_eq!(handle.state().get("a"), Some(json!(2)));
+    assert_eq!(handle.state().get("b"), Some(json!(1)));
+    handle.stop().await;
+    drop(runtime);
+    running.shutdown().await;
+}

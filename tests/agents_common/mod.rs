@@ -301,7 +301,8 @@ pub async fn swarm_scales_without_loss<B: Backend>(backend: B) -> usize {
 // ---------------------------------------------------------------------------------------
 // 3. Keyed state restored after a restart.
 
-struct Counter;
+/// Counts events per key in keyed state.
+pub struct Counter;
 
 impl Agent for Counter {
     fn kind(&self) -> &str {
@@ -327,7 +328,8 @@ impl Agent for Counter {
     }
 }
 
-fn keyed(key: &str) -> OutRecord {
+/// A record with this key.
+pub fn keyed(key: &str) -> OutRecord {
     OutRecord {
         key: Some(Bytes::copy_from_slice(key.as_bytes())),
         value: Some(Bytes::from_static(b"{}")),
