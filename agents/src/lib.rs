@@ -7,6 +7,37 @@
 //! same process; [`KafkaBackend`] uses librdkafka against any cluster. Agent code never
 //! knows which one it runs on.
 //!
+//! ```no_run
+//! use agentlog_agents::{Agent, AgentSpec, Context, Event, HandlerError, Runtime};
+//! use agentlog_agents::{KafkaBackend, KafkaConfig};
+//!
+//! struct Greeter;
+//!
+//! impl Agent for Greeter {
+//!     async fn handle(&self, event: &Event, ctx: &mut Context) -> Result<(), HandlerError> {
+//!         let name = String::from_utf8_lossy(event.value.as_deref().unwrap_or_default());
+//!         let seen = ctx.state_get(&name).and_then(|v| v.as_i64()).unwrap_or(0);
+//!         ctx.state_put(&name, serde_json::json!(seen + 1));
+//!         ctx.emit("greetings", event.key.clone(), "greeted", serde_json::json!({ "hello": name }));
+//!         ctx.decide("greeted", serde_json::json!({ "times": seen + 1 }));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Or `EmbeddedBackend::new(running_broker.broker.clone())`: same agent, in-process.
+//! let backend = KafkaBackend::new(KafkaConfig {
+//!     bootstrap: "localhost:9092".to_string(),
+//!     properties: Default::default(),
+//! })?;
+//! let runtime = Runtime::new(backend);
+//! let mut greeter = runtime.start(AgentSpec::new("greeter", &["names"]).instances(2), Greeter).await?;
+//! greeter.scale(4).await; // the group rebalances
+//! greeter.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Module map: `agent` (the trait and context), `event`/`envelope` (records and the
 //! CloudEvents-style envelope), `records` (zero-copy decoding and batch encoding),
 //! `backend` (the seam and both implementations, plus the in-process group member and
