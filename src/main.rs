@@ -7,6 +7,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use agentlog_agents::config::{start_declared, AgentsConfig, BackendChoice};
+use agentlog_agents::{AgentHandle, EmbeddedBackend, KafkaBackend, Runtime};
 use agentlog_broker::{BrokerConfig, RunningBroker};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -57,12 +59,12 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Bench(args)) => return bench::run(args),
         None => cli.serve,
     };
-    let config = build_config(&args)?;
+    let (config, agents) = build_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, agents))
 }
 
 /// Logs go to stderr (stdout carries the machine-readable listening lines), filtered
@@ -77,14 +79,18 @@ fn init_logging() {
         .init();
 }
 
-/// Defaults, then the file, then `AGENTLOG_*` variables, then flags.
-fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+/// Defaults, then the file, then `AGENTLOG_*` variables, then flags; and the agents
+/// declared in the file (none without one).
+fn build_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, AgentsConfig)> {
     let mut config = BrokerConfig::default();
+    let mut agents = AgentsConfig::from_toml("")?;
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         config
             .apply_toml(&text)
+            .with_context(|| format!("in config file {}", path.display()))?;
+        agents = AgentsConfig::from_toml(&text)
             .with_context(|| format!("in config file {}", path.display()))?;
     }
     let ignored = config
@@ -110,10 +116,19 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
-    Ok(config)
+    Ok((config, agents))
 }
 
-async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+async fn serve(config: BrokerConfig, agents: AgentsConfig) -> anyhow::Result<()> {
+    if let BackendChoice::Kafka(kafka) = &agents.backend {
+        // Agents on an external cluster: no broker here.
+        let runtime = Runtime::new(KafkaBackend::new(kafka.clone())?);
+        let handles = start_declared(&runtime, &agents.agents).await?;
+        tracing::info!(bootstrap = %kafka.bootstrap, agents = handles.len(), "agents running on kafka");
+        wait_for_signal().await?;
+        stop_agents(handles).await;
+        return Ok(());
+    }
     let running = RunningBroker::start(config)
         .await
         .context("starting the broker")?;
@@ -126,11 +141,21 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         stdout.flush()?;
     }
     tracing::info!(advertised = %running.bootstrap(), "broker started");
+    let runtime = Runtime::new(EmbeddedBackend::new(running.broker.clone()));
+    let handles = start_declared(&runtime, &agents.agents).await?;
     wait_for_signal().await?;
+    stop_agents(handles).await;
     tracing::info!("shutting down: finishing in-flight requests and flushing");
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Each agent finishes its current event, commits and leaves its group.
+async fn stop_agents(handles: Vec<AgentHandle>) {
+    for handle in handles {
+        handle.stop().await;
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -513,8 +513,9 @@ impl BrokerConfig {
     }
 
     /// Applies every scalar key of a TOML document (nested tables are flattened with
-    /// dots, so `[log] segment.bytes = 1` works as `log.segment.bytes`). The `agents`
-    /// table is left for the agent runtime.
+    /// dots, so `[log] segment.bytes = 1` works as `log.segment.bytes`). The agent
+    /// runtime's keys (`[[agents]]`, `[agents_backend]`, `backend`, `bootstrap`) are left
+    /// for it.
     pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
         let table: toml::Table = text
             .parse()
@@ -743,6 +744,9 @@ fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
         .collect()
 }
 
+/// Top-level keys of the configuration file that belong to the agent runtime.
+const AGENT_KEYS: [&str; 4] = ["agents", "agents_backend", "backend", "bootstrap"];
+
 fn flatten(
     prefix: &str,
     table: &toml::Table,
@@ -754,11 +758,13 @@ fn flatten(
         } else {
             format!("{prefix}.{key}")
         };
+        // The agent runtime's settings (`[[agents]]`, `[agents_backend]`, and the
+        // top-level `backend`/`bootstrap`) share the file; they are read elsewhere.
+        if prefix.is_empty() && AGENT_KEYS.contains(&name.as_str()) {
+            continue;
+        }
         match value {
             toml::Value::Table(inner) => {
-                if name == "agents" {
-                    continue;
-                }
                 flatten(&name, inner, out)?;
             }
             toml::Value::String(s) => out.push((name, s.clone())),
@@ -906,5 +912,18 @@ mod tests {
             config.log_config(&BTreeMap::new()).segment_bytes,
             268_435_456
         );
+    }
+
+    #[test]
+    fn agent_runtime_keys_are_left_alone() {
+        let mut config = BrokerConfig::default();
+        config
+            .apply_toml(
+                "backend = \"kafka\"\nbootstrap = \"k:9092\"\nnum.partitions = 2\n\
+                 [agents_backend.properties]\n\"a.b\" = 1\n\
+                 [[agents]]\nname = \"r\"\ntopics = [\"t\"]\n",
+            )
+            .unwrap();
+        assert_eq!(config.num_partitions(), 2);
     }
 }

@@ -1,0 +1,477 @@
+//! The embedded backend: agents in the broker's process, calling the partition logs and
+//! the group coordinator directly. No TCP, no copies: reads hand out `Bytes` slices of
+//! the stored batches, and an emit is one encoded batch per partition appended with
+//! `Partition::append`, done once `wait_durable` says so.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentlog_broker::groups::{CommitError as GroupCommitError, CommitOffset, CommitParams};
+use agentlog_broker::storage::ReadError as LogReadError;
+use agentlog_broker::topics::{CreateTopicError, Topic};
+use agentlog_broker::Broker;
+use kafka_protocol::records::Compression as Codec;
+use tokio::sync::watch;
+
+use super::group::Membership;
+use super::{
+    Backend, CommitError, ConsumeError, Position, ProduceError, ReadError, Sink, Source, StartAt,
+    TopicError,
+};
+use crate::event::{Event, OutRecord};
+use crate::records;
+
+/// Most bytes read from one partition per poll.
+const MAX_READ_BYTES: usize = 1 << 20;
+
+/// Agents inside the broker's process.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBackend {
+    broker: Arc<Broker>,
+    next_partition: Arc<AtomicUsize>,
+    compression: Codec,
+}
+
+impl EmbeddedBackend {
+    /// A backend over a running broker's shared state.
+    pub fn new(broker: Arc<Broker>) -> EmbeddedBackend {
+        EmbeddedBackend {
+            broker,
+            next_partition: Arc::new(AtomicUsize::new(0)),
+            compression: Codec::None,
+        }
+    }
+
+    /// Emits with this codec (uncompressed by default, which keeps reads zero-copy).
+    pub fn with_compression(mut self, compression: Codec) -> EmbeddedBackend {
+        self.compression = compression;
+        self
+    }
+
+    /// The broker this backend calls into.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    fn topic_or_create(&self, name: &str) -> Result<Arc<Topic>, ProduceError> {
+        if let Some(topic) = self.broker.topics.get(name) {
+            return Ok(topic);
+        }
+        let partitions = self.broker.config.num_partitions();
+        match self
+            .broker
+            .topics
+            .create(name, partitions, Default::default())
+        {
+            Ok(topic) => Ok(topic),
+            Err(CreateTopicError::AlreadyExists(_)) => {
+                self.broker
+                    .topics
+                    .get(name)
+                    .ok_or_else(|| ProduceError::Topic {
+                        topic: name.to_string(),
+                        reason: "deleted while being created".to_string(),
+                    })
+            }
+            Err(error) => Err(ProduceError::Topic {
+                topic: name.to_string(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    fn partition_for(&self, key: Option<&[u8]>, count: usize) -> usize {
+        match key {
+            Some(key) => (murmur2(key) & 0x7fff_ffff) as usize % count,
+            None => self.next_partition.fetch_add(1, Ordering::Relaxed) % count,
+        }
+    }
+}
+
+/// Kafka's default partitioner hash (murmur2), so keys land where Java clients put them.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const SEED: u32 = 0x9747_b28c;
+    let mut h = SEED ^ data.len() as u32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if let Some(first) = tail.first() {
+        h ^= u32::from(*first);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+impl Sink for EmbeddedBackend {
+    async fn produce(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let found = self.topic_or_create(topic)?;
+        let count = found.partitions.len().max(1);
+        let mut by_partition: BTreeMap<usize, Vec<OutRecord>> = BTreeMap::new();
+        for record in records {
+            let index = self.partition_for(record.key.as_deref(), count);
+            by_partition.entry(index).or_default().push(record);
+        }
+        for (index, records) in by_partition {
+            let partition = found
+                .partitions
+                .get(index)
+                .ok_or_else(|| ProduceError::Topic {
+                    topic: topic.to_string(),
+                    reason: format!("partition {index} missing"),
+                })?;
+            let batch = records::encode_batch(&records, self.compression)?;
+            let append_error = |reason: String| ProduceError::Append {
+                topic: topic.to_string(),
+                partition: partition.index,
+                reason,
+            };
+            // Through the partition, like a wire produce, so the partition's producer
+            // state stays in step with everything in its log.
+            let appended = partition
+                .append(&batch, None)
+                .map_err(|e| append_error(e.to_string()))?;
+            partition
+                .log
+                .wait_durable(appended.last_offset + 1)
+                .await
+                .map_err(|e| append_error(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        compacted: bool,
+    ) -> Result<(), TopicError> {
+        if self.broker.topics.get(topic).is_some() {
+            return Ok(());
+        }
+        let mut configs = BTreeMap::new();
+        if compacted {
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        }
+        let partitions = if partitions > 0 {
+            partitions
+        } else {
+            self.broker.config.num_partitions()
+        };
+        match self.broker.topics.create(topic, partitions, configs) {
+            Ok(_) | Err(CreateTopicError::AlreadyExists(_)) => Ok(()),
+            Err(error) => Err(TopicError {
+                topic: topic.to_string(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// A partition this member reads, with its position and high-watermark watch.
+#[derive(Debug)]
+struct Assigned {
+    topic: Arc<str>,
+    partition: i32,
+    log: Arc<agentlog_broker::storage::PartitionLog>,
+    position: i64,
+    watch: watch::Receiver<i64>,
+}
+
+/// An in-process group member reading the logs directly.
+#[derive(Debug)]
+pub struct EmbeddedSource {
+    broker: Arc<Broker>,
+    membership: Membership,
+    assigned: Vec<Assigned>,
+}
+
+impl EmbeddedSource {
+    async fn rejoin(&mut self) -> Result<(), ConsumeError> {
+        let assignment = self.membership.join().await?;
+        let group = self.membership.group.clone();
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in &assignment {
+            by_topic.entry(topic.clone()).or_default().push(*partition);
+        }
+        let committed: HashMap<(String, i32), i64> = self
+            .broker
+            .groups
+            .fetch_offsets_now(&group, Some(by_topic.into_iter().collect()))
+            .map_err(|e| ConsumeError::Group {
+                group: group.clone(),
+                reason: e.to_string(),
+            })?
+            .into_iter()
+            .map(|c| ((c.topic, c.partition), c.offset))
+            .collect();
+        self.assigned.clear();
+        for (topic, partition) in assignment {
+            let Some(log) = self
+                .broker
+                .topics
+                .get(&topic)
+                .and_then(|t| t.partition(partition).map(|p| p.log.clone()))
+            else {
+                continue;
+            };
+            let start = log.log_start_offset();
+            let position = match committed.get(&(topic.clone(), partition)) {
+                Some(offset) if *offset >= start => *offset,
+                _ => start,
+            };
+            self.assigned.push(Assigned {
+                topic: Arc::from(topic.as_str()),
+                partition,
+                watch: log.subscribe(),
+                log,
+                position,
+            });
+        }
+        Ok(())
+    }
+
+    fn read_available(&mut self) -> Result<Vec<Event>, ConsumeError> {
+        let mut events = Vec::new();
+        for assigned in &mut self.assigned {
+            let read = match assigned.log.read(assigned.position, MAX_READ_BYTES) {
+                Ok(read) => read,
+                Err(LogReadError::OffsetOutOfRange {
+                    log_start_offset,
+                    high_watermark,
+                    ..
+                }) => {
+                    // Like auto.offset.reset=earliest.
+                    assigned.position = assigned.position.clamp(log_start_offset, high_watermark);
+                    continue;
+                }
+                Err(error) => {
+                    return Err(ConsumeError::Read {
+                        topic: assigned.topic.to_string(),
+                        partition: assigned.partition,
+                        reason: error.to_string(),
+                    })
+                }
+            };
+            if read.bytes.is_empty() {
+                continue;
+            }
+            let next = records::decode_batches(
+                &assigned.topic,
+                assigned.partition,
+                &read.bytes,
+                assigned.position,
+                &mut events,
+            )
+            .map_err(|e| ConsumeError::Read {
+                topic: assigned.topic.to_string(),
+                partition: assigned.partition,
+                reason: e.to_string(),
+            })?;
+            assigned.position = next.min(read.high_watermark).max(assigned.position);
+        }
+        Ok(events)
+    }
+}
+
+impl Source for EmbeddedSource {
+    async fn poll(&mut self, max_wait: Duration) -> Result<Vec<Event>, ConsumeError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            if self.membership.needs_rejoin() {
+                self.rejoin().await?;
+            }
+            for assigned in &mut self.assigned {
+                assigned.watch.borrow_and_update();
+            }
+            let events = self.read_available()?;
+            if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(events);
+            }
+            // Park until a high watermark moves, the deadline, or a heartbeat tick may
+            // have asked for a rejoin.
+            let slice = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
+            if self.assigned.is_empty() {
+                tokio::time::sleep_until(slice).await;
+            } else {
+                let changed = futures::future::select_all(
+                    self.assigned
+                        .iter_mut()
+                        .map(|a| Box::pin(a.watch.changed())),
+                );
+                if let Ok((Err(_), _, _)) = tokio::time::timeout_at(slice, changed).await {
+                    // A partition's log is gone (topic deleted): do not spin on it.
+                    tokio::time::sleep_until(slice).await;
+                }
+            }
+        }
+    }
+
+    async fn commit(&mut self, positions: Vec<Position>) -> Result<(), CommitError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let params = CommitParams {
+            group_id: self.membership.group.clone(),
+            generation_id: self.membership.generation,
+            member_id: self.membership.member_id.clone(),
+            group_instance_id: None,
+            offsets: positions
+                .into_iter()
+                .map(|p| CommitOffset {
+                    topic: p.topic,
+                    partition: p.partition,
+                    offset: p.next_offset,
+                    leader_epoch: -1,
+                    metadata: None,
+                })
+                .collect(),
+        };
+        // The offsets are written to the store now; their fsync is left to the store's
+        // background flusher instead of awaiting `PendingCommit::durable`. At-least-once
+        // holds either way (a commit lost in a crash means redelivery, never loss), and
+        // it keeps frequent in-process commits from queueing one sled flush each: many
+        // concurrent flushes can exhaust sled's I/O pool and stall the coordinator.
+        match self.broker.groups.begin_commit(params) {
+            Ok(_pending) => Ok(()),
+            Err(
+                error @ (GroupCommitError::RebalanceInProgress
+                | GroupCommitError::IllegalGeneration
+                | GroupCommitError::UnknownMemberId
+                | GroupCommitError::FencedInstanceId),
+            ) => {
+                self.membership.request_rejoin();
+                Err(CommitError::Rebalanced(error.to_string()))
+            }
+            Err(error) => Err(CommitError::Failed(error.to_string())),
+        }
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.assigned
+            .iter()
+            .map(|a| (a.topic.to_string(), a.partition))
+            .collect()
+    }
+
+    async fn close(mut self) {
+        self.membership.leave();
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    type Source = EmbeddedSource;
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+        client_id: &str,
+    ) -> Result<EmbeddedSource, ConsumeError> {
+        let mut source = EmbeddedSource {
+            broker: self.broker.clone(),
+            membership: Membership::new(self.broker.clone(), group, topics, client_id),
+            assigned: Vec::new(),
+        };
+        source.rejoin().await?;
+        Ok(source)
+    }
+
+    async fn read_topic(&self, topic: &str, from: StartAt) -> Result<Vec<Event>, ReadError> {
+        let found = self
+            .broker
+            .topics
+            .get(topic)
+            .ok_or_else(|| ReadError::UnknownTopic(topic.to_string()))?;
+        let name: Arc<str> = Arc::from(topic);
+        let mut events = Vec::new();
+        for partition in &found.partitions {
+            let log = &partition.log;
+            let fail = |reason: String| ReadError::Partition {
+                topic: topic.to_string(),
+                partition: partition.index,
+                reason,
+            };
+            let end = log.high_watermark();
+            let mut position = match from {
+                StartAt::Earliest => log.log_start_offset(),
+                StartAt::Offset(offset) => offset.clamp(log.log_start_offset(), end),
+                StartAt::Timestamp(ts) => log
+                    .offset_for_timestamp(ts)
+                    .map_err(|e| fail(e.to_string()))?
+                    .map_or(end, |found| found.offset),
+            };
+            while position < end {
+                let read = log
+                    .read(position, MAX_READ_BYTES)
+                    .map_err(|e| fail(e.to_string()))?;
+                if read.bytes.is_empty() {
+                    break;
+                }
+                let before = events.len();
+                let next = records::decode_batches(
+                    &name,
+                    partition.index,
+                    &read.bytes,
+                    position,
+                    &mut events,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                events.truncate(
+                    before
+                        + events[before..]
+                            .iter()
+                            .take_while(|e| e.offset < end)
+                            .count(),
+                );
+                if next <= position {
+                    break;
+                }
+                position = next;
+            }
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::murmur2;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21") as i32, -973_932_308);
+        assert_eq!(murmur2(b"foobar") as i32, -790_332_482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
+        assert_eq!(
+            murmur2(b"a-little-bit-longer-string") as i32,
+            -1_486_304_829
+        );
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58_897_971
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! The Kafka backend: the same agents on any Kafka-protocol cluster (Kafka, Redpanda, a
+//! separate agentlog) through librdkafka. A `StreamConsumer` per group member with
+//! manual commits after handling, one shared `FutureProducer` (acks=all) for emits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::try_join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{
+    Backend, CommitError, ConsumeError, Position, ProduceError, ReadError, Sink, Source, StartAt,
+    TopicError,
+};
+use crate::event::{Event, Header, OutRecord};
+
+/// Most records one poll gathers.
+const MAX_POLL_RECORDS: usize = 500;
+/// How long reads of a whole topic (replay, state restore) may take.
+const READ_TOPIC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the cluster is and how to talk to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Extra librdkafka properties (security, timeouts, ...), applied to every client
+    /// after the backend's defaults so they can override them.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// Agents on an external Kafka cluster.
+#[derive(Clone)]
+pub struct KafkaBackend {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+}
+
+impl std::fmt::Debug for KafkaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBackend {
+    /// Creates the shared producer and admin client (they connect lazily).
+    pub fn new(config: KafkaConfig) -> Result<KafkaBackend, ProduceError> {
+        let producer: FutureProducer = config
+            .client(&[
+                ("acks", "all"),
+                ("linger.ms", "1"),
+                ("message.timeout.ms", "30000"),
+            ])
+            .create()
+            .map_err(|e| ProduceError::Kafka(e.to_string()))?;
+        let admin = config
+            .client(&[])
+            .create()
+            .map_err(|e| ProduceError::Kafka(e.to_string()))?;
+        Ok(KafkaBackend {
+            config,
+            producer,
+            admin: Arc::new(admin),
+        })
+    }
+}
+
+fn to_event(message: &impl Message, topic: &Arc<str>) -> Event {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|header| Header {
+                    name: Bytes::copy_from_slice(header.key.as_bytes()),
+                    value: header.value.map(Bytes::copy_from_slice),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Event {
+        topic: topic.clone(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis().unwrap_or(-1),
+        key: message.key().map(Bytes::copy_from_slice),
+        value: message.payload().map(Bytes::copy_from_slice),
+        headers,
+    }
+}
+
+impl Sink for KafkaBackend {
+    async fn produce(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        let sends = records.iter().map(|record| {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in &record.headers {
+                headers = headers.insert(KafkaHeader {
+                    key: name,
+                    value: Some(value.as_ref()),
+                });
+            }
+            let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .headers(headers)
+                .timestamp(record.timestamp);
+            if let Some(key) = &record.key {
+                out = out.key(key.as_ref());
+            }
+            if let Some(value) = &record.value {
+                out = out.payload(value.as_ref());
+            }
+            let send = self.producer.send(out, Duration::from_secs(30));
+            async move {
+                send.await
+                    .map(|_| ())
+                    .map_err(|(error, _)| ProduceError::Kafka(error.to_string()))
+            }
+        });
+        try_join_all(sends).await.map(|_| ())
+    }
+
+    async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        compacted: bool,
+    ) -> Result<(), TopicError> {
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+        if compacted {
+            new = new.set("cleanup.policy", "compact");
+        }
+        let results = self
+            .admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .map_err(|e| TopicError {
+                topic: topic.to_string(),
+                reason: e.to_string(),
+            })?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(TopicError {
+                        topic: topic.to_string(),
+                        reason: code.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A group member on the cluster.
+pub struct KafkaSource {
+    consumer: Arc<StreamConsumer>,
+    topics: BTreeMap<String, Arc<str>>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        self.topics
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::from(name))
+            .clone()
+    }
+}
+
+impl Source for KafkaSource {
+    async fn poll(&mut self, max_wait: Duration) -> Result<Vec<Event>, ConsumeError> {
+        let consumer = self.consumer.clone();
+        let mut events = Vec::new();
+        let first = match tokio::time::timeout(max_wait, consumer.recv()).await {
+            Err(_) => return Ok(events),
+            Ok(result) => result.map_err(|e| ConsumeError::Kafka(e.to_string()))?,
+        };
+        let topic = self.topic(first.topic());
+        events.push(to_event(&first, &topic));
+        drop(first);
+        while events.len() < MAX_POLL_RECORDS {
+            match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    let topic = self.topic(message.topic());
+                    events.push(to_event(&message, &topic));
+                }
+                Ok(Err(error)) => return Err(ConsumeError::Kafka(error.to_string())),
+                Err(_) => break,
+            }
+        }
+        Ok(events)
+    }
+
+    async fn commit(&mut self, positions: Vec<Position>) -> Result<(), CommitError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for p in &positions {
+            list.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+                .map_err(|e| CommitError::Failed(e.to_string()))?;
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+            .await
+            .map_err(|e| CommitError::Failed(e.to_string()))?
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(
+                    RDKafkaErrorCode::RebalanceInProgress
+                    | RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::AssignmentLost,
+                ) => CommitError::Rebalanced(e.to_string()),
+                _ => CommitError::Failed(e.to_string()),
+            })
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.consumer
+            .assignment()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn close(self) {
+        let consumer = self.consumer;
+        // Unsubscribing and dropping block while librdkafka leaves the group.
+        let _ = tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
+    }
+}
+
+impl Backend for KafkaBackend {
+    type Source = KafkaSource;
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+        client_id: &str,
+    ) -> Result<KafkaSource, ConsumeError> {
+        let consumer: StreamConsumer = self
+            .config
+            .client(&[
+                ("group.id", group),
+                ("client.id", client_id),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "6000"),
+                ("heartbeat.interval.ms", "500"),
+                ("topic.metadata.refresh.interval.ms", "1000"),
+            ])
+            .create()
+            .map_err(|e| ConsumeError::Kafka(e.to_string()))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| ConsumeError::Kafka(e.to_string()))?;
+        Ok(KafkaSource {
+            consumer: Arc::new(consumer),
+            topics: BTreeMap::new(),
+        })
+    }
+
+    async fn read_topic(&self, topic: &str, from: StartAt) -> Result<Vec<Event>, ReadError> {
+        let config = self.config.clone();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || read_topic_blocking(&config, &topic, from))
+            .await
+            .map_err(|e| ReadError::Kafka(e.to_string()))?
+    }
+}
+
+fn read_topic_blocking(
+    config: &KafkaConfig,
+    topic: &str,
+    from: StartAt,
+) -> Result<Vec<Event>, ReadError> {
+    let kafka = |e: rdkafka::error::KafkaError| ReadError::Kafka(e.to_string());
+    let consumer: BaseConsumer = config
+        .client(&[
+            ("group.id", "agentlog-reader"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+        ])
+        .create()
+        .map_err(kafka)?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ReadError::UnknownTopic(topic.to_string()));
+    }
+    let mut ends = BTreeMap::new();
+    let mut starts = BTreeMap::new();
+    for &partition in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(kafka)?;
+        ends.insert(partition, high);
+        starts.insert(
+            partition,
+            match from {
+                StartAt::Earliest => low,
+                StartAt::Offset(offset) => offset.clamp(low, high),
+                StartAt::Timestamp(_) => high,
+            },
+        );
+    }
+    if let StartAt::Timestamp(ts) = from {
+        let mut query = TopicPartitionList::new();
+        for &partition in &partitions {
+            query
+                .add_partition_offset(topic, partition, Offset::Offset(ts))
+                .map_err(kafka)?;
+        }
+        let found = consumer.offsets_for_times(query, timeout).map_err(kafka)?;
+        for element in found.elements() {
+            if let Offset::Offset(offset) = element.offset() {
+                starts.insert(element.partition(), offset);
+            }
+        }
+    }
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0usize;
+    for &partition in &partitions {
+        let start = starts.get(&partition).copied().unwrap_or(0);
+        let end = ends.get(&partition).copied().unwrap_or(0);
+        if start < end {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(kafka)?;
+            remaining += 1;
+        }
+    }
+    let mut by_partition: BTreeMap<i32, Vec<Event>> = BTreeMap::new();
+    if remaining > 0 {
+        consumer.assign(&assignment).map_err(kafka)?;
+        let name: Arc<str> = Arc::from(topic);
+        let deadline = std::time::Instant::now() + READ_TOPIC_TIMEOUT;
+        let mut done = std::collections::BTreeSet::new();
+        while done.len() < remaining {
+            if std::time::Instant::now() >= deadline {
+                return Err(ReadError::Kafka(format!(
+                    "timed out reading {topic} ({} of {remaining} partitions done)",
+                    done.len()
+                )));
+            }
+            let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = result.map_err(kafka)?;
+            let partition = message.partition();
+            let end = ends.get(&partition).copied().unwrap_or(0);
+            if message.offset() < end {
+                by_partition
+                    .entry(partition)
+                    .or_default()
+                    .push(to_event(&message, &name));
+            }
+            if message.offset() + 1 >= end {
+                done.insert(partition);
+            }
+        }
+    }
+    Ok(by_partition.into_values().flatten().collect())
+}

@@ -1,0 +1,204 @@
+//! The `Source`/`Sink` seam: agent code and the runtime see only these traits, so the
+//! same agent runs in-process on the broker ([`embedded`]) or on any Kafka cluster
+//! ([`kafka`]).
+
+pub mod assignor;
+pub mod embedded;
+mod group;
+pub mod kafka;
+
+use std::future::Future;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::event::{Event, OutRecord};
+
+pub use embedded::EmbeddedBackend;
+pub use kafka::{KafkaBackend, KafkaConfig};
+
+/// Where a replay or a read of a whole topic starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first offset still in each partition.
+    Earliest,
+    /// This offset in every partition (clamped to what the partition holds).
+    Offset(i64),
+    /// The first record at or after this timestamp (ms) in each partition.
+    Timestamp(i64),
+}
+
+/// A consumed position to commit: the next offset to read in a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to consume.
+    pub next_offset: i64,
+}
+
+/// Writing records failed; none of them may be treated as written.
+#[derive(Debug, Error)]
+pub enum ProduceError {
+    /// The topic does not exist and could not be created.
+    #[error("topic `{topic}` is unavailable: {reason}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// The records could not be encoded as a batch.
+    #[error(transparent)]
+    Encode(#[from] crate::records::EncodeError),
+    /// The partition log refused the batch or could not make it durable.
+    #[error("append to {topic}-{partition} failed: {reason}")]
+    Append {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+    /// The Kafka client reported a delivery failure.
+    #[error("kafka delivery failed: {0}")]
+    Kafka(String),
+}
+
+/// Creating a topic failed.
+#[derive(Debug, Error)]
+#[error("cannot create topic `{topic}`: {reason}")]
+pub struct TopicError {
+    /// The topic.
+    pub topic: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Joining a group or reading records failed.
+#[derive(Debug, Error)]
+pub enum ConsumeError {
+    /// The group coordinator refused the member.
+    #[error("group `{group}`: {reason}")]
+    Group {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+    /// A partition could not be read.
+    #[error("reading {topic}-{partition}: {reason}")]
+    Read {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+    /// The Kafka client failed.
+    #[error("kafka consumer: {0}")]
+    Kafka(String),
+    /// The backend is shutting down.
+    #[error("backend closed")]
+    Closed,
+}
+
+/// Committing consumed positions failed; the records will be delivered again.
+#[derive(Debug, Error)]
+pub enum CommitError {
+    /// The group rebalanced since the records were read; the member rejoins.
+    #[error("group rebalanced before the commit: {0}")]
+    Rebalanced(String),
+    /// The commit could not be stored.
+    #[error("commit failed: {0}")]
+    Failed(String),
+}
+
+/// Reading a topic range (state restore, replay) failed.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    /// No such topic.
+    #[error("topic `{0}` does not exist")]
+    UnknownTopic(String),
+    /// A partition could not be read.
+    #[error("reading {topic}-{partition}: {reason}")]
+    Partition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+    /// The Kafka client failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+/// Where agents' records go: one call writes a batch and resolves once it is durable
+/// (embedded: fsynced per the flush policy; Kafka: acknowledged by the cluster).
+pub trait Sink: Send + Sync {
+    /// Writes records to `topic` (keys choose partitions); resolves when all are durable.
+    fn produce(
+        &self,
+        topic: &str,
+        records: Vec<OutRecord>,
+    ) -> impl Future<Output = Result<(), ProduceError>> + Send;
+
+    /// Creates `topic` if it does not exist (compacted when asked), so state and audit
+    /// topics have the right cleanup policy from their first record.
+    fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        compacted: bool,
+    ) -> impl Future<Output = Result<(), TopicError>> + Send;
+}
+
+/// One group member's stream of records.
+pub trait Source: Send {
+    /// The next records of the assigned partitions, waiting up to `max_wait` for some
+    /// (empty when none arrived). Rejoins the group first when a rebalance is under way.
+    fn poll(
+        &mut self,
+        max_wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Event>, ConsumeError>> + Send;
+
+    /// Commits positions for the group (after the records before them were handled).
+    fn commit(
+        &mut self,
+        positions: Vec<Position>,
+    ) -> impl Future<Output = Result<(), CommitError>> + Send;
+
+    /// The partitions currently assigned to this member.
+    fn assignment(&self) -> Vec<(String, i32)>;
+
+    /// Leaves the group so the others rebalance at once instead of after a timeout.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// A backend: a [`Sink`] that can also open group-managed [`Source`]s and read ranges.
+pub trait Backend: Sink + Clone + Send + Sync + 'static {
+    /// This backend's group member.
+    type Source: Source + 'static;
+
+    /// Joins `group` as a consumer-protocol member subscribed to `topics`.
+    fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+        client_id: &str,
+    ) -> impl Future<Output = Result<Self::Source, ConsumeError>> + Send;
+
+    /// Every record of `topic` from `from` up to its end now, outside any group (state
+    /// restore, replay). Records come partition by partition, in offset order.
+    fn read_topic(
+        &self,
+        topic: &str,
+        from: StartAt,
+    ) -> impl Future<Output = Result<Vec<Event>, ReadError>> + Send;
+}

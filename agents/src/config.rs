@@ -1,0 +1,338 @@
+//! Agents declared in agentlog's TOML configuration: the backend to run on and
+//! `[[agents]]` tables. The broker's own settings in the same file are ignored here
+//! (and these keys are ignored by the broker).
+//!
+//! ```toml
+//! backend = "embedded"            # or "kafka" (then `bootstrap` is required)
+//! bootstrap = "kafka-1:9092"
+//!
+//! [agents_backend.properties]     # extra librdkafka properties for the kafka backend
+//! "security.protocol" = "plaintext"
+//!
+//! [[agents]]
+//! name = "router"
+//! kind = "router"
+//! topics = ["events"]
+//! group = "router"                # default: the name
+//! instances = 2
+//! max_attempts = 3
+//! backoff_ms = 100
+//! [agents.options]
+//! field = "type"
+//! default = "events.other"
+//! routes = { order = "orders", payment = "payments" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::backend::Backend;
+use crate::backend::KafkaConfig;
+use crate::builtins::{ContentRouter, DlqReplayer};
+use crate::delivery::RetryPolicy;
+use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
+
+/// The configuration is unusable.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// Not TOML, or fields of the wrong type.
+    #[error("agents configuration: {0}")]
+    Parse(String),
+    /// `backend` names no backend.
+    #[error("unknown agents backend `{0}` (expected `embedded` or `kafka`)")]
+    UnknownBackend(String),
+    /// The kafka backend needs `bootstrap`.
+    #[error("the kafka agents backend needs `bootstrap`")]
+    MissingBootstrap,
+    /// An agent's kind is not built in.
+    #[error("agent `{name}`: unknown kind `{kind}` (built in: router, dlq_replayer)")]
+    UnknownKind {
+        /// The agent.
+        name: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// An agent's options are wrong.
+    #[error("agent `{name}`: {reason}")]
+    Options {
+        /// The agent.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Which backend agents run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// In the broker's process (`agentlog serve` starts the broker).
+    Embedded,
+    /// On an external cluster (no broker is started).
+    Kafka(KafkaConfig),
+}
+
+/// `[agents_backend]`: an alternative to the top-level keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct BackendTable {
+    kind: Option<String>,
+    bootstrap: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Document {
+    backend: Option<String>,
+    bootstrap: Option<String>,
+    agents_backend: Option<BackendTable>,
+    #[serde(default)]
+    agents: Vec<AgentDef>,
+}
+
+/// One `[[agents]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AgentDef {
+    /// Agent id.
+    pub name: String,
+    /// Built-in kind: `router` or `dlq_replayer`.
+    pub kind: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group (default: the name).
+    pub group: Option<String>,
+    /// Swarm size (default 1).
+    pub instances: Option<usize>,
+    /// Attempts before dead-lettering (default 3).
+    pub max_attempts: Option<u32>,
+    /// First retry backoff in ms (default 100).
+    pub backoff_ms: Option<u64>,
+    /// Dead-letter topic (default `<topic>.dlq`).
+    pub dlq_topic: Option<String>,
+    /// Kind-specific options.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// A built-in agent made from its definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuiltinAgent {
+    /// See [`ContentRouter`].
+    Router(ContentRouter),
+    /// See [`DlqReplayer`].
+    DlqReplayer(DlqReplayer),
+}
+
+/// Every agent-related setting of a configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentsConfig {
+    /// Where agents run.
+    pub backend: BackendChoice,
+    /// The declared agents.
+    pub agents: Vec<AgentDef>,
+}
+
+fn value_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl AgentsConfig {
+    /// Reads the agent settings of a whole agentlog TOML file.
+    pub fn from_toml(text: &str) -> Result<AgentsConfig, ConfigError> {
+        let doc: Document = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let table = doc.agents_backend.unwrap_or_default();
+        let kind = doc
+            .backend
+            .or(table.kind)
+            .unwrap_or_else(|| "embedded".to_string());
+        let backend = match kind.as_str() {
+            "embedded" => BackendChoice::Embedded,
+            "kafka" => BackendChoice::Kafka(KafkaConfig {
+                bootstrap: doc
+                    .bootstrap
+                    .or(table.bootstrap)
+                    .ok_or(ConfigError::MissingBootstrap)?,
+                properties: table
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value_text(v)))
+                    .collect(),
+            }),
+            other => return Err(ConfigError::UnknownBackend(other.to_string())),
+        };
+        let config = AgentsConfig {
+            backend,
+            agents: doc.agents,
+        };
+        for def in &config.agents {
+            def.builtin()?;
+        }
+        Ok(config)
+    }
+}
+
+impl AgentDef {
+    /// The runtime spec this definition describes.
+    pub fn spec(&self) -> AgentSpec {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let mut spec = AgentSpec::new(&self.name, &topics)
+            .group(self.group.as_deref().unwrap_or(&self.name))
+            .instances(self.instances.unwrap_or(1));
+        let defaults = RetryPolicy::default();
+        spec.retry = RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
+            initial_backoff: self
+                .backoff_ms
+                .map_or(defaults.initial_backoff, Duration::from_millis),
+            max_backoff: defaults.max_backoff,
+        };
+        spec.dlq_topic = self.dlq_topic.clone();
+        spec
+    }
+
+    /// The built-in agent of this kind with these options.
+    pub fn builtin(&self) -> Result<BuiltinAgent, ConfigError> {
+        let option = |key: &str| self.options.get(key).map(value_text);
+        match self.kind.as_str() {
+            "router" | "content_router" => {
+                let field = option("field").ok_or_else(|| ConfigError::Options {
+                    name: self.name.clone(),
+                    reason: "a router needs options.field".to_string(),
+                })?;
+                let routes = match self.options.get("routes") {
+                    None => BTreeMap::new(),
+                    Some(toml::Value::Table(routes)) => routes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), value_text(v)))
+                        .collect(),
+                    Some(_) => {
+                        return Err(ConfigError::Options {
+                            name: self.name.clone(),
+                            reason: "options.routes must be a table".to_string(),
+                        })
+                    }
+                };
+                Ok(BuiltinAgent::Router(ContentRouter {
+                    field,
+                    routes,
+                    default: option("default"),
+                }))
+            }
+            "dlq_replayer" | "dlq-replayer" => Ok(BuiltinAgent::DlqReplayer(DlqReplayer {
+                target: option("target"),
+            })),
+            other => Err(ConfigError::UnknownKind {
+                name: self.name.clone(),
+                kind: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// Starting the declared agents failed.
+#[derive(Debug, Error)]
+pub enum StartAgentsError {
+    /// A definition is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An agent would not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Starts every declared built-in agent on `runtime`.
+pub async fn start_declared<B: Backend>(
+    runtime: &Runtime<B>,
+    defs: &[AgentDef],
+) -> Result<Vec<AgentHandle>, StartAgentsError> {
+    let mut handles = Vec::with_capacity(defs.len());
+    for def in defs {
+        let handle = match def.builtin()? {
+            BuiltinAgent::Router(agent) => runtime.start(def.spec(), agent).await?,
+            BuiltinAgent::DlqReplayer(agent) => runtime.start(def.spec(), agent).await?,
+        };
+        tracing::info!(agent = %def.name, kind = %def.kind, "agent started");
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+num.partitions = 3
+backend = "kafka"
+bootstrap = "localhost:9092"
+
+[agents_backend.properties]
+"security.protocol" = "plaintext"
+
+[[agents]]
+name = "router"
+kind = "router"
+topics = ["events"]
+instances = 2
+[agents.options]
+field = "type"
+default = "events.other"
+routes = { order = "orders" }
+
+[[agents]]
+name = "replayer"
+kind = "dlq_replayer"
+topics = ["events.dlq"]
+"#;
+
+    #[test]
+    fn parses_backend_and_agents() {
+        let config = AgentsConfig::from_toml(EXAMPLE).unwrap();
+        let BackendChoice::Kafka(kafka) = &config.backend else {
+            panic!("expected kafka");
+        };
+        assert_eq!(kafka.bootstrap, "localhost:9092");
+        assert_eq!(kafka.properties["security.protocol"], "plaintext");
+        assert_eq!(config.agents.len(), 2);
+        let spec = config.agents[0].spec();
+        assert_eq!((spec.group.as_str(), spec.instances), ("router", 2));
+        assert_eq!(
+            config.agents[0].builtin().unwrap(),
+            BuiltinAgent::Router(ContentRouter {
+                field: "type".to_string(),
+                routes: BTreeMap::from([("order".to_string(), "orders".to_string())]),
+                default: Some("events.other".to_string()),
+            })
+        );
+        assert!(matches!(
+            config.agents[1].builtin().unwrap(),
+            BuiltinAgent::DlqReplayer(_)
+        ));
+    }
+
+    #[test]
+    fn refuses_unknown_kinds_and_backends() {
+        let bad = "[[agents]]\nname='a'\nkind='nope'\ntopics=['t']\n";
+        assert!(matches!(
+            AgentsConfig::from_toml(bad),
+            Err(ConfigError::UnknownKind { .. })
+        ));
+        assert!(matches!(
+            AgentsConfig::from_toml("backend = 'x'"),
+            Err(ConfigError::UnknownBackend(_))
+        ));
+        assert!(matches!(
+            AgentsConfig::from_toml("backend = 'kafka'"),
+            Err(ConfigError::MissingBootstrap)
+        ));
+        assert_eq!(
+            AgentsConfig::from_toml("").unwrap().backend,
+            BackendChoice::Embedded
+        );
+    }
+}

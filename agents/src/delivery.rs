@@ -1,0 +1,264 @@
+//! Delivering one event to an agent: attempts with exponential backoff, then the
+//! handler's outputs written durably (emits, decisions, state), or, after the last
+//! attempt, the event written to its dead-letter topic. Either way the event is then
+//! done and its offset may be committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::agent::{Agent, Context};
+use crate::backend::{ProduceError, Sink};
+use crate::event::{Event, OutRecord};
+use crate::metrics::{inc, AgentMetrics};
+use crate::state::{state_topic, StateStore};
+
+/// Header naming the handler's last error on a dead-lettered record.
+pub const DLQ_ERROR: &str = "dlq.error";
+/// Header naming the topic the record was read from.
+pub const DLQ_TOPIC: &str = "dlq.original.topic";
+/// Header naming the partition the record was read from.
+pub const DLQ_PARTITION: &str = "dlq.original.partition";
+/// Header naming the offset the record was read from.
+pub const DLQ_OFFSET: &str = "dlq.original.offset";
+/// Header counting the attempts made.
+pub const DLQ_ATTEMPTS: &str = "dlq.attempts";
+/// Header naming the agent that gave up.
+pub const DLQ_AGENT: &str = "dlq.agent";
+
+/// How often and how patiently an event is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total (at least 1).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled each time.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded and its outputs are durable.
+    Handled,
+    /// Every attempt failed; the event is durable in the dead-letter topic.
+    DeadLettered,
+}
+
+/// An event could neither be handled nor dead-lettered; it must not be committed.
+#[derive(Debug, Error)]
+#[error("event {topic}-{partition}@{offset} not delivered: {source}")]
+pub struct DeliveryError {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Why the dead-letter write failed.
+    pub source: ProduceError,
+}
+
+/// Everything needed to deliver events to one agent.
+#[derive(Debug)]
+pub(crate) struct Delivery<A> {
+    pub(crate) agent: Arc<A>,
+    pub(crate) agent_id: Arc<str>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dlq_topic: Option<String>,
+    pub(crate) state: Arc<StateStore>,
+    pub(crate) metrics: Arc<AgentMetrics>,
+}
+
+impl<A: Agent> Delivery<A> {
+    /// Delivers one event: handled, or dead-lettered after the last attempt.
+    pub(crate) async fn deliver<S: Sink>(
+        &self,
+        sink: &S,
+        event: &Event,
+    ) -> Result<Outcome, DeliveryError> {
+        let trace_id = event
+            .trace_id()
+            .or_else(|| Some(crate::envelope::new_trace_id()));
+        let attempts = self.retry.max_attempts.max(1);
+        let mut last_error = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                inc(&self.metrics.retries, 1);
+                tokio::time::sleep(self.retry.backoff(attempt - 1)).await;
+            }
+            let started = Instant::now();
+            let mut ctx = Context::new(
+                self.agent_id.clone(),
+                trace_id.clone(),
+                attempt,
+                self.state.clone(),
+                self.metrics.clone(),
+            );
+            let result = match self.agent.handle(event, &mut ctx).await {
+                Ok(()) => self
+                    .write_outputs(sink, ctx)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.0),
+            };
+            self.metrics.observe_latency(started.elapsed());
+            match result {
+                Ok(()) => {
+                    inc(&self.metrics.events_processed, 1);
+                    return Ok(Outcome::Handled);
+                }
+                Err(error) => {
+                    inc(&self.metrics.errors, 1);
+                    tracing::debug!(agent = %self.agent_id, topic = %event.topic, offset = event.offset, attempt, %error, "handler failed");
+                    last_error = error;
+                }
+            }
+        }
+        self.dead_letter(sink, event, &last_error, attempts)
+            .await
+            .map_err(|source| DeliveryError {
+                topic: event.topic.to_string(),
+                partition: event.partition,
+                offset: event.offset,
+                source,
+            })?;
+        inc(&self.metrics.dead_lettered, 1);
+        Ok(Outcome::DeadLettered)
+    }
+
+    async fn write_outputs<S: Sink>(&self, sink: &S, ctx: Context) -> Result<(), ProduceError> {
+        let Context {
+            emits,
+            decisions,
+            state_writes,
+            ..
+        } = ctx;
+        // One produce per topic, so one batch per partition per emit.
+        let mut by_topic: Vec<(String, Vec<OutRecord>)> = Vec::new();
+        let emitted = emits.len() as u64;
+        for (topic, record) in emits {
+            match by_topic.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, records)) => records.push(record),
+                None => by_topic.push((topic, vec![record])),
+            }
+        }
+        for (topic, records) in by_topic {
+            sink.produce(&topic, records).await?;
+        }
+        inc(&self.metrics.emits, emitted);
+        if !decisions.is_empty() {
+            let count = decisions.len() as u64;
+            sink.produce(&decisions_topic(&self.agent_id), decisions)
+                .await?;
+            inc(&self.metrics.decisions, count);
+        }
+        if !state_writes.is_empty() {
+            let now = crate::event::now_ms();
+            let records = state_writes
+                .iter()
+                .map(|(key, value)| OutRecord {
+                    key: Some(Bytes::from(key.clone())),
+                    value: value
+                        .as_ref()
+                        .map(|v| Bytes::from(serde_json::to_vec(v).unwrap_or_default())),
+                    headers: Vec::new(),
+                    timestamp: now,
+                })
+                .collect();
+            sink.produce(&state_topic(&self.agent_id), records).await?;
+            self.state.apply(&state_writes);
+        }
+        Ok(())
+    }
+
+    async fn dead_letter<S: Sink>(
+        &self,
+        sink: &S,
+        event: &Event,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), ProduceError> {
+        let topic = self
+            .dlq_topic
+            .clone()
+            .unwrap_or_else(|| dlq_topic(&event.topic));
+        let mut headers: Vec<(String, Bytes)> = event
+            .headers
+            .iter()
+            .filter(|h| !h.name.starts_with(b"dlq."))
+            .map(|h| {
+                (
+                    String::from_utf8_lossy(&h.name).into_owned(),
+                    h.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let text = |s: String| Bytes::from(s);
+        headers.push((DLQ_ERROR.to_string(), text(error.to_string())));
+        headers.push((DLQ_TOPIC.to_string(), text(event.topic.to_string())));
+        headers.push((DLQ_PARTITION.to_string(), text(event.partition.to_string())));
+        headers.push((DLQ_OFFSET.to_string(), text(event.offset.to_string())));
+        headers.push((DLQ_ATTEMPTS.to_string(), text(attempts.to_string())));
+        headers.push((DLQ_AGENT.to_string(), text(self.agent_id.to_string())));
+        let record = OutRecord {
+            key: event.key.clone(),
+            value: event.value.clone(),
+            headers,
+            timestamp: event.timestamp,
+        };
+        sink.produce(&topic, vec![record]).await
+    }
+}
+
+/// The default dead-letter topic of `topic`.
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+/// The decision audit log of an agent.
+pub fn decisions_topic(agent_id: &str) -> String {
+    format!("agent.decisions.{agent_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        };
+        assert_eq!(policy.backoff(1), Duration::from_millis(10));
+        assert_eq!(policy.backoff(2), Duration::from_millis(20));
+        assert_eq!(policy.backoff(4), Duration::from_millis(50));
+        assert_eq!(policy.backoff(60), Duration::from_millis(50));
+    }
+}

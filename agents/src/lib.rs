@@ -1,0 +1,66 @@
+//! agentlog's agent runtime: agents on the log, in-process and zero-copy, or on any
+//! Kafka cluster.
+//!
+//! An [`Agent`] handles one [`Event`] at a time through a [`Context`] (emit, keyed state,
+//! decisions, metrics). A [`Runtime`] hosts agents as swarms of group members on a
+//! [`Backend`]: [`EmbeddedBackend`] calls the broker's logs and group coordinator in the
+//! same process; [`KafkaBackend`] uses librdkafka against any cluster. Agent code never
+//! knows which one it runs on.
+//!
+//! ```no_run
+//! use agentlog_agents::{Agent, AgentSpec, Context, Event, HandlerError, Runtime};
+//! use agentlog_agents::{KafkaBackend, KafkaConfig};
+//!
+//! struct Greeter;
+//!
+//! impl Agent for Greeter {
+//!     async fn handle(&self, event: &Event, ctx: &mut Context) -> Result<(), HandlerError> {
+//!         let name = String::from_utf8_lossy(event.value.as_deref().unwrap_or_default());
+//!         let seen = ctx.state_get(&name).and_then(|v| v.as_i64()).unwrap_or(0);
+//!         ctx.state_put(&name, serde_json::json!(seen + 1));
+//!         ctx.emit("greetings", event.key.clone(), "greeted", serde_json::json!({ "hello": name }));
+//!         ctx.decide("greeted", serde_json::json!({ "times": seen + 1 }));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Or `EmbeddedBackend::new(running_broker.broker.clone())`: same agent, in-process.
+//! let backend = KafkaBackend::new(KafkaConfig {
+//!     bootstrap: "localhost:9092".to_string(),
+//!     properties: Default::default(),
+//! })?;
+//! let runtime = Runtime::new(backend);
+//! let mut greeter = runtime.start(AgentSpec::new("greeter", &["names"]).instances(2), Greeter).await?;
+//! greeter.scale(4).await; // the group rebalances
+//! greeter.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Module map: `agent` (the trait and context), `event`/`envelope` (records and the
+//! CloudEvents-style envelope), `records` (zero-copy decoding and batch encoding),
+//! `backend` (the seam and both implementations, plus the in-process group member and
+//! assignors), `delivery` (retries, dead letters, output writes), `state`, `runtime`,
+//! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`.
+
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod backend;
+pub mod builtins;
+pub mod config;
+pub mod delivery;
+pub mod envelope;
+pub mod event;
+pub mod metrics;
+pub mod records;
+pub mod runtime;
+pub mod state;
+
+pub use agent::{Agent, Context, HandlerError};
+pub use backend::{Backend, EmbeddedBackend, KafkaBackend, KafkaConfig, Sink, Source, StartAt};
+pub use delivery::RetryPolicy;
+pub use envelope::Envelope;
+pub use event::{Event, Header, OutRecord};
+pub use runtime::{AgentHandle, AgentSpec, ReplayReport, Runtime};

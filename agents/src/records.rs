@@ -1,0 +1,212 @@
+//! Records out of stored batches, and batches out of records.
+//!
+//! Reading is zero-copy for uncompressed batches: every key, value and header handed to
+//! an agent is a `Bytes` slice of the batch the log returned (so of the tail cache or of
+//! one positioned read), never a copy. A compressed batch is decompressed once, and its
+//! records are slices of that one decompressed buffer. Everything here parses bytes that
+//! a producer wrote, so malformed input is an error, never a panic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use agentlog_protocol::batch::{Batches, Compression};
+use agentlog_protocol::records::BatchRecords;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use thiserror::Error;
+
+use crate::event::{Event, Header, OutRecord};
+
+static DECOMPRESSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many compressed batches this process has decompressed for agents: tests use it
+/// to prove decompression happens once per batch, never once per record.
+pub fn decompressions() -> u64 {
+    DECOMPRESSIONS.load(Ordering::Relaxed)
+}
+
+/// Why stored bytes did not yield records.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// A record's framing is inconsistent with its batch.
+    #[error("malformed record number {position} of the batch at offset {base_offset}")]
+    Malformed {
+        /// Base offset of the batch.
+        base_offset: i64,
+        /// The record's index in the batch.
+        position: usize,
+    },
+    /// The codec is unknown or the data does not decompress.
+    #[error("cannot decompress batch at offset {base_offset}: {reason}")]
+    Decompress {
+        /// Base offset of the batch.
+        base_offset: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why records could not be encoded into a batch.
+#[derive(Debug, Error)]
+#[error("cannot encode record batch: {0}")]
+pub struct EncodeError(String);
+
+/// The most a compressed batch may decompress to before it is refused: a producer could
+/// store a zip bomb, and an agent must not be the one to explode it.
+pub const MAX_DECOMPRESSED_BATCH: usize = 64 << 20;
+
+/// Appends to `out` every record of the whole batches in `bytes` whose offset is at least
+/// `from`, and returns the offset after the last batch seen (the next position to read).
+/// Control batches (transaction markers) are skipped, as consumers do. Record parsing is
+/// `agentlog_protocol::records`: keys, values and headers stay slices of the batch.
+pub fn decode_batches(
+    topic: &Arc<str>,
+    partition: i32,
+    bytes: &Bytes,
+    from: i64,
+    out: &mut Vec<Event>,
+) -> Result<i64, DecodeError> {
+    let mut next = from;
+    for (header, range) in Batches::new(bytes) {
+        next = next.max(header.next_offset());
+        if header.is_control() || header.last_offset() < from {
+            continue;
+        }
+        let base_offset = header.base_offset;
+        let batch = BatchRecords::new(bytes.slice(range), MAX_DECOMPRESSED_BATCH).map_err(|e| {
+            DecodeError::Decompress {
+                base_offset,
+                reason: e.to_string(),
+            }
+        })?;
+        if header.compression() != Compression::None {
+            DECOMPRESSIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        for (position, record) in batch.enumerate() {
+            let record = record.map_err(|_| DecodeError::Malformed {
+                base_offset,
+                position,
+            })?;
+            if record.offset < from {
+                continue;
+            }
+            let headers = record
+                .headers()
+                .map(|(name, value)| Header { name, value })
+                .collect();
+            out.push(Event {
+                topic: topic.clone(),
+                partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key,
+                value: record.value,
+                headers,
+            });
+        }
+    }
+    Ok(next)
+}
+
+/// Encodes records as one v2 batch (offsets from 0; the log assigns the real ones), with
+/// kafka-protocol's `RecordBatchEncoder`, so in-process emits are stored exactly as a
+/// producer's batch would be.
+pub fn encode_batch(records: &[OutRecord], compression: Codec) -> Result<BytesMut, EncodeError> {
+    let encoded: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever `offset - sequence` changes; keeping
+            // it constant (and the base sequence at -1, "none") gives one batch.
+            sequence: i as i32 - 1,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(name, value)| (StrBytes::from_string(name.clone()), Some(value.clone())))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &encoded, &options)
+        .map_err(|e| EncodeError(e.to_string()))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(value: &str) -> OutRecord {
+        OutRecord {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: vec![("h".to_string(), Bytes::from_static(b"v"))],
+            timestamp: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_slices_the_batch() {
+        let batch = encode_batch(&[out("a"), out("bb")], Codec::None)
+            .unwrap()
+            .freeze();
+        let topic: Arc<str> = Arc::from("t");
+        let mut events = Vec::new();
+        let next = decode_batches(&topic, 0, &batch, 0, &mut events).unwrap();
+        assert_eq!(next, 2);
+        let headers: Vec<_> = Batches::new(&batch).map(|(h, _)| h).collect();
+        assert_eq!(headers.len(), 1, "one batch per emit");
+        assert_eq!(headers[0].base_sequence, -1);
+        assert_eq!(headers[0].records_count, 2);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].value.as_deref(), Some(&b"bb"[..]));
+        assert_eq!(events[1].offset, 1);
+        assert_eq!(events[0].headers[0].name, Bytes::from_static(b"h"));
+        let value = events[1].value.clone().unwrap();
+        let range = batch.as_ptr() as usize..batch.as_ptr() as usize + batch.len();
+        assert!(range.contains(&(value.as_ptr() as usize)));
+        // Skipping records below `from`.
+        events.clear();
+        decode_batches(&topic, 0, &batch, 1, &mut events).unwrap();
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let batch = encode_batch(&[out("a"), out("bb")], Codec::None).unwrap();
+        let topic: Arc<str> = Arc::from("t");
+        for cut in 0..batch.len() {
+            let mut bytes = batch.clone();
+            // Corrupt one byte of the records section at a time.
+            if cut >= agentlog_protocol::batch::HEADER_LEN {
+                bytes[cut] = 0xff;
+            }
+            let _ = decode_batches(&topic, 0, &bytes.freeze(), 0, &mut Vec::new());
+            let _ = decode_batches(
+                &topic,
+                0,
+                &batch.clone().freeze().slice(..cut),
+                0,
+                &mut Vec::new(),
+            );
+        }
+    }
+}

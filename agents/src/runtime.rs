@@ -1,0 +1,430 @@
+//! The runtime: hosts many agents, each a swarm of instances in one consumer group on
+//! one backend. Every instance polls its [`Source`], delivers each event (retries, DLQ),
+//! and commits after the handler and its outputs are durable. The number of instances
+//! can change at runtime; the group rebalances.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::agent::Agent;
+use crate::backend::{Backend, CommitError, Position, ReadError, Source, StartAt, TopicError};
+use crate::delivery::{Delivery, Outcome, RetryPolicy};
+use crate::metrics::{AgentMetrics, MetricsSnapshot};
+use crate::state::{RestoreError, StateStore};
+
+/// How one agent runs: its id, inputs, group, swarm size and delivery policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    /// The agent id: names its group by default, its state and decision topics.
+    pub name: String,
+    /// Topics it consumes.
+    pub topics: Vec<String>,
+    /// Consumer group its instances join.
+    pub group: String,
+    /// Instances to run (the swarm size).
+    pub instances: usize,
+    /// Retries before dead-lettering.
+    pub retry: RetryPolicy,
+    /// Dead-letter topic; `<input topic>.dlq` when `None`.
+    pub dlq_topic: Option<String>,
+    /// Longest a poll waits for records before checking for a stop.
+    pub poll_wait: Duration,
+}
+
+impl AgentSpec {
+    /// One instance of agent `name` on `topics`, in group `name`, default retries.
+    pub fn new(name: &str, topics: &[&str]) -> AgentSpec {
+        AgentSpec {
+            name: name.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group: name.to_string(),
+            instances: 1,
+            retry: RetryPolicy::default(),
+            dlq_topic: None,
+            poll_wait: Duration::from_millis(200),
+        }
+    }
+
+    /// Uses another consumer group.
+    pub fn group(mut self, group: &str) -> AgentSpec {
+        self.group = group.to_string();
+        self
+    }
+
+    /// Runs `n` instances.
+    pub fn instances(mut self, n: usize) -> AgentSpec {
+        self.instances = n;
+        self
+    }
+
+    /// Uses this retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> AgentSpec {
+        self.retry = retry;
+        self
+    }
+
+    /// Dead-letters to `topic` instead of `<input topic>.dlq`.
+    pub fn dlq_topic(mut self, topic: &str) -> AgentSpec {
+        self.dlq_topic = Some(topic.to_string());
+        self
+    }
+}
+
+/// Starting an agent failed.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// Its state could not be restored.
+    #[error("restoring state of agent `{agent}`: {source}")]
+    State {
+        /// The agent.
+        agent: String,
+        /// Why.
+        source: RestoreError,
+    },
+    /// Its input topics or decision log could not be created.
+    #[error("creating topics for agent `{agent}`: {source}")]
+    Topics {
+        /// The agent.
+        agent: String,
+        /// Why.
+        source: TopicError,
+    },
+}
+
+/// Replaying a topic through an agent failed.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    /// The agent's state could not be restored.
+    #[error(transparent)]
+    State(#[from] RestoreError),
+    /// The topic could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// An event could neither be handled nor dead-lettered.
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::DeliveryError),
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Events handled.
+    pub handled: usize,
+    /// Events dead-lettered.
+    pub dead_lettered: usize,
+}
+
+/// Hosts agents on one backend.
+#[derive(Debug)]
+pub struct Runtime<B: Backend> {
+    backend: B,
+    metrics: Mutex<BTreeMap<String, Arc<AgentMetrics>>>,
+}
+
+type Spawner = Arc<dyn Fn(usize) -> Instance + Send + Sync>;
+
+struct Instance {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    assignment: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+/// A running agent: its swarm of instances, state and counters.
+pub struct AgentHandle {
+    spec: AgentSpec,
+    spawn: Spawner,
+    instances: Vec<Instance>,
+    next_id: usize,
+    metrics: Arc<AgentMetrics>,
+    state: Arc<StateStore>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("spec", &self.spec)
+            .field("instances", &self.instances.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Runtime<B> {
+    /// A runtime on `backend`.
+    pub fn new(backend: B) -> Runtime<B> {
+        Runtime {
+            backend,
+            metrics: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The backend agents run on.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Every agent's counters, by agent id (what the metrics endpoint will serve).
+    pub fn metrics(&self) -> BTreeMap<String, MetricsSnapshot> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, m)| (name.clone(), m.snapshot()))
+            .collect()
+    }
+
+    /// Restores the agent's state, then starts `spec.instances` instances.
+    pub async fn start<A: Agent>(
+        &self,
+        spec: AgentSpec,
+        agent: A,
+    ) -> Result<AgentHandle, StartError> {
+        // Inputs must exist before the group assigns them (-1: the cluster's default
+        // partition count).
+        for topic in &spec.topics {
+            self.backend
+                .ensure_topic(topic, -1, false)
+                .await
+                .map_err(|source| StartError::Topics {
+                    agent: spec.name.clone(),
+                    source,
+                })?;
+        }
+        // One partition keeps the audit log in decision order.
+        self.backend
+            .ensure_topic(&crate::delivery::decisions_topic(&spec.name), 1, false)
+            .await
+            .map_err(|source| StartError::Topics {
+                agent: spec.name.clone(),
+                source,
+            })?;
+        let state = StateStore::restore(&self.backend, &spec.name)
+            .await
+            .map_err(|source| StartError::State {
+                agent: spec.name.clone(),
+                source,
+            })?;
+        let metrics = Arc::new(AgentMetrics::new(agent.kind()));
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.clone(), metrics.clone());
+        let state = Arc::new(state);
+        let delivery = Arc::new(Delivery {
+            agent: Arc::new(agent),
+            agent_id: Arc::from(spec.name.as_str()),
+            retry: spec.retry.clone(),
+            dlq_topic: spec.dlq_topic.clone(),
+            state: state.clone(),
+            metrics: metrics.clone(),
+        });
+        let backend = self.backend.clone();
+        let loop_spec = spec.clone();
+        let spawn: Spawner = Arc::new(move |id| {
+            let (stop, stop_rx) = watch::channel(false);
+            let assignment = Arc::new(Mutex::new(Vec::new()));
+            let task = tokio::spawn(run_instance(
+                backend.clone(),
+                delivery.clone(),
+                loop_spec.clone(),
+                format!("{}-{id}", loop_spec.name),
+                stop_rx,
+                assignment.clone(),
+            ));
+            Instance {
+                stop,
+                task,
+                assignment,
+            }
+        });
+        let mut handle = AgentHandle {
+            spec: spec.clone(),
+            spawn,
+            instances: Vec::new(),
+            next_id: 0,
+            metrics,
+            state,
+        };
+        handle.scale(spec.instances).await;
+        Ok(handle)
+    }
+
+    /// Runs every record of `topic` from `from` (an offset in every partition, or a
+    /// timestamp) up to its current end through `agent`, outside any group and without
+    /// committing: emits, decisions and state writes happen as in normal delivery.
+    pub async fn replay<A: Agent>(
+        &self,
+        spec: &AgentSpec,
+        agent: A,
+        topic: &str,
+        from: StartAt,
+    ) -> Result<ReplayReport, ReplayError> {
+        let state = Arc::new(StateStore::restore(&self.backend, &spec.name).await?);
+        let delivery = Delivery {
+            agent: Arc::new(agent),
+            agent_id: Arc::from(spec.name.as_str()),
+            retry: spec.retry.clone(),
+            dlq_topic: spec.dlq_topic.clone(),
+            state,
+            metrics: Arc::new(AgentMetrics::new("replay")),
+        };
+        let mut report = ReplayReport::default();
+        for event in self.backend.read_topic(topic, from).await? {
+            match delivery.deliver(&self.backend, &event).await? {
+                Outcome::Handled => report.handled += 1,
+                Outcome::DeadLettered => report.dead_lettered += 1,
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl AgentHandle {
+    /// The agent's spec (with the current swarm size).
+    pub fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    /// How many instances run.
+    pub fn instances(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Each instance's current partitions (as of its last poll).
+    pub fn assignments(&self) -> Vec<Vec<(String, i32)>> {
+        self.instances
+            .iter()
+            .map(|i| {
+                i.assignment
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            })
+            .collect()
+    }
+
+    /// The agent's counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// The agent's keyed state.
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// Changes the swarm size: new instances join the group, removed ones finish their
+    /// current event, commit and leave; the group rebalances either way.
+    pub async fn scale(&mut self, n: usize) {
+        while self.instances.len() < n {
+            let instance = (self.spawn)(self.next_id);
+            self.next_id += 1;
+            self.instances.push(instance);
+        }
+        let mut stopping = Vec::new();
+        while self.instances.len() > n {
+            if let Some(instance) = self.instances.pop() {
+                let _ = instance.stop.send(true);
+                stopping.push(instance.task);
+            }
+        }
+        for task in stopping {
+            let _ = task.await;
+        }
+        self.spec.instances = n;
+    }
+
+    /// Stops every instance (each commits what it handled and leaves the group).
+    pub async fn stop(mut self) {
+        self.scale(0).await;
+    }
+}
+
+async fn run_instance<B: Backend, A: Agent>(
+    backend: B,
+    delivery: Arc<Delivery<A>>,
+    spec: AgentSpec,
+    client_id: String,
+    mut stop: watch::Receiver<bool>,
+    assignment: Arc<Mutex<Vec<(String, i32)>>>,
+) {
+    let stopped = |stop: &watch::Receiver<bool>| *stop.borrow();
+    'member: while !stopped(&stop) {
+        let subscribed = tokio::select! {
+            _ = stop.changed() => break 'member,
+            s = backend.subscribe(&spec.group, &spec.topics, &client_id) => s,
+        };
+        let mut source = match subscribed {
+            Ok(source) => source,
+            Err(error) => {
+                tracing::warn!(agent = %spec.name, %error, "cannot join group; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            let polled = tokio::select! {
+                _ = stop.changed() => break,
+                polled = source.poll(spec.poll_wait) => polled,
+            };
+            let events = match polled {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::warn!(agent = %spec.name, %error, "poll failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            *assignment.lock().unwrap_or_else(|p| p.into_inner()) = source.assignment();
+            let mut positions: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+            let mut failed = false;
+            for event in &events {
+                if stopped(&stop) {
+                    break;
+                }
+                match delivery.deliver(&backend, event).await {
+                    Ok(_) => {
+                        positions.insert((event.topic.clone(), event.partition), event.offset + 1);
+                    }
+                    Err(error) => {
+                        // Neither handled nor dead-lettered: commit nothing past it and
+                        // re-read from the committed positions.
+                        tracing::error!(agent = %spec.name, %error, "delivery failed; will re-read");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let positions = positions
+                .into_iter()
+                .map(|((topic, partition), next_offset)| Position {
+                    topic: topic.to_string(),
+                    partition,
+                    next_offset,
+                })
+                .collect();
+            match source.commit(positions).await {
+                Ok(()) => {}
+                Err(CommitError::Rebalanced(reason)) => {
+                    tracing::debug!(agent = %spec.name, %reason, "commit refused by a rebalance; records will be redelivered");
+                }
+                Err(error) => tracing::warn!(agent = %spec.name, %error, "commit failed"),
+            }
+            if failed {
+                source.close().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'member;
+            }
+            if stopped(&stop) {
+                break;
+            }
+        }
+        source.close().await;
+        break;
+    }
+    assignment.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}

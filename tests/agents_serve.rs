@@ -1,0 +1,142 @@
+//! `agentlog serve` starts the agents declared in its TOML file: in-process next to the
+//! broker (`backend = "embedded"`, the default), or against an external cluster with no
+//! broker of its own (`backend = "kafka"`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentlog_agents::{Backend, KafkaBackend, KafkaConfig, OutRecord, Sink, StartAt};
+use bytes::Bytes;
+use common::BrokerProcess;
+
+const ROUTER: &str = r#"
+[[agents]]
+name = "router"
+kind = "router"
+topics = ["events"]
+[agents.options]
+field = "type"
+default = "events.other"
+routes = { order = "orders" }
+"#;
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Serve {
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "agentlog exited with {status}");
+    }
+}
+
+fn serve(dir: &std::path::Path, config: &str, wait_listening: bool) -> (Serve, Option<String>) {
+    let path = dir.join("agentlog.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("AGENTLOG_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addr = None;
+    if wait_listening {
+        for line in lines.by_ref() {
+            if let Some(found) = line.unwrap().strip_prefix("agentlog listening on ") {
+                addr = Some(found.trim().to_string());
+                break;
+            }
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (Serve(child), addr)
+}
+
+fn json(kind: &str, i: usize) -> OutRecord {
+    OutRecord {
+        key: Some(Bytes::from(format!("k{i}"))),
+        value: Some(Bytes::from(format!(r#"{{"type":"{kind}","i":{i}}}"#))),
+        headers: Vec::new(),
+        timestamp: agentlog_agents::event::now_ms(),
+    }
+}
+
+async fn routed(backend: &KafkaBackend) {
+    let records = (0..5)
+        .map(|i| json(if i < 3 { "order" } else { "other" }, i))
+        .collect();
+    backend.produce("events", records).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let orders = backend.read_topic("orders", StartAt::Earliest).await;
+        let other = backend.read_topic("events.other", StartAt::Earliest).await;
+        let counts = (
+            orders.map(|e| e.len()).unwrap_or(0),
+            other.map(|e| e.len()).unwrap_or(0),
+        );
+        if counts == (3, 2) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "routed so far: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn client(bootstrap: &str) -> KafkaBackend {
+    KafkaBackend::new(KafkaConfig {
+        bootstrap: bootstrap.to_string(),
+        properties: Default::default(),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_declared_agents_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("group.initial.rebalance.delay.ms = 100\n{ROUTER}");
+    let (process, addr) = serve(dir.path(), &config, true);
+    let backend = client(&addr.unwrap());
+    routed(&backend).await;
+    process.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_config_runs_against_an_external_cluster() {
+    let cluster = BrokerProcess::start(&["group.initial.rebalance.delay.ms=100"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "backend = \"kafka\"\nbootstrap = \"{}\"\n{ROUTER}",
+        cluster.bootstrap()
+    );
+    let (agents, addr) = serve(dir.path(), &config, false);
+    assert!(addr.is_none());
+    let backend = client(&cluster.bootstrap());
+    routed(&backend).await;
+    agents.stop();
+    assert!(
+        !dir.path().join("data").exists(),
+        "no broker (and no data directory) in kafka mode"
+    );
+}
