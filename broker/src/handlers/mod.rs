@@ -150,9 +150,7 @@ pub async fn dispatch_from(
         RequestKind::AddOffsetsToTxn(req) => ReplyBody::ready(ResponseKind::AddOffsetsToTxn(
             transactions::add_offsets(broker, req, version),
         )),
-        RequestKind::EndTxn(req) => ReplyBody::ready(ResponseKind::EndTxn(transactions::end_txn(
-            broker, req, version,
-        ))),
+        RequestKind::EndTxn(req) => transactions::end_txn(broker, req, version),
         RequestKind::TxnOffsetCommit(req) => ReplyBody::ready(ResponseKind::TxnOffsetCommit(
             transactions::txn_offset_commit(broker, req, version),
         )),

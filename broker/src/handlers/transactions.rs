@@ -22,7 +22,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::*;
 
-use super::{str_bytes, topic_name};
+use super::{str_bytes, topic_name, ReplyBody};
 use crate::broker::Broker;
 use crate::transactions::{
     AddOffsetsError, AddPartitionsError, EndTxnError, StagedOffset, TxnOffsetCommitError,
@@ -122,22 +122,39 @@ pub fn add_offsets(
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
-/// EndTxn v0-4: commit or abort; answered once the markers are written.
-pub fn end_txn(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
-    let code = match broker.transactions.end_txn(
+/// EndTxn v0-4: commit or abort; answered once the markers are durable, so that a
+/// read_committed consumer asked right after sees the outcome.
+pub fn end_txn(broker: &Broker, request: EndTxnRequest, version: i16) -> ReplyBody {
+    let markers = match broker.transactions.end_txn(
         broker,
         &request.transactional_id.0,
         request.producer_id.0,
         request.producer_epoch,
         request.committed,
     ) {
-        Ok(()) => 0,
+        Ok(markers) => markers,
         Err(EndTxnError::Check(check)) => {
             tracing::debug!(error = %check, "EndTxn refused");
-            check.code(version < 2).code()
+            let code = check.code(version < 2).code();
+            return ReplyBody::ready(ResponseKind::EndTxn(
+                EndTxnResponse::default().with_error_code(code),
+            ));
         }
     };
-    EndTxnResponse::default().with_error_code(code)
+    ReplyBody::Later(tokio::spawn(async move {
+        let mut code = 0;
+        for (log, end) in markers {
+            if let Err(error) = log.wait_durable(end).await {
+                // The outcome is decided and recorded; recovery rewrites a lost marker.
+                // The client retries and gets the recorded outcome.
+                tracing::error!(%error, "flushing a transaction marker failed");
+                code = ResponseError::CoordinatorNotAvailable.code();
+            }
+        }
+        Some(ResponseKind::EndTxn(
+            EndTxnResponse::default().with_error_code(code),
+        ))
+    }))
 }
 
 /// TxnOffsetCommit: stages the offsets with the transaction.

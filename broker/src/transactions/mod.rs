@@ -37,6 +37,26 @@ use thiserror::Error;
 
 use crate::broker::Broker;
 use crate::groups::{CommittedOffset, MAX_OFFSET_METADATA_BYTES};
+use crate::storage::PartitionLog;
+
+/// Markers just appended: the log and the offset after the marker. Under the batch
+/// flush policy nothing becomes visible until someone waits for it to be durable.
+pub type WrittenMarkers = Vec<(Arc<PartitionLog>, i64)>;
+
+/// Makes appended markers durable (and so visible) in the background, for paths that
+/// answer nobody (timeouts, recovery, re-init).
+fn spawn_durable(markers: WrittenMarkers) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return; // no runtime (a synchronous test): the next append or flush covers them
+    };
+    for (log, end) in markers {
+        runtime.spawn(async move {
+            if let Err(error) = log.wait_durable(end).await {
+                tracing::error!(%error, "flushing a transaction marker failed");
+            }
+        });
+    }
+}
 
 /// The coordinator epoch written into markers: one broker, one coordinator, forever.
 pub const COORDINATOR_EPOCH: i32 = 0;
@@ -337,7 +357,7 @@ impl TransactionCoordinator {
             meta.state = TxnState::PrepareAbort;
             meta.last_update_ms = now;
             self.persist(&meta)?;
-            self.complete(broker, &mut meta)?;
+            spawn_durable(self.complete(broker, &mut meta)?);
         }
         meta.producer_id = producer_id;
         meta.epoch = epoch;
@@ -488,7 +508,8 @@ impl TransactionCoordinator {
 
     /// EndTxn: commits or aborts the open transaction: `Prepare*` made durable, markers
     /// written to every partition, offsets applied (on commit), `Complete*` recorded.
-    /// A retry of an EndTxn that already completed the same way succeeds.
+    /// A retry of an EndTxn that already completed the same way succeeds. Returns the
+    /// markers written, for the caller to wait on before answering.
     pub fn end_txn(
         &self,
         broker: &Broker,
@@ -496,7 +517,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), EndTxnError> {
+    ) -> Result<WrittenMarkers, EndTxnError> {
         let mut txns = self.lock();
         let meta = txns
             .get_mut(transactional_id)
@@ -509,7 +530,9 @@ impl TransactionCoordinator {
         }
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => {}
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                return Ok(Vec::new())
+            }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 return Err(TxnCheckError::Concurrent.into())
             }
@@ -534,13 +557,18 @@ impl TransactionCoordinator {
     /// Writes the markers of a `Prepare*` transaction, applies its offsets on commit and
     /// records `Complete*`. On failure the record stays `Prepare*` and is retried by the
     /// background task.
-    fn complete(&self, broker: &Broker, meta: &mut TxnMetadata) -> Result<(), TxnCheckError> {
+    fn complete(
+        &self,
+        broker: &Broker,
+        meta: &mut TxnMetadata,
+    ) -> Result<WrittenMarkers, TxnCheckError> {
         let commit = match meta.state {
             TxnState::PrepareCommit => true,
             TxnState::PrepareAbort => false,
-            _ => return Ok(()),
+            _ => return Ok(Vec::new()),
         };
         let now = now_ms();
+        let mut written = Vec::new();
         for (topic_name, index) in &meta.partitions {
             let Some(topic) = broker.topics.get(topic_name) else {
                 continue; // deleted since: nothing left to mark
@@ -548,9 +576,13 @@ impl TransactionCoordinator {
             let Some(partition) = topic.partition(*index) else {
                 continue;
             };
-            partition
+            let appended = partition
                 .append_marker(meta.producer_id, meta.epoch, commit, COORDINATOR_EPOCH, now)
-                .map_err(storage)?;
+                .map_err(|error| {
+                    spawn_durable(std::mem::take(&mut written));
+                    storage(error)
+                })?;
+            written.push((partition.log.clone(), appended.last_offset + 1));
         }
         if commit {
             for (group_id, offsets) in &meta.pending_offsets {
@@ -579,7 +611,11 @@ impl TransactionCoordinator {
         meta.last_committed = commit;
         meta.pending_offsets.clear();
         meta.last_update_ms = now;
-        self.persist(meta)
+        if let Err(error) = self.persist(meta) {
+            spawn_durable(written);
+            return Err(error);
+        }
+        Ok(written)
     }
 
     /// Finishes what a crash interrupted: `Prepare*` completed, lost markers of
@@ -588,8 +624,11 @@ impl TransactionCoordinator {
         let mut txns = self.lock();
         for meta in txns.values_mut() {
             if meta.state.is_preparing() {
-                if let Err(error) = self.complete(broker, meta) {
-                    tracing::error!(id = %meta.transactional_id, %error, "completing a transaction after restart failed; will retry");
+                match self.complete(broker, meta) {
+                    Ok(written) => spawn_durable(written),
+                    Err(error) => {
+                        tracing::error!(id = %meta.transactional_id, %error, "completing a transaction after restart failed; will retry");
+                    }
                 }
                 continue;
             }
@@ -606,14 +645,17 @@ impl TransactionCoordinator {
                 };
                 if partition.ongoing_transaction(meta.producer_id).is_some() {
                     tracing::warn!(id = %meta.transactional_id, topic = %topic_name, partition = index, "rewriting a transaction marker lost in a crash");
-                    if let Err(error) = partition.append_marker(
+                    match partition.append_marker(
                         meta.producer_id,
                         meta.epoch,
                         meta.last_committed,
                         COORDINATOR_EPOCH,
                         now,
                     ) {
-                        tracing::error!(%error, "rewriting a marker failed");
+                        Ok(appended) => {
+                            spawn_durable(vec![(partition.log.clone(), appended.last_offset + 1)])
+                        }
+                        Err(error) => tracing::error!(%error, "rewriting a marker failed"),
                     }
                 }
             }
@@ -644,8 +686,11 @@ impl TransactionCoordinator {
             }
             if meta.state.is_preparing() {
                 let mut working = meta.clone();
-                if let Err(error) = self.complete(broker, &mut working) {
-                    tracing::error!(id = %meta.transactional_id, %error, "completing a transaction failed; will retry");
+                match self.complete(broker, &mut working) {
+                    Ok(written) => spawn_durable(written),
+                    Err(error) => {
+                        tracing::error!(id = %meta.transactional_id, %error, "completing a transaction failed; will retry");
+                    }
                 }
                 *meta = working;
             }
