@@ -227,3 +227,62 @@ async fn a_prepared_commit_is_completed_after_a_crash() {
         TxnState::CompleteCommit
     );
 }
+
+#[tokio::test]
+async fn the_aborted_index_is_rebuilt_from_the_log_and_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = open(dir.path(), &[]);
+        broker.topics.create("t", 1, Default::default()).unwrap();
+        let topic = broker.topics.get("t").unwrap();
+        let partition = topic.partition(0).unwrap();
+        let txns = &broker.transactions;
+        let (pid, epoch) = txns.init_producer(&broker, "tx", 60_000, None).unwrap();
+        for (round, commit) in [false, true, false].into_iter().enumerate() {
+            txns.add_partitions("tx", pid, epoch, &partitions("t"))
+                .unwrap();
+            let sequence = i32::try_from(round).unwrap() * 2;
+            partition
+                .append(&txn_batch(pid, epoch, sequence, 2), None)
+                .unwrap();
+            for (log, end) in txns.end_txn(&broker, "tx", pid, epoch, commit).unwrap() {
+                log.wait_durable(end).await.unwrap();
+            }
+        }
+        // One more, left open.
+        txns.add_partitions("tx", pid, epoch, &partitions("t"))
+            .unwrap();
+        partition
+            .append(&txn_batch(pid, epoch, 6, 1), None)
+            .unwrap();
+        partition.log.wait_durable(10).await.unwrap();
+        broker.flush();
+    }
+    let check = |broker: &Broker| {
+        let topic = broker.topics.get("t").unwrap();
+        let partition = topic.partition(0).unwrap();
+        let aborted: Vec<(i64, i64)> = partition
+            .aborted_transactions(0, 10)
+            .iter()
+            .map(|a| (a.first_offset, a.last_offset))
+            .collect();
+        assert_eq!(aborted, vec![(0, 2), (6, 8)]);
+        assert_eq!(partition.aborted_transactions(3, 6), Vec::new());
+        assert_eq!(partition.last_stable_offset(), 9, "the open transaction");
+    };
+    // Rebuilt by replaying the log (no snapshot was written).
+    let broker = open(dir.path(), &[]);
+    check(&broker);
+    broker
+        .topics
+        .get("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .save_producer_state()
+        .unwrap();
+    drop(broker);
+    // Loaded from the snapshot.
+    let broker = open(dir.path(), &[]);
+    check(&broker);
+}
