@@ -164,8 +164,11 @@ impl Partition {
     }
 
     /// Persists the producer state, so the next start need not replay the log.
+    /// The aborted transactions index is trimmed to the log first.
     pub fn save_producer_state(&self) -> std::io::Result<()> {
-        self.lock_producers().save(&self.dir)
+        let mut producers = self.lock_producers();
+        producers.prune_aborted(self.log.log_start_offset());
+        producers.save(&self.dir)
     }
 
     /// A producer's remembered state on this partition.

@@ -318,6 +318,12 @@ impl ProducerTable {
             .collect()
     }
 
+    /// Forgets aborted transactions that end before `log_start_offset`: no fetch can
+    /// reach them any more (retention deleted their records).
+    pub fn prune_aborted(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
     /// Every known producer with its state, for DescribeProducers.
     pub fn all(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
         self.producers.iter().map(|(id, entry)| (*id, entry))
