@@ -14,6 +14,7 @@ use crate::config::BrokerConfig;
 use crate::groups::{GroupCoordinator, GroupSettings};
 use crate::server;
 use crate::topics::{RegistryOpenError, TopicRegistry};
+use crate::transactions::{TransactionCoordinator, TxnSettings};
 
 /// Shared state every request handler reads.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Retention, compaction and disk-guard state (see [`crate::lifecycle`]).
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Transactional ids and their transactions.
+    pub transactions: TransactionCoordinator,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -69,6 +72,9 @@ pub enum StartError {
     /// Committed offsets could not be loaded.
     #[error("cannot load consumer groups: {0}")]
     Groups(String),
+    /// Transaction state could not be loaded.
+    #[error("cannot load transactions: {0}")]
+    Transactions(String),
     /// `--advertise` is not `host:port`.
     #[error("advertised address `{0}` is not host:port")]
     Advertise(String),
@@ -110,8 +116,18 @@ impl Broker {
         };
         let groups = GroupCoordinator::open(&db, settings)
             .map_err(|error| StartError::Groups(error.to_string()))?;
+        let (max_timeout_ms, check_interval) = config.transaction_settings();
+        let transactions = TransactionCoordinator::open(
+            &db,
+            TxnSettings {
+                max_timeout_ms,
+                check_interval,
+            },
+        )
+        .map_err(|error| StartError::Transactions(error.to_string()))?;
         Ok(Broker {
             groups,
+            transactions,
             node_id: config.node_id(),
             config,
             topics,
@@ -239,6 +255,9 @@ impl RunningBroker {
         let _ = broker.advertised.set(advertised);
         let broker = Arc::new(broker);
         broker.groups.start_background();
+        // Transactions a crash interrupted are finished before any client is served.
+        broker.transactions.recover(&broker);
+        TransactionCoordinator::start_background(&broker);
         let task = tokio::spawn(server::serve(listeners, broker.clone()));
         let _lifecycle_tasks = crate::lifecycle::spawn(&broker);
         Ok(RunningBroker {

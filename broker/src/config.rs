@@ -159,6 +159,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("group.min.session.timeout.ms", ConfigType::Int, "6000", "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below it)."), positive),
     checked(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above it)."), positive),
     checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
+    checked(def("transaction.max.timeout.ms", ConfigType::Int, "900000", "Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above it)."), positive),
+    checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
 ];
 
 /// Broker settings that AlterConfigs / IncrementalAlterConfigs may change at runtime
@@ -669,6 +671,17 @@ impl BrokerConfig {
         Duration::from_secs(
             self.get("offsets.retention.minutes", 10080u64)
                 .saturating_mul(60),
+        )
+    }
+
+    /// `transaction.max.timeout.ms` and the hung-transaction check interval.
+    pub fn transaction_settings(&self) -> (i32, Duration) {
+        (
+            self.get("transaction.max.timeout.ms", 900_000),
+            Duration::from_millis(self.get(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                10_000u64,
+            )),
         )
     }
 

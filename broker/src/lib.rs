@@ -13,6 +13,7 @@ pub mod producers;
 pub mod server;
 pub mod storage;
 pub mod topics;
+pub mod transactions;
 
 pub use broker::{Broker, RunningBroker, StartError};
 pub use config::BrokerConfig;

@@ -8,7 +8,7 @@ use agentlog_protocol::batch::{self, BatchHeader, Batches};
 use bytes::BytesMut;
 use thiserror::Error;
 
-use crate::producers::{ProducerTable, SequenceCheck, SequenceError};
+use crate::producers::{AbortedTxn, ProducerEntry, ProducerTable, SequenceCheck, SequenceError};
 use crate::storage::{AppendError, Appended, OpenError, PartitionLog, ReadError};
 
 /// Read size used when replaying the log into the producer table.
@@ -100,9 +100,75 @@ impl Partition {
         )))
     }
 
+    /// Writes a transaction marker (commit or abort) for `producer_id`: the broker's own
+    /// path for control batches, which clients may not produce. It ends the producer's
+    /// open transaction here (moving the last stable offset) and, for an abort, adds it
+    /// to the aborted transactions index. A marker for a producer with no open
+    /// transaction here is still written (harmless, as in Kafka): recovery may repeat a
+    /// marker whose first copy was lost.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> Result<Appended, PartitionAppendError> {
+        let bytes = marker_batch(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            timestamp,
+        )?;
+        let mut producers = self.lock_producers();
+        let appended = self.log.append(bytes.clone())?;
+        for (header, _) in Batches::new(&bytes) {
+            let assigned = BatchHeader {
+                base_offset: appended.base_offset,
+                ..header
+            };
+            producers.record_marker(&assigned, commit);
+        }
+        Ok(appended)
+    }
+
+    /// The last stable offset: below it every transaction is decided. The first offset
+    /// of the oldest open transaction, else the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.log.high_watermark();
+        self.lock_producers()
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Aborted transactions overlapping `[from, to)`, for read_committed fetches.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.lock_producers().aborted_between(from, to)
+    }
+
+    /// Where `producer_id`'s open transaction on this partition began, if it has one
+    /// (recovery uses it to find markers that were lost).
+    pub fn ongoing_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.lock_producers().ongoing_transaction(producer_id)
+    }
+
+    /// Every producer known here: (id, state, first offset of its open transaction), for
+    /// DescribeProducers.
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry, Option<i64>)> {
+        let producers = self.lock_producers();
+        producers
+            .all()
+            .map(|(id, entry)| (id, entry.clone(), producers.ongoing_transaction(id)))
+            .collect()
+    }
+
     /// Persists the producer state, so the next start need not replay the log.
+    /// The aborted transactions index is trimmed to the log first.
     pub fn save_producer_state(&self) -> std::io::Result<()> {
-        self.lock_producers().save(&self.dir)
+        let mut producers = self.lock_producers();
+        producers.prune_aborted(self.log.log_start_offset());
+        producers.save(&self.dir)
     }
 
     /// A producer's remembered state on this partition.
@@ -126,6 +192,49 @@ fn stamped(records: &[u8], log_append_time: Option<i64>) -> Result<BytesMut, App
         }
     }
     Ok(owned)
+}
+
+/// One control batch holding one marker record: key `[version 0, type]` (0 abort,
+/// 1 commit), value `[version 0, coordinator epoch]`.
+fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Result<BytesMut, AppendError> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let mut key = BytesMut::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = BytesMut::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options)
+        .map_err(|error| AppendError::Io(std::io::Error::other(error.to_string())))?;
+    Ok(buf)
 }
 
 /// Records batches that were just appended starting at `base_offset`.

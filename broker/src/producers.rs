@@ -11,6 +11,13 @@
 //! The table is rebuilt after a restart from a snapshot file plus the batch headers
 //! appended after the snapshot's offset, so a client retrying across a broker restart
 //! still gets exactly-once appends.
+//!
+//! The table also follows transactions on its partition: the first offset of each
+//! producer's open transaction (the last stable offset is the smallest of them) and the
+//! aborted transactions index `(producer id, first offset, marker offset)` that
+//! read_committed fetches hand to consumers so they skip aborted records. Both are part
+//! of the snapshot and are rebuilt by the same replay (markers are ordinary batches of
+//! the log), so they survive restarts exactly as sequences do.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -83,12 +90,71 @@ pub enum SequenceCheck {
     },
 }
 
+/// One aborted transaction on one partition, as read_committed consumers need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    /// The producer whose records are to be skipped.
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch on this partition.
+    pub first_offset: i64,
+    /// Offset of the abort marker (the last offset of the transaction).
+    pub last_offset: i64,
+}
+
 /// Every producer's state on one partition.
 #[derive(Debug, Default)]
 pub struct ProducerTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id -> offset of its first transactional batch.
+    ongoing: HashMap<i64, i64>,
+    /// Aborted transactions, in marker order.
+    aborted: Vec<AbortedTxn>,
     /// The log offset up to which this table reflects the log.
     applied_until: i64,
+}
+
+/// The kind of a transaction marker (the control record's key type).
+const CONTROL_ABORT: i16 = 0;
+/// See [`CONTROL_ABORT`].
+const CONTROL_COMMIT: i16 = 1;
+
+/// Reads a zigzag varint (record fields), returning the value and the bytes used.
+fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, byte) in buf.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((decoded, i + 1));
+        }
+    }
+    None
+}
+
+/// Whether a stored control batch is a commit (`Some(true)`) or abort marker, read from
+/// its first record's key `[version i16, type i16]`. Control batches are never
+/// compressed. `None` for anything else (an unknown control type is ignored, as Kafka
+/// ignores unknown control records).
+pub fn marker_kind(batch: &[u8]) -> Option<bool> {
+    // Records start after the 61-byte v2 batch header.
+    let mut rest = batch.get(61..)?;
+    let (_length, used) = read_varint(rest)?;
+    rest = rest.get(used + 1..)?; // the length, then the attributes byte
+    let (_timestamp_delta, used) = read_varint(rest)?;
+    rest = rest.get(used..)?;
+    let (_offset_delta, used) = read_varint(rest)?;
+    rest = rest.get(used..)?;
+    let (key_length, used) = read_varint(rest)?;
+    rest = rest.get(used..)?;
+    if key_length < 4 {
+        return None;
+    }
+    let kind = i16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]);
+    match kind {
+        CONTROL_ABORT => Some(false),
+        CONTROL_COMMIT => Some(true),
+        _ => None,
+    }
 }
 
 fn next_sequence(sequence: i32) -> i32 {
@@ -156,10 +222,16 @@ impl ProducerTable {
     }
 
     /// Records a batch that is now in the log (its header carries its assigned offset).
+    /// Control batches are recorded with [`ProducerTable::record_marker`].
     pub fn record(&mut self, header: &BatchHeader) {
         self.applied_until = self.applied_until.max(header.next_offset());
         if header.producer_id < 0 || header.is_control() {
             return;
+        }
+        if header.is_transactional() {
+            self.ongoing
+                .entry(header.producer_id)
+                .or_insert(header.base_offset);
         }
         let entry = self
             .producers
@@ -182,11 +254,79 @@ impl ProducerTable {
         });
     }
 
+    /// Records a transaction marker now in the log: the producer's open transaction (if
+    /// any) ends here, and goes into the aborted index when `commit` is false. A marker
+    /// of a newer epoch (an abort written by the coordinator while fencing) also fences
+    /// older epochs of the producer on this partition.
+    pub fn record_marker(&mut self, header: &BatchHeader, commit: bool) {
+        self.applied_until = self.applied_until.max(header.next_offset());
+        let producer_id = header.producer_id;
+        if let Some(first_offset) = self.ongoing.remove(&producer_id) {
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: header.base_offset,
+                });
+            }
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::new(),
+            });
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+    }
+
     /// Records every batch in `log_bytes` (whole batches as stored).
     pub fn record_all(&mut self, log_bytes: &[u8]) {
-        for (header, _) in Batches::new(log_bytes) {
-            self.record(&header);
+        for (header, range) in Batches::new(log_bytes) {
+            if header.is_control() {
+                match marker_kind(&log_bytes[range]) {
+                    Some(commit) => self.record_marker(&header, commit),
+                    None => self.applied_until = self.applied_until.max(header.next_offset()),
+                }
+            } else {
+                self.record(&header);
+            }
         }
+    }
+
+    /// The first offset of the oldest open transaction here: the last stable offset,
+    /// unless the high watermark is lower.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.values().copied().min()
+    }
+
+    /// Where a producer's open transaction on this partition began, if it has one.
+    pub fn ongoing_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing.get(&producer_id).copied()
+    }
+
+    /// Aborted transactions overlapping `[from, to)`: what a read_committed consumer of
+    /// that range must skip.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions that end before `log_start_offset`: no fetch can
+    /// reach them any more (retention deleted their records).
+    pub fn prune_aborted(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
+    /// Every known producer with its state, for DescribeProducers.
+    pub fn all(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
     }
 
     /// The offset up to which the table reflects the log.
@@ -208,6 +348,8 @@ impl ProducerTable {
                 .iter()
                 .map(|(id, e)| (*id, e.clone()))
                 .collect(),
+            ongoing: self.ongoing.iter().map(|(id, o)| (*id, *o)).collect(),
+            aborted: self.aborted.clone(),
         };
         let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
         let temp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
@@ -228,6 +370,8 @@ impl ProducerTable {
         match serde_json::from_slice::<Snapshot>(&bytes) {
             Ok(snapshot) if snapshot.applied_until <= log_end_offset => ProducerTable {
                 producers: snapshot.producers.into_iter().collect(),
+                ongoing: snapshot.ongoing.into_iter().collect(),
+                aborted: snapshot.aborted,
                 applied_until: snapshot.applied_until,
             },
             Ok(_) => {
@@ -246,6 +390,12 @@ impl ProducerTable {
 struct Snapshot {
     applied_until: i64,
     producers: Vec<(i64, ProducerEntry)>,
+    /// Open transactions (absent in snapshots written before transactions existed).
+    #[serde(default)]
+    ongoing: Vec<(i64, i64)>,
+    /// The aborted transactions index.
+    #[serde(default)]
+    aborted: Vec<AbortedTxn>,
 }
 
 fn snapshot_path(dir: &Path) -> PathBuf {

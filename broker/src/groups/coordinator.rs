@@ -951,6 +951,29 @@ impl GroupCoordinator {
         })
     }
 
+    /// Applies offsets a transaction committed: TxnOffsetCommit staged them with the
+    /// transaction coordinator, and the commit makes them the group's committed offsets.
+    /// The committer was checked when they were staged; the caller flushes the store.
+    pub fn apply_transactional_offsets(
+        &self,
+        group_id: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), CommitError> {
+        let mut groups = lock(&self.inner);
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id));
+        if group.members.is_empty() {
+            group.empty_since_ms = Some(now_ms());
+        }
+        let record = group.record();
+        let store = &self.inner.store;
+        store
+            .store(group_id, &offsets)
+            .and_then(|()| store.put_group(group_id, &record))
+            .map_err(|e| CommitError::Storage(e.to_string()))
+    }
+
     /// OffsetCommit, acknowledged once durable.
     pub async fn commit_offsets(
         &self,

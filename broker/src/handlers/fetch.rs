@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentlog_protocol::batch::Batches;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -18,8 +21,8 @@ use crate::broker::Broker;
 use crate::storage::{PartitionLog, ReadError};
 use crate::topics::Topic;
 
-/// Consumers asking for committed data only (transactions arrive in a later release;
-/// until then every stable offset is the high watermark).
+/// Consumers asking for committed data only: nothing at or past the last stable offset,
+/// and the aborted transactions of the returned range so they can skip aborted records.
 const READ_COMMITTED: i8 = 1;
 
 /// One requested partition, resolved once per request.
@@ -29,6 +32,8 @@ struct Wanted {
     fetch_offset: i64,
     max_bytes: usize,
     log: Result<Arc<PartitionLog>, ResponseError>,
+    /// The topic, for the partition's transaction state (read_committed).
+    topic: Option<Arc<Topic>>,
 }
 
 /// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`.
@@ -49,6 +54,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
                 .ok_or(ResponseError::UnknownTopicOrPartition)
         };
         topics.push((fetch_topic.topic.clone(), fetch_topic.topic_id));
+        let owner = topic.as_ref().ok().cloned();
         for partition in &fetch_topic.partitions {
             let log = topic.as_ref().map_err(|e| *e).and_then(|topic| {
                 topic
@@ -71,6 +77,7 @@ pub async fn handle(broker: Arc<Broker>, request: FetchRequest, version: i16) ->
                 fetch_offset: partition.fetch_offset,
                 max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
                 log,
+                topic: owner.clone(),
             });
         }
     }
@@ -132,18 +139,44 @@ fn read_all(
             }
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+        let partition = w.topic.as_ref().and_then(|t| t.partition(w.partition));
+        // Taken before the read: the read then never returns data past it.
+        let stable = partition.map(|p| p.last_stable_offset());
+        let mut aborted = Vec::new();
         let data = match log.read(w.fetch_offset, budget.max(1)) {
             Ok(read) => {
+                let last_stable = stable.unwrap_or(read.high_watermark);
+                let mut bytes = read.bytes;
+                if read_committed {
+                    bytes = below(bytes, last_stable);
+                    if let Some(partition) = partition.filter(|_| !bytes.is_empty()) {
+                        let end = Batches::new(&bytes)
+                            .last()
+                            .map_or(w.fetch_offset, |(h, _)| h.next_offset());
+                        aborted = partition
+                            .aborted_transactions(w.fetch_offset, end)
+                            .into_iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect();
+                    }
+                }
                 // Only the first partition with data may exceed the limits (KIP-74),
                 // so that a batch larger than max_bytes can still be consumed.
-                let records = if total > 0 && read.bytes.len() > budget {
+                let records = if total > 0 && bytes.len() > budget {
                     Bytes::new()
                 } else {
-                    read.bytes
+                    bytes
                 };
+                if records.is_empty() {
+                    aborted.clear();
+                }
                 total += records.len();
                 data.with_high_watermark(read.high_watermark)
-                    .with_last_stable_offset(read.high_watermark)
+                    .with_last_stable_offset(last_stable.min(read.high_watermark))
                     .with_log_start_offset(read.log_start_offset)
                     .with_records(Some(records))
             }
@@ -169,13 +202,26 @@ fn read_all(
             }
         };
         let data = if read_committed {
-            data.with_aborted_transactions(Some(Vec::new()))
+            data.with_aborted_transactions(Some(aborted))
         } else {
             data
         };
         out.push((w.topic_index, data));
     }
     (out, total, failed)
+}
+
+/// The whole batches of `bytes` that end below `last_stable`: a read_committed
+/// consumer must not see anything at or past the last stable offset.
+fn below(bytes: Bytes, last_stable: i64) -> Bytes {
+    let mut keep = 0;
+    for (header, range) in Batches::new(&bytes) {
+        if header.last_offset() >= last_stable {
+            break;
+        }
+        keep = range.end;
+    }
+    bytes.slice(..keep)
 }
 
 fn with_empty(data: PartitionData, read_committed: bool) -> PartitionData {

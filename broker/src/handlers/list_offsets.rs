@@ -14,6 +14,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+const READ_COMMITTED: i8 = 1;
 
 /// Answers every partition of the request.
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
@@ -28,15 +29,21 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                 .map(|wanted| {
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(wanted.partition_index);
-                    let log = found
+                    let partition = found
                         .as_ref()
-                        .and_then(|t| t.partition(wanted.partition_index))
-                        .map(|p| &p.log);
-                    let Some(log) = log else {
+                        .and_then(|t| t.partition(wanted.partition_index));
+                    let Some(partition) = partition else {
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match lookup(log, wanted.timestamp) {
+                    // read_committed consumers must not be sent past the last stable
+                    // offset: LATEST is the LSO for them.
+                    let latest = if version >= 2 && request.isolation_level == READ_COMMITTED {
+                        partition.last_stable_offset()
+                    } else {
+                        partition.log.high_watermark()
+                    };
+                    match lookup(&partition.log, wanted.timestamp, latest) {
                         Ok(Some(found)) => {
                             let response = response
                                 .with_offset(found.offset)
@@ -63,19 +70,22 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// Kafka's answer for one target timestamp. Special targets report timestamp -1.
-fn lookup(log: &PartitionLog, target: i64) -> Result<Option<TimestampOffset>, ReadError> {
+/// Kafka's answer for one target timestamp. Special targets report timestamp -1;
+/// `latest` is the high watermark, or the last stable offset for read_committed.
+fn lookup(
+    log: &PartitionLog,
+    target: i64,
+    latest: i64,
+) -> Result<Option<TimestampOffset>, ReadError> {
     let at = |offset| {
         Some(TimestampOffset {
             offset,
             timestamp: -1,
         })
     };
-    // Until transactions exist the last stable offset is the high watermark, so both
-    // isolation levels get the same answer.
     let high_watermark = log.high_watermark();
     Ok(match target {
-        LATEST => at(high_watermark),
+        LATEST => at(latest),
         EARLIEST | EARLIEST_LOCAL => at(log.log_start_offset()),
         // No tiered storage: nothing has been tiered.
         LATEST_TIERED => None,

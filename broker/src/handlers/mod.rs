@@ -17,6 +17,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod transactions;
 
 use std::sync::Arc;
 
@@ -60,6 +61,17 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::AlterConfigs, 0, 2),
     ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiRange::new(ApiKey::CreatePartitions, 0, 3),
+    // Transactions (KIP-98), capped below KIP-890 "transactions v2": AddPartitionsToTxn
+    // v4+ is broker-to-broker; EndTxn v5, TxnOffsetCommit v5 and Produce v12 carry TV2
+    // semantics; InitProducerId v5+ adds TRANSACTION_ABORTABLE and v6 KIP-939 2PC.
+    ApiRange::new(ApiKey::AddPartitionsToTxn, 0, 3),
+    ApiRange::new(ApiKey::AddOffsetsToTxn, 0, 3),
+    ApiRange::new(ApiKey::EndTxn, 0, 4),
+    ApiRange::new(ApiKey::TxnOffsetCommit, 0, 3),
+    ApiRange::new(ApiKey::DescribeProducers, 0, 0),
+    ApiRange::new(ApiKey::DescribeTransactions, 0, 0),
+    // v2 adds a transactional id regex filter (KIP-1152), not implemented.
+    ApiRange::new(ApiKey::ListTransactions, 0, 1),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -138,7 +150,26 @@ pub async fn dispatch_from(
             describe_cluster::handle(broker, req, version),
         )),
         RequestKind::InitProducerId(req) => ReplyBody::ready(ResponseKind::InitProducerId(
-            init_producer_id::handle(broker, req),
+            init_producer_id::handle(broker, req, version),
+        )),
+        RequestKind::AddPartitionsToTxn(req) => ReplyBody::ready(ResponseKind::AddPartitionsToTxn(
+            transactions::add_partitions(broker, req, version),
+        )),
+        RequestKind::AddOffsetsToTxn(req) => ReplyBody::ready(ResponseKind::AddOffsetsToTxn(
+            transactions::add_offsets(broker, req, version),
+        )),
+        RequestKind::EndTxn(req) => transactions::end_txn(broker, req, version),
+        RequestKind::TxnOffsetCommit(req) => ReplyBody::ready(ResponseKind::TxnOffsetCommit(
+            transactions::txn_offset_commit(broker, req, version),
+        )),
+        RequestKind::DescribeProducers(req) => ReplyBody::ready(ResponseKind::DescribeProducers(
+            transactions::describe_producers(broker, req),
+        )),
+        RequestKind::DescribeTransactions(req) => ReplyBody::ready(
+            ResponseKind::DescribeTransactions(transactions::describe_transactions(broker, req)),
+        ),
+        RequestKind::ListTransactions(req) => ReplyBody::ready(ResponseKind::ListTransactions(
+            transactions::list_transactions(broker, req, version),
         )),
         RequestKind::FindCoordinator(req) => ReplyBody::ready(ResponseKind::FindCoordinator(
             groups::find_coordinator(broker, req, version),

@@ -121,13 +121,21 @@ fn by_topic(offsets: Vec<CommittedOffset>) -> Vec<(String, Vec<CommittedOffset>)
     out
 }
 
-/// OffsetFetch: v1-7 one group, v8+ several; `require_stable` needs nothing here
-/// because there are no pending transactional offsets yet.
+/// OffsetFetch: v1-7 one group, v8+ several; with `require_stable` (v7+) a partition
+/// whose offset an open transaction is about to commit answers UNSTABLE_OFFSET_COMMIT
+/// (the client retries) instead of an offset that may be about to change.
 pub fn offset_fetch(
     broker: &Broker,
     request: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    let require_stable = version >= 7 && request.require_stable;
+    let unstable = |group: &str, topic: &str, partition: i32| {
+        require_stable
+            && broker
+                .transactions
+                .has_pending_offsets(group, topic, partition)
+    };
     if version >= 8 {
         let groups = request
             .groups
@@ -151,6 +159,15 @@ pub fn offset_fetch(
                                     .with_partitions(
                                         list.into_iter()
                                             .map(|o| {
+                                                if unstable(&g.group_id.0, &topic, o.partition) {
+                                                    return OffsetFetchResponsePartitions::default(
+                                                    )
+                                                    .with_partition_index(o.partition)
+                                                    .with_committed_offset(-1)
+                                                    .with_error_code(
+                                                        ResponseError::UnstableOffsetCommit.code(),
+                                                    );
+                                                }
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(o.partition)
                                                     .with_committed_offset(o.offset)
@@ -187,6 +204,14 @@ pub fn offset_fetch(
                         .with_partitions(
                             list.into_iter()
                                 .map(|o| {
+                                    if unstable(&request.group_id.0, &topic, o.partition) {
+                                        return OffsetFetchResponsePartition::default()
+                                            .with_partition_index(o.partition)
+                                            .with_committed_offset(-1)
+                                            .with_error_code(
+                                                ResponseError::UnstableOffsetCommit.code(),
+                                            );
+                                    }
                                     let p = OffsetFetchResponsePartition::default()
                                         .with_partition_index(o.partition)
                                         .with_committed_offset(o.offset)

@@ -122,6 +122,11 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::DescribeCluster => {
             RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1))
         }
+        ApiKey::InitProducerId if version % 2 == 0 => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(str_bytes("tx"))))
+                .with_transaction_timeout_ms(60_000),
+        ),
         ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
         ApiKey::FindCoordinator if version >= 4 => RequestKind::FindCoordinator(
             FindCoordinatorRequest::default()
@@ -304,6 +309,57 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                     ]),
             )
         }
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_v3_and_below_producer_id(ProducerId(0))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![0, 7]),
+                ]),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_group_id(GroupId(str_bytes("g"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_committed(true),
+        ),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(3),
+                        ]),
+                ]),
+        ),
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic)
+                    .with_partition_indexes(vec![0, 9]),
+            ]))
+        }
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                TransactionalId(str_bytes("tx")),
+                TransactionalId(str_bytes("none")),
+            ]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default()
+                .with_state_filters(vec![str_bytes("Ongoing"), str_bytes("Weird")]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
@@ -488,4 +544,141 @@ async fn a_waiting_join_group_does_not_hold_up_later_requests() {
     assert_eq!(joined.member_id.as_str(), member_id);
     assert_eq!(joined.leader.as_str(), member_id);
     assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+}
+
+async fn call(
+    broker: &Arc<Broker>,
+    api_key: ApiKey,
+    version: i16,
+    body: RequestKind,
+) -> ResponseKind {
+    let reply = dispatch(broker, roundtrip(api_key, version, &body)).await;
+    match reply.body {
+        ReplyBody::Ready(body) => *body,
+        ReplyBody::Later(task) => task.await.unwrap().unwrap(),
+        ReplyBody::None => panic!("no response"),
+    }
+}
+
+#[tokio::test]
+async fn fenced_producers_get_the_error_code_of_their_request_version() {
+    let (_dir, broker) = broker();
+    let init = || {
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(str_bytes("fence"))))
+                .with_transaction_timeout_ms(60_000),
+        )
+    };
+    let ResponseKind::InitProducerId(first) =
+        call(&broker, ApiKey::InitProducerId, 4, init()).await
+    else {
+        panic!("wrong response kind")
+    };
+    let ResponseKind::InitProducerId(second) =
+        call(&broker, ApiKey::InitProducerId, 4, init()).await
+    else {
+        panic!("wrong response kind")
+    };
+    assert_eq!(first.producer_id, second.producer_id);
+    assert_eq!(second.producer_epoch, first.producer_epoch + 1);
+    let end = || {
+        RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("fence")))
+                .with_producer_id(first.producer_id)
+                .with_producer_epoch(first.producer_epoch)
+                .with_committed(true),
+        )
+    };
+    for (version, code) in [(1, 47), (2, 90), (4, 90)] {
+        let ResponseKind::EndTxn(response) = call(&broker, ApiKey::EndTxn, version, end()).await
+        else {
+            panic!("wrong response kind")
+        };
+        assert_eq!(response.error_code, code, "EndTxn v{version}");
+    }
+    let too_long = RequestKind::InitProducerId(
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(str_bytes("fence"))))
+            .with_transaction_timeout_ms(i32::MAX),
+    );
+    let ResponseKind::InitProducerId(response) =
+        call(&broker, ApiKey::InitProducerId, 4, too_long).await
+    else {
+        panic!("wrong response kind")
+    };
+    assert_eq!(response.error_code, 50, "INVALID_TRANSACTION_TIMEOUT");
+}
+
+#[tokio::test]
+async fn offset_fetch_require_stable_waits_for_staged_transactional_offsets() {
+    let (_dir, broker) = broker();
+    broker.topics.create("t", 1, Default::default()).unwrap();
+    let (pid, epoch) = broker
+        .transactions
+        .init_producer(&broker, "stable", 60_000, None)
+        .unwrap();
+    broker
+        .transactions
+        .add_offsets("stable", pid, epoch, "g")
+        .unwrap();
+    let commit = RequestKind::TxnOffsetCommit(
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(str_bytes("stable")))
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(9),
+                    ]),
+            ]),
+    );
+    let ResponseKind::TxnOffsetCommit(staged) =
+        call(&broker, ApiKey::TxnOffsetCommit, 3, commit).await
+    else {
+        panic!("wrong response kind")
+    };
+    assert_eq!(staged.topics[0].partitions[0].error_code, 0);
+    let fetch = |require_stable| {
+        RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_require_stable(require_stable)
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic_name("t"))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        )
+    };
+    let partition = |response: ResponseKind| match response {
+        ResponseKind::OffsetFetch(r) => {
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.committed_offset)
+        }
+        _ => panic!("wrong response kind"),
+    };
+    assert_eq!(
+        partition(call(&broker, ApiKey::OffsetFetch, 7, fetch(true)).await),
+        (88, -1),
+        "UNSTABLE_OFFSET_COMMIT"
+    );
+    assert_eq!(
+        partition(call(&broker, ApiKey::OffsetFetch, 7, fetch(false)).await),
+        (0, -1)
+    );
+    broker
+        .transactions
+        .end_txn(&broker, "stable", pid, epoch, true)
+        .unwrap();
+    assert_eq!(
+        partition(call(&broker, ApiKey::OffsetFetch, 7, fetch(true)).await),
+        (0, 9)
+    );
 }
