@@ -2,10 +2,13 @@
 //! the load tool.
 
 mod bench;
+mod http;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
 use agentlog_agents::config::{start_declared, AgentsConfig, BackendChoice};
 use agentlog_agents::{AgentHandle, EmbeddedBackend, KafkaBackend, Runtime};
@@ -49,6 +52,10 @@ struct ServeArgs {
     /// A single setting, `name=value`, over the file and environment; repeatable.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Serve `GET /health` and `GET /metrics` (Prometheus) on this address (default:
+    /// no HTTP listener). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", env = "AGENTLOG_HTTP")]
+    http: Option<SocketAddr>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, agents))
+    runtime.block_on(serve(config, agents, args.http))
 }
 
 /// Logs go to stderr (stdout carries the machine-readable listening lines), filtered
@@ -119,14 +126,24 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, AgentsConfig)
     Ok((config, agents))
 }
 
-async fn serve(config: BrokerConfig, agents: AgentsConfig) -> anyhow::Result<()> {
+async fn serve(
+    config: BrokerConfig,
+    agents: AgentsConfig,
+    http: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
     if let BackendChoice::Kafka(kafka) = &agents.backend {
-        // Agents on an external cluster: no broker here.
-        let runtime = Runtime::new(KafkaBackend::new(kafka.clone())?);
+        // Agents on an external cluster: no broker here, so /metrics has agent series
+        // only (the cluster's consumer lag is the cluster's to report).
+        let runtime = Arc::new(Runtime::new(KafkaBackend::new(kafka.clone())?));
+        let http = start_http(http, agent_source(&runtime), None, started).await?;
         let handles = start_declared(&runtime, &agents.agents).await?;
         tracing::info!(bootstrap = %kafka.bootstrap, agents = handles.len(), "agents running on kafka");
         wait_for_signal().await?;
         stop_agents(handles).await;
+        if let Some(http) = http {
+            http.stop().await;
+        }
         return Ok(());
     }
     let running = RunningBroker::start(config)
@@ -141,14 +158,58 @@ async fn serve(config: BrokerConfig, agents: AgentsConfig) -> anyhow::Result<()>
         stdout.flush()?;
     }
     tracing::info!(advertised = %running.bootstrap(), "broker started");
-    let runtime = Runtime::new(EmbeddedBackend::new(running.broker.clone()));
+    let runtime = Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())));
+    let http = start_http(
+        http,
+        agent_source(&runtime),
+        Some(running.broker.clone()),
+        started,
+    )
+    .await?;
     let handles = start_declared(&runtime, &agents.agents).await?;
     wait_for_signal().await?;
     stop_agents(handles).await;
+    if let Some(http) = http {
+        // Health stops answering before the broker goes away.
+        http.stop().await;
+    }
     tracing::info!("shutting down: finishing in-flight requests and flushing");
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the runtime's live agent counters on each scrape.
+fn agent_source<B: agentlog_agents::Backend>(
+    runtime: &Arc<Runtime<B>>,
+) -> http::AgentMetricsSource {
+    let runtime = Arc::clone(runtime);
+    Arc::new(move || runtime.metrics())
+}
+
+/// Binds the HTTP listener if asked for and prints its address line (stable, like the
+/// Kafka listener's: tests and scripts read the port from it).
+async fn start_http(
+    addr: Option<SocketAddr>,
+    agents: http::AgentMetricsSource,
+    broker: Option<Arc<agentlog_broker::Broker>>,
+    started: Instant,
+) -> anyhow::Result<Option<http::HttpServer>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let sources = http::Sources {
+        agents,
+        broker,
+        started,
+    };
+    let server = http::HttpServer::start(addr, sources)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "agentlog http on {}", server.local_addr)?;
+    stdout.flush()?;
+    Ok(Some(server))
 }
 
 /// Each agent finishes its current event, commits and leaves its group.

@@ -1,5 +1,5 @@
 //! Per-agent counters, kept as atomics so the hot path never locks, in a shape the
-//! coming Prometheus endpoint can read directly (counters plus a cumulative latency
+//! Prometheus endpoint (`serve --http`) reads directly (counters plus a cumulative latency
 //! histogram with fixed buckets).
 
 use std::collections::BTreeMap;

@@ -167,7 +167,7 @@ impl<B: Backend> Runtime<B> {
         &self.backend
     }
 
-    /// Every agent's counters, by agent id (what the metrics endpoint will serve).
+    /// Every agent's counters, by agent id (what `serve --http` exposes on `/metrics`).
     pub fn metrics(&self) -> BTreeMap<String, MetricsSnapshot> {
         self.metrics
             .lock()

@@ -542,7 +542,7 @@ impl BrokerConfig {
         let mut ignored = Vec::new();
         for (key, value) in vars {
             if let Some(name) = key.strip_prefix("AGENTLOG_") {
-                if matches!(name, "LOG" | "CONFIG") {
+                if matches!(name, "LOG" | "CONFIG" | "HTTP") {
                     continue; // the binary's own switches, not settings
                 }
                 match self.set(name, &value) {

@@ -1,0 +1,393 @@
+//! `serve --http ADDR`: a small HTTP listener for operators, serving `GET /health`
+//! (liveness, JSON) and `GET /metrics` (Prometheus text format 0.0.4).
+//!
+//! Nothing is copied into a metrics registry ahead of time: every scrape reads the live
+//! sources (the agent runtime's atomics, the group coordinator's committed offsets, the
+//! partitions' high watermarks, the disk guard), so the endpoint can never drift from
+//! what the broker and agents actually hold, and idle brokers pay nothing for it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use agentlog_agents::metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
+use agentlog_broker::Broker;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Reads every agent's counters on demand (a `Runtime::metrics` of whichever backend
+/// the agents run on, so this module needs no backend type parameter).
+pub type AgentMetricsSource = Arc<dyn Fn() -> BTreeMap<String, MetricsSnapshot> + Send + Sync>;
+
+/// Where a scrape reads from.
+#[derive(Clone)]
+pub struct Sources {
+    /// The agents' counters.
+    pub agents: AgentMetricsSource,
+    /// The in-process broker; `None` when agents run on an external Kafka cluster,
+    /// whose consumer lag this process cannot see (no lag or broker series then).
+    pub broker: Option<Arc<Broker>>,
+    /// When `serve` started, for `uptime_seconds`.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("broker", &self.broker.is_some())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running HTTP listener.
+pub struct HttpServer {
+    /// The bound address (the real port when asked for port 0).
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `addr` (errors surface here, before the address line is printed) and
+    /// starts serving in a background task.
+    pub async fn start(addr: SocketAddr, sources: Sources) -> std::io::Result<HttpServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(LiveCollector(sources.clone())));
+        let state = Arc::new(AppState { sources, registry });
+        let app = Router::new()
+            .route("/health", get(health))
+            .route("/metrics", get(metrics))
+            .with_state(state);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "http listener failed");
+            }
+        });
+        Ok(HttpServer {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting and waits for in-flight requests, so `/health` stops answering
+    /// before the broker shuts down.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct AppState {
+    sources: Sources,
+    registry: Registry,
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "uptime_seconds": state.sources.started.elapsed().as_secs(),
+        "broker": state.sources.broker.is_some(),
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::prometheus_text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "encoding metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding metrics failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Encodes the live sources on each scrape.
+#[derive(Debug)]
+struct LiveCollector(Sources);
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: its samples are written under one descriptor.
+fn family<T>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    samples: &[(Labels, T)],
+    mut write: impl FnMut(&mut MetricEncoder, &T) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in samples {
+        let mut sample = metric.encode_family(labels)?;
+        write(&mut sample, value)?;
+    }
+    Ok(())
+}
+
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    family(encoder, name, help, MetricType::Counter, samples, |m, v| {
+        m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(v, None)
+    })
+}
+
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Labels, i64)],
+) -> Result<(), std::fmt::Error> {
+    family(encoder, name, help, MetricType::Gauge, samples, |m, v| {
+        m.encode_gauge(v)
+    })
+}
+
+impl Collector for LiveCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let sources = &self.0;
+        gauges(
+            &mut encoder,
+            "agentlog_uptime_seconds",
+            "Seconds since this process started serving.",
+            &[(Vec::new(), to_i64(sources.started.elapsed().as_secs()))],
+        )?;
+        encode_agents(&mut encoder, &(sources.agents)())?;
+        if let Some(broker) = &sources.broker {
+            encode_broker(&mut encoder, broker)?;
+        }
+        Ok(())
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Reads one counter out of a snapshot.
+type Field = fn(&MetricsSnapshot) -> u64;
+
+fn encode_agents(
+    encoder: &mut DescriptorEncoder,
+    agents: &BTreeMap<String, MetricsSnapshot>,
+) -> Result<(), std::fmt::Error> {
+    let labels = |agent: &str, m: &MetricsSnapshot| -> Labels {
+        vec![("agent", agent.to_string()), ("kind", m.kind.clone())]
+    };
+    let per_agent = |field: Field| -> Vec<(Labels, u64)> {
+        agents
+            .iter()
+            .map(|(agent, m)| (labels(agent, m), field(m)))
+            .collect()
+    };
+    let plain: [(&str, &str, Field); 6] = [
+        (
+            "agentlog_agent_events_processed",
+            "Events an agent handled successfully (after any retries).",
+            |m| m.events_processed,
+        ),
+        (
+            "agentlog_agent_errors",
+            "Failed handling or emit attempts (every attempt counts); sum by kind for errors by agent type.",
+            |m| m.errors,
+        ),
+        (
+            "agentlog_agent_retries",
+            "Handling attempts after the first.",
+            |m| m.retries,
+        ),
+        (
+            "agentlog_agent_emits",
+            "Records agents emitted (not counting decisions and state writes).",
+            |m| m.emits,
+        ),
+        (
+            "agentlog_agent_decisions",
+            "Decisions recorded to the agent's audit topic.",
+            |m| m.decisions,
+        ),
+        (
+            "agentlog_agent_dead_lettered",
+            "Events sent to a dead-letter topic.",
+            |m| m.dead_lettered,
+        ),
+    ];
+    for (name, help, field) in plain {
+        counters(encoder, name, help, &per_agent(field))?;
+    }
+
+    // The runtime keeps cumulative counts per fixed bucket (then +Inf); the encoder
+    // wants per-bucket counts and accumulates them itself.
+    let histograms: Vec<(Labels, &MetricsSnapshot)> = agents
+        .iter()
+        .map(|(agent, m)| (labels(agent, m), m))
+        .collect();
+    family(
+        encoder,
+        "agentlog_agent_handling_latency_seconds",
+        "Time one handling attempt took (the handler and writing its outputs); every attempt is observed.",
+        MetricType::Histogram,
+        &histograms,
+        |metric, m| {
+            let mut buckets = Vec::with_capacity(m.latency_buckets.len());
+            let mut previous = 0u64;
+            for (i, cumulative) in m.latency_buckets.iter().enumerate() {
+                let bound = LATENCY_BUCKETS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
+                buckets.push((bound, cumulative.saturating_sub(previous)));
+                previous = *cumulative;
+            }
+            metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                m.latency_sum_us as f64 / 1e6,
+                m.latency_buckets.last().copied().unwrap_or(0),
+                &buckets,
+                None,
+            )
+        },
+    )?;
+
+    let custom: Vec<(Labels, u64)> = agents
+        .iter()
+        .flat_map(|(agent, m)| {
+            m.custom.iter().map(move |(name, value)| {
+                let mut l = labels(agent, m);
+                l.push(("name", name.clone()));
+                (l, *value)
+            })
+        })
+        .collect();
+    counters(
+        encoder,
+        "agentlog_agent_custom",
+        "Counters agents report through their context, by name.",
+        &custom,
+    )
+}
+
+fn encode_broker(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(), std::fmt::Error> {
+    let topics = broker.topics.list();
+    let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    gauges(
+        encoder,
+        "agentlog_topics",
+        "Topics on this broker.",
+        &[(Vec::new(), to_i64(topics.len() as u64))],
+    )?;
+    gauges(
+        encoder,
+        "agentlog_partitions",
+        "Partitions on this broker, all topics.",
+        &[(Vec::new(), to_i64(partitions as u64))],
+    )?;
+    gauges(
+        encoder,
+        "agentlog_disk_low",
+        "1 while produce is refused for lack of free disk space (the disk guard), else 0.",
+        &[(Vec::new(), i64::from(broker.lifecycle.disk_low()))],
+    )?;
+    if let Some(free) = broker.lifecycle.free_bytes() {
+        gauges(
+            encoder,
+            "agentlog_disk_free_bytes",
+            "Free bytes on the data directory's filesystem at the last disk check.",
+            &[(Vec::new(), to_i64(free))],
+        )?;
+    }
+
+    let mut watermarks = Vec::new();
+    let mut high_watermark = BTreeMap::new();
+    for topic in &topics {
+        for partition in &topic.partitions {
+            let hw = partition.log.high_watermark();
+            high_watermark.insert((topic.name().to_string(), partition.index), hw);
+            watermarks.push((
+                vec![
+                    ("topic", topic.name().to_string()),
+                    ("partition", partition.index.to_string()),
+                ],
+                hw,
+            ));
+        }
+    }
+    gauges(
+        encoder,
+        "agentlog_partition_high_watermark",
+        "One past the last offset consumers may read, per partition.",
+        &watermarks,
+    )?;
+
+    // Every group the coordinator knows (wire clients' and in-process agents' alike),
+    // for each partition it has committed an offset on that still exists.
+    let mut lag = Vec::new();
+    for listing in broker.groups.list(&[], &[]) {
+        for committed in broker.groups.committed(&listing.group_id) {
+            let Some(hw) = high_watermark.get(&(committed.topic.clone(), committed.partition))
+            else {
+                continue; // topic or partition deleted since the commit
+            };
+            if committed.offset < 0 {
+                continue; // "no position" sentinel, not an offset
+            }
+            lag.push((
+                vec![
+                    ("group", listing.group_id.clone()),
+                    ("topic", committed.topic.clone()),
+                    ("partition", committed.partition.to_string()),
+                ],
+                (hw - committed.offset).max(0),
+            ));
+        }
+    }
+    gauges(
+        encoder,
+        "agentlog_consumer_lag",
+        "Records a group has yet to consume: high watermark minus committed offset.",
+        &lag,
+    )
+}
