@@ -140,3 +140,19 @@ async fn the_same_config_runs_against_an_external_cluster() {
         "no broker (and no data directory) in kafka mode"
     );
 }
+
+/// The README's agents example, exactly as printed, starts the broker and its agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_agents_example_works_verbatim() {
+    let readme = include_str!("../README.md");
+    let example = readme
+        .split("```toml\n")
+        .find(|block| block.contains("[[agents]]"))
+        .and_then(|block| block.split("```").next())
+        .expect("README has an agents example");
+    let dir = tempfile::tempdir().unwrap();
+    let (process, addr) = serve(dir.path(), example, true);
+    let backend = client(&addr.expect("the broker listens"));
+    routed(&backend).await;
+    process.stop();
+}
