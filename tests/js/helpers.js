@@ -91,7 +91,7 @@ function kafkaFor (broker, extra = {}) {
 
 function producerFor (kafka, extra = {}) {
   return kafka.producer({
-    idempotent: false, // agentlog has no InitProducerId yet
+    idempotent: false, // the plain path; transactions.test.js covers idempotence
     allowAutoTopicCreation: true,
     createPartitioner: Partitioners.DefaultPartitioner,
     ...extra

@@ -1,5 +1,6 @@
-"""Small helpers to build kafka-python clients that only use what agentlog supports:
-no idempotence / InitProducerId, no consumer groups."""
+"""Small helpers to build kafka-python clients for the suite:
+plain (non-idempotent) producers and group-less consumers unless a test says otherwise;
+idempotence, transactions and groups have their own tests."""
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -8,7 +9,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 def producer(broker, **kw):
     cfg = dict(
         bootstrap_servers=broker.bootstrap,
-        enable_idempotence=False,  # kafka-python 3.x defaults to True; agentlog has no InitProducerId yet
+        enable_idempotence=False,  # kafka-python 3.x defaults to True; test_transactions.py covers it
         acks="all",  # see test_acks1_produce_is_visible_to_the_next_request
         linger_ms=5,
         batch_size=64 * 1024,
