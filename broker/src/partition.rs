@@ -273,36 +273,19 @@ fn replay(log: &PartitionLog, producers: &mut ProducerTable) -> Result<(), ReadE
 mod tests {
     use super::*;
     use crate::storage::LogConfig;
+    use agentlog_protocol::fixtures;
     use bytes::Bytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
 
     fn batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32) -> Vec<u8> {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id,
-                producer_epoch: epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::from(i),
-                sequence: first_sequence + i,
-                timestamp: 1,
-                key: None,
-                value: Some(Bytes::from(format!("v{}", first_sequence + i))),
-                headers: Default::default(),
+        let records: Vec<_> = (0..count)
+            .map(|i| {
+                let value = Bytes::from(format!("v{}", first_sequence + i));
+                let record = fixtures::record(i, None, Some(value), 1);
+                fixtures::from_producer(record, producer_id, epoch, first_sequence, false)
             })
             .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        buf.to_vec()
+        fixtures::encode(&records, Compression::None).to_vec()
     }
 
     impl Partition {

@@ -317,37 +317,21 @@ fn read_i64(buf: &[u8], at: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression as KpCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use crate::fixtures;
+    use kafka_protocol::records::Compression as KpCompression;
 
     fn encoded(records: usize, compression: KpCompression) -> Vec<u8> {
-        let records: Vec<Record> = (0..records)
-            .map(|i| Record {
-                transactional: false,
-                delete_horizon: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(format!("k{i}").into_bytes().into()),
-                value: Some(format!("value {i}").into_bytes().into()),
-                headers: Default::default(),
+        let records: Vec<_> = (0..records as i32)
+            .map(|i| {
+                fixtures::record(
+                    i,
+                    Some(format!("k{i}").into()),
+                    Some(format!("value {i}").into()),
+                    1_700_000_000_000 + i64::from(i),
+                )
             })
             .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        buf.to_vec()
+        fixtures::encode(&records, compression).to_vec()
     }
 
     #[test]

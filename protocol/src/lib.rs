@@ -5,6 +5,8 @@
 //! message bodies, and guards every body before that crate sees it (see [`guard`]).
 
 pub mod batch;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod guard;
 pub mod records;
 pub mod request;

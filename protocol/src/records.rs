@@ -339,49 +339,28 @@ pub fn contains(outer: &[u8], inner: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression as KpCompression, Record as KpRecord, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::Compression as KpCompression;
 
-    fn encode(compression: KpCompression, count: i64) -> Bytes {
-        let records: Vec<KpRecord> = (0..count)
+    fn encode(compression: KpCompression, count: i32) -> Bytes {
+        let records: Vec<_> = (0..count)
             .map(|i| {
-                let mut headers = indexmap::IndexMap::new();
-                headers.insert(
+                let mut record = fixtures::record(
+                    i,
+                    (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+                    Some(Bytes::from(format!("value number {i} {}", "x".repeat(50)))),
+                    1_000 + i64::from(i) * 10,
+                );
+                record.headers.insert(
                     "trace".to_string().into(),
                     Some(Bytes::from(format!("t{i}"))),
                 );
-                headers.insert("empty".to_string().into(), None);
-                KpRecord {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: i,
-                    sequence: i as i32,
-                    timestamp: 1_000 + i * 10,
-                    key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
-                    value: Some(Bytes::from(format!("value number {i} {}", "x".repeat(50)))),
-                    headers,
-                }
+                record.headers.insert("empty".to_string().into(), None);
+                record
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        let mut batch = buf.to_vec();
+        let mut batch = fixtures::encode(&records, compression).to_vec();
         crate::batch::set_base_offset(&mut batch, 100);
         Bytes::from(batch)
     }

@@ -406,42 +406,20 @@ pub type RawRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
 
 /// Encodes records as one uncompressed v2 batch (base offset 0; the broker assigns).
 pub fn encode_batch(records: &[RawRecord<'_>]) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = records
+    let records: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(i, (key, value, timestamp))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol splits batches where offset - sequence changes; keep it
-            // constant so that the base sequence is -1 (no idempotence) and all records
-            // share one batch.
-            sequence: i as i32 - 1,
-            timestamp: *timestamp,
-            key: key.map(Bytes::copy_from_slice),
-            value: value.map(Bytes::copy_from_slice),
-            headers: Default::default(),
+        .map(|(i, (key, value, timestamp))| {
+            agentlog_protocol::fixtures::record(
+                i as i32,
+                key.map(Bytes::copy_from_slice),
+                value.map(Bytes::copy_from_slice),
+                *timestamp,
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    agentlog_protocol::fixtures::encode(&records, kafka_protocol::records::Compression::None)
+        .freeze()
 }
 
 // ---------------------------------------------------------------------------------

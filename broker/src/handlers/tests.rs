@@ -432,34 +432,16 @@ async fn metadata_auto_creates_only_when_allowed() {
 
 #[test]
 fn produce_validation_maps_each_fault_to_its_kafka_code() {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let record = |offset: i64| Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset,
-        sequence: offset as i32,
-        timestamp: 1,
-        key: None,
-        value: Some(Bytes::from_static(b"v")),
-        headers: Default::default(),
-    };
-    let mut good = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut good,
-        &[record(0), record(1)],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
+    use agentlog_protocol::fixtures;
+    use kafka_protocol::records::Compression;
+    let value = || Some(Bytes::from_static(b"v"));
+    let good = fixtures::encode(
+        &[
+            fixtures::record(0, None, value(), 1),
+            fixtures::record(1, None, value(), 1),
+        ],
+        Compression::None,
+    );
     assert!(produce::validate_batches(&good, 1 << 20).is_ok());
     let code = |bytes: &[u8], max| match produce::validate_batches(bytes, max) {
         Ok(()) => 0,

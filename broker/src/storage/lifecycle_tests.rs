@@ -5,11 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use agentlog_protocol::fixtures;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression as KpCompression, Record, RecordBatchDecoder, RecordBatchEncoder,
-    RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression as KpCompression, RecordBatchDecoder};
 
 use super::*;
 
@@ -25,32 +23,19 @@ fn config(segment_bytes: u64) -> LogConfig {
 
 /// A batch of `(key, value)` records (value `None`: tombstone) at `timestamp`.
 fn keyed(records: &[(String, Option<String>)], timestamp: i64, codec: KpCompression) -> BytesMut {
-    let records: Vec<Record> = records
+    let records: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            delete_horizon: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key: Some(Bytes::from(k.clone())),
-            value: v.clone().map(Bytes::from),
-            headers: Default::default(),
+        .map(|(i, (k, v))| {
+            fixtures::record(
+                i as i32,
+                Some(Bytes::from(k.clone())),
+                v.clone().map(Bytes::from),
+                timestamp,
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: codec,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf
+    fixtures::encode(&records, codec)
 }
 
 /// Every record readable from `from`: (offset, key, value).

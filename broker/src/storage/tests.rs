@@ -7,41 +7,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentlog_protocol::batch::{self, BatchHeader, Batches};
+use agentlog_protocol::fixtures;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression as KpCompression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression as KpCompression;
 
 use super::*;
 
 /// One client-encoded batch holding a record per timestamp.
 fn batch_with(timestamps: &[i64], compression: KpCompression) -> BytesMut {
-    let records: Vec<Record> = timestamps
+    let records: Vec<_> = timestamps
         .iter()
         .enumerate()
-        .map(|(i, &timestamp)| Record {
-            transactional: false,
-            delete_horizon: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(format!("value {i} {}", "x".repeat(40)))),
-            headers: Default::default(),
+        .map(|(i, &timestamp)| {
+            fixtures::record(
+                i as i32,
+                Some(Bytes::from(format!("key-{i}"))),
+                Some(Bytes::from(format!("value {i} {}", "x".repeat(40)))),
+                timestamp,
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf
+    fixtures::encode(&records, compression)
 }
 
 fn batch(records: usize) -> BytesMut {
