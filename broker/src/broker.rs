@@ -88,14 +88,10 @@ impl Broker {
             source,
         })?;
         let meta_dir = config.data_dir.join("meta");
-        let db = sled::Config::new()
-            .path(&meta_dir)
-            .cache_capacity(1 << 20)
-            .open()
-            .map_err(|source| StartError::Metadata {
-                path: meta_dir.clone(),
-                source,
-            })?;
+        let db = open_metadata(&meta_dir).map_err(|source| StartError::Metadata {
+            path: meta_dir.clone(),
+            source,
+        })?;
         let cluster_id = cluster_id(&db).map_err(|source| StartError::Metadata {
             path: meta_dir,
             source,
@@ -190,6 +186,28 @@ impl Broker {
         }
         if let Err(error) = self.db.flush() {
             tracing::error!(%error, "flushing metadata on shutdown failed");
+        }
+    }
+}
+
+/// How long opening waits for a previous handle in this process to let go of the store.
+const METADATA_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the metadata store. sled releases its file lock shortly after the last handle
+/// of a store is dropped (its flusher thread finishes first), so a broker reopened in
+/// the same process (tests, embedded restarts) waits a moment for it; another process
+/// holding the lock still fails after [`METADATA_LOCK_WAIT`].
+pub fn open_metadata(dir: &std::path::Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + METADATA_LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(dir).cache_capacity(1 << 20).open() {
+            Err(sled::Error::Io(error))
+                if error.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }

@@ -521,7 +521,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::with_data_dir(dir.path());
         let id = {
-            let db = sled::open(dir.path().join("meta")).unwrap();
+            let db = crate::broker::open_metadata(&dir.path().join("meta")).unwrap();
             let registry = TopicRegistry::open(config.clone(), &db).unwrap();
             let mut configs = BTreeMap::new();
             configs.insert("retention.ms".to_string(), "1000".to_string());
@@ -535,7 +535,7 @@ mod tests {
             registry.delete(&b).unwrap();
             topic.id()
         };
-        let db = sled::open(dir.path().join("meta")).unwrap();
+        let db = crate::broker::open_metadata(&dir.path().join("meta")).unwrap();
         let registry = TopicRegistry::open(config, &db).unwrap();
         let topic = registry.get("a").unwrap();
         assert_eq!(topic.id(), id);

@@ -12,8 +12,12 @@ struct Fixture {
     groups: GroupCoordinator,
 }
 
+fn open_db(dir: &std::path::Path) -> sled::Db {
+    crate::broker::open_metadata(dir).unwrap()
+}
+
 fn open_at(dir: &std::path::Path, delay_ms: u64) -> GroupCoordinator {
-    let db = sled::Config::new().path(dir).open().unwrap();
+    let db = open_db(dir);
     GroupCoordinator::open(
         &db,
         GroupSettings {
@@ -678,7 +682,7 @@ async fn shutdown_answers_every_waiting_join_at_once() {
 #[tokio::test]
 async fn offsets_of_groups_without_members_expire_after_the_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let db = open_db(dir.path());
     let groups = GroupCoordinator::open(
         &db,
         GroupSettings {
