@@ -132,6 +132,9 @@ async fn serve(
     http: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Before anything is printed: a script that sends SIGTERM right after reading the
+    // listening line must get a graceful stop, not the default action (death).
+    let mut stop = StopSignals::install()?;
     if let BackendChoice::Kafka(kafka) = &agents.backend {
         // Agents on an external cluster: no broker here, so /metrics has agent series
         // only (the cluster's consumer lag is the cluster's to report).
@@ -139,7 +142,7 @@ async fn serve(
         let http = start_http(http, agent_source(&runtime), None, started).await?;
         let handles = start_declared(&runtime, &agents.agents).await?;
         tracing::info!(bootstrap = %kafka.bootstrap, agents = handles.len(), "agents running on kafka");
-        wait_for_signal().await?;
+        stop.wait().await;
         stop_agents(handles).await;
         if let Some(http) = http {
             http.stop().await;
@@ -167,7 +170,7 @@ async fn serve(
     )
     .await?;
     let handles = start_declared(&runtime, &agents.agents).await?;
-    wait_for_signal().await?;
+    stop.wait().await;
     stop_agents(handles).await;
     if let Some(http) = http {
         // Health stops answering before the broker goes away.
@@ -219,13 +222,26 @@ async fn stop_agents(handles: Vec<AgentHandle>) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT, caught from start-up on.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    /// Resolves at the first SIGTERM or SIGINT (also one that arrived earlier).
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
