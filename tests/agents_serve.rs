@@ -5,12 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentlog_agents::{Backend, KafkaBackend, KafkaConfig, OutRecord, Sink, StartAt};
 use bytes::Bytes;
-use common::BrokerProcess;
+use common::{BrokerProcess, Serve};
 
 const ROUTER: &str = r#"
 [[agents]]
@@ -22,26 +22,6 @@ field = "type"
 default = "events.other"
 routes = { order = "orders" }
 "#;
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Serve {
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "agentlog exited with {status}");
-    }
-}
 
 fn serve(dir: &std::path::Path, config: &str, wait_listening: bool) -> (Serve, Option<String>) {
     let path = dir.join("agentlog.toml");

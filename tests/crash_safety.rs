@@ -40,11 +40,7 @@ impl ProducerContext for Acks {
 }
 
 fn sigkill_under_load_keeps_every_acked_record(partitions: i32, kill_after: usize) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let mut broker = BrokerProcess::start(&["log.flush.policy=batch"]);
     let bootstrap = broker.bootstrap();
     runtime.block_on(common::create_topic(&bootstrap, "crash", partitions, &[]));
@@ -343,11 +339,7 @@ fn damage_last_batch(data_dir: &Path, damage: Damage) {
 /// restart: the first two batches are served, nothing after, and new records continue
 /// at offset 20. Then the same once more on the repaired log.
 fn damaged_tail_is_truncated(how: Stop, damage: Damage) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let mut broker = BrokerProcess::start(&[]);
     runtime.block_on(common::create_topic(&broker.bootstrap(), "torn", 1, &[]));
     let mut client = RawClient::connect(&broker.bootstrap());

@@ -212,11 +212,7 @@ async fn acks_zero_gets_no_response_and_order_is_preserved() {
 
 #[test]
 fn batches_above_message_max_bytes_are_refused() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let broker = BrokerProcess::start(&["message.max.bytes=2000"]);
     runtime.block_on(common::create_topic(&broker.bootstrap(), TOPIC, 1, &[]));
     let mut client = RawClient::connect(&broker.bootstrap());

@@ -7,10 +7,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{consumer_config, poll_until, producer_config, watermarks, BrokerProcess};
+use common::{consumer_config, poll_until, producer_config, watermarks, BrokerProcess, Serve};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -35,15 +35,6 @@ routes = { order = "orders" }
 /// How many records the test produces; 6 are orders, 4 go to the default route.
 const PRODUCED: usize = 10;
 const ORDERS: i64 = 6;
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `serve` with both listeners on port 0 and returns (kafka, http) addresses
 /// read from the stdout lines (no Kafka line in `backend = "kafka"` mode).

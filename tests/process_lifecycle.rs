@@ -53,11 +53,7 @@ fn prints_one_listening_line_per_listener() {
 
 #[test]
 fn sigterm_exits_zero_and_keeps_acked_data() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let mut broker = BrokerProcess::start(&[]);
     runtime.block_on(common::create_topic(&broker.bootstrap(), "life", 1, &[]));
     let mut client = RawClient::connect(&broker.bootstrap());
@@ -103,11 +99,7 @@ fn sigterm_exits_zero_and_keeps_acked_data() {
 /// Kafka does not let a delayed fetch hold up shutdown; neither should we.
 #[test]
 fn sigterm_does_not_wait_for_parked_fetches() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let mut broker = BrokerProcess::start(&[]);
     runtime.block_on(common::create_topic(&broker.bootstrap(), "parked", 1, &[]));
     let mut poller = RawClient::connect(&broker.bootstrap());
@@ -134,11 +126,7 @@ fn sigterm_does_not_wait_for_parked_fetches() {
 #[test]
 fn without_fsync_policy_acks_one_is_visible_at_once() {
     for policy in ["log.flush.policy=none", "log.flush.policy=interval"] {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = common::runtime();
         let mut broker = BrokerProcess::start(&[policy]);
         runtime.block_on(common::create_topic(&broker.bootstrap(), "nofsync", 1, &[]));
         let mut client = RawClient::connect(&broker.bootstrap());

@@ -659,3 +659,36 @@ pub fn decode_records(records: &Bytes) -> Vec<kafka_protocol::records::Record> {
         .flat_map(|set| set.records)
         .collect()
 }
+
+/// A multi-threaded tokio runtime for tests that drive async rdkafka helpers from
+/// otherwise synchronous code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("test runtime")
+}
+
+/// A child `agentlog serve` started by a test: killed on drop, or stopped with SIGTERM
+/// (which must end in exit 0) by [`Serve::stop`].
+pub struct Serve(pub Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Serve {
+    /// SIGTERM, then asserts a clean exit.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let status = self.0.wait().expect("wait for agentlog");
+        assert!(status.success(), "agentlog exited with {status}");
+    }
+}
