@@ -24,6 +24,9 @@ AGENTLOG_BIN="${AGENTLOG_BIN:-$ROOT/target/debug/agentlog}"
 export -n AGENTLOG_BIN 2>/dev/null || true
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false NPM_CONFIG_UPDATE_NOTIFIER=false
+# A CI run builds once from a clean clone: incremental compilation caches would only double
+# what target/ writes to a disk that CI shares with other work.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 
 SCRIPT_START=$(date +%s)
 declare -a RESULTS=()
@@ -136,7 +139,17 @@ setup_js() {
   echo "$sum" > "$stamp"
 }
 
-cargo_build() { env -u AGENTLOG_BIN cargo build --workspace --all-targets; }
+# Free disk space is printed before and after the build: a full disk shows up as odd
+# linker and compiler crashes, and this line makes the cause obvious in the log.
+disk_report() { df -h "$ROOT" | tail -n 1 | awk '{print "disk: " $4 " free of " $2 " at '"$ROOT"'"}'; }
+cargo_build() {
+  disk_report
+  env -u AGENTLOG_BIN cargo build --workspace --all-targets
+  local rc=$?
+  disk_report
+  du -sh target 2>/dev/null | awk '{print "target/: " $1}'
+  return "$rc"
+}
 # --no-fail-fast: run every test binary even when an earlier one fails
 cargo_tests() { env -u AGENTLOG_BIN cargo test --workspace --no-fail-fast; }
 
