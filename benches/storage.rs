@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentlog_broker::storage::{FlushPolicy, LogConfig, PartitionLog};
@@ -31,7 +32,7 @@ fn time_appends(
     runtime: &tokio::runtime::Runtime,
 ) -> Duration {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = PartitionLog::open(dir.path(), config(flush)).expect("open log");
+    let log = Arc::new(PartitionLog::open(dir.path(), config(flush)).expect("open log"));
     let copies: Vec<BytesMut> = (0..iters).map(|_| BytesMut::from(&batch[..])).collect();
     let start = Instant::now();
     for copy in copies {
@@ -91,7 +92,7 @@ fn time_group_commit(
     runtime: &tokio::runtime::Runtime,
 ) -> Duration {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = std::sync::Arc::new(
+    let log = Arc::new(
         PartitionLog::open(dir.path(), config(FlushPolicy::EveryBatch)).expect("open log"),
     );
     let per_writer = iters.div_ceil(writers);

@@ -7,7 +7,9 @@
 //!   rolling (which fsyncs the old segment), so it only ever blocks other appenders.
 //! * `shared` (std rwlock): the segment list, the tail cache and the max timestamp.
 //!   Held for a few instructions by readers and writers.
-//! * `flush_lock` (tokio mutex): one group-commit fsync in flight at a time.
+//!
+//! Group commit needs no lock: at most one flush loop runs per log (`flush_running`), on a
+//! blocking thread, fsyncing until nothing written is left unsynced.
 //!
 //! The high watermark is an atomic mirrored into a `watch` channel; readers load it first
 //! and never look past it, so they never see bytes that are written but not yet
@@ -31,6 +33,18 @@ use super::{
     AppendError, Appended, FlushError, FlushPolicy, LogConfig, OpenError, ReadBatches, ReadError,
     TimestampOffset,
 };
+
+/// Moves a watched offset forward to `end` and wakes receivers, unless it is already
+/// there (offsets only grow, and publishers may finish out of order).
+fn raise(offset: &watch::Sender<i64>, end: i64) {
+    offset.send_if_modified(|current| {
+        let moved = *current < end;
+        if moved {
+            *current = end;
+        }
+        moved
+    });
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -74,8 +88,15 @@ pub struct PartitionLog {
     durable_offset: AtomicI64,
     leader_epoch: AtomicI32,
     hw_tx: watch::Sender<i64>,
-    flush_lock: tokio::sync::Mutex<()>,
+    /// Publishes each advance of `durable_offset`, and fsync failures, to group-commit
+    /// waiters. Separate from `hw_tx`, which consumers watch: a failed fsync must wake
+    /// the producers waiting on it but never the fetches.
+    durable_tx: watch::Sender<i64>,
+    /// Whether a group-commit flush loop is running (see [`PartitionLog::wait_durable`]).
+    flush_running: AtomicBool,
     poisoned: AtomicBool,
+    /// Why the log was poisoned, for the waiters whose data that fsync covered.
+    poison_cause: Mutex<Option<(io::ErrorKind, String)>>,
     fsyncs: AtomicU64,
     recovery_bytes_read: u64,
     truncated_on_open: u64,
@@ -180,8 +201,10 @@ impl PartitionLog {
             durable_offset: AtomicI64::new(end),
             leader_epoch: AtomicI32::new(0),
             hw_tx: watch::Sender::new(end),
-            flush_lock: tokio::sync::Mutex::new(()),
+            durable_tx: watch::Sender::new(end),
+            flush_running: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
+            poison_cause: Mutex::new(None),
             fsyncs: AtomicU64::new(0),
             recovery_bytes_read: bytes_read.load(Ordering::Relaxed),
             truncated_on_open: recovery.truncated_bytes,
@@ -332,25 +355,103 @@ impl PartitionLog {
 
     /// Resolves once every offset below `end_offset` is durable per the flush policy.
     ///
-    /// Under [`FlushPolicy::EveryBatch`] this is the group commit: if an fsync is in
-    /// flight, wait for it and check again; otherwise fsync everything written so far
-    /// (on a blocking thread), then advance the high watermark and wake watchers. Any
-    /// number of concurrent callers share one fsync. Under the other policies durability
-    /// is not waited for, so this returns at once. Offsets past the log end are clamped.
-    pub async fn wait_durable(&self, end_offset: i64) -> Result<(), FlushError> {
+    /// Under [`FlushPolicy::EveryBatch`] this is the group commit. One flush loop per log
+    /// runs on a blocking thread while anything written is unsynced: it fsyncs all that
+    /// was written when the fsync started, publishes it (durable offset, high watermark,
+    /// watchers woken) and goes straight on to the next fsync if appends arrived in the
+    /// meantime. Waiters only start the loop when none is running and then wait for the
+    /// high watermark to pass their data, so any number of concurrent callers share each
+    /// fsync, and under steady load no thread hand-off separates one fsync from the
+    /// next. Under the other policies durability is not waited for, so this returns at
+    /// once. Offsets past the log end are clamped.
+    pub async fn wait_durable(self: &Arc<Self>, end_offset: i64) -> Result<(), FlushError> {
         if self.config.flush != FlushPolicy::EveryBatch {
             return Ok(());
         }
         let target = end_offset.min(self.log_end_offset());
+        // Subscribed before the checks below, so a publish after them still wakes us.
+        let mut published = self.durable_tx.subscribe();
+        if self.durable_offset.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(FlushError::Poisoned);
+        }
         loop {
+            self.start_flush_loop();
+            if published.changed().await.is_err() {
+                // Unreachable while `self` holds the sender; treated as a failed flush.
+                return Err(FlushError::Task("durability channel closed".into()));
+            }
             if self.durable_offset.load(Ordering::Acquire) >= target {
                 return Ok(());
             }
-            let _flushing = self.flush_lock.lock().await;
-            if self.durable_offset.load(Ordering::Acquire) >= target {
-                return Ok(());
+            if self.poisoned.load(Ordering::Acquire) {
+                // The fsync that should have covered our data failed: report its cause.
+                return Err(self.poison_error());
             }
-            self.sync_written().await?;
+        }
+    }
+
+    /// Starts the flush loop unless one is running (the caller's data is then covered by
+    /// that loop's next fsync: it re-reads the log end before each one).
+    fn start_flush_loop(self: &Arc<Self>) {
+        if self.flush_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let log = Arc::clone(self);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || log.flush_loop());
+            }
+            Err(_) => log.flush_loop(),
+        }
+    }
+
+    /// fsyncs until everything written is durable, publishing after each fsync. Ends by
+    /// clearing `flush_running`, then checks once more for data written by an appender
+    /// that saw the flag still set (and so relied on this loop), taking the loop back
+    /// if it finds some.
+    fn flush_loop(&self) {
+        loop {
+            while let Ok(true) = self.sync_written_blocking() {}
+            // The swap reads the flag an appender's `start_flush_loop` swap wrote, so that
+            // appender's log end is visible to the check below.
+            self.flush_running.swap(false, Ordering::AcqRel);
+            let unsynced = self.log_end_offset.load(Ordering::Acquire)
+                > self.durable_offset.load(Ordering::Acquire);
+            if self.poisoned.load(Ordering::Acquire)
+                || !unsynced
+                || self.flush_running.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+        }
+    }
+
+    /// One fsync of everything written so far, on the calling thread: `Ok(true)` if it
+    /// covered new data, `Ok(false)` if there was none. A failure poisons the log and
+    /// wakes every waiter so that they see it.
+    fn sync_written_blocking(&self) -> Result<bool, FlushError> {
+        let synced = match self.capture() {
+            Ok((end, _)) if end <= self.durable_offset.load(Ordering::Acquire) => Ok(false),
+            Ok((end, file)) => self.finish_sync(end, file.sync_data()).map(|()| true),
+            // The active segment's file cannot be reached: its data can never be made
+            // durable, which is a failed fsync by another name.
+            Err(FlushError::Io(error)) => self.finish_sync(0, Err(error)).map(|()| false),
+            Err(error) => Err(error),
+        };
+        if synced.is_err() {
+            self.durable_tx.send_modify(|_| ());
+        }
+        synced
+    }
+
+    /// The error that poisoned the log, as seen by the waiters its fsync covered.
+    fn poison_error(&self) -> FlushError {
+        match &*lock(&self.poison_cause) {
+            Some((kind, message)) => FlushError::Io(io::Error::new(*kind, message.clone())),
+            None => FlushError::Poisoned,
         }
     }
 
@@ -372,7 +473,6 @@ impl PartitionLog {
             loop {
                 ticker.tick().await;
                 let Some(log) = weak.upgrade() else { break };
-                let _flushing = log.flush_lock.lock().await;
                 if let Err(error) = log.sync_written().await {
                     tracing::error!(dir = %log.dir.display(), %error, "background flush failed");
                     if log.poisoned.load(Ordering::Acquire) {
@@ -396,7 +496,8 @@ impl PartitionLog {
         Ok((end, segment.file()?.clone()))
     }
 
-    /// fsyncs everything written so far off the async threads, then publishes it.
+    /// The interval ticker's fsync: everything written so far, off the async threads,
+    /// then published.
     async fn sync_written(&self) -> Result<(), FlushError> {
         let (end, file) = self.capture()?;
         if end <= self.durable_offset.load(Ordering::Acquire) {
@@ -420,6 +521,7 @@ impl PartitionLog {
             false => result,
         };
         if let Err(error) = result {
+            *lock(&self.poison_cause) = Some((error.kind(), error.to_string()));
             self.poisoned.store(true, Ordering::Release);
             tracing::error!(dir = %self.dir.display(), %error, "fsync failed; log is now read-only");
             return Err(error.into());
@@ -430,12 +532,16 @@ impl PartitionLog {
 
     /// Records that offsets below `end` are on disk; under group commit that is what
     /// moves the high watermark.
+    ///
+    /// The high watermark moves first: a producer released by `wait_durable` must find
+    /// its data already visible to consumers.
     fn mark_durable(&self, end: i64) {
-        self.durable_offset.fetch_max(end, Ordering::AcqRel);
         if self.config.flush == FlushPolicy::EveryBatch {
             self.advance_locked(&mut wlock(&self.shared), end);
             self.notify(end);
         }
+        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        raise(&self.durable_tx, end);
     }
 
     fn advance_locked(&self, shared: &mut Shared, end: i64) {
@@ -457,13 +563,7 @@ impl PartitionLog {
     }
 
     fn notify(&self, end: i64) {
-        self.hw_tx.send_if_modified(|hw| {
-            let moved = *hw < end;
-            if moved {
-                *hw = end;
-            }
-            moved
-        });
+        raise(&self.hw_tx, end);
     }
 
     /// Whole batches from the one containing `offset`, at most `max_bytes` unless the

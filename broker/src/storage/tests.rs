@@ -369,11 +369,13 @@ fn never_moves_the_high_watermark_on_append() {
 #[tokio::test]
 async fn every_batch_moves_the_high_watermark_only_after_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let log = PartitionLog::open(
-        dir.path(),
-        config(1 << 20, FlushPolicy::EveryBatch, 1 << 20),
-    )
-    .unwrap();
+    let log = Arc::new(
+        PartitionLog::open(
+            dir.path(),
+            config(1 << 20, FlushPolicy::EveryBatch, 1 << 20),
+        )
+        .unwrap(),
+    );
     let mut rx = log.subscribe();
     let appended = log
         .append(batch_with(&[10, 20], KpCompression::None))
@@ -672,7 +674,9 @@ fn timestamp_lookups_use_sealed_and_active_time_indexes() {
 #[tokio::test]
 async fn a_failed_fsync_never_moves_the_high_watermark() {
     let dir = tempfile::tempdir().unwrap();
-    let log = PartitionLog::open(dir.path(), config(1 << 20, FlushPolicy::EveryBatch, 0)).unwrap();
+    let log = Arc::new(
+        PartitionLog::open(dir.path(), config(1 << 20, FlushPolicy::EveryBatch, 0)).unwrap(),
+    );
     let rx = log.subscribe();
     let appended = log.append(batch(2)).unwrap();
     log.fail_next_fsync
