@@ -1,6 +1,7 @@
 //! A partition: its log, and the producer state that makes idempotent appends
 //! exactly-once. Every append goes through here so the two never disagree.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -58,32 +59,49 @@ impl Partition {
     /// against the producer's sequence; a retry of a recent batch is answered with the
     /// offset it got the first time and not appended again.
     ///
+    /// Takes the batches by value because appending patches their headers (offsets,
+    /// leader epoch, append time) in place: a caller that already owns a buffer (the
+    /// embedded agent path) hands it over without a copy, and the wire path makes its
+    /// one copy out of the request frame. Bytes after the last whole batch are dropped.
+    ///
     /// With `log_append_time`, every batch is stamped with that time (topics with
     /// `message.timestamp.type=LogAppendTime`).
     pub fn append(
         &self,
-        records: &[u8],
+        mut records: BytesMut,
         log_append_time: Option<i64>,
     ) -> Result<Appended, PartitionAppendError> {
+        let batches: Vec<(BatchHeader, Range<usize>)> = Batches::new(&records).collect();
+        if let Some(timestamp) = log_append_time {
+            for (_, range) in &batches {
+                batch::set_log_append_time(&mut records[range.clone()], timestamp)
+                    .map_err(AppendError::InvalidBatch)?;
+            }
+        }
         let mut producers = self.lock_producers();
-        let idempotent = Batches::new(records).any(|(header, _)| header.producer_id >= 0);
-        if !idempotent {
-            let appended = self.log.append(stamped(records, log_append_time)?)?;
-            record_assigned(&mut producers, records, appended.base_offset);
+        if !batches.iter().any(|(header, _)| header.producer_id >= 0) {
+            let appended = self.log.append(records)?;
+            record_assigned(
+                &mut producers,
+                batches.iter().map(|(h, _)| h),
+                appended.base_offset,
+            );
             return Ok(appended);
         }
         // Batch by batch, so each is checked against the state its predecessor left.
+        // `Batches` walks contiguous batches from the start, so splitting each one off the
+        // front of the buffer yields exactly its range.
         let mut result: Option<Appended> = None;
-        for (header, range) in Batches::new(records) {
-            let bytes = &records[range];
-            let appended = match producers.check(&header)? {
+        for (header, range) in &batches {
+            let bytes = records.split_to(range.len());
+            let appended = match producers.check(header)? {
                 SequenceCheck::Duplicate { base_offset } => Appended {
                     base_offset,
                     last_offset: base_offset + i64::from(header.last_offset_delta),
                 },
                 SequenceCheck::Append => {
-                    let appended = self.log.append(stamped(bytes, log_append_time)?)?;
-                    record_assigned(&mut producers, bytes, appended.base_offset);
+                    let appended = self.log.append(bytes)?;
+                    record_assigned(&mut producers, [header], appended.base_offset);
                     appended
                 }
             };
@@ -181,19 +199,6 @@ impl Partition {
     }
 }
 
-/// Our own copy of the batches (the one copy on the produce path: offsets are written
-/// into it), stamped with the append time when the topic wants that.
-fn stamped(records: &[u8], log_append_time: Option<i64>) -> Result<BytesMut, AppendError> {
-    let mut owned = BytesMut::from(records);
-    if let Some(timestamp) = log_append_time {
-        let ranges: Vec<_> = Batches::new(records).map(|(_, range)| range).collect();
-        for range in ranges {
-            batch::set_log_append_time(&mut owned[range], timestamp)?;
-        }
-    }
-    Ok(owned)
-}
-
 /// One control batch holding one marker record: key `[version 0, type]` (0 abort,
 /// 1 commit), value `[version 0, coordinator epoch]`.
 fn marker_batch(
@@ -238,12 +243,16 @@ fn marker_batch(
 }
 
 /// Records batches that were just appended starting at `base_offset`.
-fn record_assigned(producers: &mut ProducerTable, records: &[u8], base_offset: i64) {
+fn record_assigned<'a>(
+    producers: &mut ProducerTable,
+    headers: impl IntoIterator<Item = &'a BatchHeader>,
+    base_offset: i64,
+) {
     let mut next = base_offset;
-    for (header, _) in Batches::new(records) {
+    for header in headers {
         let assigned = BatchHeader {
             base_offset: next,
-            ..header
+            ..*header
         };
         producers.record(&assigned);
         next = assigned.next_offset();
@@ -290,7 +299,7 @@ mod tests {
 
     impl Partition {
         fn append_now(&self, records: &[u8]) -> Result<Appended, PartitionAppendError> {
-            self.append(records, None)
+            self.append(BytesMut::from(records), None)
         }
     }
 

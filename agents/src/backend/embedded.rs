@@ -150,7 +150,7 @@ impl Sink for EmbeddedBackend {
             // Through the partition, like a wire produce, so the partition's producer
             // state stays in step with everything in its log.
             let appended = partition
-                .append(&batch, None)
+                .append(batch, None)
                 .map_err(|e| append_error(e.to_string()))?;
             partition
                 .log

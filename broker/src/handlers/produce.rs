@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentlog_protocol::batch::{self, BatchError, Batches, Compression};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
@@ -199,7 +199,9 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
         .topic_value(&topic.record.configs, "message.timestamp.type")
         .filter(|(value, _)| value == "LogAppendTime")
         .map(|_| now_ms());
-    match partition.append(&records, log_append_time) {
+    // The one copy of the wire path: the request frame is shared, and appending
+    // patches headers in place.
+    match partition.append(BytesMut::from(&records[..]), log_append_time) {
         Ok(appended) => Outcome {
             index,
             result: Ok(Accepted {

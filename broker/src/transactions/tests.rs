@@ -2,7 +2,7 @@
 //! fencing, timeouts and recovery after a reopen.
 
 use agentlog_protocol::fixtures;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 
 use super::*;
@@ -16,7 +16,7 @@ fn open(dir: &std::path::Path, settings: &[(&str, &str)]) -> Broker {
     Broker::open(config).unwrap()
 }
 
-fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32) -> Vec<u8> {
+fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32) -> BytesMut {
     let records: Vec<_> = (0..count)
         .map(|i| {
             let value = Bytes::from(format!("v{}", first_sequence + i));
@@ -24,7 +24,7 @@ fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32) -> V
             fixtures::from_producer(record, producer_id, epoch, first_sequence, true)
         })
         .collect();
-    fixtures::encode(&records, Compression::None).to_vec()
+    fixtures::encode(&records, Compression::None)
 }
 
 fn partitions(topic: &str) -> Vec<(String, i32)> {
@@ -43,9 +43,7 @@ async fn commit_and_abort_move_the_lso_and_fill_the_aborted_index() {
     let (pid, epoch) = txns.init_producer(&broker, "tx", 60_000, None).unwrap();
     txns.add_partitions("tx", pid, epoch, &partitions("t"))
         .unwrap();
-    partition
-        .append(&txn_batch(pid, epoch, 0, 3), None)
-        .unwrap();
+    partition.append(txn_batch(pid, epoch, 0, 3), None).unwrap();
     partition.log.wait_durable(3).await.unwrap();
     assert_eq!(
         partition.last_stable_offset(),
@@ -62,9 +60,7 @@ async fn commit_and_abort_move_the_lso_and_fill_the_aborted_index() {
     txns.add_partitions("tx", pid, epoch, &partitions("t"))
         .unwrap();
     txns.add_offsets("tx", pid, epoch, "g").unwrap();
-    partition
-        .append(&txn_batch(pid, epoch, 3, 2), None)
-        .unwrap();
+    partition.append(txn_batch(pid, epoch, 3, 2), None).unwrap();
     let staged = StagedOffset {
         topic: "in".into(),
         partition: 0,
@@ -115,9 +111,7 @@ async fn re_init_fences_the_old_producer_and_aborts_its_transaction() {
     let (pid, epoch) = txns.init_producer(&broker, "tx", 60_000, None).unwrap();
     txns.add_partitions("tx", pid, epoch, &partitions("t"))
         .unwrap();
-    partition
-        .append(&txn_batch(pid, epoch, 0, 2), None)
-        .unwrap();
+    partition.append(txn_batch(pid, epoch, 0, 2), None).unwrap();
     let (pid2, epoch2) = txns.init_producer(&broker, "tx", 60_000, None).unwrap();
     assert_eq!(pid2, pid);
     assert!(epoch2 > epoch);
@@ -129,7 +123,7 @@ async fn re_init_fences_the_old_producer_and_aborts_its_transaction() {
         Err(EndTxnError::Check(TxnCheckError::Fenced))
     ));
     assert!(matches!(
-        partition.append(&txn_batch(pid, epoch, 2, 1), None),
+        partition.append(txn_batch(pid, epoch, 2, 1), None),
         Err(crate::partition::PartitionAppendError::Sequence(_))
     ));
     assert_eq!(
@@ -151,7 +145,7 @@ async fn hung_transactions_time_out_and_state_survives_a_reopen() {
         txns.add_partitions("tx", ids.0, ids.1, &partitions("t"))
             .unwrap();
         partition
-            .append(&txn_batch(ids.0, ids.1, 0, 2), None)
+            .append(txn_batch(ids.0, ids.1, 0, 2), None)
             .unwrap();
         partition.log.wait_durable(2).await.unwrap();
         broker.flush();
@@ -186,9 +180,7 @@ async fn a_prepared_commit_is_completed_after_a_crash() {
         let (pid, epoch) = txns.init_producer(&broker, "tx", 60_000, None).unwrap();
         txns.add_partitions("tx", pid, epoch, &partitions("t"))
             .unwrap();
-        partition
-            .append(&txn_batch(pid, epoch, 0, 2), None)
-            .unwrap();
+        partition.append(txn_batch(pid, epoch, 0, 2), None).unwrap();
         partition.log.wait_durable(2).await.unwrap();
         // The crash comes after PrepareCommit is durable and before any marker.
         let mut txns_map = txns.lock();
@@ -226,7 +218,7 @@ async fn the_aborted_index_is_rebuilt_from_the_log_and_from_the_snapshot() {
                 .unwrap();
             let sequence = i32::try_from(round).unwrap() * 2;
             partition
-                .append(&txn_batch(pid, epoch, sequence, 2), None)
+                .append(txn_batch(pid, epoch, sequence, 2), None)
                 .unwrap();
             for (log, end) in txns.end_txn(&broker, "tx", pid, epoch, commit).unwrap() {
                 log.wait_durable(end).await.unwrap();
@@ -235,9 +227,7 @@ async fn the_aborted_index_is_rebuilt_from_the_log_and_from_the_snapshot() {
         // One more, left open.
         txns.add_partitions("tx", pid, epoch, &partitions("t"))
             .unwrap();
-        partition
-            .append(&txn_batch(pid, epoch, 6, 1), None)
-            .unwrap();
+        partition.append(txn_batch(pid, epoch, 6, 1), None).unwrap();
         partition.log.wait_durable(10).await.unwrap();
         broker.flush();
     }
