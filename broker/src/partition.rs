@@ -199,9 +199,10 @@ impl Partition {
     }
 }
 
-/// One control batch holding one marker record: key `[version 0, type]` (0 abort,
+/// One control batch holding one marker record (also what tests use to write markers
+/// straight into a log): key `[version 0, type]` (0 abort,
 /// 1 commit), value `[version 0, coordinator epoch]`.
-fn marker_batch(
+pub(crate) fn marker_batch(
     producer_id: i64,
     producer_epoch: i16,
     commit: bool,

@@ -24,6 +24,14 @@
 //! Tombstones (null value) are removed once their timestamp is older than
 //! `delete.retention.ms`; until then they are kept so consumers see the deletion.
 //!
+//! **Transactions.** A transactional record enters the key map only when its producer's
+//! commit marker follows it in the range: a record of an aborted transaction must never
+//! make a committed value of its key look stale (read_committed consumers would then
+//! see the key vanish). Records of aborted transactions are removed, keys or not; their
+//! markers stay. A transaction without a marker yet is undecided: the pass stops at the
+//! segment boundary below its first batch, as Kafka's cleaner stops at the last stable
+//! offset.
+//!
 //! **Crash safety.** The cleaned files are written and fsynced next to the old ones;
 //! then, under the log's maintenance lock, a `cleaning-swap` marker naming the segments
 //! is written atomically (the commit point), the `.cleaned` files are renamed over the
@@ -31,7 +39,7 @@
 //! `.cleaned` files without a marker are deleted. A crash therefore leaves either every
 //! old segment or every new one. Readers holding an old segment keep its open files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -47,6 +55,7 @@ use super::index::IndexBuilder;
 use super::log::{sync_dir, write_atomically, PartitionLog};
 use super::records::{decompress, read_varint};
 use super::segment::Segment;
+use crate::producers::marker_kind;
 
 /// Marker file whose presence means "the cleaned segments it names are complete".
 const SWAP_MARKER: &str = "cleaning-swap";
@@ -306,6 +315,32 @@ fn rebuild(whole: &[u8], body: &[u8], count: i32) -> Vec<u8> {
     out
 }
 
+/// Pass one's map from key to its latest offset, with the memory it takes.
+#[derive(Default)]
+struct KeyMap {
+    offsets: HashMap<Bytes, i64>,
+    /// Key bytes plus per-entry overhead, checked against [`KEY_MAP_BYTES`].
+    bytes: usize,
+}
+
+impl KeyMap {
+    fn insert(&mut self, key: Bytes, offset: i64) {
+        let len = key.len();
+        if self.offsets.insert(key, offset).is_none() {
+            self.bytes += len + KEY_ENTRY_OVERHEAD;
+        }
+    }
+}
+
+/// A transaction seen in pass one whose marker has not come yet.
+struct OpenTxn {
+    first_offset: i64,
+    /// Base offsets of its batches (removed whole if it aborts).
+    batches: Vec<i64>,
+    /// Its keyed records, mapped only if it commits.
+    keys: Vec<(Bytes, i64)>,
+}
+
 fn cleaned_path(dir: &Path, base: i64, ext: &str) -> PathBuf {
     dir.join(format!("{base:020}.{ext}{CLEANED}"))
 }
@@ -333,9 +368,9 @@ impl PartitionLog {
             .into_iter()
             .take_while(|(s, _)| s.max_timestamp().is_none_or(|m| m.timestamp <= lag_limit))
             .collect();
-        let Some(&(_, end)) = range.last() else {
+        if range.is_empty() {
             return Ok(None);
-        };
+        }
         let total: u64 = range.iter().map(|(s, _)| s.size()).sum();
         let dirty: u64 = range
             .iter()
@@ -355,13 +390,15 @@ impl PartitionLog {
             segment.pin_files()?;
         }
 
-        // Pass one: the latest offset of every key, the last batch of every producer.
-        let mut latest: HashMap<Bytes, i64> = HashMap::new();
+        // Pass one: the latest committed offset of every key, the last batch of every
+        // producer, and which transactional batches were aborted.
+        let mut latest = KeyMap::default();
         let mut last_of_producer: HashMap<i64, i64> = HashMap::new();
-        let mut map_bytes = 0usize;
+        let mut open_txns: HashMap<i64, OpenTxn> = HashMap::new();
+        let mut aborted: HashSet<i64> = HashSet::new();
         let mut mapped = 0usize;
         for (segment, _) in &range {
-            if mapped > 0 && map_bytes >= KEY_MAP_BYTES {
+            if mapped > 0 && latest.bytes >= KEY_MAP_BYTES {
                 break;
             }
             mapped += 1;
@@ -370,6 +407,17 @@ impl PartitionLog {
                     last_of_producer.insert(header.producer_id, header.base_offset);
                 }
                 if header.is_control() {
+                    let decided = marker_kind(&whole)
+                        .and_then(|commit| Some((commit, open_txns.remove(&header.producer_id)?)));
+                    match decided {
+                        Some((true, txn)) => {
+                            for (key, offset) in txn.keys {
+                                latest.insert(key, offset);
+                            }
+                        }
+                        Some((false, txn)) => aborted.extend(txn.batches),
+                        None => {}
+                    }
                     return Ok(());
                 }
                 let body = batch_body(header, &whole).map_err(|reason| CompactError::Corrupt {
@@ -381,12 +429,20 @@ impl PartitionLog {
                         segment: segment.log_path().display().to_string(),
                         reason,
                     })?;
+                if header.is_transactional() {
+                    let txn = open_txns.entry(header.producer_id).or_insert(OpenTxn {
+                        first_offset: header.base_offset,
+                        batches: Vec::new(),
+                        keys: Vec::new(),
+                    });
+                    txn.batches.push(header.base_offset);
+                    txn.keys
+                        .extend(records.into_iter().filter_map(|r| Some((r.key?, r.offset))));
+                    return Ok(());
+                }
                 for record in records {
                     if let Some(key) = record.key {
-                        let len = key.len();
-                        if latest.insert(key, record.offset).is_none() {
-                            map_bytes += len + KEY_ENTRY_OVERHEAD;
-                        }
+                        latest.insert(key, record.offset);
                     }
                 }
                 Ok(())
@@ -395,7 +451,12 @@ impl PartitionLog {
 
         let mut range = range;
         range.truncate(mapped);
-        let end = range.last().map_or(end, |(_, next)| *next);
+        if let Some(undecided) = open_txns.values().map(|t| t.first_offset).min() {
+            range.retain(|(_, next)| *next <= undecided);
+        }
+        let Some(&(_, end)) = range.last() else {
+            return Ok(None);
+        };
 
         // Pass two: write the cleaned segments.
         let bases: Vec<i64> = range.iter().map(|(s, _)| s.base).collect();
@@ -408,7 +469,8 @@ impl PartitionLog {
             for (segment, _) in &range {
                 let (after, removed) = self.write_cleaned(
                     segment,
-                    &latest,
+                    &latest.offsets,
+                    &aborted,
                     &last_of_producer,
                     policy,
                     &mut oldest_tombstone,
@@ -497,6 +559,7 @@ impl PartitionLog {
         &self,
         segment: &Segment,
         latest: &HashMap<Bytes, i64>,
+        aborted: &HashSet<i64>,
         last_of_producer: &HashMap<i64, i64>,
         policy: Compaction,
         oldest_tombstone: &mut i64,
@@ -531,6 +594,7 @@ impl PartitionLog {
                 let mut keep = Vec::with_capacity(records.len());
                 for record in &records {
                     let live = match &record.key {
+                        _ if aborted.contains(&header.base_offset) => false,
                         Some(key) => latest.get(key) == Some(&record.offset),
                         None => true,
                     };

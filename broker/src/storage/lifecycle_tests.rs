@@ -433,3 +433,120 @@ fn a_read_never_answers_with_only_empty_batches_while_records_follow() {
         vec![(20, "same"), (21, "other")]
     );
 }
+
+/// One keyed record from producer `producer_id`, inside a transaction.
+fn in_txn(producer_id: i64, sequence: i32, key: &str, value: &str) -> BytesMut {
+    let record = fixtures::record(
+        0,
+        Some(Bytes::from(key.to_string())),
+        Some(Bytes::from(value.to_string())),
+        now() - 10_000,
+    );
+    fixtures::encode(
+        &[fixtures::from_producer(
+            record,
+            producer_id,
+            0,
+            sequence,
+            true,
+        )],
+        KpCompression::None,
+    )
+}
+
+/// One keyed record outside any transaction.
+fn plain(key: &str, value: &str) -> BytesMut {
+    let old = now() - 10_000;
+    keyed(
+        &[(key.into(), Some(value.into()))],
+        old,
+        KpCompression::None,
+    )
+}
+
+fn marker(producer_id: i64, commit: bool) -> BytesMut {
+    crate::partition::marker_batch(producer_id, 0, commit, 0, now() - 10_000).unwrap()
+}
+
+/// The keyed records a plain read returns, control records left out.
+fn keyed_values(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+    read_all(log, 0)
+        .into_iter()
+        .filter(|(_, key, _)| key.starts_with("key-"))
+        .collect()
+}
+
+#[test]
+fn compaction_removes_aborted_records_and_never_lets_them_shadow_committed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    log.append(plain("key-a", "a1")).unwrap(); // 0
+    log.append(plain("key-b", "b1")).unwrap(); // 1
+    log.append(in_txn(7, 0, "key-a", "a-aborted")).unwrap(); // 2
+    log.append(in_txn(8, 0, "key-b", "b2")).unwrap(); // 3
+    log.append(marker(7, false)).unwrap(); // 4: producer 7 aborts
+    log.append(marker(8, true)).unwrap(); // 5: producer 8 commits
+    log.append(in_txn(9, 0, "key-c", "c-aborted")).unwrap(); // 6: keyed, aborted, no other value
+    log.append(marker(9, false)).unwrap(); // 7
+    log.set_roll_config(1, 60_000);
+    log.append(plain("key-tail", "t")).unwrap(); // 8, seals everything before it
+
+    let outcome = log.compact(policy(3_600_000)).unwrap().expect("a pass ran");
+    assert_eq!(outcome.cleaned_up_to, 8);
+    assert_eq!(
+        keyed_values(&log),
+        vec![
+            (0, "key-a".into(), Some("a1".into())),
+            (3, "key-b".into(), Some("b2".into())),
+            (8, "key-tail".into(), Some("t".into())),
+        ],
+        "a1 survives the aborted a-aborted, b2 (committed) replaces b1, aborted c is gone"
+    );
+}
+
+#[test]
+fn compaction_stops_below_a_transaction_that_has_no_marker_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    log.append(plain("key-a", "a1")).unwrap(); // 0
+    log.append(plain("key-a", "a2")).unwrap(); // 1
+    log.set_roll_config(1, 60_000);
+    log.append(in_txn(7, 0, "key-a", "a-open")).unwrap(); // 2: segment of its own
+    log.append(plain("key-b", "b1")).unwrap(); // 3
+    log.append(plain("key-tail", "t")).unwrap(); // 4: the active segment
+
+    let outcome = log.compact(policy(3_600_000)).unwrap().expect("a pass ran");
+    // Only the segment below the open transaction was cleaned: a1 is gone, a2 stays
+    // (the undecided record is not in the key map), and nothing from offset 2 on moved.
+    assert_eq!(outcome.cleaned_up_to, 2);
+    assert_eq!(
+        keyed_values(&log),
+        vec![
+            (1, "key-a".into(), Some("a2".into())),
+            (2, "key-a".into(), Some("a-open".into())),
+            (3, "key-b".into(), Some("b1".into())),
+            (4, "key-tail".into(), Some("t".into())),
+        ]
+    );
+    // Once it aborts, the next pass may clean past it, and a2 still survives.
+    log.set_roll_config(1 << 20, 60_000);
+    log.append(marker(7, false)).unwrap();
+    log.set_roll_config(1, 60_000);
+    log.append(plain("key-tail", "t2")).unwrap();
+    let outcome = log
+        .compact(policy(3_600_000))
+        .unwrap()
+        .expect("a second pass ran");
+    assert!(outcome.cleaned_up_to > 4);
+    let values = keyed_values(&log);
+    assert!(
+        values.contains(&(1, "key-a".into(), Some("a2".into()))),
+        "{values:?}"
+    );
+    assert!(
+        !values
+            .iter()
+            .any(|(_, _, v)| v.as_deref() == Some("a-open")),
+        "{values:?}"
+    );
+}
