@@ -974,6 +974,42 @@ impl GroupCoordinator {
             .map_err(|e| CommitError::Storage(e.to_string()))
     }
 
+    /// TxnOffsetCommit's group check (KIP-447). A transactional producer that consumes
+    /// in a group sends its consumer's member id and generation (v3+), so that a zombie
+    /// whose consumer was rebalanced out cannot commit offsets for partitions another
+    /// member now owns. As in Kafka, an empty member id or a negative generation skips
+    /// that part of the check (clients before v3 send neither). The offsets themselves
+    /// are staged with the transaction and written when it commits.
+    pub fn check_txn_member(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), TxnMemberError> {
+        let groups = lock(&self.inner);
+        let Some(group) = groups.get(group_id) else {
+            // No group yet: only an anonymous commit can be right about it.
+            return match member_id.is_empty() {
+                true => Ok(()),
+                false => Err(TxnMemberError::UnknownMemberId),
+            };
+        };
+        if group.state == GroupState::Dead {
+            return Err(TxnMemberError::CoordinatorNotAvailable);
+        }
+        if group.is_fenced(group_instance_id, member_id) {
+            return Err(TxnMemberError::FencedInstanceId);
+        }
+        if !member_id.is_empty() && !group.members.contains_key(member_id) {
+            return Err(TxnMemberError::UnknownMemberId);
+        }
+        if generation_id >= 0 && generation_id != group.generation {
+            return Err(TxnMemberError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// OffsetCommit, acknowledged once durable.
     pub async fn commit_offsets(
         &self,

@@ -323,6 +323,23 @@ pub enum CommitError {
     Storage(String),
 }
 
+/// Why TxnOffsetCommit's group check (KIP-447) refused a transactional producer.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum TxnMemberError {
+    /// The member id names nobody in the group.
+    #[error("unknown member id")]
+    UnknownMemberId,
+    /// The consumer was rebalanced out: its generation is not the group's.
+    #[error("illegal generation")]
+    IllegalGeneration,
+    /// Another process took over this static member's instance id.
+    #[error("fenced instance id")]
+    FencedInstanceId,
+    /// The group is being deleted.
+    #[error("coordinator not available")]
+    CoordinatorNotAvailable,
+}
+
 /// Why one partition's commit was refused.
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum CommitPartitionError {

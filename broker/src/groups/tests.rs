@@ -477,6 +477,44 @@ async fn commits_from_stale_generations_and_strangers_are_refused() {
     );
 }
 
+#[tokio::test]
+async fn transactional_commits_from_zombie_consumers_are_refused() {
+    let f = fixture(0);
+    let check =
+        |generation: i32, member: &str| f.groups.check_txn_member("g", generation, member, None);
+    // No group yet: a pre-KIP-447 producer (no member, generation -1) may stage offsets.
+    assert_eq!(check(-1, ""), Ok(()));
+    assert_eq!(check(-1, "who"), Err(TxnMemberError::UnknownMemberId));
+
+    let a = form(&f.groups, vec![params("", None, &["t"])])
+        .await
+        .remove(0);
+    assert_eq!(check(1, &a.member_id), Ok(()));
+    assert_eq!(check(-1, ""), Ok(()), "older clients send neither field");
+    assert_eq!(check(1, "stranger"), Err(TxnMemberError::UnknownMemberId));
+    assert_eq!(
+        check(7, &a.member_id),
+        Err(TxnMemberError::IllegalGeneration)
+    );
+
+    // A second member joins: generation 2. A producer still holding generation 1's
+    // metadata is a zombie, even though its member id is still in the group.
+    let b_wait = f.groups.begin_join(params("", None, &["t"]));
+    let a2 = f
+        .groups
+        .join(params(&a.member_id, None, &["t"]))
+        .await
+        .unwrap();
+    let b = b_wait.outcome().await.unwrap();
+    assert_eq!(a2.generation_id, 2);
+    assert_eq!(
+        check(1, &a.member_id),
+        Err(TxnMemberError::IllegalGeneration)
+    );
+    assert_eq!(check(2, &a2.member_id), Ok(()));
+    assert_eq!(check(2, &b.member_id), Ok(()));
+}
+
 #[tokio::test(start_paused = true)]
 async fn join_group_v4_asks_a_new_member_to_come_back_with_its_id() {
     let f = fixture(0);

@@ -24,6 +24,7 @@ use kafka_protocol::messages::*;
 
 use super::{str_bytes, topic_name, ReplyBody};
 use crate::broker::Broker;
+use crate::groups::TxnMemberError;
 use crate::transactions::{
     AddOffsetsError, AddPartitionsError, EndTxnError, StagedOffset, TxnOffsetCommitError,
     TxnOffsetPartitionError,
@@ -176,21 +177,36 @@ pub fn txn_offset_commit(
             })
         })
         .collect();
-    let outcome = broker.transactions.stage_offsets(
-        &request.transactional_id.0,
+    let member = broker.groups.check_txn_member(
         &request.group_id.0,
-        request.producer_id.0,
-        request.producer_epoch,
-        offsets,
+        request.generation_id,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
     );
+    let outcome = match member {
+        Ok(()) => Ok(broker.transactions.stage_offsets(
+            &request.transactional_id.0,
+            &request.group_id.0,
+            request.producer_id.0,
+            request.producer_epoch,
+            offsets,
+        )),
+        Err(error) => Err(error),
+    };
     let mut results = match &outcome {
-        Ok(results) => results.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
+        Ok(Ok(results)) => results.clone().into_iter(),
+        _ => Vec::new().into_iter(),
     };
     let whole = match &outcome {
-        Ok(_) => 0,
-        Err(TxnOffsetCommitError::InvalidGroupId) => ResponseError::InvalidGroupId.code(),
-        Err(TxnOffsetCommitError::Check(check)) => check.code(version < 3).code(),
+        Ok(Ok(_)) => 0,
+        Ok(Err(TxnOffsetCommitError::InvalidGroupId)) => ResponseError::InvalidGroupId.code(),
+        Ok(Err(TxnOffsetCommitError::Check(check))) => check.code(version < 3).code(),
+        Err(TxnMemberError::UnknownMemberId) => ResponseError::UnknownMemberId.code(),
+        Err(TxnMemberError::IllegalGeneration) => ResponseError::IllegalGeneration.code(),
+        Err(TxnMemberError::FencedInstanceId) => ResponseError::FencedInstanceId.code(),
+        Err(TxnMemberError::CoordinatorNotAvailable) => {
+            ResponseError::CoordinatorNotAvailable.code()
+        }
     };
     let topics = request
         .topics
