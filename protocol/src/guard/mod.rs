@@ -21,12 +21,12 @@
 //! - known tagged fields are walked *by type*, because kafka-protocol parses them by type
 //!   and ignores their size prefix, and a size that disagrees with the content is
 //!   refused; unknown tags are skipped by their (bounded) size;
-//! - bytes left after the body are refused, so the guard and decoder agree on the end.
+//! - bytes after the last field are ignored, as Kafka and the decoder ignore them;
+//! - the arrays of one request may claim at most `MAX_ELEMENTS` elements in total.
 //!
-//! What remains: a body that passes can still make the decoder reserve up to about 40
-//! times its own size per array nesting level (the size of a decoded element over its
-//! smallest wire encoding; pinned by a unit test), exactly as a legitimate request with
-//! that many elements would. The frame-size cap is what bounds that.
+//! Why the last rule: a decoded element is up to ~40 times its smallest wire encoding
+//! (pinned by a unit test), so without it the decoder's memory would be bounded only by
+//! the frame-size cap times that factor.
 //!
 //! The request header is decoded before the guard runs; it only uses bounded reads (its
 //! client id and tagged fields go through `try_get_bytes`), so it needs no guarding.
@@ -80,6 +80,15 @@ pub enum GuardError {
         field: &'static str,
         /// The claimed length.
         claimed: i64,
+    },
+    /// The request's arrays hold more elements in total than any real request does
+    /// (see `MAX_ELEMENTS`): decoding it would cost memory out of proportion to its use.
+    #[error("{field} brings the request past {limit} array elements")]
+    TooManyElements {
+        /// The array that crossed the limit.
+        field: &'static str,
+        /// The limit.
+        limit: u64,
     },
     /// A tag the decoder knows, but rejects at this version (it would bail anyway).
     #[error("tagged field {tag} is not valid at v{version}")]

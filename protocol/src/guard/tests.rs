@@ -130,6 +130,30 @@ fn compact_array_bombs_are_refused() {
     ));
 }
 
+/// DeleteGroups v0 naming `count` groups with empty names (2 bytes each).
+fn delete_groups_v0(count: u32) -> Vec<u8> {
+    let mut body = count.to_be_bytes().to_vec();
+    body.resize(4 + 2 * count as usize, 0);
+    body
+}
+
+#[test]
+fn requests_past_the_element_limit_are_refused_whatever_their_size() {
+    let limit = super::walk::MAX_ELEMENTS as u32;
+    assert_eq!(
+        check_request_body(ApiKey::DeleteGroups, 0, &delete_groups_v0(limit)),
+        Ok(())
+    );
+    // Each element fits in the body (2 bytes), so only the total gives it away.
+    assert_eq!(
+        check_request_body(ApiKey::DeleteGroups, 0, &delete_groups_v0(limit + 1)),
+        Err(GuardError::TooManyElements {
+            field: "groups_names",
+            limit: u64::from(limit),
+        })
+    );
+}
+
 #[test]
 fn string_past_the_end_is_refused() {
     // FindCoordinator v0: key string of length 100 with 3 bytes behind it.

@@ -121,7 +121,18 @@ struct Reader<'a> {
     pos: usize,
     version: i16,
     flexible: bool,
+    /// Array elements claimed so far, at every nesting level.
+    elements: u64,
 }
+
+/// Array elements one request may hold in total, at every nesting level.
+///
+/// The per-array check keeps each reservation proportional to the body, but a decoded
+/// element is up to ~64 times its smallest encoding, so a body at the frame limit
+/// (100 MiB by default) could still make the decoder build gigabytes. No real request
+/// comes near this many elements (it would name 262,144 topics, partitions or groups),
+/// and with it the decoded request stays within tens of MiB whatever the frame size.
+pub(crate) const MAX_ELEMENTS: u64 = 1 << 18;
 
 impl Reader<'_> {
     fn remaining(&self) -> usize {
@@ -235,6 +246,13 @@ impl Reader<'_> {
                         remaining,
                     });
                 }
+                self.elements = self.elements.saturating_add(count.unsigned_abs());
+                if self.elements > MAX_ELEMENTS {
+                    return Err(GuardError::TooManyElements {
+                        field,
+                        limit: MAX_ELEMENTS,
+                    });
+                }
                 for _ in 0..count {
                     self.ty(elem, field)?;
                 }
@@ -344,6 +362,7 @@ pub(crate) fn walk(message: &Message, version: i16, body: &[u8]) -> Result<usize
         pos: 0,
         version,
         flexible: version >= message.flexible,
+        elements: 0,
     };
     r.strukt(message.root)?;
     Ok(r.pos)
