@@ -2,13 +2,14 @@
 //! broker (`backend = "embedded"`, the default), or against an external cluster with no
 //! broker of its own (`backend = "kafka"`).
 
+mod agents_common;
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentlog_agents::{Backend, KafkaBackend, KafkaConfig, OutRecord, Sink, StartAt};
+use agentlog_agents::{KafkaBackend, KafkaConfig, OutRecord, Sink};
 use bytes::Bytes;
 use common::{BrokerProcess, Serve};
 
@@ -70,11 +71,9 @@ async fn routed(backend: &KafkaBackend) {
     backend.produce("events", records).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let orders = backend.read_topic("orders", StartAt::Earliest).await;
-        let other = backend.read_topic("events.other", StartAt::Earliest).await;
         let counts = (
-            orders.map(|e| e.len()).unwrap_or(0),
-            other.map(|e| e.len()).unwrap_or(0),
+            agents_common::read_all(backend, "orders").await.len(),
+            agents_common::read_all(backend, "events.other").await.len(),
         );
         if counts == (3, 2) {
             return;

@@ -59,7 +59,9 @@ pub mod runtime;
 pub mod state;
 
 pub use agent::{Agent, Context, HandlerError};
-pub use backend::{Backend, EmbeddedBackend, KafkaBackend, KafkaConfig, Sink, Source, StartAt};
+pub use backend::{
+    Backend, EmbeddedBackend, EventStream, KafkaBackend, KafkaConfig, Sink, Source, StartAt,
+};
 pub use delivery::RetryPolicy;
 pub use envelope::Envelope;
 pub use event::{Event, Header, OutRecord};

@@ -273,8 +273,9 @@ impl<B: Backend> Runtime<B> {
             metrics: Arc::new(AgentMetrics::new("replay")),
         };
         let mut report = ReplayReport::default();
-        for event in self.backend.read_topic(topic, from).await? {
-            match delivery.deliver(&self.backend, &event).await? {
+        let mut events = self.backend.read_topic(topic, from).await?;
+        while let Some(event) = events.next().await {
+            match delivery.deliver(&self.backend, &event?).await? {
                 Outcome::Handled => report.handled += 1,
                 Outcome::DeadLettered => report.dead_lettered += 1,
             }

@@ -40,7 +40,9 @@ impl StateStore {
         let topic = state_topic(agent_id);
         backend.ensure_topic(&topic, 1, true).await?;
         let mut map = HashMap::new();
-        for event in backend.read_topic(&topic, StartAt::Earliest).await? {
+        let mut events = backend.read_topic(&topic, StartAt::Earliest).await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
             let Some(key) = event
                 .key
                 .as_deref()

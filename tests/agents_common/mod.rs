@@ -18,6 +18,14 @@ use agentlog_agents::{
 use bytes::Bytes;
 use serde_json::json;
 
+/// Every record of `topic` now (none if it cannot be read, e.g. it does not exist yet).
+pub async fn read_all<B: Backend>(backend: &B, topic: &str) -> Vec<Event> {
+    match backend.read_topic(topic, StartAt::Earliest).await {
+        Ok(stream) => stream.collect_all().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Every record of `topic` once at least `n` are there (or whatever is there at the
 /// deadline).
 pub async fn wait_for<B: Backend>(
@@ -28,10 +36,7 @@ pub async fn wait_for<B: Backend>(
 ) -> Vec<Event> {
     let deadline = Instant::now() + timeout;
     loop {
-        let events = backend
-            .read_topic(topic, StartAt::Earliest)
-            .await
-            .unwrap_or_default();
+        let events = read_all(backend, topic).await;
         if events.len() >= n || Instant::now() > deadline {
             return events;
         }

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use super::group::Membership;
 use super::{
-    Backend, CommitError, ConsumeError, Position, ProduceError, ReadError, Sink, Source, StartAt,
-    TopicError,
+    Backend, CommitError, ConsumeError, EventStream, Position, ProduceError, ReadError, Sink,
+    Source, StartAt, TopicError,
 };
 use crate::event::{Event, OutRecord};
 use crate::records;
@@ -398,61 +398,72 @@ impl Backend for EmbeddedBackend {
         Ok(source)
     }
 
-    async fn read_topic(&self, topic: &str, from: StartAt) -> Result<Vec<Event>, ReadError> {
+    async fn read_topic(&self, topic: &str, from: StartAt) -> Result<EventStream, ReadError> {
         let found = self
             .broker
             .topics
             .get(topic)
             .ok_or_else(|| ReadError::UnknownTopic(topic.to_string()))?;
-        let name: Arc<str> = Arc::from(topic);
-        let mut events = Vec::new();
-        for partition in &found.partitions {
-            let log = &partition.log;
-            let fail = |reason: String| ReadError::Partition {
-                topic: topic.to_string(),
-                partition: partition.index,
-                reason,
-            };
-            let end = log.high_watermark();
-            let mut position = match from {
-                StartAt::Earliest => log.log_start_offset(),
-                StartAt::Offset(offset) => offset.clamp(log.log_start_offset(), end),
-                StartAt::Timestamp(ts) => log
-                    .offset_for_timestamp(ts)
-                    .map_err(|e| fail(e.to_string()))?
-                    .map_or(end, |found| found.offset),
-            };
-            while position < end {
-                let read = log
-                    .read(position, MAX_READ_BYTES)
-                    .map_err(|e| fail(e.to_string()))?;
-                if read.bytes.is_empty() {
-                    break;
+        let (sender, stream) = EventStream::channel();
+        tokio::spawn(async move {
+            for partition in &found.partitions {
+                if let Err(error) = stream_partition(&found, partition, from, &sender).await {
+                    let _ = sender.send(Err(error)).await;
+                    return;
                 }
-                let before = events.len();
-                let next = records::decode_batches(
-                    &name,
-                    partition.index,
-                    &read.bytes,
-                    position,
-                    &mut events,
-                )
+            }
+        });
+        Ok(stream)
+    }
+}
+
+/// Sends one partition's records from `from` up to its high watermark now. Each read
+/// decodes one chunk of batches (zero-copy events over it) and waits for room in the
+/// channel before reading the next, so at most a few chunks are alive at once.
+async fn stream_partition(
+    topic: &Topic,
+    partition: &agentlog_broker::partition::Partition,
+    from: StartAt,
+    sender: &tokio::sync::mpsc::Sender<Result<Event, ReadError>>,
+) -> Result<(), ReadError> {
+    let log = &partition.log;
+    let fail = |reason: String| ReadError::Partition {
+        topic: topic.name().to_string(),
+        partition: partition.index,
+        reason,
+    };
+    let name: Arc<str> = Arc::from(topic.name());
+    let end = log.high_watermark();
+    let mut position = match from {
+        StartAt::Earliest => log.log_start_offset(),
+        StartAt::Offset(offset) => offset.clamp(log.log_start_offset(), end),
+        StartAt::Timestamp(ts) => log
+            .offset_for_timestamp(ts)
+            .map_err(|e| fail(e.to_string()))?
+            .map_or(end, |found| found.offset),
+    };
+    let mut events = Vec::new();
+    while position < end {
+        let read = log
+            .read(position, MAX_READ_BYTES)
+            .map_err(|e| fail(e.to_string()))?;
+        if read.bytes.is_empty() {
+            break;
+        }
+        let next =
+            records::decode_batches(&name, partition.index, &read.bytes, position, &mut events)
                 .map_err(|e| fail(e.to_string()))?;
-                events.truncate(
-                    before
-                        + events[before..]
-                            .iter()
-                            .take_while(|e| e.offset < end)
-                            .count(),
-                );
-                if next <= position {
-                    break;
-                }
-                position = next;
+        for event in events.drain(..).take_while(|e| e.offset < end) {
+            if sender.send(Ok(event)).await.is_err() {
+                return Ok(()); // the stream was dropped: nobody wants the rest
             }
         }
-        Ok(events)
+        if next <= position {
+            break;
+        }
+        position = next;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,15 +18,16 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    Backend, CommitError, ConsumeError, Position, ProduceError, ReadError, Sink, Source, StartAt,
-    TopicError,
+    Backend, CommitError, ConsumeError, EventStream, Position, ProduceError, ReadError, Sink,
+    Source, StartAt, TopicError,
 };
 use crate::event::{Event, Header, OutRecord};
 
 /// Most records one poll gathers.
 const MAX_POLL_RECORDS: usize = 500;
-/// How long reads of a whole topic (replay, state restore) may take.
-const READ_TOPIC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a read of a topic range (replay, state restore) may go without receiving a
+/// record before it gives up: the range's end is known, so silence means trouble.
+const READ_TOPIC_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the cluster is and how to talk to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -302,20 +303,37 @@ impl Backend for KafkaBackend {
         })
     }
 
-    async fn read_topic(&self, topic: &str, from: StartAt) -> Result<Vec<Event>, ReadError> {
+    async fn read_topic(&self, topic: &str, from: StartAt) -> Result<EventStream, ReadError> {
         let config = self.config.clone();
         let topic = topic.to_string();
-        tokio::task::spawn_blocking(move || read_topic_blocking(&config, &topic, from))
-            .await
-            .map_err(|e| ReadError::Kafka(e.to_string()))?
+        let (sender, stream) = EventStream::channel();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = read_topic_blocking(&config, &topic, from, &sender) {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        Ok(stream)
     }
 }
 
+/// The next offset `consumer` will fetch from `topic`/`partition`, once it has one.
+fn position_of(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// Streams `topic` from `from` to its end now into `sender`, one partition at a time
+/// (each assigned alone, so records arrive partition by partition without being
+/// regrouped in memory). Stops early, without error, if the stream is dropped.
 fn read_topic_blocking(
     config: &KafkaConfig,
     topic: &str,
     from: StartAt,
-) -> Result<Vec<Event>, ReadError> {
+    sender: &tokio::sync::mpsc::Sender<Result<Event, ReadError>>,
+) -> Result<(), ReadError> {
     let kafka = |e: rdkafka::error::KafkaError| ReadError::Kafka(e.to_string());
     let consumer: BaseConsumer = config
         .client(&[
@@ -368,47 +386,49 @@ fn read_topic_blocking(
             }
         }
     }
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0usize;
+    let name: Arc<str> = Arc::from(topic);
     for &partition in &partitions {
         let start = starts.get(&partition).copied().unwrap_or(0);
         let end = ends.get(&partition).copied().unwrap_or(0);
-        if start < end {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Offset(start))
-                .map_err(kafka)?;
-            remaining += 1;
+        if start >= end {
+            continue;
         }
-    }
-    let mut by_partition: BTreeMap<i32, Vec<Event>> = BTreeMap::new();
-    if remaining > 0 {
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(kafka)?;
         consumer.assign(&assignment).map_err(kafka)?;
-        let name: Arc<str> = Arc::from(topic);
-        let deadline = std::time::Instant::now() + READ_TOPIC_TIMEOUT;
-        let mut done = std::collections::BTreeSet::new();
-        while done.len() < remaining {
-            if std::time::Instant::now() >= deadline {
-                return Err(ReadError::Kafka(format!(
-                    "timed out reading {topic} ({} of {remaining} partitions done)",
-                    done.len()
-                )));
+        let mut idle_deadline = std::time::Instant::now() + READ_TOPIC_IDLE_TIMEOUT;
+        loop {
+            if std::time::Instant::now() >= idle_deadline {
+                return Err(ReadError::Partition {
+                    topic: topic.to_string(),
+                    partition,
+                    reason: format!(
+                        "no record for {}s before offset {end}",
+                        READ_TOPIC_IDLE_TIMEOUT.as_secs()
+                    ),
+                });
             }
             let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+                // The range may end in records a consumer never sees (transaction
+                // markers): the client's position then passes the end without a message.
+                if position_of(&consumer, topic, partition).is_some_and(|at| at >= end) {
+                    break;
+                }
                 continue;
             };
             let message = result.map_err(kafka)?;
-            let partition = message.partition();
-            let end = ends.get(&partition).copied().unwrap_or(0);
-            if message.offset() < end {
-                by_partition
-                    .entry(partition)
-                    .or_default()
-                    .push(to_event(&message, &name));
+            idle_deadline = std::time::Instant::now() + READ_TOPIC_IDLE_TIMEOUT;
+            if message.offset() < end
+                && sender.blocking_send(Ok(to_event(&message, &name))).is_err()
+            {
+                return Ok(()); // the stream was dropped: nobody wants the rest
             }
             if message.offset() + 1 >= end {
-                done.insert(partition);
+                break;
             }
         }
     }
-    Ok(by_partition.into_values().flatten().collect())
+    Ok(())
 }

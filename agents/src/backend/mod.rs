@@ -195,10 +195,49 @@ pub trait Backend: Sink + Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Source, ConsumeError>> + Send;
 
     /// Every record of `topic` from `from` up to its end now, outside any group (state
-    /// restore, replay). Records come partition by partition, in offset order.
+    /// restore, replay), streamed: records come partition by partition, in offset order,
+    /// as they are read, so replaying a long log holds a bounded number of them.
     fn read_topic(
         &self,
         topic: &str,
         from: StartAt,
-    ) -> impl Future<Output = Result<Vec<Event>, ReadError>> + Send;
+    ) -> impl Future<Output = Result<EventStream, ReadError>> + Send;
+}
+
+/// Records read by [`Backend::read_topic`], as they arrive.
+///
+/// A bounded channel from the reading task: a consumer that processes slowly (a replay
+/// running an agent on each record) holds the reader back instead of letting it buffer
+/// the whole range. Dropping the stream stops the reader.
+#[derive(Debug)]
+pub struct EventStream {
+    events: tokio::sync::mpsc::Receiver<Result<Event, ReadError>>,
+}
+
+/// Records a reader may have read ahead of the consumer of its stream.
+const READ_AHEAD: usize = 1024;
+
+impl EventStream {
+    /// A stream, and the sending side its reading task fills.
+    pub(crate) fn channel() -> (
+        tokio::sync::mpsc::Sender<Result<Event, ReadError>>,
+        EventStream,
+    ) {
+        let (sender, events) = tokio::sync::mpsc::channel(READ_AHEAD);
+        (sender, EventStream { events })
+    }
+
+    /// The next record, `None` at the end of the range; an error ends the stream.
+    pub async fn next(&mut self) -> Option<Result<Event, ReadError>> {
+        self.events.recv().await
+    }
+
+    /// Every remaining record, for ranges known to be small (tests, tools).
+    pub async fn collect_all(mut self) -> Result<Vec<Event>, ReadError> {
+        let mut all = Vec::new();
+        while let Some(event) = self.next().await {
+            all.push(event?);
+        }
+        Ok(all)
+    }
 }
