@@ -139,6 +139,7 @@ mod tests {
             key: Some(Bytes::from_static(b"k")),
             value: Some(Bytes::copy_from_slice(value)),
             headers,
+            undecodable: None,
         }
     }
 

@@ -101,6 +101,15 @@ impl<A: Agent> Delivery<A> {
         sink: &S,
         event: &Event,
     ) -> Result<Outcome, DeliveryError> {
+        if let Some(reason) = &event.undecodable {
+            // No handler can make sense of it and retrying cannot help: straight to the
+            // dead-letter topic, raw bytes and all, so the partition moves on.
+            inc(&self.metrics.errors, 1);
+            tracing::warn!(agent = %self.agent_id, topic = %event.topic, partition = event.partition, offset = event.offset, %reason, "undecodable batch sent to the dead-letter topic");
+            return self
+                .dead_letter_durably(sink, event, &format!("undecodable batch: {reason}"), 0)
+                .await;
+        }
         let trace_id = event
             .trace_id()
             .or_else(|| Some(crate::envelope::new_trace_id()));
@@ -139,7 +148,19 @@ impl<A: Agent> Delivery<A> {
                 }
             }
         }
-        self.dead_letter(sink, event, &last_error, attempts)
+        self.dead_letter_durably(sink, event, &last_error, attempts)
+            .await
+    }
+
+    /// Writes `event` to the dead-letter topic; only then may it be committed.
+    async fn dead_letter_durably<S: Sink>(
+        &self,
+        sink: &S,
+        event: &Event,
+        error: &str,
+        attempts: u32,
+    ) -> Result<Outcome, DeliveryError> {
+        self.dead_letter(sink, event, error, attempts)
             .await
             .map_err(|source| DeliveryError {
                 topic: event.topic.to_string(),

@@ -35,6 +35,12 @@ pub struct Event {
     pub value: Option<Bytes>,
     /// Record headers, in order.
     pub headers: Vec<Header>,
+    /// Set when this is not a record but a whole batch the reader could not decode (bad
+    /// compression, broken record framing): `offset` is the batch's first offset at or
+    /// after the read position, `value` its raw bytes, and this says why. Delivery sends
+    /// it to the dead-letter topic without calling the handler, so one bad batch
+    /// neither stalls its partition nor disappears.
+    pub undecodable: Option<String>,
 }
 
 impl Event {

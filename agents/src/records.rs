@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use agentlog_protocol::batch::{Batches, Compression};
+use agentlog_protocol::batch::{BatchHeader, Batches, Compression};
 use agentlog_protocol::records::BatchRecords;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
@@ -62,53 +62,83 @@ pub const MAX_DECOMPRESSED_BATCH: usize = 64 << 20;
 /// `from`, and returns the offset after the last batch seen (the next position to read).
 /// Control batches (transaction markers) are skipped, as consumers do. Record parsing is
 /// `agentlog_protocol::records`: keys, values and headers stay slices of the batch.
+///
+/// A batch that cannot be decoded becomes one [`Event::undecodable`] event carrying its
+/// raw bytes instead of its records (none of which are emitted), so reading goes on.
 pub fn decode_batches(
     topic: &Arc<str>,
     partition: i32,
     bytes: &Bytes,
     from: i64,
     out: &mut Vec<Event>,
-) -> Result<i64, DecodeError> {
+) -> i64 {
     let mut next = from;
     for (header, range) in Batches::new(bytes) {
         next = next.max(header.next_offset());
         if header.is_control() || header.last_offset() < from {
             continue;
         }
-        let base_offset = header.base_offset;
-        let batch = BatchRecords::new(bytes.slice(range), MAX_DECOMPRESSED_BATCH).map_err(|e| {
-            DecodeError::Decompress {
-                base_offset,
-                reason: e.to_string(),
-            }
-        })?;
-        if header.compression() != Compression::None {
-            DECOMPRESSIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        for (position, record) in batch.enumerate() {
-            let record = record.map_err(|_| DecodeError::Malformed {
-                base_offset,
-                position,
-            })?;
-            if record.offset < from {
-                continue;
-            }
-            let headers = record
-                .headers()
-                .map(|(name, value)| Header { name, value })
-                .collect();
+        let before = out.len();
+        let batch = bytes.slice(range);
+        if let Err(error) = decode_batch(topic, partition, &header, batch.clone(), from, out) {
+            out.truncate(before);
             out.push(Event {
                 topic: topic.clone(),
                 partition,
-                offset: record.offset,
-                timestamp: record.timestamp,
-                key: record.key,
-                value: record.value,
-                headers,
+                offset: header.base_offset.max(from),
+                timestamp: header.max_timestamp,
+                key: None,
+                value: Some(batch),
+                headers: Vec::new(),
+                undecodable: Some(error.to_string()),
             });
         }
     }
-    Ok(next)
+    next
+}
+
+/// Appends the records of one batch at or after `from` to `out`.
+fn decode_batch(
+    topic: &Arc<str>,
+    partition: i32,
+    header: &BatchHeader,
+    batch: Bytes,
+    from: i64,
+    out: &mut Vec<Event>,
+) -> Result<(), DecodeError> {
+    let base_offset = header.base_offset;
+    let records =
+        BatchRecords::new(batch, MAX_DECOMPRESSED_BATCH).map_err(|e| DecodeError::Decompress {
+            base_offset,
+            reason: e.to_string(),
+        })?;
+    if header.compression() != Compression::None {
+        DECOMPRESSIONS.fetch_add(1, Ordering::Relaxed);
+    }
+    for (position, record) in records.enumerate() {
+        let record = record.map_err(|_| DecodeError::Malformed {
+            base_offset,
+            position,
+        })?;
+        if record.offset < from {
+            continue;
+        }
+        let headers = record
+            .headers()
+            .map(|(name, value)| Header { name, value })
+            .collect();
+        out.push(Event {
+            topic: topic.clone(),
+            partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            key: record.key,
+            value: record.value,
+            headers,
+            undecodable: None,
+        });
+    }
+    Ok(())
 }
 
 /// Encodes records as one v2 batch (offsets from 0; the log assigns the real ones), with
@@ -170,7 +200,7 @@ mod tests {
             .freeze();
         let topic: Arc<str> = Arc::from("t");
         let mut events = Vec::new();
-        let next = decode_batches(&topic, 0, &batch, 0, &mut events).unwrap();
+        let next = decode_batches(&topic, 0, &batch, 0, &mut events);
         assert_eq!(next, 2);
         let headers: Vec<_> = Batches::new(&batch).map(|(h, _)| h).collect();
         assert_eq!(headers.len(), 1, "one batch per emit");
@@ -185,8 +215,58 @@ mod tests {
         assert!(range.contains(&(value.as_ptr() as usize)));
         // Skipping records below `from`.
         events.clear();
-        decode_batches(&topic, 0, &batch, 1, &mut events).unwrap();
+        decode_batches(&topic, 0, &batch, 1, &mut events);
         assert_eq!(events.len(), 1);
+    }
+
+    /// A batch whose CRC is right but whose zstd payload is not zstd at all.
+    fn undecompressable(values: &[&str]) -> BytesMut {
+        let records: Vec<_> = values.iter().map(|v| out(v)).collect();
+        let mut batch = encode_batch(&records, Codec::None).unwrap();
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 4; // zstd
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    #[test]
+    fn an_undecodable_batch_becomes_one_event_and_reading_goes_on() {
+        let mut bytes = BytesMut::new();
+        for (base, part) in [
+            (0i64, encode_batch(&[out("a")], Codec::None).unwrap()),
+            (1, undecompressable(&["x", "y"])),
+            (3, encode_batch(&[out("b")], Codec::None).unwrap()),
+        ] {
+            let mut part = part;
+            agentlog_protocol::batch::set_base_offset(&mut part, base);
+            bytes.extend_from_slice(&part);
+        }
+        let bytes = bytes.freeze();
+        let topic: Arc<str> = Arc::from("t");
+        let mut events = Vec::new();
+        assert_eq!(decode_batches(&topic, 0, &bytes, 0, &mut events), 4);
+        let offsets: Vec<i64> = events.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, vec![0, 1, 3]);
+        assert!(events[0].undecodable.is_none() && events[2].undecodable.is_none());
+        let bad = &events[1];
+        assert!(
+            bad.undecodable
+                .as_deref()
+                .is_some_and(|r| r.contains("decompress")),
+            "{:?}",
+            bad.undecodable
+        );
+        // The raw batch, untouched, so a dead-letter consumer can inspect or repair it.
+        let raw: Vec<(_, _)> = Batches::new(&bytes).collect();
+        assert_eq!(bad.value.as_deref(), Some(&bytes[raw[1].1.clone()]));
+        // Read from inside the bad batch: its event starts at the read position.
+        events.clear();
+        decode_batches(&topic, 0, &bytes, 2, &mut events);
+        assert_eq!(
+            events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
     }
 
     #[test]

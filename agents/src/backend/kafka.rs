@@ -112,6 +112,7 @@ fn to_event(message: &impl Message, topic: &Arc<str>) -> Event {
         key: message.key().map(Bytes::copy_from_slice),
         value: message.payload().map(Bytes::copy_from_slice),
         headers,
+        undecodable: None,
     }
 }
 
