@@ -71,7 +71,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, agents, args.http))
+    let http = match args.http {
+        Some(address) => Some(address),
+        None => configured_http(&config)?,
+    };
+    runtime.block_on(serve(config, agents, http))
 }
 
 /// Logs go to stderr (stdout carries the machine-readable listening lines), filtered
@@ -88,6 +92,18 @@ fn init_logging() {
 
 /// Defaults, then the file, then `AGENTLOG_*` variables, then flags; and the agents
 /// declared in the file (none without one).
+/// The `http.listen` setting (TOML, `--set`, `AGENTLOG_HTTP_LISTEN`), used when `--http`
+/// is not given; empty means no HTTP listener.
+fn configured_http(config: &BrokerConfig) -> anyhow::Result<Option<SocketAddr>> {
+    match config.value("http.listen") {
+        Some((address, _)) if !address.is_empty() => address
+            .parse()
+            .map(Some)
+            .with_context(|| format!("http.listen = {address:?} is not a host:port address")),
+        _ => Ok(None),
+    }
+}
+
 fn build_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, AgentsConfig)> {
     let mut config = BrokerConfig::default();
     let mut agents = AgentsConfig::from_toml("")?;

@@ -42,8 +42,14 @@ fn serve(dir: &std::path::Path, config: &str) -> (Serve, Option<String>, String)
     let path = dir.join("agentlog.toml");
     std::fs::write(&path, config).unwrap();
     let with_broker = !config.contains("backend = \"kafka\"");
+    // The HTTP address comes from the flag unless the file sets `http.listen`.
+    let http_flag: &[&str] = match config.contains("http.listen") {
+        true => &[],
+        false => &["--http", "127.0.0.1:0"],
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(http_flag)
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--config")
@@ -265,4 +271,13 @@ fn kafka_backend_serves_agent_metrics_without_broker_series() {
     });
     assert!(!text.contains("agentlog_consumer_lag"), "{text}");
     assert!(!text.contains("agentlog_topics"), "{text}");
+}
+
+#[test]
+fn http_listen_in_the_config_file_starts_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (process, _kafka, http) = serve(dir.path(), "http.listen = \"127.0.0.1:0\"\n");
+    let (status, _) = get(&http, "/health");
+    assert_eq!(status, 200);
+    process.stop();
 }

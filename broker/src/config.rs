@@ -107,6 +107,10 @@ fn at_least_minus_one(v: &str) -> bool {
     v.parse::<i64>().map(|n| n >= -1).unwrap_or(false)
 }
 
+fn empty_or_socket_address(v: &str) -> bool {
+    v.is_empty() || v.parse::<std::net::SocketAddr>().is_ok()
+}
+
 fn flush_policy_word(v: &str) -> bool {
     matches!(v, "batch" | "interval" | "none")
 }
@@ -146,7 +150,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("log.index.interval.bytes", ConfigType::Int, "4096", "Bytes of log between two sparse index entries."), positive),
     checked(def("message.max.bytes", ConfigType::Int, "1048588", "Largest record batch a producer may send (MESSAGE_TOO_LARGE above it)."), positive),
     checked(def("socket.request.max.bytes", ConfigType::Int, "104857600", "Largest request frame accepted; larger frames close the connection."), positive),
-    checked(def("log.retention.ms", ConfigType::Long, "604800000", "Default time a segment is kept (retention is enforced by a later release)."), at_least_minus_one),
+    checked(def("log.retention.ms", ConfigType::Long, "604800000", "Default retention.ms: sealed segments whose newest record is older are deleted (-1: forever)."), at_least_minus_one),
     checked(def("log.retention.bytes", ConfigType::Long, "-1", "Default size a partition is trimmed to (-1: unlimited)."), at_least_minus_one),
     checked(def("log.flush.policy", ConfigType::String, "batch", "agentlog: when appended data is fsynced: batch (before acks=all and before consumers see it; group commit), interval, or none."), flush_policy_word),
     checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
@@ -160,6 +164,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above it)."), positive),
     checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
     checked(def("transaction.max.timeout.ms", ConfigType::Int, "900000", "Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above it)."), positive),
+    checked(def("http.listen", ConfigType::String, "", "agentlog: address (host:port) for GET /health and GET /metrics (Prometheus); empty: no HTTP listener. The --http flag overrides it."), empty_or_socket_address),
     checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
 ];
 
