@@ -592,3 +592,74 @@ fn idempotent_producer_through_a_cutting_proxy_delivers_exactly_once_in_order() 
     assert_eq!(got, expected, "every record once, in order");
     eprintln!("{cuts} connections cut");
 }
+
+/// TxnOffsetCommit v3 from a producer whose consumer's group metadata is stale is
+/// refused with Kafka's codes (KIP-447), over the wire, before any transaction check.
+#[test]
+fn txn_offset_commit_v3_refuses_stale_group_metadata() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        GroupId, JoinGroupRequest, ProducerId, SyncGroupRequest, TransactionalId,
+        TxnOffsetCommitRequest,
+    };
+
+    let broker = BrokerProcess::start(SETTINGS);
+    let mut client = RawClient::connect(&broker.bootstrap());
+    let group = || GroupId(StrBytes::from_static_str("kip447"));
+    let joined = client.call(
+        &JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0]))]),
+        3,
+    );
+    assert_eq!(joined.error_code, 0);
+    let synced = client.call(
+        &SyncGroupRequest::default()
+            .with_group_id(group())
+            .with_generation_id(joined.generation_id)
+            .with_member_id(joined.member_id.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(joined.member_id.clone())
+                .with_assignment(bytes::Bytes::new())]),
+        3,
+    );
+    assert_eq!(synced.error_code, 0);
+
+    let commit = |generation: i32, member: StrBytes| {
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("kip447-tx")))
+            .with_group_id(group())
+            .with_producer_id(ProducerId(1))
+            .with_producer_epoch(0)
+            .with_generation_id(generation)
+            .with_member_id(member)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("in")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)])])
+    };
+    let code = |client: &mut RawClient, request: &TxnOffsetCommitRequest| {
+        client.call(request, 3).topics[0].partitions[0].error_code
+    };
+    // ILLEGAL_GENERATION: a zombie holding an older generation's metadata.
+    let stale = commit(joined.generation_id - 1, joined.member_id.clone());
+    assert_eq!(code(&mut client, &stale), 22);
+    // UNKNOWN_MEMBER_ID: a member the group never had.
+    let stranger = commit(joined.generation_id, StrBytes::from_static_str("stranger"));
+    assert_eq!(code(&mut client, &stranger), 25);
+    // The current member passes the group check and meets the transaction checks
+    // instead (this producer id never began a transaction).
+    let current = commit(joined.generation_id, joined.member_id.clone());
+    let current_code = code(&mut client, &current);
+    assert!(![0, 22, 25].contains(&current_code), "{current_code}");
+}
