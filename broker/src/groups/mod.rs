@@ -538,6 +538,12 @@ codes!(CommitError {
     CoordinatorNotAvailable => CoordinatorNotAvailable,
     Storage(_) => KafkaStorageError,
 });
+codes!(TxnMemberError {
+    UnknownMemberId => UnknownMemberId,
+    IllegalGeneration => IllegalGeneration,
+    FencedInstanceId => FencedInstanceId,
+    CoordinatorNotAvailable => CoordinatorNotAvailable,
+});
 codes!(CommitPartitionError {
     MetadataTooLarge => OffsetMetadataTooLarge,
 });

@@ -24,7 +24,6 @@ use kafka_protocol::messages::*;
 
 use super::{str_bytes, topic_name, ReplyBody};
 use crate::broker::Broker;
-use crate::groups::TxnMemberError;
 use crate::transactions::{
     AddOffsetsError, AddPartitionsError, EndTxnError, StagedOffset, TxnOffsetCommitError,
     TxnOffsetPartitionError,
@@ -183,30 +182,24 @@ pub fn txn_offset_commit(
         &request.member_id,
         request.group_instance_id.as_deref(),
     );
-    let outcome = match member {
-        Ok(()) => Ok(broker.transactions.stage_offsets(
+    // Per-partition results when the offsets were staged, else one code for them all.
+    let (mut results, whole) = match member {
+        Err(error) => (Vec::new().into_iter(), error.code()),
+        Ok(()) => match broker.transactions.stage_offsets(
             &request.transactional_id.0,
             &request.group_id.0,
             request.producer_id.0,
             request.producer_epoch,
             offsets,
-        )),
-        Err(error) => Err(error),
-    };
-    let mut results = match &outcome {
-        Ok(Ok(results)) => results.clone().into_iter(),
-        _ => Vec::new().into_iter(),
-    };
-    let whole = match &outcome {
-        Ok(Ok(_)) => 0,
-        Ok(Err(TxnOffsetCommitError::InvalidGroupId)) => ResponseError::InvalidGroupId.code(),
-        Ok(Err(TxnOffsetCommitError::Check(check))) => check.code(version < 3).code(),
-        Err(TxnMemberError::UnknownMemberId) => ResponseError::UnknownMemberId.code(),
-        Err(TxnMemberError::IllegalGeneration) => ResponseError::IllegalGeneration.code(),
-        Err(TxnMemberError::FencedInstanceId) => ResponseError::FencedInstanceId.code(),
-        Err(TxnMemberError::CoordinatorNotAvailable) => {
-            ResponseError::CoordinatorNotAvailable.code()
-        }
+        ) {
+            Ok(results) => (results.into_iter(), 0),
+            Err(TxnOffsetCommitError::InvalidGroupId) => {
+                (Vec::new().into_iter(), ResponseError::InvalidGroupId.code())
+            }
+            Err(TxnOffsetCommitError::Check(check)) => {
+                (Vec::new().into_iter(), check.code(version < 3).code())
+            }
+        },
     };
     let topics = request
         .topics

@@ -592,12 +592,13 @@ impl PartitionLog {
                 let body = batch_body(&header, &whole).map_err(corrupt)?;
                 let records = parse_records(&header, &body).map_err(corrupt)?;
                 let mut keep = Vec::with_capacity(records.len());
+                let of_aborted_txn = aborted.contains(&header.base_offset);
                 for record in &records {
-                    let live = match &record.key {
-                        _ if aborted.contains(&header.base_offset) => false,
-                        Some(key) => latest.get(key) == Some(&record.offset),
-                        None => true,
-                    };
+                    let live = !of_aborted_txn
+                        && match &record.key {
+                            Some(key) => latest.get(key) == Some(&record.offset),
+                            None => true,
+                        };
                     let expired_tombstone = record.tombstone
                         && policy.now_ms.saturating_sub(record.timestamp)
                             > policy.delete_retention_ms;
