@@ -222,12 +222,7 @@ mod tests {
     /// A batch whose CRC is right but whose zstd payload is not zstd at all.
     fn undecompressable(values: &[&str]) -> BytesMut {
         let records: Vec<_> = values.iter().map(|v| out(v)).collect();
-        let mut batch = encode_batch(&records, Codec::None).unwrap();
-        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 4; // zstd
-        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
-        let crc = crc32c::crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        batch
+        agentlog_protocol::fixtures::undecompressable(encode_batch(&records, Codec::None).unwrap())
     }
 
     #[test]

@@ -157,12 +157,9 @@ async fn an_undecodable_batch_is_dead_lettered_and_the_partition_moves_on() {
     backend.produce("poison", records(3, 8)).await.unwrap();
     // A batch whose CRC is valid (so the broker stores it, as Kafka would) but whose
     // zstd payload is not zstd: no consumer can decode it.
-    let mut bad =
-        agentlog_agents::records::encode_batch(&records(2, 8), Compression::None).unwrap();
-    let attributes = i16::from_be_bytes([bad[21], bad[22]]) | 4;
-    bad[21..23].copy_from_slice(&attributes.to_be_bytes());
-    let crc = crc32c::crc32c(&bad[21..]);
-    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    let bad = agentlog_protocol::fixtures::undecompressable(
+        agentlog_agents::records::encode_batch(&records(2, 8), Compression::None).unwrap(),
+    );
     let raw = Bytes::copy_from_slice(&bad);
     let topic = shared.topics.get("poison").unwrap();
     let partition = topic.partition(0).unwrap();

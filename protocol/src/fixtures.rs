@@ -62,3 +62,16 @@ pub fn encode(records: &[Record], compression: Compression) -> BytesMut {
         .unwrap_or_else(|error| panic!("encoding a fixture batch: {error}"));
     buf
 }
+
+/// Marks a valid uncompressed batch as zstd-compressed and recomputes its CRC: a batch
+/// the broker stores (it checks only the CRC, as Kafka does for v2 batches) but that no
+/// consumer can decode, since its records are not zstd.
+pub fn undecompressable(mut batch: BytesMut) -> BytesMut {
+    use crate::batch::{ATTRIBUTES, CRC};
+    const ZSTD: i16 = 4;
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES], batch[ATTRIBUTES + 1]]) | ZSTD;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
