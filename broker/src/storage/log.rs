@@ -429,9 +429,10 @@ impl PartitionLog {
         }
     }
 
-    /// One fsync of everything written so far, on the calling thread: `Ok(true)` if it
-    /// covered new data, `Ok(false)` if there was none. A failure poisons the log and
-    /// wakes every waiter so that they see it.
+    /// One fsync of everything written so far, on the calling thread (the group-commit
+    /// flush loop, and the interval ticker's blocking task): `Ok(true)` if it covered new
+    /// data, `Ok(false)` if there was none. A failure poisons the log and wakes every
+    /// waiter so that they see it.
     fn sync_written_blocking(&self) -> Result<bool, FlushError> {
         let synced = match self.capture() {
             Ok((end, _)) if end <= self.durable_offset.load(Ordering::Acquire) => Ok(false),
@@ -473,7 +474,11 @@ impl PartitionLog {
             loop {
                 ticker.tick().await;
                 let Some(log) = weak.upgrade() else { break };
-                if let Err(error) = log.sync_written().await {
+                let syncing = log.clone();
+                let synced = tokio::task::spawn_blocking(move || syncing.sync_written_blocking())
+                    .await
+                    .unwrap_or_else(|e| Err(FlushError::Task(e.to_string())));
+                if let Err(error) = synced {
                     tracing::error!(dir = %log.dir.display(), %error, "background flush failed");
                     if log.poisoned.load(Ordering::Acquire) {
                         break;
@@ -494,23 +499,6 @@ impl PartitionLog {
         let segment = rlock(&self.shared).segments.last().cloned();
         let segment = segment.ok_or_else(|| io::Error::other("log has no segments"))?;
         Ok((end, segment.file()?.clone()))
-    }
-
-    /// The interval ticker's fsync: everything written so far, off the async threads,
-    /// then published.
-    async fn sync_written(&self) -> Result<(), FlushError> {
-        let (end, file) = self.capture()?;
-        if end <= self.durable_offset.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let result = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime
-                .spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(|e| FlushError::Task(e.to_string()))?,
-            Err(_) => file.sync_data(),
-        };
-        self.finish_sync(end, result)
     }
 
     fn finish_sync(&self, end: i64, result: io::Result<()>) -> Result<(), FlushError> {
