@@ -27,12 +27,13 @@ fn config(flush: FlushPolicy) -> LogConfig {
 /// disk use bounded however many iterations criterion asks for.
 fn time_appends(
     batch: &Bytes,
-    flush: FlushPolicy,
+    config: LogConfig,
     iters: u64,
     runtime: &tokio::runtime::Runtime,
 ) -> Duration {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = Arc::new(PartitionLog::open(dir.path(), config(flush)).expect("open log"));
+    let flush = config.flush;
+    let log = Arc::new(PartitionLog::open(dir.path(), config).expect("open log"));
     let copies: Vec<BytesMut> = (0..iters).map(|_| BytesMut::from(&batch[..])).collect();
     let start = Instant::now();
     for copy in copies {
@@ -55,17 +56,19 @@ fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_100x100B");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function(BenchmarkId::new("records", "flush_never"), |b| {
-        b.iter_custom(|iters| time_appends(&batch, FlushPolicy::Never, iters, &runtime))
+        b.iter_custom(|iters| time_appends(&batch, config(FlushPolicy::Never), iters, &runtime))
     });
     group.throughput(Throughput::Bytes(batch.len() as u64));
     group.bench_function(BenchmarkId::new("bytes", "flush_never"), |b| {
-        b.iter_custom(|iters| time_appends(&batch, FlushPolicy::Never, iters, &runtime))
+        b.iter_custom(|iters| time_appends(&batch, config(FlushPolicy::Never), iters, &runtime))
     });
     // fsync-bound: milliseconds per iteration, so fewer samples.
     group.sample_size(10);
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function(BenchmarkId::new("records", "flush_every_batch"), |b| {
-        b.iter_custom(|iters| time_appends(&batch, FlushPolicy::EveryBatch, iters, &runtime))
+        b.iter_custom(|iters| {
+            time_appends(&batch, config(FlushPolicy::EveryBatch), iters, &runtime)
+        })
     });
     // Group commit: several producers' appends share one fsync.
     let multi = tokio::runtime::Builder::new_multi_thread()
@@ -77,6 +80,29 @@ fn append(c: &mut Criterion) {
         BenchmarkId::new("records", "flush_every_batch_4_writers"),
         |b| b.iter_custom(|iters| time_group_commit(&batch, WRITERS, iters, &multi)),
     );
+    group.finish();
+
+    // Small batches (a record each, as with linger.ms=0 at a low rate): reserving file
+    // space ahead spares each fdatasync an inode update.
+    let single = common::batch(1, VALUE_SIZE);
+    let mut group = c.benchmark_group("append_1x100B");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    for preallocate in [true, false] {
+        let name = match preallocate {
+            true => "flush_every_batch",
+            false => "flush_every_batch_no_preallocate",
+        };
+        group.bench_function(BenchmarkId::new("records", name), |b| {
+            b.iter_custom(|iters| {
+                let config = LogConfig {
+                    preallocate,
+                    ..config(FlushPolicy::EveryBatch)
+                };
+                time_appends(&single, config, iters, &runtime)
+            })
+        });
+    }
     group.finish();
 }
 

@@ -154,6 +154,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("log.retention.bytes", ConfigType::Long, "-1", "Default size a partition is trimmed to (-1: unlimited)."), at_least_minus_one),
     checked(def("log.flush.policy", ConfigType::String, "batch", "agentlog: when appended data is fsynced: batch (before acks=all and before consumers see it; group commit), interval, or none."), flush_policy_word),
     checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
+    def("log.preallocate", ConfigType::Boolean, "true", "agentlog: reserve disk space (fallocate) ahead of the active segment's appends under 2 KiB, in steps of 64 KiB to 8 MiB, so that a group commit's fdatasync does not also write a new file size. Kafka's default is false (it would preallocate whole segments)."),
     checked(def("log.tail.cache.bytes", ConfigType::Long, "4194304", "agentlog: bytes of recently appended batches kept in memory per partition for tailing readers."), non_negative),
     checked(def("log.retention.check.interval.ms", ConfigType::Long, "5000", "agentlog: how often retention (retention.ms, retention.bytes, DeleteRecords leftovers) is enforced. Kafka's default is 300000; an edge box checks more often."), positive),
     checked(def("log.cleaner.backoff.ms", ConfigType::Long, "2000", "How long the compactor sleeps between passes over compacted topics."), positive),
@@ -735,6 +736,7 @@ impl BrokerConfig {
             index_interval_bytes: topic("index.interval.bytes", 4096) as u32,
             flush: self.flush_policy(),
             tail_cache_bytes: self.get("log.tail.cache.bytes", 4 << 20),
+            preallocate: self.get("log.preallocate", true),
         }
     }
 

@@ -270,10 +270,13 @@ impl PartitionLog {
         }
         let segment = writer.active.clone();
         let position = segment.size();
+        if self.config.preallocate {
+            segment.reserve(position, len, self.segment_bytes.load(Ordering::Relaxed));
+        }
         let file = segment.file()?;
         if let Err(error) = file.write_all_at(&batches, position) {
             // Leave no partial batch behind for readers or recovery to trip over.
-            let _ = file.set_len(position);
+            let _ = segment.truncate_to(position);
             return Err(error.into());
         }
         segment.on_appended(position, &headers);
@@ -733,7 +736,11 @@ impl PartitionLog {
             size: active.size(),
             next_offset: self.log_end_offset(),
         };
-        let result = active.file().and_then(|f| f.sync_data());
+        // Trimmed first, so that the next open finds no reserved space past the point.
+        let result = active
+            .trim()
+            .and_then(|()| active.file())
+            .and_then(|f| f.sync_data());
         self.finish_sync(checkpoint.next_offset, result)?;
         let recorded = active
             .persist_active_indexes()

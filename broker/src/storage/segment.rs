@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use agentlog_protocol::batch::{self, BatchHeader, Batches, HEADER_LEN};
@@ -22,6 +22,21 @@ use super::TimestampOffset;
 
 /// Read-ahead used when scanning a log file batch by batch.
 const SCAN_CHUNK: usize = 1 << 20;
+
+/// Bounds of the space the active segment reserves past its last batch. The reservation
+/// grows with the segment (it is the segment's size, within these bounds), so an idle
+/// partition holds 64 KiB of unused disk and a busy one extends its file a few times per
+/// 8 MiB written.
+const PREALLOCATE_MIN: u64 = 64 << 10;
+const PREALLOCATE_MAX: u64 = 8 << 20;
+
+/// Appends at least this large do not reserve space. Reserved (unwritten) extents save
+/// the inode update only while fsyncs keep landing in blocks already written; a batch of
+/// a block or more converts new extents at every fsync, which costs more than extending
+/// the file (ext4, write + fdatasync loop: 170 B 0.22 -> 0.15 ms, 1 KB 0.29 -> 0.18 ms,
+/// 2 KB 0.28 -> 0.23 ms, 4 KB 0.23 -> 0.30 ms, 11 KB 0.23 -> 0.29 ms, fdatasync medians
+/// without -> with reservation).
+const PREALLOCATE_BELOW_APPEND: u64 = 2 << 10;
 
 pub(crate) fn rlock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -61,6 +76,14 @@ pub(crate) struct Segment {
     index_files: OnceLock<(File, File)>,
     /// Bytes of whole batches in the file; readers never look past it.
     size: AtomicU64,
+    /// The file's length as this segment last set it: past `size` when space is reserved.
+    /// Appending inside a reserved (`fallocate`d) range leaves the file's length alone, so
+    /// the fdatasync of a group commit writes the data without an inode update, which on
+    /// ext4 costs a journal commit (see [`PREALLOCATE_BELOW_APPEND`] for when it pays).
+    allocated: AtomicU64,
+    /// Cleared once `fallocate` fails (a filesystem without it, a full disk): appends then
+    /// extend the file as they write.
+    preallocate: AtomicBool,
     state: RwLock<SegIndex>,
 }
 
@@ -93,6 +116,8 @@ impl Segment {
             log: OnceLock::new(),
             index_files: OnceLock::new(),
             size: AtomicU64::new(0),
+            allocated: AtomicU64::new(0),
+            preallocate: AtomicBool::new(true),
             state: RwLock::new(state),
         }
     }
@@ -183,7 +208,8 @@ impl Segment {
             expected = header.next_offset();
             Ok(())
         })?;
-        let truncated_bytes = len - valid;
+        // Zeros after the last batch are space reserved before a crash, not damage.
+        let truncated_bytes = end_of_content(&file, valid, len)? - valid;
         if truncated_bytes > 0 {
             tracing::warn!(
                 segment = %seg.log_path.display(),
@@ -193,10 +219,13 @@ impl Segment {
                 reason = reason.as_deref().unwrap_or("unknown"),
                 "truncating torn or corrupt tail of the log"
             );
+        }
+        if len > valid {
             file.set_len(valid)?;
             file.sync_all()?;
         }
         seg.size.store(valid, Ordering::Release);
+        seg.allocated.store(valid, Ordering::Release);
         *wlock(&seg.state) = SegIndex::Active(builder);
         let _ = seg.log.set(Arc::new(file));
         Ok((
@@ -377,8 +406,68 @@ impl Segment {
             SegIndex::Active(builder) => builder.clone(),
             SegIndex::Sealed { .. } => return Ok(()),
         };
+        // Opening trusts a sealed segment's file length as its size.
+        self.trim()?;
         self.file()?.sync_data()?;
         self.write_index_files(builder)
+    }
+
+    /// Before an append of `len` bytes at `position`: when it is small (below
+    /// [`PREALLOCATE_BELOW_APPEND`]) and would extend the file, reserves room with
+    /// `fallocate`: as much again as the segment holds (within
+    /// [`PREALLOCATE_MIN`]..=[`PREALLOCATE_MAX`]), never past `limit` (the roll size)
+    /// unless the append itself is. Called by the single writer. A failure only turns
+    /// reservation off for this segment: the write then extends the file as it would
+    /// without.
+    pub(crate) fn reserve(&self, position: u64, len: u64, limit: u64) {
+        let end = position + len;
+        let allocated = self.allocated.load(Ordering::Acquire);
+        if end <= allocated
+            || len >= PREALLOCATE_BELOW_APPEND
+            || !self.preallocate.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let size = self.size();
+        let target = (size + size.clamp(PREALLOCATE_MIN, PREALLOCATE_MAX))
+            .min(limit)
+            .max(end);
+        let from = allocated.max(size);
+        let reserved = self.file().and_then(|file| {
+            rustix::fs::fallocate(
+                file,
+                rustix::fs::FallocateFlags::empty(),
+                from,
+                target - from,
+            )
+            .map_err(io::Error::from)
+        });
+        match reserved {
+            Ok(()) => self.allocated.store(target, Ordering::Release),
+            Err(error) => {
+                self.preallocate.store(false, Ordering::Relaxed);
+                tracing::debug!(segment = %self.log_path.display(), %error, "cannot reserve space ahead of appends; the file grows as it is written");
+            }
+        }
+    }
+
+    /// Cuts the file back to `size` (a failed write's leftovers, or reserved space), so
+    /// that its length is its data again. Called by the single writer.
+    pub(crate) fn truncate_to(&self, size: u64) -> io::Result<()> {
+        self.file()?.set_len(size)?;
+        self.allocated.store(size, Ordering::Release);
+        Ok(())
+    }
+
+    /// Gives back the space reserved past the last batch: before sealing (opening trusts a
+    /// sealed segment's length) and at a clean flush (so the next open has no zeros to
+    /// look past). The caller fsyncs afterwards.
+    pub(crate) fn trim(&self) -> io::Result<()> {
+        let size = self.size();
+        if self.allocated.load(Ordering::Acquire) > size {
+            self.truncate_to(size)?;
+        }
+        Ok(())
     }
 
     /// Unlinks the segment's files (retention). Open handles keep working, so readers
@@ -696,6 +785,23 @@ fn scan(
 
 /// One past a stored batch's last offset, saturating: headers read back from disk (or
 /// from where a damaged index points) may hold any value and must not overflow.
+/// One past the last non-zero byte of `file` in `from..len` (`from` if there is none):
+/// what a truncation at `from` destroys, as opposed to reserved space it gives back.
+fn end_of_content(file: &File, from: u64, len: u64) -> io::Result<u64> {
+    let mut end = from;
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    let mut pos = from;
+    while pos < len {
+        let n = usize::try_from(len - pos).map_or(SCAN_CHUNK, |left| left.min(SCAN_CHUNK));
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if let Some(last) = buf[..n].iter().rposition(|&b| b != 0) {
+            end = pos + last as u64 + 1;
+        }
+        pos += n as u64;
+    }
+    Ok(end)
+}
+
 fn batch_end(header: &BatchHeader) -> i64 {
     header
         .base_offset

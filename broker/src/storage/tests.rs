@@ -42,6 +42,7 @@ fn config(segment_bytes: u64, flush: FlushPolicy, cache: usize) -> LogConfig {
         index_interval_bytes: 200,
         flush,
         tail_cache_bytes: cache,
+        preallocate: true,
     }
 }
 
@@ -94,6 +95,21 @@ fn check_reads(log: &PartitionLog, expected: &[(i64, Bytes)]) {
         log.read(end + 1, 1000),
         Err(ReadError::OffsetOutOfRange { .. })
     ));
+}
+
+/// Bytes the batches take in the segment file.
+fn stored_len(batches: &[(i64, Bytes)]) -> u64 {
+    batches.iter().map(|b| b.1.len() as u64).sum()
+}
+
+/// The end of the data in a segment file that a crash left unflushed: the file goes on
+/// past it with reserved space (zeros), which this checks.
+fn data_end_after_crash(path: &Path, batches: &[(i64, Bytes)], from: u64) -> u64 {
+    let end = from + stored_len(batches);
+    let file = fs::read(path).unwrap();
+    assert!(file.len() as u64 > end, "space is reserved past the data");
+    assert!(file[end as usize..].iter().all(|&b| b == 0));
+    end
 }
 
 fn files(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
@@ -189,7 +205,7 @@ fn torn_and_corrupt_tail_is_truncated_and_appends_continue() {
     let expected = fill(&log, 5);
     drop(log);
     let path = files(dir.path(), "log")[0].clone();
-    let len = fs::metadata(&path).unwrap().len();
+    let len = data_end_after_crash(&path, &expected, 0);
     // Tear the last batch, then flip a record byte in the (now last whole) fourth batch.
     OpenOptions::new()
         .write(true)
@@ -565,6 +581,53 @@ fn empty_log_has_no_timestamps() {
     assert_eq!(log.log_start_offset(), 0);
 }
 
+/// The active segment reserves space past its data (so that a group commit's fdatasync
+/// does not also journal a new file length): readers never see it, a crash's leftover
+/// zeros are given back on open without counting as damage, and sealed segments (whose
+/// length open trusts) hold whole batches only.
+#[test]
+fn reserved_space_is_never_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(2000, FlushPolicy::Never, 0);
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let expected = fill(&log, 40);
+    assert!(log.segment_count() > 2);
+    check_reads(&log, &expected);
+    let log_end = log.log_end_offset();
+    drop(log); // a crash: the active segment keeps its reserved space
+    let logs = files(dir.path(), "log");
+    let (active, sealed) = logs.split_last().unwrap();
+    for path in sealed {
+        let bytes = fs::read(path).unwrap();
+        let whole: usize = Batches::new(&bytes).map(|(_, range)| range.len()).sum();
+        assert_eq!(
+            whole,
+            bytes.len(),
+            "{} holds whole batches only",
+            path.display()
+        );
+    }
+    let active_base: i64 = active
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let in_active: Vec<_> = expected
+        .iter()
+        .filter(|b| b.0 >= active_base)
+        .cloned()
+        .collect();
+    let end = data_end_after_crash(active, &in_active, 0);
+
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.truncated_bytes_on_open(), 0);
+    assert_eq!(fs::metadata(active).unwrap().len(), end);
+    assert_eq!(log.log_end_offset(), log_end);
+    check_reads(&log, &expected);
+}
+
 #[test]
 fn recovery_point_limits_validation_to_what_follows_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -574,9 +637,15 @@ fn recovery_point_limits_validation_to_what_follows_it() {
     log.flush().unwrap();
     let path = files(dir.path(), "log")[0].clone();
     let flushed = fs::metadata(&path).unwrap().len();
-    expected.extend(fill(&log, 5));
+    assert_eq!(
+        flushed,
+        stored_len(&expected),
+        "a clean flush gives reserved space back"
+    );
+    let unflushed = fill(&log, 5);
     drop(log); // a crash: no flush after the last five appends
-    let len = fs::metadata(&path).unwrap().len();
+    let len = data_end_after_crash(&path, &unflushed, flushed);
+    expected.extend(unflushed);
     OpenOptions::new()
         .write(true)
         .open(&path)
