@@ -35,6 +35,9 @@ pub struct Partition {
     pub log: Arc<PartitionLog>,
     dir: PathBuf,
     producers: Mutex<ProducerTable>,
+    /// Serializes snapshot writes (the periodic one and the one at shutdown share a
+    /// temp file); never held with `producers`.
+    snapshot_write: Mutex<()>,
 }
 
 impl Partition {
@@ -52,6 +55,7 @@ impl Partition {
             log,
             dir,
             producers: Mutex::new(producers),
+            snapshot_write: Mutex::new(()),
         })
     }
 
@@ -184,9 +188,33 @@ impl Partition {
     /// Persists the producer state, so the next start need not replay the log.
     /// The aborted transactions index is trimmed to the log first.
     pub fn save_producer_state(&self) -> std::io::Result<()> {
-        let mut producers = self.lock_producers();
-        producers.prune_aborted(self.log.log_start_offset());
-        producers.save(&self.dir)
+        let bytes = {
+            let mut producers = self.lock_producers();
+            producers.prune_aborted(self.log.log_start_offset());
+            producers.snapshot_bytes()?
+        };
+        let _writing = self
+            .snapshot_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        crate::producers::write_snapshot(&self.dir, &bytes)
+    }
+
+    /// Writes the log's recovery point once the active segment grew by `min_bytes` (see
+    /// [`PartitionLog::record_recovery_point_if_grown`]), and with it a producer-state
+    /// snapshot: after a crash, open then replays the batches after the snapshot instead
+    /// of the whole log. A snapshot that claims more than survives a crash is refused on
+    /// open, so taking it after the point's fsync (appends may have arrived since) is
+    /// safe.
+    pub fn record_recovery_point_if_grown(&self, min_bytes: u64) -> std::io::Result<bool> {
+        let recorded = self
+            .log
+            .record_recovery_point_if_grown(min_bytes)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        if recorded {
+            self.save_producer_state()?;
+        }
+        Ok(recorded)
     }
 
     /// A producer's remembered state on this partition.

@@ -341,6 +341,12 @@ impl ProducerTable {
 
     /// Writes the table atomically (temp file, fsync, rename) into `dir`.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        write_snapshot(dir, &self.snapshot_bytes()?)
+    }
+
+    /// The table as a snapshot file's contents: taken under the partition's lock, written
+    /// (with [`write_snapshot`]) after it is released.
+    pub fn snapshot_bytes(&self) -> std::io::Result<Vec<u8>> {
         let snapshot = Snapshot {
             applied_until: self.applied_until,
             producers: self
@@ -351,13 +357,7 @@ impl ProducerTable {
             ongoing: self.ongoing.iter().map(|(id, o)| (*id, *o)).collect(),
             aborted: self.aborted.clone(),
         };
-        let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
-        let temp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, snapshot_path(dir))?;
-        Ok(())
+        serde_json::to_vec(&snapshot).map_err(std::io::Error::other)
     }
 
     /// Loads the snapshot in `dir`, if there is a usable one: a snapshot that claims
@@ -396,6 +396,15 @@ struct Snapshot {
     /// The aborted transactions index.
     #[serde(default)]
     aborted: Vec<AbortedTxn>,
+}
+
+/// Replaces the snapshot in `dir` atomically (temp file, fsync, rename).
+pub fn write_snapshot(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, snapshot_path(dir))
 }
 
 fn snapshot_path(dir: &Path) -> PathBuf {

@@ -28,6 +28,7 @@ use agentlog_protocol::batch::{self, BatchError, BatchHeader, Batches, HEADER_LE
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+use super::index::IndexBuilder;
 use super::segment::{rlock, wlock, ActiveRecovery, Checkpoint, Segment};
 use super::{
     AppendError, Appended, FlushError, FlushPolicy, LogConfig, OpenError, ReadBatches, ReadError,
@@ -111,6 +112,10 @@ pub struct PartitionLog {
     /// (retention, DeleteRecords, the compaction swap) with each other. Never held by
     /// appenders or readers.
     pub(super) maintenance: Mutex<()>,
+    /// The active segment's last recovery point. Held while one is written, and by a roll
+    /// around sealing, so that a point's index files never overwrite a sealed segment's.
+    /// Taken after `writer`, never before it.
+    recovery_point: Mutex<Option<Checkpoint>>,
     /// Makes the next fsync report failure (tests only).
     #[cfg(test)]
     pub(crate) fail_next_fsync: AtomicBool,
@@ -151,8 +156,7 @@ impl PartitionLog {
         }
         let (active, recovery) = match last {
             Some(base) => {
-                let checkpoint = read_checkpoint(dir);
-                Segment::open_active(dir, base, interval, checkpoint, &bytes_read)
+                Segment::open_active(dir, base, interval, read_checkpoint(dir), &bytes_read)
                     .map_err(io_err)?
             }
             None => {
@@ -212,6 +216,8 @@ impl PartitionLog {
             segment_bytes: AtomicU64::new(segment_bytes),
             segment_ms: AtomicU64::new(segment_ms),
             maintenance: Mutex::new(()),
+            // Unknown until one is written: the file's point may be one open rejected.
+            recovery_point: Mutex::new(None),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
@@ -337,7 +343,11 @@ impl PartitionLog {
     /// `base`. Everything below `base` is then durable, so the high watermark may move.
     fn roll(&self, writer: &mut Writer, base: i64) -> io::Result<()> {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = writer.active.seal() {
+        let sealed = {
+            let _point = lock(&self.recovery_point);
+            writer.active.seal()
+        };
+        if let Err(error) = sealed {
             self.poisoned.store(true, Ordering::Release);
             tracing::error!(dir = %self.dir.display(), %error, "sealing a segment failed; log is now read-only");
             return Err(error);
@@ -731,26 +741,89 @@ impl PartitionLog {
         }
         let writer = lock(&self.writer);
         let active = writer.active.clone();
-        let checkpoint = Checkpoint {
-            base: active.base,
-            size: active.size(),
-            next_offset: self.log_end_offset(),
-        };
+        let point = self.point_of(&active);
         // Trimmed first, so that the next open finds no reserved space past the point.
         let result = active
             .trim()
             .and_then(|()| active.file())
             .and_then(|f| f.sync_data());
-        self.finish_sync(checkpoint.next_offset, result)?;
-        let recorded = active
-            .persist_active_indexes()
-            .and_then(|()| write_checkpoint(&self.dir, checkpoint));
-        if let Err(error) = recorded {
-            // Only costs a longer open: recovery then validates the whole active segment.
-            tracing::warn!(dir = %self.dir.display(), %error, "cannot record the recovery point");
-        }
+        self.finish_sync(point.next_offset, result)?;
+        self.record_recovery_point(&active, point, active.index_snapshot());
         drop(writer);
         Ok(())
+    }
+
+    /// Writes a recovery point for the active segment when at least `min_bytes` were
+    /// appended to it since the last one, so that after a crash the next open validates
+    /// about that much (plus what arrived since) instead of the whole active segment (up
+    /// to `segment.bytes`, 1 GiB by default: seconds of reading). Kafka does the same with
+    /// its periodic recovery-point checkpoint. Appends wait only while the in-memory
+    /// indexes are copied; the fsync and the file writes happen after. Returns whether a
+    /// point was written (never for a poisoned log, which said so when it was poisoned).
+    pub fn record_recovery_point_if_grown(&self, min_bytes: u64) -> Result<bool, FlushError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let (active, point, snapshot) = {
+            let writer = lock(&self.writer);
+            let active = writer.active.clone();
+            let last = lock(&self.recovery_point)
+                .filter(|c| c.base == active.base)
+                .map_or(0, |c| c.size);
+            if active.size().saturating_sub(last) < min_bytes {
+                return Ok(false);
+            }
+            let point = self.point_of(&active);
+            let snapshot = active.index_snapshot();
+            (active, point, snapshot)
+        };
+        let result = active.file().and_then(|f| f.sync_data());
+        self.finish_sync(point.next_offset, result)?;
+        Ok(self.record_recovery_point(&active, point, snapshot))
+    }
+
+    /// The recovery point the active segment's current state would make (appends hold
+    /// the writer lock, so under it size and log end agree).
+    fn point_of(&self, active: &Segment) -> Checkpoint {
+        Checkpoint {
+            base: active.base,
+            size: active.size(),
+            next_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Writes the index files of `snapshot` (taken with `point`, whose data is fsynced),
+    /// then `point`. Skipped when the segment was sealed meanwhile or a later point is
+    /// already recorded. A failure only costs a longer open after a crash.
+    fn record_recovery_point(
+        &self,
+        active: &Segment,
+        point: Checkpoint,
+        snapshot: Option<IndexBuilder>,
+    ) -> bool {
+        let mut last = lock(&self.recovery_point);
+        let newer = last.is_none_or(|c| c.base != point.base || c.size < point.size);
+        let Some(snapshot) = snapshot.filter(|_| newer) else {
+            return false;
+        };
+        let recorded = active
+            .persist_index_snapshot(snapshot)
+            .and_then(|written| match written {
+                true => write_checkpoint(&self.dir, point).map(|()| true),
+                false => Ok(false),
+            });
+        match recorded {
+            Ok(written) => {
+                if written {
+                    *last = Some(point);
+                }
+                written
+            }
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot record the recovery point");
+                false
+            }
+        }
     }
 
     /// Sets the partition leader epoch written into the headers of later appends.

@@ -358,15 +358,24 @@ impl Segment {
         Ok(Some(IndexBuilder::resume(interval, offsets, times, size)))
     }
 
-    /// Writes and fsyncs the active segment's index files as of now, so that a later open
-    /// can resume from the recovery point instead of validating the whole segment.
-    pub(crate) fn persist_active_indexes(&self) -> io::Result<()> {
-        let builder = match &*rlock(&self.state) {
-            SegIndex::Active(builder) => builder.clone(),
-            SegIndex::Sealed { .. } => return Ok(()),
-        };
-        self.write_files(builder)?;
-        Ok(())
+    /// A copy of the active segment's in-memory indexes (`None` once sealed), taken with
+    /// the segment's size for a recovery point.
+    pub(crate) fn index_snapshot(&self) -> Option<IndexBuilder> {
+        match &*rlock(&self.state) {
+            SegIndex::Active(builder) => Some(builder.clone()),
+            SegIndex::Sealed { .. } => None,
+        }
+    }
+
+    /// Writes and fsyncs the active segment's index files from a snapshot, so that a later
+    /// open can resume from the recovery point instead of validating the whole segment.
+    /// Does nothing once the segment is sealed (its files are then the sealed ones).
+    pub(crate) fn persist_index_snapshot(&self, snapshot: IndexBuilder) -> io::Result<bool> {
+        if self.index_snapshot().is_none() {
+            return Ok(false);
+        }
+        self.write_files(snapshot)?;
+        Ok(true)
     }
 
     /// Writes and fsyncs both index files from `builder`, then marks the segment sealed.

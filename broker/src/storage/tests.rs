@@ -628,6 +628,50 @@ fn reserved_space_is_never_data() {
     check_reads(&log, &expected);
 }
 
+/// Periodic recovery points: a crash makes the next open validate only what followed
+/// the last one, not the whole active segment.
+#[test]
+fn recovery_points_while_running_bound_crash_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(1 << 20, FlushPolicy::EveryBatch, 0);
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let mut expected = fill(&log, 4500); // ~880 KB: most of a 1 MiB segment
+    let at_point = stored_len(&expected);
+    assert!(!log.record_recovery_point_if_grown(at_point + 1).unwrap());
+    assert!(log.record_recovery_point_if_grown(at_point).unwrap());
+    // fsynced by the point, so visible under group commit without a wait_durable
+    assert_eq!(log.high_watermark(), log.log_end_offset());
+    assert!(
+        !log.record_recovery_point_if_grown(1).unwrap(),
+        "nothing grew"
+    );
+    let after = fill(&log, 5);
+    let after_len = stored_len(&after);
+    expected.extend(after);
+    let end = log.log_end_offset();
+    log.record_recovery_point_if_grown(u64::MAX).unwrap();
+    drop(log); // a crash
+    let file_len = fs::metadata(&files(dir.path(), "log")[0]).unwrap().len();
+    let reserved = file_len - at_point - after_len;
+
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    let read = log.recovery_bytes_read();
+    // What followed the point, the re-check of the point's last index interval (200
+    // bytes here, plus the batch straddling it), and the scan's read-ahead into the
+    // reserved space past the data; nothing of what the point covers.
+    assert!(
+        read >= after_len && read <= after_len + 200 + 400 + reserved,
+        "read {read} bytes; {after_len} followed the point, {reserved} reserved"
+    );
+    assert!(
+        read < at_point,
+        "read {read} of {at_point} bytes below the point"
+    );
+    assert_eq!(log.truncated_bytes_on_open(), 0);
+    assert_eq!(log.log_end_offset(), end);
+    check_reads(&log, &expected);
+}
+
 #[test]
 fn recovery_point_limits_validation_to_what_follows_it() {
     let dir = tempfile::tempdir().unwrap();
