@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use thiserror::Error;
 
-use super::{str_bytes, ReplyBody};
+use super::{str_bytes, topic_name, ReplyBody};
 use crate::broker::Broker;
 use crate::partition::PartitionAppendError;
 use crate::producers::SequenceError;
@@ -199,9 +199,14 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
         .topic_value(&topic.record.configs, "message.timestamp.type")
         .filter(|(value, _)| value == "LogAppendTime")
         .map(|_| now_ms());
-    // The one copy of the wire path: the request frame is shared, and appending
-    // patches headers in place.
-    match partition.append(BytesMut::from(&records[..]), log_append_time) {
+    // Appending patches headers in place, so it needs the bytes to itself. `records` is
+    // a slice of the request frame; when nothing else holds the frame (a one-partition
+    // request, or the last partition of one: see `handle`) that is free. Otherwise it
+    // costs the wire path's one copy.
+    let records = records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    match partition.append(records, log_append_time) {
         Ok(appended) => Outcome {
             index,
             result: Ok(Accepted {
@@ -226,22 +231,40 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
 /// otherwise once the data is visible to consumers, which is after the fsync under the
 /// batch flush policy).
 pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> ReplyBody {
-    let acks = request.acks;
-    let mut topics = Vec::with_capacity(request.topic_data.len());
-    for topic_data in request.topic_data {
-        let topic = broker.topics.get(&topic_data.name);
-        let outcomes: Vec<Outcome> = topic_data
-            .partition_data
+    // Every string and records field decoded from the frame is a slice of it. Keeping
+    // only the records (topic names copied, the rest dropped here) leaves a partition's
+    // records the frame's sole holder once the partitions before it are appended, so
+    // `append` can patch them in place.
+    let (acks, timeout_ms, topic_data) = {
+        let request = request;
+        let topic_data: Vec<_> = request
+            .topic_data
             .into_iter()
-            .map(|data| match &topic {
-                _ if !matches!(acks, -1..=1) => {
-                    Outcome::failed(data.index, ProduceError::InvalidAcks(acks))
-                }
-                Some(topic) => append(broker, topic, data.index, data.records),
-                None => Outcome::failed(data.index, ProduceError::UnknownPartition),
+            .map(|t| {
+                let partitions: Vec<_> = t
+                    .partition_data
+                    .into_iter()
+                    .map(|p| (p.index, p.records))
+                    .collect();
+                (topic_name(&t.name), partitions)
             })
             .collect();
-        topics.push((topic_data.name, outcomes));
+        (request.acks, request.timeout_ms, topic_data)
+    };
+    let mut topics = Vec::with_capacity(topic_data.len());
+    for (name, partitions) in topic_data {
+        let topic = broker.topics.get(&name);
+        let outcomes: Vec<Outcome> = partitions
+            .into_iter()
+            .map(|(index, records)| match &topic {
+                _ if !matches!(acks, -1..=1) => {
+                    Outcome::failed(index, ProduceError::InvalidAcks(acks))
+                }
+                Some(topic) => append(broker, topic, index, records),
+                None => Outcome::failed(index, ProduceError::UnknownPartition),
+            })
+            .collect();
+        topics.push((name, outcomes));
     }
 
     if acks == 0 {
@@ -271,7 +294,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Re
         return ReplyBody::ready(ResponseKind::Produce(respond(topics, version)));
     }
 
-    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
     ReplyBody::Later(tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         for outcome in topics
