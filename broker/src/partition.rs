@@ -188,31 +188,41 @@ impl Partition {
     /// Persists the producer state, so the next start need not replay the log.
     /// The aborted transactions index is trimmed to the log first.
     pub fn save_producer_state(&self) -> std::io::Result<()> {
-        let bytes = {
-            let mut producers = self.lock_producers();
-            producers.prune_aborted(self.log.log_start_offset());
-            producers.snapshot_bytes()?
-        };
+        self.write_producer_snapshot(&self.producer_snapshot()?)
+    }
+
+    /// The producer table as a snapshot, taken under the partition's lock (appends hold
+    /// it, so the snapshot covers no more than the log end at that moment).
+    fn producer_snapshot(&self) -> std::io::Result<Vec<u8>> {
+        let mut producers = self.lock_producers();
+        producers.prune_aborted(self.log.log_start_offset());
+        producers.snapshot_bytes()
+    }
+
+    fn write_producer_snapshot(&self, bytes: &[u8]) -> std::io::Result<()> {
         let _writing = self
             .snapshot_write
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        crate::producers::write_snapshot(&self.dir, &bytes)
+        crate::producers::write_snapshot(&self.dir, bytes)
     }
 
     /// Writes the log's recovery point once the active segment grew by `min_bytes` (see
     /// [`PartitionLog::record_recovery_point_if_grown`]), and with it a producer-state
     /// snapshot: after a crash, open then replays the batches after the snapshot instead
-    /// of the whole log. A snapshot that claims more than survives a crash is refused on
-    /// open, so taking it after the point's fsync (appends may have arrived since) is
-    /// safe.
+    /// of the whole log. The snapshot is taken before the point's fsync, so that
+    /// everything it describes is on disk by the time it is written.
     pub fn record_recovery_point_if_grown(&self, min_bytes: u64) -> std::io::Result<bool> {
+        if !self.log.recovery_point_due(min_bytes) {
+            return Ok(false);
+        }
+        let snapshot = self.producer_snapshot()?;
         let recorded = self
             .log
             .record_recovery_point_if_grown(min_bytes)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
         if recorded {
-            self.save_producer_state()?;
+            self.write_producer_snapshot(&snapshot)?;
         }
         Ok(recorded)
     }

@@ -376,11 +376,11 @@ impl ProducerTable {
             },
             Ok(_) => {
                 tracing::warn!(dir = %dir.display(), "producer snapshot is ahead of the log; rebuilding from the log");
-                ProducerTable::default()
+                discard_snapshot(dir)
             }
             Err(error) => {
                 tracing::warn!(dir = %dir.display(), %error, "unreadable producer snapshot; rebuilding from the log");
-                ProducerTable::default()
+                discard_snapshot(dir)
             }
         }
     }
@@ -396,6 +396,15 @@ struct Snapshot {
     /// The aborted transactions index.
     #[serde(default)]
     aborted: Vec<AbortedTxn>,
+}
+
+/// Removes a refused snapshot, so that a log that later grows past its offset (with other
+/// batches) can never make it look valid; returns the empty table to rebuild from.
+fn discard_snapshot(dir: &Path) -> ProducerTable {
+    if let Err(error) = std::fs::remove_file(snapshot_path(dir)) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot remove the refused producer snapshot");
+    }
+    ProducerTable::default()
 }
 
 /// Replaces the snapshot in `dir` atomically (temp file, fsync, rename).
@@ -528,5 +537,9 @@ mod tests {
         let ahead = ProducerTable::load(dir.path(), 5);
         assert!(ahead.get(4).is_none());
         assert_eq!(ahead.applied_until(), 0);
+        // Refused once, gone: a log that later grows past 10 with other batches must
+        // not make it look valid.
+        assert!(!snapshot_path(dir.path()).exists());
+        assert!(ProducerTable::load(dir.path(), 20).get(4).is_none());
     }
 }

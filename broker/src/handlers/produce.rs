@@ -180,7 +180,13 @@ impl Outcome {
     }
 }
 
-fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) -> Outcome {
+fn append(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    records: Option<Bytes>,
+    sole_partition: bool,
+) -> Outcome {
     let fail = |error| Outcome::failed(index, error);
     let Some(partition) = topic.partition(index) else {
         return fail(ProduceError::UnknownPartition);
@@ -200,12 +206,16 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
         .filter(|(value, _)| value == "LogAppendTime")
         .map(|_| now_ms());
     // Appending patches headers in place, so it needs the bytes to itself. `records` is
-    // a slice of the request frame; when nothing else holds the frame (a one-partition
-    // request, or the last partition of one: see `handle`) that is free. Otherwise it
-    // costs the wire path's one copy.
-    let records = records
-        .try_into_mut()
-        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    // a slice of the request frame; when it is the request's only partition it is most
+    // of the frame, and nothing else holds the frame any more (see `handle`), so taking
+    // the frame over is free. Otherwise it costs the wire path's one copy: the tail cache
+    // keeps what it is given alive, and a frame held for one small partition of a large
+    // request would cost memory far beyond the cache's bound.
+    let owned = |shared: Bytes| BytesMut::from(&shared[..]);
+    let records = match sole_partition {
+        true => records.try_into_mut().unwrap_or_else(owned),
+        false => owned(records),
+    };
     match partition.append(records, log_append_time) {
         Ok(appended) => Outcome {
             index,
@@ -232,9 +242,9 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) ->
 /// batch flush policy).
 pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> ReplyBody {
     // Every string and records field decoded from the frame is a slice of it. Keeping
-    // only the records (topic names copied, the rest dropped here) leaves a partition's
-    // records the frame's sole holder once the partitions before it are appended, so
-    // `append` can patch them in place.
+    // only the records (topic names copied, the rest dropped here) leaves the records of
+    // a one-partition request the frame's sole holder, so `append` can patch them in
+    // place.
     let (acks, timeout_ms, topic_data) = {
         let request = request;
         let topic_data: Vec<_> = request
@@ -251,6 +261,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Re
             .collect();
         (request.acks, request.timeout_ms, topic_data)
     };
+    let sole_partition = matches!(&topic_data[..], [(_, partitions)] if partitions.len() == 1);
     let mut topics = Vec::with_capacity(topic_data.len());
     for (name, partitions) in topic_data {
         let topic = broker.topics.get(&name);
@@ -260,7 +271,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Re
                 _ if !matches!(acks, -1..=1) => {
                     Outcome::failed(index, ProduceError::InvalidAcks(acks))
                 }
-                Some(topic) => append(broker, topic, index, records),
+                Some(topic) => append(broker, topic, index, records, sole_partition),
                 None => Outcome::failed(index, ProduceError::UnknownPartition),
             })
             .collect();

@@ -116,6 +116,9 @@ pub struct PartitionLog {
     /// around sealing, so that a point's index files never overwrite a sealed segment's.
     /// Taken after `writer`, never before it.
     recovery_point: Mutex<Option<Checkpoint>>,
+    /// Held around every fsync of the active segment and the publishing of its outcome
+    /// (see `sync_and_publish`); always the innermost lock.
+    sync_lock: Mutex<()>,
     /// Makes the next fsync report failure (tests only).
     #[cfg(test)]
     pub(crate) fail_next_fsync: AtomicBool,
@@ -218,6 +221,7 @@ impl PartitionLog {
             maintenance: Mutex::new(()),
             // Unknown until one is written: the file's point may be one open rejected.
             recovery_point: Mutex::new(None),
+            sync_lock: Mutex::new(()),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
@@ -345,7 +349,12 @@ impl PartitionLog {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         let sealed = {
             let _point = lock(&self.recovery_point);
-            writer.active.seal()
+            let _one_fsync_at_a_time = lock(&self.sync_lock);
+            match self.poisoned.load(Ordering::Acquire) {
+                // Sealing's fsync could succeed only because the failure went elsewhere.
+                true => Err(io::Error::other("the log is poisoned by a failed fsync")),
+                false => writer.active.seal(),
+            }
         };
         if let Err(error) = sealed {
             self.poisoned.store(true, Ordering::Release);
@@ -449,7 +458,9 @@ impl PartitionLog {
     fn sync_written_blocking(&self) -> Result<bool, FlushError> {
         let synced = match self.capture() {
             Ok((end, _)) if end <= self.durable_offset.load(Ordering::Acquire) => Ok(false),
-            Ok((end, file)) => self.finish_sync(end, file.sync_data()).map(|()| true),
+            Ok((end, file)) => self
+                .sync_and_publish(end, || file.sync_data())
+                .map(|()| true),
             // The active segment's file cannot be reached: its data can never be made
             // durable, which is a failed fsync by another name.
             Err(FlushError::Io(error)) => self.finish_sync(0, Err(error)).map(|()| false),
@@ -514,7 +525,20 @@ impl PartitionLog {
         Ok((end, segment.file()?.clone()))
     }
 
-    fn finish_sync(&self, end: i64, result: io::Result<()>) -> Result<(), FlushError> {
+    /// Runs one fsync of the active segment and publishes what it covered (offsets below
+    /// `end`). Every such fsync goes through here, one at a time: Linux reports a failed
+    /// writeback to only one of several fsyncs of a file, so the fsync that sees it must
+    /// poison the log before another can publish data that writeback held.
+    fn sync_and_publish(
+        &self,
+        end: i64,
+        sync: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), FlushError> {
+        let _one_at_a_time = lock(&self.sync_lock);
+        self.finish_sync(end, sync())
+    }
+
+    pub(super) fn finish_sync(&self, end: i64, result: io::Result<()>) -> Result<(), FlushError> {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
         let result = match self.fail_next_fsync.swap(false, Ordering::AcqRel) {
@@ -526,6 +550,11 @@ impl PartitionLog {
             self.poisoned.store(true, Ordering::Release);
             tracing::error!(dir = %self.dir.display(), %error, "fsync failed; log is now read-only");
             return Err(error.into());
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            // An earlier fsync failed: this one's success may only mean the failed
+            // writeback's error was reported there.
+            return Err(self.poison_error());
         }
         self.mark_durable(end);
         Ok(())
@@ -743,11 +772,10 @@ impl PartitionLog {
         let active = writer.active.clone();
         let point = self.point_of(&active);
         // Trimmed first, so that the next open finds no reserved space past the point.
-        let result = active
-            .trim()
-            .and_then(|()| active.file())
-            .and_then(|f| f.sync_data());
-        self.finish_sync(point.next_offset, result)?;
+        self.sync_and_publish(point.next_offset, || {
+            active.trim()?;
+            active.file()?.sync_data()
+        })?;
         self.record_recovery_point(&active, point, active.index_snapshot());
         drop(writer);
         Ok(())
@@ -758,7 +786,8 @@ impl PartitionLog {
     /// about that much (plus what arrived since) instead of the whole active segment (up
     /// to `segment.bytes`, 1 GiB by default: seconds of reading). Kafka does the same with
     /// its periodic recovery-point checkpoint. Appends wait only while the in-memory
-    /// indexes are copied; the fsync and the file writes happen after. Returns whether a
+    /// indexes are copied (and, should a roll coincide, for the roll to get past the
+    /// point's file writes); the fsync and the file writes happen after. Returns whether a
     /// point was written (never for a poisoned log, which said so when it was poisoned).
     pub fn record_recovery_point_if_grown(&self, min_bytes: u64) -> Result<bool, FlushError> {
         if self.poisoned.load(Ordering::Acquire) {
@@ -767,19 +796,29 @@ impl PartitionLog {
         let (active, point, snapshot) = {
             let writer = lock(&self.writer);
             let active = writer.active.clone();
-            let last = lock(&self.recovery_point)
-                .filter(|c| c.base == active.base)
-                .map_or(0, |c| c.size);
-            if active.size().saturating_sub(last) < min_bytes {
+            if !self.point_due(&active, min_bytes) {
                 return Ok(false);
             }
             let point = self.point_of(&active);
             let snapshot = active.index_snapshot();
             (active, point, snapshot)
         };
-        let result = active.file().and_then(|f| f.sync_data());
-        self.finish_sync(point.next_offset, result)?;
+        self.sync_and_publish(point.next_offset, || active.file()?.sync_data())?;
         Ok(self.record_recovery_point(&active, point, snapshot))
+    }
+
+    /// Whether [`PartitionLog::record_recovery_point_if_grown`] would write a point now:
+    /// lets a caller prepare what goes with it (the producer snapshot) only when it will.
+    pub fn recovery_point_due(&self, min_bytes: u64) -> bool {
+        !self.poisoned.load(Ordering::Acquire)
+            && self.point_due(&lock(&self.writer).active, min_bytes)
+    }
+
+    fn point_due(&self, active: &Segment, min_bytes: u64) -> bool {
+        let last = lock(&self.recovery_point)
+            .filter(|c| c.base == active.base)
+            .map_or(0, |c| c.size);
+        active.size().saturating_sub(last) >= min_bytes
     }
 
     /// The recovery point the active segment's current state would make (appends hold

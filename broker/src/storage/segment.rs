@@ -371,7 +371,7 @@ impl Segment {
     /// open can resume from the recovery point instead of validating the whole segment.
     /// Does nothing once the segment is sealed (its files are then the sealed ones).
     pub(crate) fn persist_index_snapshot(&self, snapshot: IndexBuilder) -> io::Result<bool> {
-        if self.index_snapshot().is_none() {
+        if matches!(&*rlock(&self.state), SegIndex::Sealed { .. }) {
             return Ok(false);
         }
         self.write_files(snapshot)?;
@@ -389,20 +389,24 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes and fsyncs both index files, with a final time entry for the maximum.
+    /// Writes and fsyncs both index files, with a final time entry for the maximum. Each
+    /// replaces its predecessor by rename, so a crash midway leaves the previous file
+    /// whole (a recovery point's files are rewritten while the point before still relies
+    /// on them; a torn time index could otherwise pass for a shorter valid one). The
+    /// renames become durable with the directory's next fsync (the recovery point's, or
+    /// the roll's); until then the previous files stand, as does the previous point.
     fn write_files(&self, mut builder: IndexBuilder) -> io::Result<IndexBuilder> {
         builder.push_time_entry();
         for (path, bytes) in [
             (&self.index_path, builder.offset_bytes()),
             (&self.time_path, builder.time_bytes()),
         ] {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)?;
+            let mut temp = path.clone().into_os_string();
+            temp.push(".tmp");
+            let mut file = File::create(&temp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
+            fs::rename(&temp, path)?;
         }
         Ok(builder)
     }
@@ -472,8 +476,10 @@ impl Segment {
     /// sealed segment's length) and at a clean flush (so the next open has no zeros to
     /// look past). The caller fsyncs afterwards.
     pub(crate) fn trim(&self) -> io::Result<()> {
+        // The file's own length, not `allocated`: a failed reservation or a failed cut
+        // after a failed write may have left it longer than this segment knows.
         let size = self.size();
-        if self.allocated.load(Ordering::Acquire) > size {
+        if self.file()?.metadata()?.len() > size {
             self.truncate_to(size)?;
         }
         Ok(())
@@ -792,8 +798,6 @@ fn scan(
     Ok((pos, None))
 }
 
-/// One past a stored batch's last offset, saturating: headers read back from disk (or
-/// from where a damaged index points) may hold any value and must not overflow.
 /// One past the last non-zero byte of `file` in `from..len` (`from` if there is none):
 /// what a truncation at `from` destroys, as opposed to reserved space it gives back.
 fn end_of_content(file: &File, from: u64, len: u64) -> io::Result<u64> {
@@ -811,6 +815,8 @@ fn end_of_content(file: &File, from: u64, len: u64) -> io::Result<u64> {
     Ok(end)
 }
 
+/// One past a stored batch's last offset, saturating: headers read back from disk (or
+/// from where a damaged index points) may hold any value and must not overflow.
 fn batch_end(header: &BatchHeader) -> i64 {
     header
         .base_offset

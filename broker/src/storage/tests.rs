@@ -784,6 +784,65 @@ fn timestamp_lookups_use_sealed_and_active_time_indexes() {
     check(&log);
 }
 
+/// Linux reports a failed writeback to one fsync only. When a recovery point's fsync
+/// is the one that sees it, a later fsync that succeeds must not publish anything.
+#[test]
+fn a_failure_seen_by_one_fsync_is_not_undone_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20, FlushPolicy::EveryBatch, 0)).unwrap();
+    let appended = log.append(batch(2)).unwrap();
+    log.fail_next_fsync
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(log.record_recovery_point_if_grown(1).is_err());
+    assert_eq!(log.high_watermark(), 0);
+    // Another fsync of the same file (the group commit's) now reports success.
+    assert!(matches!(
+        log.finish_sync(appended.last_offset + 1, Ok(())),
+        Err(FlushError::Io(_))
+    ));
+    assert_eq!(log.high_watermark(), 0);
+    assert!(
+        !log.recovery_point_due(1),
+        "a poisoned log writes no points"
+    );
+}
+
+/// A segment whose file grew past what it knows (a reservation that failed midway, a
+/// failed write not cut back) is still sealed at its data's length: open trusts a
+/// sealed segment's file length.
+#[test]
+fn sealing_cuts_the_file_to_its_data_whatever_it_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    // No reservation: as after a failed fallocate, the segment believes its file ends
+    // at its data.
+    let cfg = LogConfig {
+        preallocate: false,
+        ..config(2000, FlushPolicy::Never, 0)
+    };
+    let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+    let mut expected = fill(&log, 2);
+    let active = files(dir.path(), "log")[0].clone();
+    let grown = fs::metadata(&active).unwrap().len() + 200_000;
+    OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(grown)
+        .unwrap();
+    expected.extend(fill(&log, 20));
+    assert!(log.segment_count() > 1);
+    let bytes = fs::read(&active).unwrap();
+    let whole: usize = Batches::new(&bytes).map(|(_, range)| range.len()).sum();
+    assert_eq!(
+        whole,
+        bytes.len(),
+        "the sealed segment holds whole batches only"
+    );
+    drop(log);
+    let log = PartitionLog::open(dir.path(), cfg).unwrap();
+    check_reads(&log, &expected);
+}
+
 #[tokio::test]
 async fn a_failed_fsync_never_moves_the_high_watermark() {
     let dir = tempfile::tempdir().unwrap();
