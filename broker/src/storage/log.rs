@@ -538,6 +538,8 @@ impl PartitionLog {
         self.finish_sync(end, sync())
     }
 
+    /// Records the outcome of an fsync that covered offsets below `end`: a failure
+    /// poisons the log; a success publishes them, unless the log is already poisoned.
     pub(super) fn finish_sync(&self, end: i64, result: io::Result<()>) -> Result<(), FlushError> {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
