@@ -72,6 +72,17 @@ fn state(groups: &GroupCoordinator) -> GroupState {
     groups.describe("g").unwrap().state
 }
 
+/// A new member joins a group of one (`member_id`), who rejoins: returns the next
+/// generation's outcomes for the member who rejoined and for the newcomer.
+async fn second_member_joins(
+    groups: &GroupCoordinator,
+    member_id: &str,
+) -> (JoinOutcome, JoinOutcome) {
+    let newcomer = groups.begin_join(params("", None, &["t"]));
+    let rejoined = groups.join(params(member_id, None, &["t"])).await.unwrap();
+    (rejoined, newcomer.outcome().await.unwrap())
+}
+
 /// Joins everyone in one rebalance and syncs with one-byte assignments naming the
 /// member's index. Returns the join outcomes in the order given.
 async fn form(groups: &GroupCoordinator, joins: Vec<JoinParams>) -> Vec<JoinOutcome> {
@@ -241,13 +252,7 @@ async fn a_silent_member_is_evicted_after_its_session_timeout() {
     let a = form(&f.groups, vec![params("", None, &["t"])])
         .await
         .remove(0);
-    let b_wait = f.groups.begin_join(params("", None, &["t"]));
-    let a = f
-        .groups
-        .join(params(&a.member_id, None, &["t"]))
-        .await
-        .unwrap();
-    let b = b_wait.outcome().await.unwrap();
+    let (a, b) = second_member_joins(&f.groups, &a.member_id).await;
     let b_sync = f.groups.begin_sync(sync(&b, vec![]));
     f.groups.sync(sync(&a, vec![])).await.unwrap();
     b_sync.outcome().await.unwrap();
@@ -281,13 +286,7 @@ async fn members_that_do_not_rejoin_are_removed_at_the_rebalance_timeout() {
     let a = form(&f.groups, vec![params("", None, &["t"])])
         .await
         .remove(0);
-    let b_wait = f.groups.begin_join(params("", None, &["t"]));
-    let a = f
-        .groups
-        .join(params(&a.member_id, None, &["t"]))
-        .await
-        .unwrap();
-    let b = b_wait.outcome().await.unwrap();
+    let (a, b) = second_member_joins(&f.groups, &a.member_id).await;
     let b_sync = f.groups.begin_sync(sync(&b, vec![]));
     f.groups.sync(sync(&a, vec![])).await.unwrap();
     b_sync.outcome().await.unwrap();
@@ -442,13 +441,7 @@ async fn commits_from_stale_generations_and_strangers_are_refused() {
         Ok(vec![Ok(())])
     );
     // A rebalance completes; until the new generation is synced, commits wait.
-    let b_wait = f.groups.begin_join(params("", None, &["t"]));
-    let a2 = f
-        .groups
-        .join(params(&a.member_id, None, &["t"]))
-        .await
-        .unwrap();
-    b_wait.outcome().await.unwrap();
+    let (a2, _b) = second_member_joins(&f.groups, &a.member_id).await;
     assert_eq!(
         f.groups.commit_offsets(commit(2, &a2.member_id, 6)).await,
         Err(CommitError::RebalanceInProgress)
@@ -499,13 +492,7 @@ async fn transactional_commits_from_zombie_consumers_are_refused() {
 
     // A second member joins: generation 2. A producer still holding generation 1's
     // metadata is a zombie, even though its member id is still in the group.
-    let b_wait = f.groups.begin_join(params("", None, &["t"]));
-    let a2 = f
-        .groups
-        .join(params(&a.member_id, None, &["t"]))
-        .await
-        .unwrap();
-    let b = b_wait.outcome().await.unwrap();
+    let (a2, b) = second_member_joins(&f.groups, &a.member_id).await;
     assert_eq!(a2.generation_id, 2);
     assert_eq!(
         check(1, &a.member_id),
