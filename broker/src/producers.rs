@@ -20,7 +20,6 @@
 //! the log), so they survive restarts exactly as sequences do.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use agentlog_protocol::batch::{BatchHeader, Batches};
@@ -407,13 +406,11 @@ fn discard_snapshot(dir: &Path) -> ProducerTable {
     ProducerTable::default()
 }
 
-/// Replaces the snapshot in `dir` atomically (temp file, fsync, rename).
+/// Replaces the snapshot in `dir` atomically (temp file, fsync, rename). Its directory
+/// entry is not fsynced: should the rename be lost, the older snapshot covers less of
+/// the log, and open replays the rest.
 pub fn write_snapshot(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, snapshot_path(dir))
+    crate::storage::replace_file(&snapshot_path(dir), bytes)
 }
 
 fn snapshot_path(dir: &Path) -> PathBuf {

@@ -1135,12 +1135,21 @@ fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
 /// Writes `name` in `dir` via a temporary file, fsync, rename and directory fsync, so
 /// a crash leaves either the old or the new content.
 pub(super) fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp)?;
-    io::Write::write_all(&mut file, text.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
+    replace_file(&dir.join(name), text.as_bytes())?;
     sync_dir(dir)
+}
+
+/// Replaces `path` with `bytes` via `<path>.tmp`, fsync and rename: a crash leaves the
+/// old or the new content whole. The rename is durable once the directory is fsynced,
+/// which callers do themselves ([`write_atomically`]) or leave to a later write that
+/// does, if the old content standing until then is acceptable.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = File::create(&tmp)?;
+    io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 /// The end offset of `bytes` when it holds at least one batch and none has records.
@@ -1193,16 +1202,11 @@ fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
 
 /// Atomically replaces the recovery point (write, fsync, rename, fsync directory).
 fn write_checkpoint(dir: &Path, checkpoint: Checkpoint) -> io::Result<()> {
-    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     let text = format!(
         "v1 {} {} {}\n",
         checkpoint.base, checkpoint.size, checkpoint.next_offset
     );
-    let mut file = File::create(&tmp)?;
-    io::Write::write_all(&mut file, text.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;
-    sync_dir(dir)
+    write_atomically(dir, CHECKPOINT_FILE, &text)
 }
 
 /// Makes a new segment file's directory entry durable.

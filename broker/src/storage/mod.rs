@@ -51,6 +51,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 pub use compact::{cleaned_up_to, CompactError, Compaction, CompactionOutcome};
+pub(crate) use log::replace_file;
 pub use log::{DeleteRecordsError, PartitionLog, Retention, RetentionOutcome};
 
 /// When appended bytes are forced to disk, and so when they become visible and acknowledged.

@@ -6,7 +6,7 @@
 //! number of readers share a segment with the one writer and never wait on each other.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use agentlog_protocol::batch::{self, BatchHeader, Batches, HEADER_LEN};
 use bytes::Bytes;
 
 use super::index::{self, IndexBuilder, OffsetEntry, TimeEntry, OFFSET_ENTRY, TIME_ENTRY};
+use super::log::replace_file;
 use super::records;
 use super::TimestampOffset;
 
@@ -397,17 +398,8 @@ impl Segment {
     /// the roll's); until then the previous files stand, as does the previous point.
     fn write_files(&self, mut builder: IndexBuilder) -> io::Result<IndexBuilder> {
         builder.push_time_entry();
-        for (path, bytes) in [
-            (&self.index_path, builder.offset_bytes()),
-            (&self.time_path, builder.time_bytes()),
-        ] {
-            let mut temp = path.clone().into_os_string();
-            temp.push(".tmp");
-            let mut file = File::create(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&temp, path)?;
-        }
+        replace_file(&self.index_path, &builder.offset_bytes())?;
+        replace_file(&self.time_path, &builder.time_bytes())?;
         Ok(builder)
     }
 
@@ -801,6 +793,10 @@ fn scan(
 /// One past the last non-zero byte of `file` in `from..len` (`from` if there is none):
 /// what a truncation at `from` destroys, as opposed to reserved space it gives back.
 fn end_of_content(file: &File, from: u64, len: u64) -> io::Result<u64> {
+    if from >= len {
+        // Every open of an active segment comes here, mostly with nothing past the data.
+        return Ok(from);
+    }
     let mut end = from;
     let mut buf = vec![0u8; SCAN_CHUNK];
     let mut pos = from;
