@@ -65,8 +65,9 @@ impl Partition {
     ///
     /// Takes the batches by value because appending patches their headers (offsets,
     /// leader epoch, append time) in place: a caller that already owns a buffer (the
-    /// embedded agent path) hands it over without a copy, and the wire path makes its
-    /// one copy out of the request frame. Bytes after the last whole batch are dropped.
+    /// embedded agent path) hands it over without a copy, and the wire path hands over
+    /// the request frame of a one-partition request or else makes its one copy out of
+    /// the frame. Bytes after the last whole batch are dropped.
     ///
     /// With `log_append_time`, every batch is stamped with that time (topics with
     /// `message.timestamp.type=LogAppendTime`).

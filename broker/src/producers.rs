@@ -338,11 +338,6 @@ impl ProducerTable {
         self.producers.get(&producer_id)
     }
 
-    /// Writes the table atomically (temp file, fsync, rename) into `dir`.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        write_snapshot(dir, &self.snapshot_bytes()?)
-    }
-
     /// The table as a snapshot file's contents: taken under the partition's lock, written
     /// (with [`write_snapshot`]) after it is released.
     pub fn snapshot_bytes(&self) -> std::io::Result<Vec<u8>> {
@@ -527,7 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut table = ProducerTable::default();
         table.record(&header(4, 1, 0, 10, 0));
-        table.save(dir.path()).unwrap();
+        write_snapshot(dir.path(), &table.snapshot_bytes().unwrap()).unwrap();
         let loaded = ProducerTable::load(dir.path(), 10);
         assert_eq!(loaded.get(4), table.get(4));
         assert_eq!(loaded.applied_until(), 10);
