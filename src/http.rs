@@ -225,7 +225,7 @@ fn encode_agents(
             .map(|(agent, m)| (labels(agent, m), field(m)))
             .collect()
     };
-    let plain: [(&str, &str, Field); 6] = [
+    let plain: [(&str, &str, Field); 7] = [
         (
             "agentlog_agent_events_processed",
             "Events an agent handled successfully (after any retries).",
@@ -255,6 +255,11 @@ fn encode_agents(
             "agentlog_agent_dead_lettered",
             "Events sent to a dead-letter topic.",
             |m| m.dead_lettered,
+        ),
+        (
+            "agentlog_agent_unavailable",
+            "Attempts that failed because a dependency (model server, tool) was unavailable; those events wait, they are not dead-lettered.",
+            |m| m.unavailable,
         ),
     ];
     for (name, help, field) in plain {

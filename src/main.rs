@@ -1,8 +1,10 @@
 //! The `agentlog` command line: parses flags, sets up logging, and runs the broker or
 //! the load tool.
 
+mod agents_cmd;
 mod bench;
 mod http;
+mod models_cmd;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -32,6 +34,10 @@ enum Command {
     Serve(ServeArgs),
     /// Load-test any Kafka-protocol broker: produce, consume or end-to-end latency.
     Bench(bench::BenchArgs),
+    /// Work with the agents a configuration declares (replay, ...).
+    Agents(agents_cmd::AgentsArgs),
+    /// Deploy and list ONNX models in a cluster's models topic.
+    Models(models_cmd::ModelsArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -64,6 +70,8 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Bench(args)) => return bench::run(args),
+        Some(Command::Agents(args)) => return agents_cmd::run(args),
+        Some(Command::Models(args)) => return models_cmd::run(args),
         None => cli.serve,
     };
     let (config, agents) = build_config(&args)?;
@@ -156,7 +164,7 @@ async fn serve(
         // only (the cluster's consumer lag is the cluster's to report).
         let runtime = Arc::new(Runtime::new(KafkaBackend::new(kafka.clone())?));
         let http = start_http(http, agent_source(&runtime), None, started).await?;
-        let handles = start_declared(&runtime, &agents.agents).await?;
+        let handles = start_declared(&runtime, &agents).await?;
         tracing::info!(bootstrap = %kafka.bootstrap, agents = handles.len(), "agents running on kafka");
         stop.wait().await;
         stop_agents(handles).await;
@@ -185,7 +193,7 @@ async fn serve(
         started,
     )
     .await?;
-    let handles = start_declared(&runtime, &agents.agents).await?;
+    let handles = start_declared(&runtime, &agents).await?;
     stop.wait().await;
     stop_agents(handles).await;
     if let Some(http) = http {

@@ -15,16 +15,51 @@ use crate::event::{Event, OutRecord};
 use crate::metrics::AgentMetrics;
 use crate::state::StateStore;
 
-/// A handler failure; the runtime retries the event and finally dead-letters it with
-/// this message in its headers.
+/// Headers that every record emitted while handling an event inherits from it: the
+/// correlation id of a request/reply or fan-out, and the fan-out's size and index, so
+/// an `aggregate` agent downstream can join the results of one fan-out.
+pub const INHERITED_HEADERS: [&str; 3] = ["correlation_id", "fanout.count", "fanout.index"];
+
+/// A handler failure. An ordinary one is retried per the agent's policy and finally
+/// dead-lettered with its message (and any extra headers) on the record; an
+/// [`HandlerError::unavailable`] one is retried without limit and never dead-letters.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct HandlerError(pub String);
+#[error("{message}")]
+pub struct HandlerError {
+    /// What went wrong, as written to the `dlq.error` header.
+    pub message: String,
+    /// A dependency (a model server, a tool) is unreachable: the event is not at fault,
+    /// so it is retried with backoff until the dependency returns, keeping the agent's
+    /// place on the log, instead of being dead-lettered.
+    pub unavailable: bool,
+    /// Extra headers for the dead-lettered record (e.g. the raw model answer), so an
+    /// operator sees why without re-running the event.
+    pub dlq_headers: Vec<(String, String)>,
+}
 
 impl HandlerError {
-    /// A failure described by `message`.
+    /// A failure described by `message`: retried, then dead-lettered.
     pub fn new(message: impl Into<String>) -> HandlerError {
-        HandlerError(message.into())
+        HandlerError {
+            message: message.into(),
+            unavailable: false,
+            dlq_headers: Vec::new(),
+        }
+    }
+
+    /// A dependency is down: retried with backoff for as long as it takes, never
+    /// dead-lettered.
+    pub fn unavailable(message: impl Into<String>) -> HandlerError {
+        HandlerError {
+            unavailable: true,
+            ..HandlerError::new(message)
+        }
+    }
+
+    /// Adds a header to the record if it ends up dead-lettered.
+    pub fn with_dlq_header(mut self, name: &str, value: impl Into<String>) -> HandlerError {
+        self.dlq_headers.push((name.to_string(), value.into()));
+        self
     }
 }
 
@@ -53,6 +88,7 @@ pub struct Context {
     attempt: u32,
     state: Arc<StateStore>,
     metrics: Arc<AgentMetrics>,
+    inherited: Vec<(String, Bytes)>,
     pub(crate) emits: Vec<(String, OutRecord)>,
     pub(crate) decisions: Vec<OutRecord>,
     pub(crate) state_writes: Vec<(String, Option<serde_json::Value>)>,
@@ -72,10 +108,39 @@ impl Context {
             attempt,
             state,
             metrics,
+            inherited: Vec::new(),
             emits: Vec::new(),
             decisions: Vec::new(),
             state_writes: Vec::new(),
         }
+    }
+
+    /// Carries the workflow headers of `event` ([`INHERITED_HEADERS`]) onto every
+    /// record emitted with [`Context::emit`], so a fan-out's results find their
+    /// fan-in whichever agents they pass through.
+    pub(crate) fn inheriting(mut self, event: &Event) -> Context {
+        self.inherited = event
+            .headers
+            .iter()
+            .filter(|h| {
+                INHERITED_HEADERS
+                    .iter()
+                    .any(|n| h.name.as_ref() == n.as_bytes())
+            })
+            .filter_map(|h| {
+                let name = String::from_utf8_lossy(&h.name).into_owned();
+                Some((name, h.value.clone()?))
+            })
+            .collect();
+        self
+    }
+
+    /// The inherited workflow header `name` of the event being handled.
+    pub fn inherited(&self, name: &str) -> Option<&Bytes> {
+        self.inherited
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// This agent's id (its name in the configuration).
@@ -103,8 +168,9 @@ impl Context {
         data: serde_json::Value,
     ) {
         let envelope = Envelope::new(event_type, &self.agent_id, self.trace_id.clone(), data);
-        self.emits
-            .push((topic.to_string(), envelope.to_record(key)));
+        let mut record = envelope.to_record(key);
+        record.headers.extend(self.inherited.iter().cloned());
+        self.emits.push((topic.to_string(), record));
     }
 
     /// Emits a plain record as given (forwarding, or non-enveloped formats).

@@ -33,6 +33,8 @@ use crate::backend::Backend;
 use crate::backend::KafkaConfig;
 use crate::builtins::{ContentRouter, DlqReplayer};
 use crate::delivery::RetryPolicy;
+use crate::inference::InferenceSettings;
+use crate::llm::LlmSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
 
 /// The configuration is unusable.
@@ -48,7 +50,10 @@ pub enum ConfigError {
     #[error("the kafka agents backend needs `bootstrap`")]
     MissingBootstrap,
     /// An agent's kind is not built in.
-    #[error("agent `{name}`: unknown kind `{kind}` (built in: router, dlq_replayer)")]
+    #[error(
+        "agent `{name}`: unknown kind `{kind}` (built in: router, dlq_replayer, llm, llm_router, \
+         tool_agent, aggregate, onnx, embed)"
+    )]
     UnknownKind {
         /// The agent.
         name: String,
@@ -90,6 +95,10 @@ struct Document {
     agents_backend: Option<BackendTable>,
     #[serde(default)]
     agents: Vec<AgentDef>,
+    #[serde(default)]
+    llm: LlmSettings,
+    #[serde(default)]
+    inference: InferenceSettings,
 }
 
 /// One `[[agents]]` table.
@@ -111,6 +120,8 @@ pub struct AgentDef {
     pub backoff_ms: Option<u64>,
     /// Dead-letter topic (default `<topic>.dlq`).
     pub dlq_topic: Option<String>,
+    /// Events one instance handles at once (default 1); same-key events stay in order.
+    pub max_in_flight: Option<usize>,
     /// Kind-specific options.
     #[serde(default)]
     pub options: toml::Table,
@@ -132,6 +143,10 @@ pub struct AgentsConfig {
     pub backend: BackendChoice,
     /// The declared agents.
     pub agents: Vec<AgentDef>,
+    /// `[llm.<name>]`: the model endpoints LLM agents call.
+    pub llm: LlmSettings,
+    /// `[inference]`: ONNX Runtime and the models topic.
+    pub inference: InferenceSettings,
 }
 
 fn value_text(value: &toml::Value) -> String {
@@ -168,11 +183,26 @@ impl AgentsConfig {
         let config = AgentsConfig {
             backend,
             agents: doc.agents,
+            llm: doc.llm,
+            inference: doc.inference,
         };
         for def in &config.agents {
-            def.builtin()?;
+            config.validate(def)?;
         }
         Ok(config)
+    }
+
+    /// Checks one definition against its kind, so a bad one is refused at start-up
+    /// with the agent named, before anything runs.
+    fn validate(&self, def: &AgentDef) -> Result<(), ConfigError> {
+        let kind = def.kind.as_str();
+        if crate::llm::KINDS.contains(&kind) {
+            crate::llm::validate(def, &self.llm)
+        } else if crate::inference::KINDS.contains(&kind) {
+            crate::inference::validate(def, &self.inference)
+        } else {
+            def.builtin().map(|_| ())
+        }
     }
 }
 
@@ -192,6 +222,7 @@ impl AgentDef {
             max_backoff: defaults.max_backoff,
         };
         spec.dlq_topic = self.dlq_topic.clone();
+        spec.max_in_flight = self.max_in_flight.unwrap_or(1).max(1);
         spec
     }
 
@@ -248,13 +279,20 @@ pub enum StartAgentsError {
 /// Starts every declared built-in agent on `runtime`.
 pub async fn start_declared<B: Backend>(
     runtime: &Runtime<B>,
-    defs: &[AgentDef],
+    config: &AgentsConfig,
 ) -> Result<Vec<AgentHandle>, StartAgentsError> {
-    let mut handles = Vec::with_capacity(defs.len());
-    for def in defs {
-        let handle = match def.builtin()? {
-            BuiltinAgent::Router(agent) => runtime.start(def.spec(), agent).await?,
-            BuiltinAgent::DlqReplayer(agent) => runtime.start(def.spec(), agent).await?,
+    let mut handles = Vec::with_capacity(config.agents.len());
+    for def in &config.agents {
+        let kind = def.kind.as_str();
+        let handle = if crate::llm::KINDS.contains(&kind) {
+            crate::llm::start(runtime, def, &config.llm).await?
+        } else if crate::inference::KINDS.contains(&kind) {
+            crate::inference::start(runtime, def, &config.inference).await?
+        } else {
+            match def.builtin()? {
+                BuiltinAgent::Router(agent) => runtime.start(def.spec(), agent).await?,
+                BuiltinAgent::DlqReplayer(agent) => runtime.start(def.spec(), agent).await?,
+            }
         };
         tracing::info!(agent = %def.name, kind = %def.kind, "agent started");
         handles.push(handle);

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::agent::{Agent, Context};
+use tokio::sync::watch;
+
+use crate::agent::{Agent, Context, HandlerError};
 use crate::backend::{ProduceError, Sink};
 use crate::event::{Event, OutRecord};
 use crate::metrics::{inc, AgentMetrics};
@@ -71,7 +73,7 @@ pub enum Outcome {
 
 /// An event could neither be handled nor dead-lettered; it must not be committed.
 #[derive(Debug, Error)]
-#[error("event {topic}-{partition}@{offset} not delivered: {source}")]
+#[error("event {topic}-{partition}@{offset} not delivered: {reason}")]
 pub struct DeliveryError {
     /// Topic.
     pub topic: String,
@@ -79,8 +81,19 @@ pub struct DeliveryError {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
-    /// Why the dead-letter write failed.
-    pub source: ProduceError,
+    /// Why.
+    pub reason: NotDelivered,
+}
+
+/// Why an event was left undelivered.
+#[derive(Debug, Error)]
+pub enum NotDelivered {
+    /// The dead-letter write failed.
+    #[error("dead-letter write failed: {0}")]
+    DeadLetter(#[from] ProduceError),
+    /// The instance was stopped while a dependency of the handler was unavailable.
+    #[error("stopped while waiting for an unavailable dependency: {0}")]
+    Stopped(String),
 }
 
 /// Everything needed to deliver events to one agent.
@@ -95,11 +108,14 @@ pub(crate) struct Delivery<A> {
 }
 
 impl<A: Agent> Delivery<A> {
-    /// Delivers one event: handled, or dead-lettered after the last attempt.
+    /// Delivers one event: handled, or dead-lettered after the last attempt. Waits
+    /// for an unavailable dependency (see [`HandlerError::unavailable`]) until `stop`
+    /// turns true, then gives up without dead-lettering.
     pub(crate) async fn deliver<S: Sink>(
         &self,
         sink: &S,
         event: &Event,
+        stop: &watch::Receiver<bool>,
     ) -> Result<Outcome, DeliveryError> {
         if let Some(reason) = &event.undecodable {
             // No handler can make sense of it and retrying cannot help: straight to the
@@ -107,18 +123,29 @@ impl<A: Agent> Delivery<A> {
             inc(&self.metrics.errors, 1);
             tracing::warn!(agent = %self.agent_id, topic = %event.topic, partition = event.partition, offset = event.offset, %reason, "undecodable batch sent to the dead-letter topic");
             return self
-                .dead_letter_durably(sink, event, &format!("undecodable batch: {reason}"), 0)
+                .dead_letter_durably(
+                    sink,
+                    event,
+                    &HandlerError::new(format!("undecodable batch: {reason}")),
+                    0,
+                )
                 .await;
         }
         let trace_id = event
             .trace_id()
             .or_else(|| Some(crate::envelope::new_trace_id()));
         let attempts = self.retry.max_attempts.max(1);
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
-            if attempt > 1 {
+        let mut failures = 0;
+        let mut waits = 0;
+        let mut attempt = 0;
+        let last_error = loop {
+            attempt += 1;
+            if waits > 0 {
                 inc(&self.metrics.retries, 1);
-                tokio::time::sleep(self.retry.backoff(attempt - 1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.retry.backoff(waits)) => {}
+                    _ = stopped(stop.clone()) => {}
+                }
             }
             let started = Instant::now();
             let mut ctx = Context::new(
@@ -127,29 +154,52 @@ impl<A: Agent> Delivery<A> {
                 attempt,
                 self.state.clone(),
                 self.metrics.clone(),
-            );
+            )
+            .inheriting(event);
             let result = match self.agent.handle(event, &mut ctx).await {
                 Ok(()) => self
                     .write_outputs(sink, ctx)
                     .await
-                    .map_err(|e| e.to_string()),
-                Err(error) => Err(error.0),
+                    .map_err(|e| HandlerError::new(e.to_string())),
+                Err(error) => Err(error),
             };
             self.metrics.observe_latency(started.elapsed());
-            match result {
+            let error = match result {
                 Ok(()) => {
                     inc(&self.metrics.events_processed, 1);
                     return Ok(Outcome::Handled);
                 }
-                Err(error) => {
-                    inc(&self.metrics.errors, 1);
-                    tracing::debug!(agent = %self.agent_id, topic = %event.topic, offset = event.offset, attempt, %error, "handler failed");
-                    last_error = error;
+                Err(error) => error,
+            };
+            inc(&self.metrics.errors, 1);
+            tracing::debug!(agent = %self.agent_id, topic = %event.topic, offset = event.offset, attempt, %error, "handler failed");
+            if error.unavailable {
+                // Not the event's fault: keep its place, wait, and try again for as
+                // long as it takes, unless the instance is being stopped.
+                inc(&self.metrics.unavailable, 1);
+                if *stop.borrow() {
+                    return Err(self.undelivered(event, NotDelivered::Stopped(error.message)));
                 }
+                waits += 1;
+                continue;
             }
-        }
+            failures += 1;
+            if failures >= attempts {
+                break error;
+            }
+            waits = failures;
+        };
         self.dead_letter_durably(sink, event, &last_error, attempts)
             .await
+    }
+
+    fn undelivered(&self, event: &Event, reason: NotDelivered) -> DeliveryError {
+        DeliveryError {
+            topic: event.topic.to_string(),
+            partition: event.partition,
+            offset: event.offset,
+            reason,
+        }
     }
 
     /// Writes `event` to the dead-letter topic; only then may it be committed.
@@ -157,17 +207,12 @@ impl<A: Agent> Delivery<A> {
         &self,
         sink: &S,
         event: &Event,
-        error: &str,
+        error: &HandlerError,
         attempts: u32,
     ) -> Result<Outcome, DeliveryError> {
         self.dead_letter(sink, event, error, attempts)
             .await
-            .map_err(|source| DeliveryError {
-                topic: event.topic.to_string(),
-                partition: event.partition,
-                offset: event.offset,
-                source,
-            })?;
+            .map_err(|e| self.undelivered(event, NotDelivered::DeadLetter(e)))?;
         inc(&self.metrics.dead_lettered, 1);
         Ok(Outcome::DeadLettered)
     }
@@ -221,7 +266,7 @@ impl<A: Agent> Delivery<A> {
         &self,
         sink: &S,
         event: &Event,
-        error: &str,
+        error: &HandlerError,
         attempts: u32,
     ) -> Result<(), ProduceError> {
         let topic = self
@@ -240,7 +285,10 @@ impl<A: Agent> Delivery<A> {
             })
             .collect();
         let text = |s: String| Bytes::from(s);
-        headers.push((DLQ_ERROR.to_string(), text(error.to_string())));
+        headers.push((DLQ_ERROR.to_string(), text(error.message.clone())));
+        for (name, value) in &error.dlq_headers {
+            headers.push((name.clone(), text(value.clone())));
+        }
         headers.push((DLQ_TOPIC.to_string(), text(event.topic.to_string())));
         headers.push((DLQ_PARTITION.to_string(), text(event.partition.to_string())));
         headers.push((DLQ_OFFSET.to_string(), text(event.offset.to_string())));
@@ -253,6 +301,13 @@ impl<A: Agent> Delivery<A> {
             timestamp: event.timestamp,
         };
         sink.produce(&topic, vec![record]).await
+    }
+}
+
+/// Resolves once `stop` is true (never, if its sender is gone while false).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -53,6 +53,8 @@ pub mod config;
 pub mod delivery;
 pub mod envelope;
 pub mod event;
+pub mod inference;
+pub mod llm;
 pub mod metrics;
 pub mod records;
 pub mod runtime;

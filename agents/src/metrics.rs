@@ -29,6 +29,9 @@ pub struct AgentMetrics {
     pub decisions: AtomicU64,
     /// Events sent to a dead-letter topic.
     pub dead_lettered: AtomicU64,
+    /// Attempts that failed because a dependency (model server, tool) was
+    /// unavailable; such events wait instead of being dead-lettered.
+    pub unavailable: AtomicU64,
     /// Handling latency: count per bucket of [`LATENCY_BUCKETS_US`], plus one overflow.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
@@ -52,6 +55,8 @@ pub struct MetricsSnapshot {
     pub decisions: u64,
     /// See [`AgentMetrics::dead_lettered`].
     pub dead_lettered: u64,
+    /// See [`AgentMetrics::unavailable`].
+    pub unavailable: u64,
     /// Cumulative counts per latency bucket (Prometheus `le` semantics), then `+Inf`.
     pub latency_buckets: Vec<u64>,
     /// Sum of handling latencies in microseconds.
@@ -105,6 +110,7 @@ impl AgentMetrics {
             emits: self.emits.load(Ordering::Relaxed),
             decisions: self.decisions.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
             latency_buckets,
             latency_sum_us: self.latency_sum_us.load(Ordering::Relaxed),
             custom: self

@@ -34,6 +34,9 @@ pub struct AgentSpec {
     pub dlq_topic: Option<String>,
     /// Longest a poll waits for records before checking for a stop.
     pub poll_wait: Duration,
+    /// Events one instance handles concurrently (at least 1). Events with the same key
+    /// are still handled one after another, in offset order.
+    pub max_in_flight: usize,
 }
 
 impl AgentSpec {
@@ -47,6 +50,7 @@ impl AgentSpec {
             retry: RetryPolicy::default(),
             dlq_topic: None,
             poll_wait: Duration::from_millis(200),
+            max_in_flight: 1,
         }
     }
 
@@ -65,6 +69,12 @@ impl AgentSpec {
     /// Uses this retry policy.
     pub fn retry(mut self, retry: RetryPolicy) -> AgentSpec {
         self.retry = retry;
+        self
+    }
+
+    /// Handles up to `n` events at once per instance (same-key events in order).
+    pub fn max_in_flight(mut self, n: usize) -> AgentSpec {
+        self.max_in_flight = n.max(1);
         self
     }
 
@@ -274,8 +284,10 @@ impl<B: Backend> Runtime<B> {
         };
         let mut report = ReplayReport::default();
         let mut events = self.backend.read_topic(topic, from).await?;
+        // A replay is never stopped from outside; it ends with its range.
+        let (_never, stop) = watch::channel(false);
         while let Some(event) = events.next().await {
-            match delivery.deliver(&self.backend, &event?).await? {
+            match delivery.deliver(&self.backend, &event?, &stop).await? {
                 Outcome::Handled => report.handled += 1,
                 Outcome::DeadLettered => report.dead_lettered += 1,
             }
@@ -387,7 +399,7 @@ async fn run_instance<B: Backend, A: Agent>(
                 if stopped(&stop) {
                     break;
                 }
-                match delivery.deliver(&backend, event).await {
+                match delivery.deliver(&backend, event, &stop).await {
                     Ok(_) => {
                         positions.insert((event.topic.clone(), event.partition), event.offset + 1);
                     }
