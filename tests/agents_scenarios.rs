@@ -63,15 +63,41 @@ async fn kafka_pipeline_retries_dlq_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_swarm_scales_without_loss() {
     let (_broker, backend) = embedded().await;
-    let redelivered = agents_common::swarm_scales_without_loss(backend).await;
+    let redelivered = agents_common::swarm_scales_without_loss(backend, 1).await;
     eprintln!("embedded swarm: {redelivered} records redelivered across rebalances");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_concurrent_swarm_scales_without_loss() {
+    let (_broker, backend) = embedded().await;
+    let redelivered = agents_common::swarm_scales_without_loss(backend, 16).await;
+    eprintln!("embedded swarm, 16 in flight: {redelivered} records redelivered across rebalances");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_swarm_scales_without_loss() {
     let (_dir, _process, backend) = kafka();
-    let redelivered = agents_common::swarm_scales_without_loss(backend).await;
+    let redelivered = agents_common::swarm_scales_without_loss(backend, 1).await;
     eprintln!("kafka swarm: {redelivered} records redelivered across rebalances");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_concurrent_swarm_scales_without_loss() {
+    let (_dir, _process, backend) = kafka();
+    let redelivered = agents_common::swarm_scales_without_loss(backend, 16).await;
+    eprintln!("kafka swarm, 16 in flight: {redelivered} records redelivered across rebalances");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_key_order_under_concurrency() {
+    let (_broker, backend) = embedded().await;
+    agents_common::key_order_under_concurrency(backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_key_order_under_concurrency() {
+    let (_dir, _process, backend) = kafka();
+    agents_common::key_order_under_concurrency(backend).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -349,4 +375,10 @@ async fn embedded_state_survives_broker_restart() {
     handle.stop().await;
     drop(runtime);
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_unavailable_dependency_waits_without_dead_letters() {
+    let (_broker, backend) = embedded().await;
+    agents_common::unavailable_dependency_waits_without_dead_letters(backend).await;
 }

@@ -51,6 +51,7 @@ pub mod backend;
 pub mod builtins;
 pub mod config;
 pub mod delivery;
+mod dispatch;
 pub mod envelope;
 pub mod event;
 pub mod inference;
