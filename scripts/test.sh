@@ -5,7 +5,9 @@
 #
 # 1. installs what is missing (apt: kcat, C toolchain for the bundled librdkafka of the
 #    Rust rdkafka dev-dependency, node/npm, python3-venv), a .venv at the repo root with
-#    tests/python/requirements.txt, and tests/js/node_modules via `npm ci`;
+#    tests/python/requirements.txt, the model runtimes and model files of the agent
+#    tests (scripts/models.sh: ONNX Runtime, MiniLM, SmolLM2 and llama.cpp's server,
+#    linked under .models/), and tests/js/node_modules via `npm ci`;
 # 2. builds everything (cargo build --workspace --all-targets);
 # 3. runs every suite, even when an earlier one failed:
 #      cargo test --workspace | pytest tests/python | node --test tests/js | pytest tests/kcat
@@ -174,6 +176,8 @@ kcat_tests() {
 run_step "setup: system packages (apt)" install_system_deps
 run_step "setup: python .venv (tests/python/requirements.txt)" setup_python
 PY_OK=$?
+run_step "setup: models (scripts/models.sh: onnxruntime, MiniLM, SmolLM2, llama.cpp server)" \
+  bash scripts/models.sh
 run_step "setup: node modules (npm ci in tests/js)" setup_js
 JS_OK=$?
 if ! run_step "build: cargo build --workspace --all-targets" cargo_build; then
