@@ -57,6 +57,7 @@ pub mod event;
 pub mod inference;
 pub mod llm;
 pub mod metrics;
+pub mod rag;
 pub mod records;
 pub mod runtime;
 pub mod state;
