@@ -275,7 +275,9 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
                     "replayed": outcome.replayed,
                 }),
             );
-            messages.push(recorded);
+            if protocol::keeps_answers(self.shape.mode) {
+                messages.push(recorded);
+            }
             match action {
                 Action::Final(answer) => {
                     trace(ctx, &self.name, step, "final", json!({ "answer": answer }));

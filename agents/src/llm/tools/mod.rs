@@ -59,6 +59,7 @@ pub const DEFAULT_MAX_STEPS: u32 = 6;
 /// A tool agent's options, checked.
 #[derive(Debug, Clone)]
 struct Options {
+    llm: String,
     tools: Vec<ToolSpec>,
     shape: RequestShape,
     system: Option<String>,
@@ -130,6 +131,9 @@ fn options(def: &AgentDef) -> Result<Options, ConfigError> {
     let output_topic = text("output_topic")?
         .ok_or_else(|| bad("a tool_agent needs options.output_topic".to_string()))?;
     Ok(Options {
+        llm: text("llm")?.ok_or_else(|| {
+            bad("a tool_agent needs options.llm (the [llm.<name>] endpoint)".to_string())
+        })?,
         tools,
         shape: RequestShape {
             mode,
@@ -146,6 +150,12 @@ fn options(def: &AgentDef) -> Result<Options, ConfigError> {
     })
 }
 
+/// The `[llm.<name>]` endpoint a `tool_agent` definition calls: what its [`ChatModel`]
+/// must be built for.
+pub fn endpoint(def: &AgentDef) -> Result<String, ConfigError> {
+    options(def).map(|o| o.llm)
+}
+
 /// Checks a `tool_agent` definition, so a bad one is refused before anything runs.
 // Called from `crate::llm::validate` once the kinds are wired together.
 #[allow(dead_code)]
@@ -153,7 +163,8 @@ pub(crate) fn validate(def: &AgentDef) -> Result<(), ConfigError> {
     options(def).map(|_| ())
 }
 
-/// Starts a `tool_agent` answering with `model`: creates its reply, trace and tool
+/// Starts a `tool_agent` answering with `model` (built for [`endpoint`]; requests leave
+/// `model` empty unless `options.model` is set, for the model to fill in its own): creates its reply, trace and tool
 /// topics, starts its reply listener, then its swarm. Public so that embedders (and
 /// tests) can run the kind with a [`ChatModel`] of their own.
 pub async fn start<B: Backend, M: ChatModel>(

@@ -58,23 +58,35 @@ pub struct RequestShape {
     pub temperature: Option<f32>,
 }
 
-/// The JSON schema of a next action over `tools`.
+/// The JSON schema of a next action over `tools`: one `call_tool` shape per tool (its
+/// name and its own argument schema) or `final` with a non-empty answer. A
+/// discriminated union rather than one object with every field: a small model
+/// constrained by the grammar then cannot fill a tool call with an answer, or finish
+/// with an empty one.
 pub fn action_schema(tools: &[ToolSpec]) -> Value {
-    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-    let arguments = match tools {
-        [one] => one.parameters.clone(),
-        many => json!({"anyOf": many.iter().map(|t| t.parameters.clone()).collect::<Vec<_>>()}),
-    };
-    json!({
+    let mut shapes: Vec<Value> = tools
+        .iter()
+        .map(|tool| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "enum": ["call_tool"]},
+                    "tool": {"type": "string", "enum": [tool.name]},
+                    "arguments": tool.parameters,
+                },
+                "required": ["action", "tool", "arguments"],
+            })
+        })
+        .collect();
+    shapes.push(json!({
         "type": "object",
         "properties": {
-            "action": {"type": "string", "enum": ["call_tool", "final"]},
-            "tool": {"type": "string", "enum": names},
-            "arguments": arguments,
-            "answer": {"type": "string"},
+            "action": {"type": "string", "enum": ["final"]},
+            "answer": {"type": "string", "minLength": 1},
         },
-        "required": ["action", "tool", "arguments", "answer"],
-    })
+        "required": ["action", "answer"],
+    }));
+    json!({ "anyOf": shapes })
 }
 
 /// The instructions that teach the JSON protocol, appended to the system prompt.
@@ -88,8 +100,8 @@ pub fn json_instructions(tools: &[ToolSpec]) -> String {
     }
     text.push_str(
         "Reply with one JSON object. To use a tool: {\"action\": \"call_tool\", \"tool\": <name>, \
-         \"arguments\": {...}, \"answer\": \"\"}. When the tool results let you answer: \
-         {\"action\": \"final\", \"tool\": <any name>, \"arguments\": {...}, \"answer\": <your answer>}.",
+         \"arguments\": {...}}. When the tool results let you answer: {\"action\": \"final\", \
+         \"answer\": <your answer>}.",
     );
     text
 }
@@ -200,7 +212,9 @@ pub fn parse(mode: Mode, response: &CreateChatCompletionResponse) -> (Action, Va
     (action, recorded)
 }
 
-/// The message that gives a tool's result (or error) back to the model.
+/// The message that gives a tool's result (or error) back to the model. In JSON mode
+/// it also restates the call: the conversation keeps no assistant turns there (see
+/// [`keeps_answers`]).
 pub fn result_message(mode: Mode, call: &Call, outcome: &Result<Value, String>) -> Value {
     let body = match outcome {
         Ok(result) => json!({ "result": result }),
@@ -209,11 +223,27 @@ pub fn result_message(mode: Mode, call: &Call, outcome: &Result<Value, String>) 
     let text = truncate(&body.to_string());
     match mode {
         Mode::Native => json!({"role": "tool", "tool_call_id": call.id, "content": text}),
-        Mode::Json => json!({"role": "user", "content": format!(
-            "Tool `{}` returned: {text}\nReply with the next action: call a tool, or the final answer.",
-            call.name
-        )}),
+        Mode::Json => {
+            let arguments = match &call.arguments {
+                Ok(arguments) => arguments.to_string(),
+                Err(_) => "invalid arguments".to_string(),
+            };
+            json!({"role": "user", "content": format!(
+                "You called the tool `{}` with {arguments}. It returned: {text}\n\
+                 If this result answers the question, reply with action \"final\" and the \
+                 answer; otherwise call another tool.",
+                call.name
+            )})
+        }
     }
+}
+
+/// Whether the model's own answers stay in the conversation. Native tool calls must
+/// be followed by the assistant turn that made them. In JSON mode they are left out
+/// and each result message restates the call instead: small models otherwise copy
+/// their previous turn and call the same tool forever.
+pub fn keeps_answers(mode: Mode) -> bool {
+    mode == Mode::Native
 }
 
 /// `text` cut to [`MAX_RESULT_CHARS`] characters.
@@ -309,10 +339,9 @@ mod tests {
         let messages = [json!({"role": "user", "content": "hi"})];
         let request = request(&shape, std::slice::from_ref(&tool), &messages).unwrap();
         let body = serde_json::to_value(&request).unwrap();
-        assert_eq!(
-            body["response_format"]["json_schema"]["schema"]["properties"]["tool"]["enum"],
-            json!(["w"])
-        );
+        let shapes = &body["response_format"]["json_schema"]["schema"]["anyOf"];
+        assert_eq!(shapes[0]["properties"]["tool"]["enum"], json!(["w"]));
+        assert_eq!(shapes[1]["properties"]["answer"]["minLength"], 1);
         assert_eq!(body["max_tokens"], 50);
         let native = RequestShape {
             mode: Mode::Native,

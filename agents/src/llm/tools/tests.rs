@@ -107,6 +107,7 @@ kind = "tool_agent"
 topics = ["questions"]
 max_attempts = 1
 [agents.options]
+llm = "local"
 system = "Use the tools."
 output_topic = "answers"
 max_steps = 3
@@ -326,6 +327,7 @@ fn refuses_bad_definitions() {
     for (from, to) in [
         ("output_topic = \"answers\"\n", ""),
         ("max_steps = 3", "max_steps = 0"),
+        ("llm = \"local\"", ""),
         ("system = \"Use the tools.\"", "tool_calls = \"xml\""),
         ("name = \"silent\"", "name = \"echo\""),
     ] {
