@@ -335,3 +335,31 @@ fn refuses_bad_definitions() {
         assert!(validate(&def).is_err(), "{from} -> {to} must be refused");
     }
 }
+
+/// The README's workflow example and the research-assistant example declare valid
+/// `tool_agent` and `aggregate` agents (their `llm` agents are checked by that kind).
+#[test]
+fn the_documented_configurations_are_valid_for_these_kinds() {
+    let readme = include_str!("../../../../README.md")
+        .split("## Workflows: tools and fan-in")
+        .nth(1)
+        .and_then(|s| s.split("```toml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has the workflow example");
+    let example = include_str!("../../../../examples/research-assistant/agentlog.toml");
+    for text in [readme, example] {
+        let doc: toml::Table = toml::from_str(text).unwrap();
+        let agents = doc["agents"].as_array().unwrap();
+        let mut checked = 0;
+        for agent in agents {
+            let def: AgentDef = agent.clone().try_into().unwrap();
+            match def.kind.as_str() {
+                "tool_agent" => validate(&def).unwrap(),
+                "aggregate" => crate::workflow::validate(&def).unwrap(),
+                _ => continue,
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 2, "one tool_agent and one aggregate in each");
+    }
+}
