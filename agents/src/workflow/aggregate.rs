@@ -24,6 +24,7 @@ use super::join::{self, Loaded, Pending};
 use super::Options;
 use crate::agent::{Agent, Context, HandlerError};
 use crate::backend::{Backend, ProduceError, ReadError, StartAt};
+use crate::delivery::decisions_topic;
 use crate::envelope::Envelope;
 use crate::event::{now_ms, Event};
 use crate::state::{state_topic, RestoreError};
@@ -133,13 +134,13 @@ impl<B: Backend> Inner<B> {
 
     /// Emits the join of `correlation_id` (complete or not) and closes it. On failure
     /// the join stays pending, to be finished by a retry or the ticker.
-    async fn finish(&self, correlation_id: &str) -> Result<Value, ProduceError> {
+    async fn finish(&self, correlation_id: &str) -> Result<(), ProduceError> {
         let Some(join) = self.lock().pending.get(correlation_id).cloned() else {
-            return Ok(Value::Null);
+            return Ok(());
         };
         let data = join.joined(correlation_id);
         let trace = Some(join.trace_id.clone()).filter(|t| !t.is_empty());
-        let envelope = Envelope::new(&self.options.event_type, &self.name, trace, data.clone());
+        let envelope = Envelope::new(&self.options.event_type, &self.name, trace, data);
         let mut record =
             envelope.to_record(Some(Bytes::copy_from_slice(correlation_id.as_bytes())));
         record.headers.push((
@@ -150,6 +151,21 @@ impl<B: Backend> Inner<B> {
         let written = async {
             self.backend
                 .produce(&self.options.output_topic, vec![record])
+                .await?;
+            // Audited like a handler's decision, whoever finished the join.
+            let details = json!({
+                "correlation_id": correlation_id,
+                "results": join.results.len(),
+                "complete": join.complete(),
+            });
+            let decision = Envelope::new(
+                "decision",
+                &self.name,
+                Some(join.trace_id.clone()).filter(|t| !t.is_empty()),
+                json!({ "decision": "joined", "details": details }),
+            );
+            self.backend
+                .produce(&decisions_topic(&self.name), vec![decision.to_record(None)])
                 .await?;
             let closing = join::finish_records(correlation_id, join.results.keys(), at);
             self.backend
@@ -162,7 +178,7 @@ impl<B: Backend> Inner<B> {
             Ok(()) => {
                 table.pending.remove(correlation_id);
                 table.done.insert(correlation_id.to_string(), at);
-                Ok(data)
+                Ok(())
             }
             Err(error) => {
                 if let Some(join) = table.pending.get_mut(correlation_id) {
@@ -354,15 +370,10 @@ impl<B: Backend> Agent for Aggregate<B> {
             }
         }
         if finish {
-            let joined = inner
+            inner
                 .finish(&correlation_id)
                 .await
                 .map_err(|e| HandlerError::unavailable(format!("emitting the join: {e}")))?;
-            let results = joined["results"].as_array().map_or(0, Vec::len);
-            ctx.decide(
-                "joined",
-                json!({ "correlation_id": correlation_id, "results": results }),
-            );
         }
         Ok(())
     }

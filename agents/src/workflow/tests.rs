@@ -133,6 +133,11 @@ async fn the_ticker_emits_a_partial_join_after_the_timeout() {
         out[0],
         json!({"correlation_id": "q", "results": ["b"], "complete": false})
     );
+    let decisions = read(&backend, "agent.decisions.join").await;
+    assert_eq!(
+        decisions[0].envelope().unwrap().data["details"],
+        json!({"correlation_id": "q", "results": 1, "complete": false})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
