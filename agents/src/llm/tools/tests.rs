@@ -142,10 +142,12 @@ async fn wait_for(backend: &EmbeddedBackend, topic: &str, n: usize) -> Vec<Event
     }
 }
 
-/// Runs the agent of [`AGENT`] with `script` on one question; the broker, backend and
-/// handles stay alive while the returned value lives.
+/// Runs the first agent of `config` with `script` on one question, after writing
+/// `seed`; the broker, backend and handles stay alive while the returned value lives.
 async fn run(
+    config: &str,
     script: Arc<Script>,
+    seed: Vec<(&str, Vec<crate::event::OutRecord>)>,
 ) -> (
     agentlog_broker::EmbeddedBroker,
     EmbeddedBackend,
@@ -158,8 +160,11 @@ async fn run(
     .await
     .unwrap();
     let backend = EmbeddedBackend::new(broker.running().broker.clone());
+    for (topic, records) in seed {
+        backend.produce(topic, records).await.unwrap();
+    }
     let runtime = Runtime::new(backend.clone());
-    let mut def = def_of(AGENT);
+    let mut def = def_of(config);
     def.backoff_ms = Some(1);
     let echo = runtime
         .start(AgentSpec::new("echo", &["tools.echo"]), Echo)
@@ -194,7 +199,7 @@ async fn calls_a_topic_tool_then_answers_with_a_full_trace() {
         call("echo", r#"{"text":"hello"}"#),
         answer("It says hello."),
     ]);
-    let (_broker, backend, _handles) = run(script.clone()).await;
+    let (_broker, backend, _handles) = run(AGENT, script.clone(), Vec::new()).await;
     let answers = wait_for(&backend, "answers", 1).await;
     let answer = answers[0].envelope().unwrap();
     assert_eq!(answer.data["answer"], "It says hello.");
@@ -263,7 +268,7 @@ async fn unknown_tools_bad_arguments_and_timeouts_are_tool_errors() {
         ]}),
     ]);
     // Three steps, no answer: the event is dead-lettered with the reason.
-    let (_broker, backend, _handles) = run(script.clone()).await;
+    let (_broker, backend, _handles) = run(AGENT, script.clone(), Vec::new()).await;
     let dead = wait_for(&backend, "questions.dlq", 1).await;
     assert_eq!(
         dead[0].header_str("dlq.error"),
@@ -304,7 +309,7 @@ async fn unknown_tools_bad_arguments_and_timeouts_are_tool_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_tool_times_out_into_an_error_the_model_sees() {
     let script = Script::new(vec![call("silent", "{}"), answer("The tool is down.")]);
-    let (_broker, backend, _handles) = run(script.clone()).await;
+    let (_broker, backend, _handles) = run(AGENT, script.clone(), Vec::new()).await;
     let answers = wait_for(&backend, "answers", 1).await;
     assert_eq!(
         answers[0].envelope().unwrap().data["answer"],
@@ -362,4 +367,72 @@ fn the_documented_configurations_are_valid_for_these_kinds() {
         }
         assert_eq!(checked, 2, "one tool_agent and one aggregate in each");
     }
+}
+
+const BUILTINS: &str = r#"
+[[agents]]
+name = "assistant"
+kind = "tool_agent"
+topics = ["questions"]
+max_attempts = 1
+[agents.options]
+llm = "local"
+output_topic = "answers"
+[[agents.options.tools]]
+name = "notes"
+builtin = "read_topic"
+topics = ["notes"]
+max_records = 2
+[[agents.options.tools]]
+name = "remember"
+builtin = "state_get"
+[[agents.options.tools]]
+name = "write"
+builtin = "produce"
+topics = ["memos"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_tools_read_topics_state_and_write_with_the_outputs() {
+    let script = Script::new(vec![
+        call("notes", r#"{"topic":"notes","n":5}"#),
+        call("notes", r#"{"topic":"notes","n":2}"#),
+        call("remember", r#"{"key":"nothing"}"#),
+        call("write", r#"{"topic":"orders","key":"k","value":"{}"}"#),
+        call(
+            "write",
+            r#"{"topic":"memos","key":"m1","value":"{\"seen\":3}"}"#,
+        ),
+        answer("Done."),
+    ]);
+    let notes = (1..=3)
+        .map(|i| Envelope::new("note", "test", None, json!({ "note": i })).to_record(None))
+        .collect();
+    let (_broker, backend, _handles) = run(BUILTINS, script.clone(), vec![("notes", notes)]).await;
+    let answers = wait_for(&backend, "answers", 1).await;
+    assert_eq!(answers[0].envelope().unwrap().data["steps"], 6);
+    let requests = script.requests();
+    let seen = |step: usize| {
+        let messages = requests[step].1["messages"].as_array().unwrap();
+        let content = messages.last().unwrap()["content"].as_str().unwrap();
+        serde_json::from_str::<Value>(content).unwrap()
+    };
+    // n is capped by the schema (max_records = 2): the call is refused, not truncated.
+    assert!(seen(1)["error"].as_str().unwrap().contains("at most 2"));
+    let last_two = &seen(2)["result"];
+    assert_eq!(last_two[0]["value"], json!({"note": 2}));
+    assert_eq!(last_two[1]["value"], json!({"note": 3}));
+    assert_eq!(last_two.as_array().unwrap().len(), 2);
+    assert_eq!(seen(3), json!({"result": null}));
+    assert!(seen(4)["error"]
+        .as_str()
+        .unwrap()
+        .contains("one of [\"memos\"]"));
+    assert_eq!(
+        seen(5),
+        json!({"result": {"written": true, "topic": "memos"}})
+    );
+    let memos = wait_for(&backend, "memos", 1).await;
+    assert_eq!(memos[0].key.as_deref(), Some(&b"m1"[..]));
+    assert_eq!(memos[0].envelope().unwrap().data, json!({"seen": 3}));
 }
