@@ -15,7 +15,7 @@ use super::spec::{ToolKind, ToolSpec};
 use crate::agent::{Agent, Context, HandlerError};
 use crate::backend::{Backend, StartAt};
 use crate::envelope::Envelope;
-use crate::event::Event;
+use crate::event::{Event, OutRecord};
 use crate::llm::model::ChatModel;
 
 /// Topic every tool agent writes its steps to, keyed by trace id.
@@ -141,29 +141,18 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
                     self.name, event.topic, event.partition, event.offset
                 );
                 let waiter = self.replies.register(&correlation_id);
-                let envelope = Envelope::new(
-                    "tool.request",
-                    &self.name,
-                    Some(ctx.trace_id().to_string()),
-                    arguments.clone(),
-                );
-                let mut record =
-                    envelope.to_record(Some(Bytes::copy_from_slice(correlation_id.as_bytes())));
-                record
-                    .headers
-                    .push((REPLY_TO.to_string(), Bytes::from(self.reply_topic.clone())));
-                record
-                    .headers
-                    .push((CORRELATION_ID.to_string(), Bytes::from(correlation_id)));
-                record
-                    .headers
-                    .push(("tool".to_string(), Bytes::from(tool.name.clone())));
-                self.backend
-                    .produce(topic, vec![record])
-                    .await
-                    .map_err(|e| {
-                        HandlerError::unavailable(format!("sending a `{}` request: {e}", tool.name))
-                    })?;
+                if !waiter.is_answered() {
+                    let record = self.request(ctx, &tool.name, correlation_id, arguments);
+                    self.backend
+                        .produce(topic, vec![record])
+                        .await
+                        .map_err(|e| {
+                            HandlerError::unavailable(format!(
+                                "sending a `{}` request: {e}",
+                                tool.name
+                            ))
+                        })?;
+                }
                 Ok(match waiter.wait(*timeout).await {
                     None => Err(format!(
                         "tool `{}` did not reply within {} ms",
@@ -203,6 +192,32 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
             }
             ToolKind::StateGet => Ok(Ok(ctx.state_get(text("key")).unwrap_or(Value::Null))),
         }
+    }
+
+    /// A request to a request/reply tool: the arguments, enveloped in the event's
+    /// trace, keyed by the correlation id, with the `reply_to` and `correlation_id`
+    /// headers (and `tool`, the tool's name).
+    fn request(
+        &self,
+        ctx: &Context,
+        tool: &str,
+        correlation_id: String,
+        arguments: &Value,
+    ) -> OutRecord {
+        let envelope = Envelope::new(
+            "tool.request",
+            &self.name,
+            Some(ctx.trace_id().to_string()),
+            arguments.clone(),
+        );
+        let mut record =
+            envelope.to_record(Some(Bytes::copy_from_slice(correlation_id.as_bytes())));
+        record.headers.extend([
+            (REPLY_TO.to_string(), Bytes::from(self.reply_topic.clone())),
+            (CORRELATION_ID.to_string(), Bytes::from(correlation_id)),
+            ("tool".to_string(), Bytes::copy_from_slice(tool.as_bytes())),
+        ]);
+        record
     }
 
     /// The last `n` records of `topic` (by timestamp across partitions), as payloads.

@@ -11,9 +11,11 @@
 //! `read_topic` would poll a fresh range read at a fixed interval. The group is new at
 //! each start and commits nothing, so it starts at the earliest retained reply: a
 //! reply written while the process was down (the tool answered a request whose
-//! handler then crashed) is still seen and parked among the recent unclaimed replies,
-//! where the re-run, which re-sends the same correlation id, finds it even if the tool
-//! deduplicates and does not answer again. Keep the reply topic's retention short.
+//! handler then crashed) is still seen. The latest replies are remembered by
+//! correlation id, delivered or not, so a re-run of a call (a retry, a restart), which
+//! uses the same correlation id, gets its reply at once instead of asking again and
+//! waiting on a tool that deduplicates. Keep the reply topic's retention short: a
+//! start reads it all.
 //!
 //! The listener holds only a weak reference to the routing table: it ends, and leaves
 //! its group, once the agent that owns the table is gone.
@@ -35,8 +37,8 @@ pub const CORRELATION_ID: &str = "correlation_id";
 /// Header a tool sets on a reply to report a failure (its value is the message).
 pub const TOOL_ERROR: &str = "tool.error";
 
-/// Unclaimed replies remembered for a late (re-run) call, oldest dropped first.
-const UNCLAIMED: usize = 1024;
+/// Replies remembered for re-runs of their calls, oldest dropped first.
+const RECENT: usize = 1024;
 
 /// A tool's answer: its payload (the envelope's data, else the value as JSON, else as
 /// text) or the failure it reported.
@@ -68,21 +70,24 @@ impl Reply {
 #[derive(Debug, Default)]
 struct Table {
     waiting: HashMap<String, oneshot::Sender<Reply>>,
-    unclaimed: VecDeque<(String, Reply)>,
+    /// The latest replies by correlation id, delivered or not, for re-runs.
+    recent: HashMap<String, Reply>,
+    /// `recent`'s ids, oldest first.
+    order: VecDeque<String>,
 }
 
 impl Table {
     fn deliver(&mut self, correlation_id: String, reply: Reply) {
-        match self.waiting.remove(&correlation_id) {
-            Some(waiter) => {
-                // The call may have timed out just now; then the reply is simply late.
-                let _ = waiter.send(reply);
-            }
-            None => {
-                if self.unclaimed.len() >= UNCLAIMED {
-                    self.unclaimed.pop_front();
+        if let Some(waiter) = self.waiting.remove(&correlation_id) {
+            // The call may have timed out just now; then the reply is simply late.
+            let _ = waiter.send(reply.clone());
+        }
+        if self.recent.insert(correlation_id.clone(), reply).is_none() {
+            self.order.push_back(correlation_id);
+            if self.order.len() > RECENT {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.recent.remove(&oldest);
                 }
-                self.unclaimed.push_back((correlation_id, reply));
             }
         }
     }
@@ -94,21 +99,36 @@ pub struct Replies {
     table: Arc<Mutex<Table>>,
 }
 
+#[derive(Debug)]
+enum Wait {
+    Answered(Reply),
+    Pending(oneshot::Receiver<Reply>),
+}
+
 /// A call waiting for its reply; dropping it (timeout, cancelled handler) stops waiting.
 #[derive(Debug)]
 pub struct Waiter {
     correlation_id: String,
     table: Arc<Mutex<Table>>,
-    receiver: oneshot::Receiver<Reply>,
+    wait: Wait,
 }
 
 impl Waiter {
+    /// Whether the reply is already here (a re-run of a call that was answered): then
+    /// the request need not be sent again.
+    pub fn is_answered(&self) -> bool {
+        matches!(self.wait, Wait::Answered(_))
+    }
+
     /// The reply, or `None` when none came within `timeout`.
     pub async fn wait(mut self, timeout: Duration) -> Option<Reply> {
-        tokio::time::timeout(timeout, &mut self.receiver)
-            .await
-            .ok()
-            .and_then(Result::ok)
+        match &mut self.wait {
+            Wait::Answered(reply) => Some(reply.clone()),
+            Wait::Pending(receiver) => tokio::time::timeout(timeout, receiver)
+                .await
+                .ok()
+                .and_then(Result::ok),
+        }
     }
 }
 
@@ -136,30 +156,23 @@ impl Replies {
         Replies { table }
     }
 
-    /// Registers a call before its request is sent, so no reply can slip past; a
-    /// reply that already came (to an earlier run of the same call) is handed over
-    /// at once.
+    /// Registers a call before its request is sent, so no reply can slip past. A
+    /// reply that already came (to an earlier run of the same call) is handed over at
+    /// once, so a re-run neither waits for a tool that deduplicates nor asks twice.
     pub fn register(&self, correlation_id: &str) -> Waiter {
-        let (sender, receiver) = oneshot::channel();
         let mut table = lock(&self.table);
-        match table
-            .unclaimed
-            .iter()
-            .position(|(id, _)| id == correlation_id)
-        {
-            Some(at) => {
-                if let Some((_, reply)) = table.unclaimed.remove(at) {
-                    let _ = sender.send(reply);
-                }
-            }
+        let wait = match table.recent.get(correlation_id) {
+            Some(reply) => Wait::Answered(reply.clone()),
             None => {
+                let (sender, receiver) = oneshot::channel();
                 table.waiting.insert(correlation_id.to_string(), sender);
+                Wait::Pending(receiver)
             }
-        }
+        };
         Waiter {
             correlation_id: correlation_id.to_string(),
             table: self.table.clone(),
-            receiver,
+            wait,
         }
     }
 }
@@ -205,7 +218,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn routes_by_correlation_id_and_parks_early_replies() {
+    async fn routes_by_correlation_id_and_remembers_replies_for_re_runs() {
         let replies = Replies {
             table: Arc::new(Mutex::new(Table::default())),
         };
@@ -214,17 +227,31 @@ mod tests {
             error: None,
         };
         let first = replies.register("a");
+        assert!(!first.is_answered());
         lock(&replies.table).deliver("b".to_string(), reply(2));
         lock(&replies.table).deliver("a".to_string(), reply(1));
         assert_eq!(first.wait(Duration::from_secs(5)).await, Some(reply(1)));
-        // "b" came before anyone waited (a re-run): it is waiting for its caller.
-        let late = replies.register("b");
-        assert_eq!(late.wait(Duration::from_secs(5)).await, Some(reply(2)));
+        // A re-run of "a", and "b" whose reply came before anyone waited (a restart):
+        // both answered at once, without a new request.
+        for (id, n) in [("a", 1), ("b", 2)] {
+            let again = replies.register(id);
+            assert!(again.is_answered());
+            assert_eq!(again.wait(Duration::from_secs(5)).await, Some(reply(n)));
+        }
         let never = replies.register("c");
         assert_eq!(never.wait(Duration::from_millis(10)).await, None);
         assert!(
             lock(&replies.table).waiting.is_empty(),
             "timed-out waiters are removed"
+        );
+        for i in 0..RECENT {
+            lock(&replies.table).deliver(format!("x{i}"), reply(0));
+        }
+        let table = lock(&replies.table);
+        assert_eq!((table.recent.len(), table.order.len()), (RECENT, RECENT));
+        assert!(
+            !table.recent.contains_key("a"),
+            "the oldest are forgotten first"
         );
     }
 }

@@ -436,3 +436,28 @@ async fn built_in_tools_read_topics_state_and_write_with_the_outputs() {
     assert_eq!(memos[0].key.as_deref(), Some(&b"m1"[..]));
     assert_eq!(memos[0].envelope().unwrap().data, json!({"seen": 3}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_reuses_the_replies_of_its_first_run() {
+    // Every step calls echo and no answer ever comes: both attempts run out of steps.
+    let script = Script::new(Vec::new());
+    let config = AGENT.replace("max_attempts = 1", "max_attempts = 2");
+    let (_broker, backend, _handles) = run(&config, script.clone(), Vec::new()).await;
+    let dead = wait_for(&backend, "questions.dlq", 1).await;
+    assert_eq!(dead[0].header_str("dlq.attempts"), Some("2"));
+    assert_eq!(script.requests().len(), 6, "3 steps, twice");
+    // The second run asked nothing again: same correlation ids, replies remembered.
+    let sent = wait_for(&backend, "tools.echo", 3).await;
+    let ids: Vec<&str> = sent
+        .iter()
+        .map(|e| e.header_str("correlation_id").unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "assistant/questions/0/0/0/0",
+            "assistant/questions/0/0/1/0",
+            "assistant/questions/0/0/2/0"
+        ]
+    );
+}
