@@ -341,9 +341,14 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
                         );
                         usage.tools.push(call.name.clone());
                         let outcome = self.call(event, ctx, step, index, call).await?;
+                        // Counted when made (retries included), unlike the outputs.
+                        ctx.metric("tool_calls", 1);
                         let details = match &outcome {
                             Ok(result) => json!({"tool": call.name, "result": result}),
-                            Err(error) => json!({"tool": call.name, "error": error}),
+                            Err(error) => {
+                                ctx.metric("tool_errors", 1);
+                                json!({"tool": call.name, "error": error})
+                            }
                         };
                         trace(ctx, &self.name, step, "tool_result", details);
                         messages.push(protocol::result_message(self.shape.mode, call, &outcome));

@@ -268,7 +268,7 @@ async fn unknown_tools_bad_arguments_and_timeouts_are_tool_errors() {
         ]}),
     ]);
     // Three steps, no answer: the event is dead-lettered with the reason.
-    let (_broker, backend, _handles) = run(AGENT, script.clone(), Vec::new()).await;
+    let (_broker, backend, handles) = run(AGENT, script.clone(), Vec::new()).await;
     let dead = wait_for(&backend, "questions.dlq", 1).await;
     assert_eq!(
         dead[0].header_str("dlq.error"),
@@ -303,6 +303,13 @@ async fn unknown_tools_bad_arguments_and_timeouts_are_tool_errors() {
     assert!(
         wait_for(&backend, TRACES_TOPIC, 0).await.is_empty(),
         "a failed handling writes no trace"
+    );
+    let metrics = handles[1].metrics();
+    assert_eq!(metrics.custom.get("tool_calls"), Some(&3));
+    assert_eq!(
+        metrics.custom.get("tool_errors"),
+        Some(&3),
+        "unknown, invalid, timeout"
     );
 }
 
