@@ -203,3 +203,39 @@ fn refuses_bad_options() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_finished_by_another_process_is_not_expired_again() {
+    let (_broker, backend) = broker().await;
+    // The marker below must land within the timeout: 3 s is ample margin.
+    let _join = start(&backend, "timeout_ms = 3000").await;
+    backend
+        .produce("results", vec![result("q", 0, 2, json!("q0"))])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read(&backend, "agent.state.join").await.is_empty() {
+        assert!(Instant::now() < deadline, "partial join never written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another process finished "q" (its marker is in the shared state topic)...
+    let marker = OutRecord {
+        key: Some(Bytes::from_static(b"done/q")),
+        value: Some(Bytes::from(
+            json!({"correlation_id": "q", "at_ms": 1}).to_string(),
+        )),
+        ..OutRecord::default()
+    };
+    backend
+        .produce("agent.state.join", vec![marker])
+        .await
+        .unwrap();
+    // ...so when "p", due after "q", expires, "q" was dropped, not emitted.
+    backend
+        .produce("results", vec![result("p", 0, 2, json!("p0"))])
+        .await
+        .unwrap();
+    let out = joined(&backend, 1).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["correlation_id"], "p");
+}
