@@ -12,6 +12,8 @@
 //! timeout_ms = 30000            # emit what arrived (complete = false) after this
 //! # count = 3                   # default: the `fanout.count` header
 //! # correlation_field = "job.id" # default: the `correlation_id` header
+//! # event_type = "joined"        # default "aggregate.joined"
+//! # done_retention_ms = 600000   # how long finished joins are remembered
 //! ```
 //!
 //! A join completes when `count` (or `fanout.count`) results arrived, or `timeout_ms`
@@ -72,6 +74,20 @@ impl Options {
             name: def.name.clone(),
             reason,
         };
+        const KNOWN: [&str; 6] = [
+            "output_topic",
+            "correlation_field",
+            "count",
+            "timeout_ms",
+            "event_type",
+            "done_retention_ms",
+        ];
+        if let Some(unknown) = def.options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown option `{unknown}` (an aggregate takes {})",
+                KNOWN.join(", ")
+            )));
+        }
         let text = |key: &str| -> Result<Option<String>, ConfigError> {
             match def.options.get(key) {
                 None => Ok(None),

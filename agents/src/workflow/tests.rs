@@ -193,6 +193,7 @@ fn refuses_bad_options() {
         "output_topic = 3",
         "output_topic = \"o\"\ncount = 0",
         "output_topic = \"o\"\ntimeout_ms = -1",
+        "output_topic = \"o\"\ntimeout = 5",
     ] {
         let text = format!(
             "[[agents]]\nname = \"j\"\nkind = \"aggregate\"\ntopics = [\"r\"]\n[agents.options]\n{options}"

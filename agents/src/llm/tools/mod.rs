@@ -11,8 +11,12 @@
 //! system = "You answer questions about the weather."
 //! prompt = "{{data.question}}"     # default: the input payload
 //! output_topic = "answers"
+//! event_type = "answer"            # default "tool_agent.answer"
 //! max_steps = 4                    # model calls per event (default 6)
 //! tool_calls = "json"              # or "native" (default): OpenAI tool calls
+//! max_tokens = 256                 # per call; and `temperature`, `model` (default:
+//!                                  # the endpoint's), `reply_topic` (default
+//!                                  # agent.replies.<agent>)
 //! [[agents.options.tools]]         # request/reply over topics
 //! name = "weather"
 //! description = "Current weather of a city."
@@ -56,6 +60,23 @@ use crate::runtime::{AgentHandle, Runtime, StartError};
 /// Model calls per event when `max_steps` is not set.
 pub const DEFAULT_MAX_STEPS: u32 = 6;
 
+/// The options a `tool_agent` takes; anything else is refused, so a typo cannot
+/// silently leave a default in place.
+const KNOWN: [&str; 12] = [
+    "llm",
+    "model",
+    "system",
+    "prompt",
+    "output_topic",
+    "event_type",
+    "max_steps",
+    "tool_calls",
+    "max_tokens",
+    "temperature",
+    "reply_topic",
+    "tools",
+];
+
 /// A tool agent's options, checked.
 #[derive(Debug, Clone)]
 struct Options {
@@ -75,6 +96,12 @@ fn options(def: &AgentDef) -> Result<Options, ConfigError> {
         name: def.name.clone(),
         reason,
     };
+    if let Some(unknown) = def.options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown option `{unknown}` (a tool_agent takes {})",
+            KNOWN.join(", ")
+        )));
+    }
     let text = |key: &str| -> Result<Option<String>, ConfigError> {
         match def.options.get(key) {
             None => Ok(None),

@@ -101,6 +101,19 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
 impl ToolSpec {
     /// Reads one `[[agents.options.tools]]` table; the error says what is wrong with it.
     pub fn parse(table: &toml::Table) -> Result<ToolSpec, String> {
+        const KNOWN: [&str; 8] = [
+            "name",
+            "description",
+            "parameters",
+            "topic",
+            "timeout_ms",
+            "builtin",
+            "topics",
+            "max_records",
+        ];
+        if let Some(unknown) = table.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!("unknown tool option `{unknown}`"));
+        }
         let name = text(table, "name")?.ok_or("a tool needs a `name`")?;
         if name.is_empty()
             || name.len() > 64
@@ -252,5 +265,8 @@ mod tests {
             .unwrap_err()
             .contains("exec"));
         assert!(parse("name = 'x'\ntopic = 't'\nparameters = { type = 'string' }").is_err());
+        assert!(parse("name = 'x'\ntopic = 't'\ntimeout = 5")
+            .unwrap_err()
+            .contains("timeout"));
     }
 }

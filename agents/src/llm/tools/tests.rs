@@ -340,6 +340,7 @@ fn refuses_bad_definitions() {
         ("output_topic = \"answers\"\n", ""),
         ("max_steps = 3", "max_steps = 0"),
         ("llm = \"local\"", ""),
+        ("max_steps = 3", "max_step = 3"),
         ("system = \"Use the tools.\"", "tool_calls = \"xml\""),
         ("name = \"silent\"", "name = \"echo\""),
     ] {
