@@ -56,18 +56,6 @@ pub struct Aggregate<B: Backend> {
     inner: Arc<Inner<B>>,
 }
 
-/// The payload of an event: the envelope's data, else the value as JSON, else as text.
-fn payload(event: &Event) -> Value {
-    if let Some(envelope) = event.envelope() {
-        return envelope.data;
-    }
-    match event.value.as_deref() {
-        None => Value::Null,
-        Some(bytes) => serde_json::from_slice(bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
-    }
-}
-
 /// Every join in `agent`'s state topic.
 async fn load<B: Backend>(backend: &B, agent: &str) -> Result<Loaded, ReadError> {
     let events = backend
@@ -303,7 +291,7 @@ impl<B: Backend> Agent for Aggregate<B> {
 
     async fn handle(&self, event: &Event, ctx: &mut Context) -> Result<(), HandlerError> {
         let inner = &self.inner;
-        let payload = payload(event);
+        let payload = event.payload();
         let correlation_id = inner.correlation_id(event, &payload).ok_or_else(|| {
             HandlerError::new(match &inner.options.correlation_field {
                 Some(path) => format!("no correlation id at `{path}`"),

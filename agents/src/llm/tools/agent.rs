@@ -56,18 +56,6 @@ struct Usage {
     tools: Vec<String>,
 }
 
-/// The payload of an event: the envelope's data, else the value as JSON, else as text.
-fn payload(event: &Event) -> Value {
-    if let Some(envelope) = event.envelope() {
-        return envelope.data;
-    }
-    match event.value.as_deref() {
-        None => Value::Null,
-        Some(bytes) => serde_json::from_slice(bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
-    }
-}
-
 /// One record of the agent's trace.
 fn trace(ctx: &mut Context, agent: &str, step: u32, kind: &str, mut details: Value) {
     details["agent"] = json!(agent);
@@ -253,7 +241,7 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
                 .map(|e| {
                     json!({
                         "key": e.key.as_deref().map(String::from_utf8_lossy),
-                        "value": payload(e),
+                        "value": e.payload(),
                     })
                 })
                 .collect(),
@@ -267,7 +255,7 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
     }
 
     async fn handle(&self, event: &Event, ctx: &mut Context) -> Result<(), HandlerError> {
-        let input = payload(event);
+        let input = event.payload();
         let mut messages = self.first_messages(&input);
         let mut usage = Usage::default();
         for step in 0..self.max_steps {

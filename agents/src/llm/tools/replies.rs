@@ -52,14 +52,7 @@ pub struct Reply {
 
 impl Reply {
     fn of(event: &Event) -> Reply {
-        let value = match event.envelope() {
-            Some(envelope) => envelope.data,
-            None => match event.value.as_deref() {
-                None => Value::Null,
-                Some(bytes) => serde_json::from_slice(bytes)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
-            },
-        };
+        let value = event.payload();
         Reply {
             value,
             error: event.header_str(TOOL_ERROR).map(str::to_string),
