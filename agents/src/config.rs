@@ -200,6 +200,8 @@ impl AgentsConfig {
             crate::llm::validate(def, &self.llm)
         } else if crate::inference::KINDS.contains(&kind) {
             crate::inference::validate(def, &self.inference)
+        } else if crate::workflow::KINDS.contains(&kind) {
+            crate::workflow::validate(def)
         } else {
             def.builtin().map(|_| ())
         }
@@ -288,6 +290,8 @@ pub async fn start_declared<B: Backend>(
             crate::llm::start(runtime, def, &config.llm).await?
         } else if crate::inference::KINDS.contains(&kind) {
             crate::inference::start(runtime, def, &config.inference).await?
+        } else if crate::workflow::KINDS.contains(&kind) {
+            crate::workflow::start(runtime, def).await?
         } else {
             match def.builtin()? {
                 BuiltinAgent::Router(agent) => runtime.start(def.spec(), agent).await?,

@@ -64,6 +64,20 @@ impl Event {
         serde_json::from_slice(self.value.as_deref()?).ok()
     }
 
+    /// What the event carries, for kinds that take any record: the envelope's data,
+    /// else the value as JSON, else the value as text (`null` without a value).
+    pub fn payload(&self) -> serde_json::Value {
+        if let Some(envelope) = self.envelope() {
+            return envelope.data;
+        }
+        match self.value.as_deref() {
+            None => serde_json::Value::Null,
+            Some(bytes) => serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            }),
+        }
+    }
+
     /// The trace this event belongs to: the envelope's trace id, else `ce_traceid`, else
     /// the trace id of a W3C `traceparent` header.
     pub fn trace_id(&self) -> Option<String> {

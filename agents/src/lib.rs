@@ -42,7 +42,8 @@
 //! CloudEvents-style envelope), `records` (zero-copy decoding and batch encoding),
 //! `backend` (the seam and both implementations, plus the in-process group member and
 //! assignors), `delivery` (retries, dead letters, output writes), `state`, `runtime`,
-//! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`.
+//! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`, `llm` (model
+//! calls and the LLM kinds, `tool_agent` among them), `workflow` (`aggregate`, the fan-in).
 
 #![warn(missing_docs)]
 
@@ -61,6 +62,7 @@ pub mod rag;
 pub mod records;
 pub mod runtime;
 pub mod state;
+pub mod workflow;
 
 pub use agent::{Agent, Context, HandlerError};
 pub use backend::{

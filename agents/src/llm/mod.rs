@@ -2,6 +2,7 @@
 //! durable on the log, and the built-in kinds that use them.
 
 pub mod model;
+pub mod tools;
 
 use std::collections::BTreeMap;
 
