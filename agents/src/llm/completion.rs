@@ -1,0 +1,219 @@
+//! Kind `llm`: renders a prompt from each event, asks the model (optionally under a
+//! JSON schema), checks the answer, and emits it: one event, or one per element of
+//! an array field of the answer (`fan_out`) carrying the headers an `aggregate` agent
+//! downstream joins them by.
+//!
+//! ```toml
+//! [[agents]]
+//! name = "questions"
+//! kind = "llm"
+//! topics = ["research.requests"]
+//! [agents.options]
+//! llm = "local"                          # the [llm.<name>] endpoint
+//! system = "You split research requests into questions."
+//! prompt = "Request: {{data.text}}"      # default: {{data}}
+//! output_topic = "research.questions"
+//! output_schema = { type = "object", required = ["questions"], properties = { questions = { type = "array", items = { type = "string" } } } }
+//! fan_out = "questions"                  # optional
+//! max_tokens = 256
+//! temperature = 0.0
+//! event_type = "llm.output"
+//! ```
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::model::ChatModel;
+use super::request::{answer_text, call_details, chat_request, event_ref, Options};
+use super::schema::{check, schema_from_option};
+use super::template::{event_view, lookup, Template};
+use crate::agent::{Agent, Context, HandlerError};
+use crate::config::{AgentDef, ConfigError};
+use crate::envelope::Envelope;
+use crate::event::Event;
+use crate::metrics::{llm_metrics, LlmErrorKind};
+
+/// Header naming the model's raw answer on a dead-lettered event.
+pub const RAW_ANSWER_HEADER: &str = "llm.raw_answer";
+
+/// The options of an `llm` agent, checked at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionOptions {
+    /// The `[llm.<name>]` endpoint.
+    pub llm: String,
+    /// System message.
+    pub system: Option<String>,
+    /// The user message template.
+    pub prompt: Template,
+    /// Where answers go.
+    pub output_topic: String,
+    /// JSON Schema the answer must satisfy.
+    pub output_schema: Option<Value>,
+    /// Array field of the answer to emit one event per element of.
+    pub fan_out: Option<String>,
+    /// Completion token limit.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Type of the emitted envelopes.
+    pub event_type: String,
+}
+
+const KNOWN: [&str; 9] = [
+    "llm",
+    "system",
+    "prompt",
+    "output_topic",
+    "output_schema",
+    "fan_out",
+    "max_tokens",
+    "temperature",
+    "event_type",
+];
+
+impl CompletionOptions {
+    /// Reads and checks `def.options`.
+    pub fn from_def(def: &AgentDef) -> Result<CompletionOptions, ConfigError> {
+        let options = Options::new(def, &KNOWN)?;
+        let prompt = options
+            .string("prompt")?
+            .unwrap_or_else(|| "{{data}}".to_string());
+        let prompt =
+            Template::parse(&prompt).map_err(|e| options.error(format!("options.prompt: {e}")))?;
+        let output_schema = options
+            .raw("output_schema")
+            .map(schema_from_option)
+            .transpose()
+            .map_err(|e| options.error(e.to_string()))?;
+        let fan_out = options.string("fan_out")?;
+        if fan_out.is_some() && output_schema.is_none() {
+            return Err(options.error(
+                "options.fan_out needs options.output_schema (the answer must be JSON)".into(),
+            ));
+        }
+        Ok(CompletionOptions {
+            llm: options.required("llm")?,
+            system: options.string("system")?,
+            prompt,
+            output_topic: options.required("output_topic")?,
+            output_schema,
+            fan_out,
+            max_tokens: options.unsigned("max_tokens", 256)?,
+            temperature: options.number("temperature", 0.0)?,
+            event_type: options
+                .string("event_type")?
+                .unwrap_or_else(|| "llm.output".to_string()),
+        })
+    }
+}
+
+/// The `llm` kind (see the module documentation).
+#[derive(Debug)]
+pub struct LlmCompletion<M> {
+    options: CompletionOptions,
+    model: Arc<M>,
+    model_name: String,
+}
+
+impl<M: ChatModel> LlmCompletion<M> {
+    /// An agent with these options answering through `model` (which reports under
+    /// `model_name` in metrics).
+    pub fn new(options: CompletionOptions, model: Arc<M>, model_name: &str) -> LlmCompletion<M> {
+        LlmCompletion {
+            options,
+            model,
+            model_name: model_name.to_string(),
+        }
+    }
+
+    /// The parsed answer, or why it is unusable (with the raw answer attached).
+    fn parse_answer(&self, ctx: &Context, text: &str) -> Result<Value, HandlerError> {
+        let Some(schema) = &self.options.output_schema else {
+            return Ok(json!({ "text": text }));
+        };
+        let invalid = |reason: String| {
+            llm_metrics()
+                .of(ctx.agent_id(), &self.model_name)
+                .observe_error(LlmErrorKind::InvalidAnswer);
+            HandlerError::new(reason).with_dlq_header(RAW_ANSWER_HEADER, text)
+        };
+        let value: Value = serde_json::from_str(text.trim())
+            .map_err(|e| invalid(format!("the model's answer is not JSON: {e}")))?;
+        check(schema, &value).map_err(|v| invalid(v.to_string()))?;
+        Ok(value)
+    }
+}
+
+impl<M: ChatModel> Agent for LlmCompletion<M> {
+    fn kind(&self) -> &str {
+        "llm"
+    }
+
+    async fn handle(&self, event: &Event, ctx: &mut Context) -> Result<(), HandlerError> {
+        let prompt = self
+            .options
+            .prompt
+            .render(&event_view(event))
+            .map_err(|e| HandlerError::new(e.to_string()))?;
+        let request = chat_request(
+            self.options.system.as_deref(),
+            prompt,
+            self.options.max_tokens,
+            self.options.temperature,
+            self.options.output_schema.as_ref().map(|s| ("output", s)),
+        )?;
+        let outcome = self.model.chat(event, 0, request).await?;
+        let text = answer_text(&outcome);
+        let output = self.parse_answer(ctx, &text)?;
+        let mut details = call_details(event, &outcome);
+        let topic = &self.options.output_topic;
+        match &self.options.fan_out {
+            None => {
+                ctx.emit(
+                    topic,
+                    event.key.clone(),
+                    &self.options.event_type,
+                    output.clone(),
+                );
+                details.insert("output".into(), output);
+                ctx.decide("output", Value::Object(details));
+            }
+            Some(field) => {
+                let path: Vec<&str> = field.split('.').collect();
+                let Some(Value::Array(items)) = lookup(&output, &path) else {
+                    return Err(HandlerError::new(format!(
+                        "fan_out field `{field}` of the answer is not an array"
+                    ))
+                    .with_dlq_header(RAW_ANSWER_HEADER, text));
+                };
+                let count = items.len();
+                let correlation = event_ref(event).replace('/', "-");
+                for (index, item) in items.iter().enumerate() {
+                    let data = json!({ "item": item, "index": index, "count": count });
+                    let envelope = Envelope::new(
+                        &self.options.event_type,
+                        ctx.agent_id(),
+                        Some(ctx.trace_id().to_string()),
+                        data,
+                    );
+                    let mut record = envelope.to_record(event.key.clone());
+                    for (name, value) in [
+                        ("correlation_id", correlation.clone()),
+                        ("fanout.count", count.to_string()),
+                        ("fanout.index", index.to_string()),
+                    ] {
+                        record.headers.push((name.to_string(), Bytes::from(value)));
+                    }
+                    ctx.emit_raw(topic, record);
+                }
+                details.insert("output".into(), output);
+                details.insert("fanned_out".into(), count.into());
+                details.insert("correlation_id".into(), correlation.into());
+                ctx.decide("fan_out", Value::Object(details));
+            }
+        }
+        Ok(())
+    }
+}
