@@ -1,0 +1,651 @@
+//! LLM agents against a REAL model server (llama.cpp's OpenAI-compatible server with
+//! SmolLM2-135M-Instruct, see `model_server`): the router and the `llm` kind on the
+//! embedded backend, dead letters for events the prompt cannot be built from, events
+//! waiting (not dead-lettered) while the model server is down, our own bounded retries
+//! on 429, and a SIGKILL of the real binary on the kafka backend while calls are in
+//! flight, followed by `agentlog agents replay`.
+//!
+//! Tiny models answer reliably only under schema-constrained output, so assertions are
+//! about structure (an allowed route, an answer satisfying its schema), never wording;
+//! and nothing is timed (the model is slow on a shared CPU): waits are generous.
+
+mod agents_common;
+mod common;
+mod model_server;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentlog_agents::config::{start_declared, AgentsConfig};
+use agentlog_agents::delivery::DLQ_ERROR;
+use agentlog_agents::llm::calls::{call_log_topic, CallRecord};
+use agentlog_agents::llm::replay::replay_agent;
+use agentlog_agents::llm::{EndpointSettings, LlmClient, LlmError};
+use agentlog_agents::metrics::llm_metrics;
+use agentlog_agents::{
+    EmbeddedBackend, Envelope, Event, KafkaBackend, KafkaConfig, OutRecord, Runtime, Sink, StartAt,
+};
+use agentlog_broker::EmbeddedBroker;
+use agents_common::{eventually, read_all, wait_for};
+use bytes::Bytes;
+use common::{BrokerProcess, Serve};
+use serde_json::{json, Value};
+
+/// Long enough for a 135M model on a CPU shared with compilers.
+const MODEL_WAIT: Duration = Duration::from_secs(600);
+
+async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
+    let broker = EmbeddedBroker::start_with(|config| {
+        config
+            .set("group.initial.rebalance.delay.ms", "100")
+            .unwrap();
+        config.set("num.partitions", "1").unwrap();
+    })
+    .await
+    .unwrap();
+    let backend = EmbeddedBackend::new(broker.running().broker.clone());
+    (broker, backend)
+}
+
+async fn model_base_url() -> String {
+    tokio::task::spawn_blocking(|| model_server::shared().base_url.clone())
+        .await
+        .unwrap()
+}
+
+/// `[llm.local]` for `base_url`: llama-cpp-python's structured-output dialect, prices
+/// so costs are non-zero.
+fn endpoint(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[llm.local]
+base_url = "{base_url}"
+model = "smollm2"
+structured_output = "json_object_schema"
+timeout_ms = 300000
+max_retries = 1
+price_per_1k_input = 0.5
+price_per_1k_output = 1.5
+{extra}
+"#
+    )
+}
+
+fn router(name: &str, input: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "{name}"
+kind = "llm_router"
+topics = ["{input}"]
+{extra}
+[agents.options]
+llm = "local"
+default = "{input}.other"
+prompt = "{{{{data.subject}}}}: {{{{data.body}}}}"
+max_tokens = 96
+[agents.options.routes.billing]
+topic = "{input}.billing"
+description = "payments, invoices, refunds, double charges"
+[agents.options.routes.tech]
+topic = "{input}.tech"
+description = "bugs, errors, crashes, the app not starting"
+"#
+    )
+}
+
+const TICKETS: [(&str, &str); 4] = [
+    (
+        "Charged twice",
+        "My invoice was charged twice this month, please refund one.",
+    ),
+    (
+        "App crashes",
+        "The app crashes with an error every time I open settings.",
+    ),
+    ("Refund", "I want a refund for my last payment."),
+    ("Login bug", "Login fails with error 500 since the update."),
+];
+
+fn ticket(i: usize) -> OutRecord {
+    let (subject, body) = TICKETS[i % TICKETS.len()];
+    let envelope = Envelope::new(
+        "ticket.created",
+        "test",
+        None,
+        json!({ "subject": subject, "body": body, "n": i }),
+    );
+    envelope.to_record(Some(Bytes::from(format!("customer-{i}"))))
+}
+
+fn decision(event: &Event) -> (String, Value) {
+    let envelope = event.envelope().expect("decisions are enveloped");
+    let details = envelope.data["details"].clone();
+    (
+        envelope.data["decision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        details,
+    )
+}
+
+fn call_records(events: &[Event]) -> Vec<CallRecord> {
+    events
+        .iter()
+        .map(|e| serde_json::from_slice(e.value.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_router_picks_an_allowed_route_records_the_call_and_replays_without_calls() {
+    let base_url = model_base_url().await;
+    let (_broker, backend) = embedded().await;
+    let text = endpoint(&base_url, "") + &router("triage", "tickets", "");
+    let config = AgentsConfig::from_toml(&text).unwrap();
+    let runtime = Runtime::new(backend.clone());
+    let handles = start_declared(&runtime, &config).await.unwrap();
+    backend
+        .produce("tickets", (0..3).map(ticket).collect())
+        .await
+        .unwrap();
+
+    let decisions = wait_for(&backend, "agent.decisions.triage", 3, MODEL_WAIT).await;
+    assert_eq!(decisions.len(), 3);
+    let routes = BTreeMap::from([("billing", "tickets.billing"), ("tech", "tickets.tech")]);
+    for event in &decisions {
+        let (kind, details) = decision(event);
+        assert_eq!(kind, "route");
+        let route = details["route"]
+            .as_str()
+            .expect("an allowed route, not a fallback");
+        assert_eq!(details["topic"], routes[route], "{details}");
+        assert_eq!(details["fallback"], false);
+        assert!(details["reason"].is_string());
+        assert_eq!(details["model"], "smollm2");
+        assert!(details["tokens_in"].as_u64().unwrap() > 0);
+        assert!(details["tokens_out"].as_u64().unwrap() > 0);
+        assert!(details["cost"].as_f64().unwrap() > 0.0);
+        assert_eq!(details["replayed"], false);
+    }
+    // Forwarded unchanged: every ticket is in exactly one route topic, byte for byte.
+    let mut forwarded = Vec::new();
+    for topic in ["tickets.billing", "tickets.tech", "tickets.other"] {
+        forwarded.extend(read_all(&backend, topic).await);
+    }
+    let originals = read_all(&backend, "tickets").await;
+    assert_eq!(forwarded.len(), 3);
+    let values = |events: &[Event]| -> BTreeSet<Bytes> {
+        events.iter().filter_map(|e| e.value.clone()).collect()
+    };
+    assert_eq!(values(&forwarded), values(&originals));
+
+    // Every call is in the call log, once, keyed by its input event and step.
+    let calls = call_records(&read_all(&backend, &call_log_topic("triage")).await);
+    let keys: BTreeSet<String> = calls.iter().map(|c| c.key.clone()).collect();
+    assert_eq!(keys, (0..3).map(|o| format!("tickets/0/{o}/0")).collect());
+    let metrics = llm_metrics().of("triage", "smollm2").snapshot();
+    assert_eq!(metrics.requests, 3);
+    assert_eq!(metrics.replayed, 0);
+    assert!(metrics.tokens_in > 0 && metrics.cost > 0.0);
+    for handle in handles {
+        handle.stop().await;
+    }
+
+    // A replay from the recordings makes the same decisions without calling anyone.
+    let def = &config.agents[0];
+    let comparison = replay_agent(backend.clone(), def, &config.llm, StartAt::Offset(0), false)
+        .await
+        .unwrap();
+    assert_eq!(comparison.events, 3);
+    assert_eq!(comparison.identical, 3, "{comparison:?}");
+    assert!(comparison.differing.is_empty() && comparison.not_recorded.is_empty());
+    assert_eq!(comparison.model_calls, 0);
+    assert_eq!(
+        read_all(&backend, "agent.decisions.triage").await.len(),
+        3,
+        "a replay writes nothing"
+    );
+}
+
+const QUESTIONS: &str = r#"
+[[agents]]
+name = "splitter"
+kind = "llm"
+topics = ["research"]
+max_attempts = 2
+backoff_ms = 10
+[agents.options]
+llm = "local"
+system = "Split the research request into at most three short questions."
+prompt = "Request: {{data.text}}"
+output_topic = "research.questions"
+output_schema = '{"type": "object", "required": ["questions"], "properties": {"questions": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "maxLength": 80}}}}'
+fan_out = "questions"
+max_tokens = 160
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn llm_answers_satisfy_the_schema_and_fan_out_with_correlation_headers() {
+    let base_url = model_base_url().await;
+    let (_broker, backend) = embedded().await;
+    let config = AgentsConfig::from_toml(&(endpoint(&base_url, "") + QUESTIONS)).unwrap();
+    let runtime = Runtime::new(backend.clone());
+    let handles = start_declared(&runtime, &config).await.unwrap();
+    let request = Envelope::new(
+        "research.requested",
+        "test",
+        None,
+        json!({ "text": "How do solar panels work and what do they cost?" }),
+    )
+    .to_record(Some(Bytes::from_static(b"r1")));
+    backend.produce("research", vec![request]).await.unwrap();
+
+    let decisions = wait_for(&backend, "agent.decisions.splitter", 1, MODEL_WAIT).await;
+    let (kind, details) = decision(&decisions[0]);
+    assert_eq!(kind, "fan_out", "{details}");
+    let questions = details["output"]["questions"].as_array().unwrap().clone();
+    let n = questions.len();
+    assert!((1..=3).contains(&n));
+    assert_eq!(details["fanned_out"], n);
+    let items = wait_for(&backend, "research.questions", n, MODEL_WAIT).await;
+    assert_eq!(items.len(), n);
+    for (i, item) in items.iter().enumerate() {
+        let data = item.envelope().unwrap().data;
+        assert_eq!(data["index"], i);
+        assert_eq!(data["count"], n);
+        assert_eq!(data["item"], questions[i]);
+        assert!(data["item"].is_string());
+        assert_eq!(item.header_str("correlation_id"), Some("research-0-0"));
+        assert_eq!(
+            item.header_str("fanout.count"),
+            Some(n.to_string().as_str())
+        );
+        assert_eq!(
+            item.header_str("fanout.index"),
+            Some(i.to_string().as_str())
+        );
+        assert_eq!(item.key.as_deref(), Some(&b"r1"[..]));
+    }
+    assert!(read_all(&backend, "research.dlq").await.is_empty());
+    for handle in handles {
+        handle.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_missing_a_template_field_is_dead_lettered_naming_it() {
+    let (_broker, backend) = embedded().await;
+    // Never called: the prompt cannot be built, so no request goes out.
+    let text = endpoint("http://127.0.0.1:9/v1", "") + &QUESTIONS.replace("splitter", "strict");
+    let config = AgentsConfig::from_toml(&text).unwrap();
+    let runtime = Runtime::new(backend.clone());
+    let handles = start_declared(&runtime, &config).await.unwrap();
+    let record =
+        Envelope::new("research.requested", "test", None, json!({ "topic": "x" })).to_record(None);
+    backend.produce("research", vec![record]).await.unwrap();
+    let dead = wait_for(&backend, "research.dlq", 1, Duration::from_secs(60)).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0].header_str(DLQ_ERROR).unwrap();
+    assert!(reason.contains("`data.text`"), "{reason}");
+    assert_eq!(dead[0].header_str("dlq.attempts"), Some("2"));
+    assert!(read_all(&backend, "research.questions").await.is_empty());
+    assert_eq!(llm_metrics().of("strict", "smollm2").snapshot().requests, 0);
+    for handle in handles {
+        handle.stop().await;
+    }
+}
+
+/// Forwards every connection on `listener` to `upstream` (a TCP-level stand-in for
+/// "the model server came back on its address").
+fn forward_connections(listener: tokio::net::TcpListener, upstream: u16) {
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_down_model_server_makes_events_wait_and_never_dead_letters_them() {
+    let upstream = tokio::task::spawn_blocking(|| model_server::shared().port)
+        .await
+        .unwrap();
+    let (_broker, backend) = embedded().await;
+    let port = model_server::free_port(); // nothing listens there yet
+    let breaker = "retry_backoff_ms = 10\nbreaker_failures = 2\nbreaker_cooldown_ms = 200";
+    let text = endpoint(&format!("http://127.0.0.1:{port}/v1"), breaker)
+        + r#"
+[[agents]]
+name = "greeter"
+kind = "llm"
+topics = ["people"]
+max_attempts = 2
+backoff_ms = 20
+[agents.options]
+llm = "local"
+prompt = "Say hello to {{data.name}} in three words."
+output_topic = "greetings"
+max_tokens = 8
+"#;
+    let config = AgentsConfig::from_toml(&text).unwrap();
+    let runtime = Runtime::new(backend.clone());
+    let handles = start_declared(&runtime, &config).await.unwrap();
+    let record = Envelope::new("person", "test", None, json!({ "name": "Ada" })).to_record(None);
+    backend.produce("people", vec![record]).await.unwrap();
+
+    eventually(
+        "attempts failing as unavailable",
+        Duration::from_secs(60),
+        || handles[0].metrics().unavailable >= 4,
+    )
+    .await;
+    let llm = llm_metrics().of("greeter", "smollm2").snapshot();
+    assert!(llm.errors["unavailable"] >= 4, "{llm:?}");
+    assert_eq!(handles[0].metrics().dead_lettered, 0);
+    assert!(read_all(&backend, "people.dlq").await.is_empty());
+
+    // The server comes back on the configured address: the waiting event is handled.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    forward_connections(listener, upstream);
+    let greetings = wait_for(&backend, "greetings", 1, MODEL_WAIT).await;
+    assert_eq!(greetings.len(), 1);
+    assert!(greetings[0].envelope().unwrap().data["text"].is_string());
+    assert!(
+        read_all(&backend, "people.dlq").await.is_empty(),
+        "never dead-lettered"
+    );
+    assert_eq!(handles[0].metrics().dead_lettered, 0);
+    assert_eq!(
+        llm_metrics().of("greeter", "smollm2").snapshot().requests,
+        1
+    );
+    for handle in handles {
+        handle.stop().await;
+    }
+}
+
+/// A stub endpoint: 429 with `Retry-After: 0` for the first `failures` requests, then a
+/// valid completion; counts requests.
+async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < failures {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "0")],
+                        r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#,
+                    )
+                        .into_response();
+                }
+                axum::Json(json!({
+                    "id": "c", "object": "chat.completion", "created": 1, "model": "stub",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+                }))
+                .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_retried_by_our_bounded_loop_only() {
+    let request = serde_json::from_value(json!({
+        "model": "", "messages": [{"role": "user", "content": "hi"}]
+    }))
+    .unwrap();
+    // No retries configured: exactly one request (async-openai's own retry layer,
+    // which would send four, is not in the path).
+    let (base, seen) = rate_limited_stub(usize::MAX).await;
+    let mut settings = EndpointSettings::new(&base, "stub");
+    settings.max_retries = 0;
+    let client = LlmClient::new("stub", &settings).unwrap();
+    let error = client.complete(&request).await.unwrap_err();
+    assert!(
+        matches!(&error, LlmError::Unavailable { reason, .. } if reason.contains("429")),
+        "{error}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+    // Two 429s then an answer: three requests, answered.
+    let (base, seen) = rate_limited_stub(2).await;
+    let mut settings = EndpointSettings::new(&base, "stub");
+    settings.max_retries = 2;
+    settings.retry_backoff_ms = 60_000; // Retry-After: 0 wins over the backoff
+    let client = LlmClient::new("stub", &settings).unwrap();
+    let outcome = client.complete(&request).await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    assert_eq!(outcome.usage.input, 2);
+}
+
+fn kafka_client(bootstrap: &str) -> KafkaBackend {
+    KafkaBackend::new(KafkaConfig {
+        bootstrap: bootstrap.to_string(),
+        properties: Default::default(),
+    })
+    .unwrap()
+}
+
+/// `agentlog serve --config` (agents on the kafka backend: no broker of its own);
+/// returns the process and its HTTP address.
+fn serve_agents(dir: &std::path::Path, config: &str) -> (Serve, String) {
+    let path = dir.join("agents.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["serve", "--http", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("AGENTLOG_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("agentlog http on ").map(str::to_string))
+        .expect("the http line");
+    std::thread::spawn(move || for _ in lines {});
+    (Serve(child), http)
+}
+
+fn scrape(http: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_backend_sigkill_mid_calls_loses_no_decision_and_repeats_no_recorded_call() {
+    const N: usize = 8;
+    let base_url = model_base_url().await;
+    let cluster = BrokerProcess::start(&[
+        "group.initial.rebalance.delay.ms=100",
+        "group.min.session.timeout.ms=1000",
+        "num.partitions=2",
+    ]);
+    let backend = kafka_client(&cluster.bootstrap());
+    // Produced before the agents start, so the first poll takes several events and
+    // none is committed until that batch is done: the kill lands on uncommitted,
+    // already-answered events.
+    backend.ensure_topic("inbox", 2, false).await.unwrap();
+    backend
+        .produce("inbox", (0..N).map(ticket).collect())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "backend = \"kafka\"\nbootstrap = \"{}\"\n{}{}",
+        cluster.bootstrap(),
+        endpoint(&base_url, ""),
+        router("crashrouter", "inbox", "")
+    );
+    let calls_topic = call_log_topic("crashrouter");
+    let (mut first, _) = serve_agents(dir.path(), &config);
+    wait_for(&backend, &calls_topic, 2, MODEL_WAIT).await;
+    first.0.kill().unwrap(); // SIGKILL: no commit, no goodbye
+    first.0.wait().unwrap();
+    let recorded_before_kill = read_all(&backend, &calls_topic).await.len();
+    assert!(
+        recorded_before_kill < N,
+        "killed while calls were still to come"
+    );
+
+    let (second, http) = serve_agents(dir.path(), &config);
+    let decided = |events: &[Event]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|e| {
+                decision(e).1["input"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let mut decisions = Vec::new();
+    for _ in 0..(MODEL_WAIT.as_secs() / 2) {
+        decisions = read_all(&backend, "agent.decisions.crashrouter").await;
+        if decided(&decisions).len() == N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let inputs = decided(&decisions);
+    assert_eq!(inputs.len(), N, "every event decided: {inputs:?}");
+    let metrics = scrape(&http);
+    second.stop();
+
+    // No call whose answer was recorded was made again: one recording per key.
+    let calls = call_records(&read_all(&backend, &calls_topic).await);
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for call in &calls {
+        *per_key.entry(call.key.clone()).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), N, "{per_key:?}");
+    assert!(
+        per_key.values().all(|n| *n == 1),
+        "a recorded call was repeated: {per_key:?}"
+    );
+    // Re-run events were answered from the log, with the recorded route.
+    let replayed: Vec<&Event> = decisions
+        .iter()
+        .filter(|e| decision(e).1["replayed"] == true)
+        .collect();
+    assert!(
+        !replayed.is_empty(),
+        "uncommitted answered events re-ran from the log"
+    );
+    let route_of = |input: &str, replayed: bool| {
+        decisions
+            .iter()
+            .map(decision)
+            .find(|(_, d)| d["input"] == input && d["replayed"] == replayed)
+            .map(|(_, d)| d["route"].clone())
+    };
+    for event in &replayed {
+        let input = decision(event).1["input"].as_str().unwrap().to_string();
+        if let Some(original) = route_of(&input, false) {
+            assert_eq!(
+                Some(original),
+                route_of(&input, true),
+                "same decision for {input}"
+            );
+        }
+    }
+    assert!(
+        metrics.contains("agentlog_llm_replayed_total{agent=\"crashrouter\",model=\"smollm2\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("agentlog_llm_requests_total{agent=\"crashrouter\""));
+    assert!(metrics.contains("agentlog_llm_cost_total{agent=\"crashrouter\""));
+    eprintln!(
+        "crash: {recorded_before_kill} calls recorded before SIGKILL, {} decisions re-made from the log, {} decisions in all",
+        replayed.len(),
+        decisions.len()
+    );
+
+    // `agentlog agents replay`: the same decisions from the recordings, no model call,
+    // nothing written.
+    let output = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["agents", "replay", "crashrouter", "--from", "0", "--config"])
+        .arg(dir.path().join("agents.toml"))
+        .env("AGENTLOG_LOG", "warn")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains(&format!("events: {N}\n")), "{report}");
+    assert!(
+        report.contains(&format!("identical decisions: {N}\n")),
+        "{report}"
+    );
+    assert!(report.contains("differing decisions: 0\n"), "{report}");
+    assert!(
+        report.contains("calls without a recording: 0\n"),
+        "{report}"
+    );
+    assert!(report.contains("model calls made: 0\n"), "{report}");
+    assert_eq!(
+        read_all(&backend, "agent.decisions.crashrouter")
+            .await
+            .len(),
+        decisions.len(),
+        "the replay wrote no decision"
+    );
+}
+
+/// The README's "LLM agents" example is a valid configuration as printed.
+#[test]
+fn the_readme_llm_example_parses() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## LLM agents")
+        .nth(1)
+        .expect("README has an LLM agents section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("the section has a TOML example");
+    let config = AgentsConfig::from_toml(example).unwrap();
+    let kinds: BTreeSet<&str> = config.agents.iter().map(|a| a.kind.as_str()).collect();
+    assert!(
+        kinds.contains("llm_router") && kinds.contains("llm"),
+        "{kinds:?}"
+    );
+    assert!(config.llm.endpoints.contains_key("local"));
+}
