@@ -440,6 +440,33 @@ async fn rate_limits_are_retried_by_our_bounded_loop_only() {
     let outcome = client.complete(&request).await.unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), 3);
     assert_eq!(outcome.usage.input, 2);
+
+    // The breaker: one failure opens it; calls then fail fast without a request
+    // until the cool-down lets one trial through, which succeeds and closes it.
+    let (base, seen) = rate_limited_stub(1).await;
+    let mut settings = EndpointSettings::new(&base, "stub");
+    settings.max_retries = 0;
+    settings.breaker_failures = 1;
+    settings.breaker_cooldown_ms = 5_000;
+    let client = LlmClient::new("stub", &settings).unwrap();
+    assert!(client.complete(&request).await.is_err());
+    let error = client.complete(&request).await.unwrap_err();
+    assert!(
+        matches!(&error, LlmError::Unavailable { reason, .. } if reason.starts_with("circuit breaker open")),
+        "{error}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "no request while open");
+    let mut answered = None;
+    for _ in 0..200 {
+        if let Ok(outcome) = client.complete(&request).await {
+            answered = Some(outcome);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered.is_some(), "the half-open trial was answered");
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "exactly one trial went out");
+    assert!(client.complete(&request).await.is_ok(), "closed again");
 }
 
 fn kafka_client(bootstrap: &str) -> KafkaBackend {

@@ -263,11 +263,10 @@ impl LlmClient {
         request: &CreateChatCompletionRequest,
     ) -> Result<ChatOutcome, LlmError> {
         let body = self.body(request)?;
-        if let Err(open_for) = self.breaker.allow(Instant::now()) {
-            return Err(self.unavailable(format!(
-                "circuit breaker open for another {} ms",
-                open_for.as_millis()
-            )));
+        // Fail fast without queueing for a permit while the breaker is open (a read:
+        // only the attempt below may take the half-open trial).
+        if self.breaker.is_open(Instant::now()) {
+            return Err(self.unavailable("circuit breaker open".to_string()));
         }
         let _permit = self
             .permits
@@ -409,7 +408,7 @@ mod tests {
         );
         let error = client.complete(&request).await.unwrap_err();
         assert!(
-            matches!(&error, LlmError::Unavailable { reason, .. } if reason.contains("circuit breaker open")),
+            matches!(&error, LlmError::Unavailable { reason, .. } if reason.starts_with("circuit breaker open")),
             "{error}"
         );
     }
