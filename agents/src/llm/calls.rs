@@ -17,6 +17,10 @@
 //! recordings of events left uncommitted by a crash are found however long ago it
 //! was. Replays ([`Recall::Everything`]) keep every recording of the range they read.
 //!
+//! A call whose recording fails is not used ([`LlmError::Record`], an unavailable
+//! dependency: the event waits and is tried again, calling the model again), so no
+//! effect ever rests on an answer that a re-run could not find.
+//!
 //! Limit: recordings made by another process after this one started are not seen (no
 //! tailing), so if a rebalance moves an uncommitted, already-answered event to another
 //! process, that process calls the model once more (and records that call too).

@@ -217,3 +217,57 @@ impl<M: ChatModel> Agent for LlmCompletion<M> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(options: &str) -> AgentDef {
+        let text = format!("name = 'q'\nkind = 'llm'\ntopics = ['t']\n[options]\n{options}");
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn options_take_defaults_and_refuse_mistakes_by_name() {
+        let options =
+            CompletionOptions::from_def(&def("llm = 'local'\noutput_topic = 'out'")).unwrap();
+        assert_eq!(
+            (
+                options.max_tokens,
+                options.temperature,
+                options.event_type.as_str()
+            ),
+            (256, 0.0, "llm.output")
+        );
+        let table = "llm = 'local'\noutput_topic = 'out'\nfan_out = 'xs'\noutput_schema = { type = 'object', properties = { xs = { type = 'array' } } }";
+        let options = CompletionOptions::from_def(&def(table)).unwrap();
+        assert_eq!(
+            options.output_schema.unwrap()["properties"]["xs"]["type"],
+            "array"
+        );
+        for (options, expected) in [
+            ("llm = 'local'", "options.output_topic is required"),
+            (
+                "llm = 'local'\noutput_topic = 'o'\nfan_out = 'xs'",
+                "needs options.output_schema",
+            ),
+            (
+                "llm = 'local'\noutput_topic = 'o'\nprompt = '{{data'",
+                "unclosed",
+            ),
+            (
+                "llm = 'local'\noutput_topic = 'o'\nmax_token = 5",
+                "unknown option `max_token`",
+            ),
+            (
+                "llm = 'local'\noutput_topic = 'o'\noutput_schema = '{'",
+                "not valid JSON",
+            ),
+        ] {
+            let error = CompletionOptions::from_def(&def(options))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{options}: {error}");
+        }
+    }
+}

@@ -223,3 +223,68 @@ impl<M: ChatModel> Agent for LlmRouter<M> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(options: &str) -> AgentDef {
+        let text = format!("name = 'r'\nkind = 'llm_router'\ntopics = ['t']\n[options]\n{options}");
+        toml::from_str(&text).unwrap()
+    }
+
+    const GOOD: &str = "llm = 'local'\ndefault = 'other'\nroutes = { billing = { topic = 'b', description = 'money' }, tech = { topic = 't' } }";
+
+    #[test]
+    fn options_are_checked_and_unknown_keys_named() {
+        let options = RouterOptions::from_def(&def(GOOD)).unwrap();
+        assert_eq!(options.routes["billing"].topic, "b");
+        assert_eq!(
+            options.schema()["properties"]["route"]["enum"],
+            json!(["billing", "tech"])
+        );
+        assert!(options
+            .system_message()
+            .ends_with("- billing: money\n- tech: "));
+        let error = RouterOptions::from_def(&def(&format!("{GOOD}\nfallback = 'x'")))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown option `fallback`"), "{error}");
+        let error = RouterOptions::from_def(&def(
+            "llm = 'local'\ndefault = 'o'\nroutes = { a = { topik = 'x' } }",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("routes.a needs a `topic`"), "{error}");
+        assert!(
+            RouterOptions::from_def(&def("llm = 'local'\nroutes = { a = { topic = 'x' } }"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn only_allowed_routes_are_chosen() {
+        struct Never;
+        impl ChatModel for Never {
+            async fn chat(
+                &self,
+                _: &Event,
+                _: u32,
+                _: async_openai::types::chat::CreateChatCompletionRequest,
+            ) -> Result<super::super::ChatOutcome, super::super::LlmError> {
+                Err(super::super::LlmError::Record("unused".into()))
+            }
+        }
+        let router = LlmRouter::new(
+            RouterOptions::from_def(&def(GOOD)).unwrap(),
+            Arc::new(Never),
+            "m",
+        );
+        assert_eq!(
+            router.choose(r#" {"route": "tech", "reason": "crash"} "#),
+            Some(("tech".to_string(), "crash".to_string()))
+        );
+        assert_eq!(router.choose(r#"{"route": "sales", "reason": "x"}"#), None);
+        assert_eq!(router.choose("billing"), None);
+    }
+}
