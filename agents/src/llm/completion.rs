@@ -270,4 +270,107 @@ mod tests {
             assert!(error.contains(expected), "{options}: {error}");
         }
     }
+
+    /// Answers every call with `content`.
+    struct Canned(&'static str);
+
+    impl ChatModel for Canned {
+        async fn chat(
+            &self,
+            _: &Event,
+            _: u32,
+            _: async_openai::types::chat::CreateChatCompletionRequest,
+        ) -> Result<super::super::ChatOutcome, super::super::LlmError> {
+            let response = serde_json::from_value(json!({
+                "id": "1", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.0}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+            }))
+            .map_err(|e| super::super::LlmError::Record(e.to_string()))?;
+            Ok(super::super::ChatOutcome {
+                response,
+                usage: super::super::TokenUsage {
+                    input: 5,
+                    output: 3,
+                },
+                latency: std::time::Duration::from_millis(2),
+                cost: 0.25,
+                model: "m".to_string(),
+                replayed: false,
+            })
+        }
+    }
+
+    fn handle_with(answer: &'static str) -> (Result<(), HandlerError>, Context) {
+        let table = "llm = 'local'\noutput_topic = 'out'\nfan_out = 'xs'\nprompt = '{{data.q}}'\noutput_schema = { type = 'object', required = ['xs'], properties = { xs = { type = 'array', items = { type = 'string' } } } }";
+        let agent = LlmCompletion::new(
+            CompletionOptions::from_def(&def(table)).unwrap(),
+            Arc::new(Canned(answer)),
+            "m",
+        );
+        let event = Event {
+            topic: Arc::from("in"),
+            partition: 2,
+            offset: 9,
+            timestamp: 1,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(br#"{"q": "why?"}"#)),
+            headers: Vec::new(),
+            undecodable: None,
+        };
+        let mut ctx = Context::new(
+            Arc::from("completion-test"),
+            None,
+            1,
+            Arc::new(crate::state::StateStore::default()),
+            Arc::new(crate::metrics::AgentMetrics::new("llm")),
+        );
+        let result = futures::executor::block_on(agent.handle(&event, &mut ctx));
+        (result, ctx)
+    }
+
+    #[test]
+    fn fans_out_one_event_per_element_with_workflow_headers() {
+        let (result, ctx) = handle_with(r#"{"xs": ["a", "b"]}"#);
+        result.unwrap();
+        assert_eq!(ctx.emits.len(), 2);
+        for (i, (topic, record)) in ctx.emits.iter().enumerate() {
+            assert_eq!(topic, "out");
+            let header = |n: &str| {
+                record
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            assert_eq!(header("correlation_id").as_deref(), Some("in-2-9"));
+            assert_eq!(header("fanout.count").as_deref(), Some("2"));
+            assert_eq!(header("fanout.index"), Some(i.to_string()));
+            let envelope: Envelope =
+                serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                envelope.data,
+                json!({"item": (["a", "b"][i]), "index": i, "count": 2})
+            );
+        }
+        assert_eq!(ctx.decisions.len(), 1);
+    }
+
+    #[test]
+    fn an_answer_violating_the_schema_fails_with_the_raw_answer() {
+        for answer in [r#"{"xs": [1]}"#, "not json", r#"{"ys": []}"#] {
+            let (result, ctx) = handle_with(answer);
+            let error = result.unwrap_err();
+            assert!(
+                !error.unavailable,
+                "the answer's fault: retried, then dead-lettered"
+            );
+            assert_eq!(
+                error.dlq_headers,
+                vec![(RAW_ANSWER_HEADER.to_string(), answer.to_string())],
+                "{error}"
+            );
+            assert!(ctx.emits.is_empty() && ctx.decisions.is_empty());
+        }
+    }
 }

@@ -121,6 +121,31 @@ pub async fn durable_model<B: Backend>(
     Ok(Arc::new(model))
 }
 
+/// The production model of `agent` calling endpoint `endpoint`: live calls, each
+/// recorded, re-runs answered from the call log. For kinds built elsewhere, e.g.
+/// `tool_agent` in [`start`]:
+///
+/// ```ignore
+/// let model = live_model(runtime.backend(), &def.name, &endpoint, settings).await?;
+/// crate::llm::tools::start(runtime, def, model).await
+/// ```
+pub async fn live_model<B: Backend>(
+    backend: &B,
+    agent: &str,
+    endpoint: &str,
+    settings: &LlmSettings,
+) -> Result<Arc<DurableChatModel<B>>, ModelSetupError> {
+    durable_model(
+        backend,
+        agent,
+        endpoint,
+        settings,
+        CallMode::Live,
+        Recall::Window,
+    )
+    .await
+}
+
 fn setup_error(def: &AgentDef, error: ModelSetupError) -> StartAgentsError {
     match error {
         ModelSetupError::Client(e) => ConfigError::Options {
@@ -146,16 +171,9 @@ pub(crate) async fn start<B: Backend>(
     settings: &LlmSettings,
 ) -> Result<AgentHandle, StartAgentsError> {
     let model_for = |endpoint: String| async move {
-        let model = durable_model(
-            runtime.backend(),
-            &def.name,
-            &endpoint,
-            settings,
-            CallMode::Live,
-            Recall::Window,
-        )
-        .await
-        .map_err(|e| setup_error(def, e))?;
+        let model = live_model(runtime.backend(), &def.name, &endpoint, settings)
+            .await
+            .map_err(|e| setup_error(def, e))?;
         let model_name = settings
             .endpoints
             .get(&endpoint)
