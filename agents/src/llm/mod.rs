@@ -123,7 +123,7 @@ pub async fn durable_model<B: Backend>(
 
 /// The production model of `agent` calling endpoint `endpoint`: live calls, each
 /// recorded, re-runs answered from the call log. For kinds built elsewhere, e.g.
-/// `tool_agent` in [`start`]:
+/// `tool_agent` in this module's `start`:
 ///
 /// ```ignore
 /// let model = live_model(runtime.backend(), &def.name, &endpoint, settings).await?;
