@@ -502,6 +502,30 @@ fn serve_agents(dir: &std::path::Path, config: &str) -> (Serve, String) {
     (Serve(child), http)
 }
 
+/// The committed offsets of `group` on `topic`'s partitions (0 where none).
+fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = common::consumer_config(bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => 0,
+            },
+        )
+        .collect()
+}
+
 fn scrape(http: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(http).unwrap();
@@ -545,13 +569,16 @@ async fn kafka_backend_sigkill_mid_calls_loses_no_decision_and_repeats_no_record
     wait_for(&backend, &calls_topic, 2, MODEL_WAIT).await;
     first.0.kill().unwrap(); // SIGKILL: no commit, no goodbye
     first.0.wait().unwrap();
-    let recorded_before_kill = read_all(&backend, &calls_topic).await.len();
+    // Inputs (`topic/partition/offset`) answered, and decided, before the kill.
+    let recorded_before_kill: BTreeSet<String> =
+        call_records(&read_all(&backend, &calls_topic).await)
+            .iter()
+            .filter_map(|c| c.key.rsplit_once('/').map(|(input, _)| input.to_string()))
+            .collect();
     assert!(
-        recorded_before_kill < N,
+        recorded_before_kill.len() < N,
         "killed while calls were still to come"
     );
-
-    let (second, http) = serve_agents(dir.path(), &config);
     let decided = |events: &[Event]| -> BTreeSet<String> {
         events
             .iter()
@@ -563,6 +590,21 @@ async fn kafka_backend_sigkill_mid_calls_loses_no_decision_and_repeats_no_record
             })
             .collect()
     };
+    let decided_before_kill = decided(&read_all(&backend, "agent.decisions.crashrouter").await);
+    // Answered but not committed at the kill: exactly these must re-run from the log.
+    let committed = committed_offsets(&cluster.bootstrap(), "crashrouter", "inbox", 2);
+    let uncommitted_answered: BTreeSet<String> = recorded_before_kill
+        .iter()
+        .filter(|input| {
+            let mut parts = input.rsplit('/');
+            let offset: i64 = parts.next().unwrap().parse().unwrap();
+            let partition: usize = parts.next().unwrap().parse().unwrap();
+            offset >= committed[partition]
+        })
+        .cloned()
+        .collect();
+
+    let (second, http) = serve_agents(dir.path(), &config);
     let mut decisions = Vec::new();
     for _ in 0..(MODEL_WAIT.as_secs() / 2) {
         decisions = read_all(&backend, "agent.decisions.crashrouter").await;
@@ -592,9 +634,18 @@ async fn kafka_backend_sigkill_mid_calls_loses_no_decision_and_repeats_no_record
         .iter()
         .filter(|e| decision(e).1["replayed"] == true)
         .collect();
-    assert!(
-        !replayed.is_empty(),
-        "uncommitted answered events re-ran from the log"
+    let replayed_inputs: BTreeSet<String> = replayed
+        .iter()
+        .map(|e| {
+            decision(e).1["input"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        replayed_inputs, uncommitted_answered,
+        "exactly the answered, uncommitted events re-ran, from the log"
     );
     let route_of = |input: &str, replayed: bool| {
         decisions
@@ -620,7 +671,10 @@ async fn kafka_backend_sigkill_mid_calls_loses_no_decision_and_repeats_no_record
     assert!(metrics.contains("agentlog_llm_requests_total{agent=\"crashrouter\""));
     assert!(metrics.contains("agentlog_llm_cost_total{agent=\"crashrouter\""));
     eprintln!(
-        "crash: {recorded_before_kill} calls recorded before SIGKILL, {} decisions re-made from the log, {} decisions in all",
+        "crash: {} calls recorded, {} events decided, {} answered events uncommitted at SIGKILL; {} decisions re-made from the log, {} decisions in all",
+        recorded_before_kill.len(),
+        decided_before_kill.len(),
+        uncommitted_answered.len(),
         replayed.len(),
         decisions.len()
     );
