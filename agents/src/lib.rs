@@ -42,7 +42,8 @@
 //! CloudEvents-style envelope), `records` (zero-copy decoding and batch encoding),
 //! `backend` (the seam and both implementations, plus the in-process group member and
 //! assignors), `delivery` (retries, dead letters, output writes), `state`, `runtime`,
-//! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`.
+//! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`, `llm` (model
+//! endpoints, durable calls, the `llm` and `llm_router` kinds, replay).
 
 #![warn(missing_docs)]
 

@@ -4,6 +4,10 @@
 //! letters are captured instead of produced. The decisions it would make are then
 //! compared with those it recorded in `agent.decisions.<agent>`, matched by the
 //! input event each decision names.
+//!
+//! A replay holds what it captured and the agent's recorded decisions in memory
+//! (plus every recording of the call log, [`Recall::Everything`]): it is meant for
+//! ranges an operator inspects, not for re-processing a whole retention period.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
