@@ -68,6 +68,10 @@ const KNOWN: [&str; 7] = [
     "temperature",
 ];
 
+/// Longest `reason` the schema allows (about 50 tokens, well within the default
+/// `max_tokens` of 128).
+const REASON_MAX_CHARS: u32 = 200;
+
 const DEFAULT_SYSTEM: &str = "You are a router. Choose the one route that best fits the \
 message and give a short reason. Answer in JSON.";
 
@@ -128,14 +132,16 @@ impl RouterOptions {
         text
     }
 
-    /// `{route: enum of names, reason: string}`, both required.
+    /// `{route: enum of names, reason: string}`, both required; the reason is
+    /// bounded so a verbose model cannot run into `max_tokens` mid-answer (a cut-off
+    /// answer is no JSON, hence a fallback).
     fn schema(&self) -> Value {
         let names: Vec<&String> = self.routes.keys().collect();
         json!({
             "type": "object",
             "properties": {
                 "route": { "type": "string", "enum": names },
-                "reason": { "type": "string" },
+                "reason": { "type": "string", "maxLength": REASON_MAX_CHARS },
             },
             "required": ["route", "reason"],
         })
