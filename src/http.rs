@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentlog_agents::metrics::{MetricsSnapshot, LATENCY_BUCKETS_US};
+use agentlog_agents::metrics::{
+    llm_metrics, LlmMetricsSnapshot, MetricsSnapshot, LATENCY_BUCKETS_US,
+};
 use agentlog_broker::Broker;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -198,6 +200,7 @@ impl Collector for LiveCollector {
             &[(Vec::new(), to_i64(sources.started.elapsed().as_secs()))],
         )?;
         encode_agents(&mut encoder, &(sources.agents)())?;
+        encode_llm(&mut encoder, &llm_metrics().snapshot())?;
         if let Some(broker) = &sources.broker {
             encode_broker(&mut encoder, broker)?;
         }
@@ -279,19 +282,10 @@ fn encode_agents(
         MetricType::Histogram,
         &histograms,
         |metric, m| {
-            let mut buckets = Vec::with_capacity(m.latency_buckets.len());
-            let mut previous = 0u64;
-            for (i, cumulative) in m.latency_buckets.iter().enumerate() {
-                let bound = LATENCY_BUCKETS_US
-                    .get(i)
-                    .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
-                buckets.push((bound, cumulative.saturating_sub(previous)));
-                previous = *cumulative;
-            }
             metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                 m.latency_sum_us as f64 / 1e6,
                 m.latency_buckets.last().copied().unwrap_or(0),
-                &buckets,
+                &histogram_buckets(&m.latency_buckets),
                 None,
             )
         },
@@ -312,6 +306,108 @@ fn encode_agents(
         "agentlog_agent_custom",
         "Counters agents report through their context, by name.",
         &custom,
+    )
+}
+
+/// Cumulative bucket counts (then +Inf) as the encoder's per-bucket `(bound, count)`.
+fn histogram_buckets(cumulative: &[u64]) -> Vec<(f64, u64)> {
+    let mut buckets = Vec::with_capacity(cumulative.len());
+    let mut previous = 0u64;
+    for (i, total) in cumulative.iter().enumerate() {
+        let bound = LATENCY_BUCKETS_US
+            .get(i)
+            .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
+        buckets.push((bound, total.saturating_sub(previous)));
+        previous = *total;
+    }
+    buckets
+}
+
+/// LLM calls per agent and model: requests, replayed answers, errors by kind, tokens,
+/// cost and call latency.
+fn encode_llm(
+    encoder: &mut DescriptorEncoder,
+    llm: &BTreeMap<(String, String), LlmMetricsSnapshot>,
+) -> Result<(), std::fmt::Error> {
+    let labels = |agent: &str, model: &str| -> Labels {
+        vec![("agent", agent.to_string()), ("model", model.to_string())]
+    };
+    type LlmField = fn(&LlmMetricsSnapshot) -> u64;
+    let plain: [(&str, &str, LlmField); 4] = [
+        (
+            "agentlog_llm_requests",
+            "Model calls sent to an endpoint and answered (each is recorded in agent.llm.<agent>).",
+            |m| m.requests,
+        ),
+        (
+            "agentlog_llm_replayed",
+            "Answers served from the call log instead of calling the model (re-runs after a crash, rebalance or retry, and replays).",
+            |m| m.replayed,
+        ),
+        (
+            "agentlog_llm_tokens_in",
+            "Prompt tokens of answered model calls.",
+            |m| m.tokens_in,
+        ),
+        (
+            "agentlog_llm_tokens_out",
+            "Completion tokens of answered model calls.",
+            |m| m.tokens_out,
+        ),
+    ];
+    for (name, help, field) in plain {
+        let samples: Vec<(Labels, u64)> = llm
+            .iter()
+            .map(|((agent, model), m)| (labels(agent, model), field(m)))
+            .collect();
+        counters(encoder, name, help, &samples)?;
+    }
+    let errors: Vec<(Labels, u64)> = llm
+        .iter()
+        .flat_map(|((agent, model), m)| {
+            m.errors.iter().map(move |(kind, n)| {
+                let mut l = labels(agent, model);
+                l.push(("kind", kind.to_string()));
+                (l, *n)
+            })
+        })
+        .collect();
+    counters(
+        encoder,
+        "agentlog_llm_errors",
+        "Failed model calls and unusable answers, by kind (unavailable, refused, record, not_recorded, invalid_answer).",
+        &errors,
+    )?;
+    let cost: Vec<(Labels, f64)> = llm
+        .iter()
+        .map(|((agent, model), m)| (labels(agent, model), m.cost))
+        .collect();
+    family(
+        encoder,
+        "agentlog_llm_cost",
+        "Cost of answered model calls, from the endpoint's configured prices per 1k tokens.",
+        MetricType::Counter,
+        &cost,
+        |m, v| m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(v, None),
+    )?;
+    let latency: Vec<(Labels, &LlmMetricsSnapshot)> = llm
+        .iter()
+        .map(|((agent, model), m)| (labels(agent, model), m))
+        .collect();
+    family(
+        encoder,
+        "agentlog_llm_call_latency_seconds",
+        "Time an answered model call took, retries included (replayed answers are not observed).",
+        MetricType::Histogram,
+        &latency,
+        |metric, m| {
+            metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                m.latency_sum_us as f64 / 1e6,
+                m.latency_buckets.last().copied().unwrap_or(0),
+                &histogram_buckets(&m.latency_buckets),
+                None,
+            )
+        },
     )
 }
 

@@ -116,7 +116,9 @@ fn run(n: usize, clustered: bool) {
     snapshot::save(dir.path(), &index, &Default::default()).expect("save");
     let save = t.elapsed();
     let t = Instant::now();
-    let loaded = snapshot::load(dir.path()).expect("load").expect("a snapshot");
+    let loaded = snapshot::load(dir.path())
+        .expect("load")
+        .expect("a snapshot");
     let load = t.elapsed();
     assert_eq!(loaded.index.len(), n);
     println!(

@@ -43,7 +43,9 @@
 //! `backend` (the seam and both implementations, plus the in-process group member and
 //! assignors), `delivery` (retries, dead letters, output writes), `state`, `runtime`,
 //! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`, `llm` (model
-//! calls and the LLM kinds, `tool_agent` among them), `workflow` (`aggregate`, the fan-in).
+//! endpoints, durable calls, the `llm`, `llm_router` and `tool_agent` kinds, replay),
+//! `workflow` (`aggregate`, the fan-in), `dispatch` (key-ordered concurrency), `rag`
+//! (the vector index and its snapshots).
 
 #![warn(missing_docs)]
 

@@ -126,3 +126,170 @@ impl AgentMetrics {
 pub(crate) fn inc(counter: &AtomicU64, delta: u64) {
     counter.fetch_add(delta, Ordering::Relaxed);
 }
+
+/// What went wrong with an LLM call, as the `kind` label of the error counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmErrorKind {
+    /// The endpoint was unreachable, failing or its breaker open (the event waits).
+    Unavailable,
+    /// The endpoint refused the request.
+    Refused,
+    /// The call could not be recorded.
+    Record,
+    /// A replay found no recording.
+    NotRecorded,
+    /// The answer did not satisfy the requested schema or routes.
+    InvalidAnswer,
+}
+
+impl LlmErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [LlmErrorKind; 5] = [
+        LlmErrorKind::Unavailable,
+        LlmErrorKind::Refused,
+        LlmErrorKind::Record,
+        LlmErrorKind::NotRecorded,
+        LlmErrorKind::InvalidAnswer,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            LlmErrorKind::Unavailable => "unavailable",
+            LlmErrorKind::Refused => "refused",
+            LlmErrorKind::Record => "record",
+            LlmErrorKind::NotRecorded => "not_recorded",
+            LlmErrorKind::InvalidAnswer => "invalid_answer",
+        }
+    }
+}
+
+/// LLM call counters of one agent and model, lock-free on the hot path.
+#[derive(Debug, Default)]
+pub struct LlmCallMetrics {
+    /// Calls sent to the endpoint and answered.
+    pub requests: AtomicU64,
+    /// Answers served from the call log instead of the endpoint (no cost incurred).
+    pub replayed: AtomicU64,
+    errors: [AtomicU64; LlmErrorKind::ALL.len()],
+    /// Prompt tokens of answered calls.
+    pub tokens_in: AtomicU64,
+    /// Completion tokens of answered calls.
+    pub tokens_out: AtomicU64,
+    /// Cost of answered calls, in millionths of the configured currency.
+    pub cost_micros: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+/// A copy of one agent and model's LLM counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmMetricsSnapshot {
+    /// See [`LlmCallMetrics::requests`].
+    pub requests: u64,
+    /// See [`LlmCallMetrics::replayed`].
+    pub replayed: u64,
+    /// Errors by [`LlmErrorKind::label`].
+    pub errors: BTreeMap<&'static str, u64>,
+    /// See [`LlmCallMetrics::tokens_in`].
+    pub tokens_in: u64,
+    /// See [`LlmCallMetrics::tokens_out`].
+    pub tokens_out: u64,
+    /// Total cost of answered calls.
+    pub cost: f64,
+    /// Cumulative counts per bucket of [`LATENCY_BUCKETS_US`], then `+Inf`.
+    pub latency_buckets: Vec<u64>,
+    /// Sum of call latencies in microseconds.
+    pub latency_sum_us: u64,
+}
+
+impl LlmCallMetrics {
+    /// Counts one call answered by the endpoint.
+    pub fn observe_call(&self, tokens_in: u64, tokens_out: u64, cost: f64, latency: Duration) {
+        inc(&self.requests, 1);
+        inc(&self.tokens_in, tokens_in);
+        inc(&self.tokens_out, tokens_out);
+        inc(&self.cost_micros, (cost * 1e6).round().max(0.0) as u64);
+        let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        inc(&self.latency_buckets[bucket], 1);
+        inc(&self.latency_sum_us, us);
+    }
+
+    /// Counts one failed call (or answer) by kind.
+    pub fn observe_error(&self, kind: LlmErrorKind) {
+        let index = LlmErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        inc(&self.errors[index], 1);
+    }
+
+    /// Copies every counter.
+    pub fn snapshot(&self) -> LlmMetricsSnapshot {
+        let mut cumulative = 0;
+        LlmMetricsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            errors: LlmErrorKind::ALL
+                .iter()
+                .zip(&self.errors)
+                .map(|(k, v)| (k.label(), v.load(Ordering::Relaxed)))
+                .collect(),
+            tokens_in: self.tokens_in.load(Ordering::Relaxed),
+            tokens_out: self.tokens_out.load(Ordering::Relaxed),
+            cost: self.cost_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            latency_buckets: self
+                .latency_buckets
+                .iter()
+                .map(|b| {
+                    cumulative += b.load(Ordering::Relaxed);
+                    cumulative
+                })
+                .collect(),
+            latency_sum_us: self.latency_sum_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Every agent's LLM counters, by `(agent, model)`.
+///
+/// Process-wide because LLM agents are built from configuration by
+/// `config::start_declared`, whose signature (shared with every other kind) carries no
+/// registry, while `/metrics` must find them; agent names are unique per process, so
+/// one registry cannot mix two agents' series.
+#[derive(Debug, Default)]
+pub struct LlmMetricsRegistry {
+    by_agent: Mutex<BTreeMap<(String, String), std::sync::Arc<LlmCallMetrics>>>,
+}
+
+impl LlmMetricsRegistry {
+    /// The counters of `agent` calling `model`, created on first use.
+    pub fn of(&self, agent: &str, model: &str) -> std::sync::Arc<LlmCallMetrics> {
+        self.by_agent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((agent.to_string(), model.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Every `(agent, model)`'s counters now.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), LlmMetricsSnapshot> {
+        self.by_agent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, m)| (k.clone(), m.snapshot()))
+            .collect()
+    }
+}
+
+/// The process's LLM counters (see [`LlmMetricsRegistry`]).
+pub fn llm_metrics() -> &'static LlmMetricsRegistry {
+    static REGISTRY: std::sync::OnceLock<LlmMetricsRegistry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(LlmMetricsRegistry::default)
+}

@@ -201,7 +201,12 @@ impl VectorIndex {
     }
 
     /// The `k` chunks most similar to `query` that meet `filter`, best first.
-    pub fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>, SearchError> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>, SearchError> {
         if query.len() != self.dimensions {
             return Err(SearchError::Dimensions {
                 expected: self.dimensions,
@@ -290,7 +295,10 @@ mod tests {
             doc: doc.to_string(),
             no,
             text: format!("{doc} {no}"),
-            metadata: json!({ "lang": lang }).as_object().cloned().unwrap_or_default(),
+            metadata: json!({ "lang": lang })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -304,7 +312,9 @@ mod tests {
     fn finds_the_nearest_replaces_and_removes() {
         let mut index = VectorIndex::new(8).unwrap();
         for i in 0..8 {
-            index.upsert(chunk("d", i, "en"), &unit(8, i as usize)).unwrap();
+            index
+                .upsert(chunk("d", i, "en"), &unit(8, i as usize))
+                .unwrap();
         }
         let hits = index.search(&unit(8, 3), 1, &Filter::new()).unwrap();
         assert_eq!(hits[0].chunk.id(), "d#3");
@@ -330,7 +340,9 @@ mod tests {
         let mut index = VectorIndex::new(8).unwrap();
         for i in 0..8 {
             let lang = if i % 2 == 0 { "en" } else { "de" };
-            index.upsert(chunk("d", i, lang), &unit(8, i as usize)).unwrap();
+            index
+                .upsert(chunk("d", i, lang), &unit(8, i as usize))
+                .unwrap();
         }
         let filter = Filter::from([("lang".to_string(), json!("de"))]);
         let hits = index.search(&unit(8, 2), 3, &filter).unwrap();

@@ -1,0 +1,244 @@
+//! Helpers of the LLM agent tests: backends, `[llm.<name>]` and agent configurations,
+//! tickets, a TCP forwarder, a rate-limiting stub endpoint, and the real binary
+//! running agents on the kafka backend.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentlog_agents::llm::calls::CallRecord;
+use agentlog_agents::{EmbeddedBackend, Envelope, Event, KafkaBackend, KafkaConfig, OutRecord};
+use agentlog_broker::EmbeddedBroker;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::common::{self, Serve};
+use crate::model_server;
+
+/// Long enough for a 135M model on a CPU shared with compilers.
+pub const MODEL_WAIT: Duration = Duration::from_secs(600);
+
+pub async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
+    let broker = EmbeddedBroker::start_with(|config| {
+        config
+            .set("group.initial.rebalance.delay.ms", "100")
+            .unwrap();
+        config.set("num.partitions", "1").unwrap();
+    })
+    .await
+    .unwrap();
+    let backend = EmbeddedBackend::new(broker.running().broker.clone());
+    (broker, backend)
+}
+
+pub async fn model_base_url() -> String {
+    tokio::task::spawn_blocking(|| model_server::shared().base_url.clone())
+        .await
+        .unwrap()
+}
+
+/// `[llm.local]` for `base_url`: llama-cpp-python's structured-output dialect, prices
+/// so costs are non-zero.
+pub fn endpoint(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[llm.local]
+base_url = "{base_url}"
+model = "smollm2"
+structured_output = "json_object_schema"
+timeout_ms = 300000
+max_retries = 1
+price_per_1k_input = 0.5
+price_per_1k_output = 1.5
+{extra}
+"#
+    )
+}
+
+pub fn router(name: &str, input: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "{name}"
+kind = "llm_router"
+topics = ["{input}"]
+{extra}
+[agents.options]
+llm = "local"
+default = "{input}.other"
+prompt = "{{{{data.subject}}}}: {{{{data.body}}}}"
+max_tokens = 96
+[agents.options.routes.billing]
+topic = "{input}.billing"
+description = "payments, invoices, refunds, double charges"
+[agents.options.routes.tech]
+topic = "{input}.tech"
+description = "bugs, errors, crashes, the app not starting"
+"#
+    )
+}
+
+pub const TICKETS: [(&str, &str); 4] = [
+    (
+        "Charged twice",
+        "My invoice was charged twice this month, please refund one.",
+    ),
+    (
+        "App crashes",
+        "The app crashes with an error every time I open settings.",
+    ),
+    ("Refund", "I want a refund for my last payment."),
+    ("Login bug", "Login fails with error 500 since the update."),
+];
+
+pub fn ticket(i: usize) -> OutRecord {
+    let (subject, body) = TICKETS[i % TICKETS.len()];
+    let envelope = Envelope::new(
+        "ticket.created",
+        "test",
+        None,
+        json!({ "subject": subject, "body": body, "n": i }),
+    );
+    envelope.to_record(Some(Bytes::from(format!("customer-{i}"))))
+}
+
+pub fn decision(event: &Event) -> (String, Value) {
+    let envelope = event.envelope().expect("decisions are enveloped");
+    let details = envelope.data["details"].clone();
+    (
+        envelope.data["decision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        details,
+    )
+}
+
+pub fn call_records(events: &[Event]) -> Vec<CallRecord> {
+    events
+        .iter()
+        .map(|e| serde_json::from_slice(e.value.as_deref().unwrap()).unwrap())
+        .collect()
+}
+/// Forwards every connection on `listener` to `upstream` (a TCP-level stand-in for
+/// "the model server came back on its address").
+pub fn forward_connections(listener: tokio::net::TcpListener, upstream: u16) {
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+/// A stub endpoint: 429 with `Retry-After: 0` for the first `failures` requests, then a
+/// valid completion; counts requests.
+pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < failures {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "0")],
+                        r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#,
+                    )
+                        .into_response();
+                }
+                axum::Json(json!({
+                    "id": "c", "object": "chat.completion", "created": 1, "model": "stub",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+                }))
+                .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
+}
+pub fn kafka_client(bootstrap: &str) -> KafkaBackend {
+    KafkaBackend::new(KafkaConfig {
+        bootstrap: bootstrap.to_string(),
+        properties: Default::default(),
+    })
+    .unwrap()
+}
+
+/// `agentlog serve --config` (agents on the kafka backend: no broker of its own);
+/// returns the process and its HTTP address.
+pub fn serve_agents(dir: &std::path::Path, config: &str) -> (Serve, String) {
+    let path = dir.join("agents.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["serve", "--http", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("AGENTLOG_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("agentlog http on ").map(str::to_string))
+        .expect("the http line");
+    std::thread::spawn(move || for _ in lines {});
+    (Serve(child), http)
+}
+
+/// The committed offsets of `group` on `topic`'s partitions (0 where none).
+pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = common::consumer_config(bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => 0,
+            },
+        )
+        .collect()
+}
+
+pub fn scrape(http: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
