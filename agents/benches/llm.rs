@@ -11,7 +11,10 @@
 //!
 //! Both under the `batch` (fsync, the default) and `none` flush policies.
 //!
-//! `cargo bench -p agentlog-agents --bench llm`
+//! `cargo bench -p agentlog-agents --bench llm`; `MAX_IN_FLIGHT=32 STUB_DELAY_MS=200
+//! BENCH_EVENTS=3000` measures events/s of one instance handling 32 events at once
+//! against an endpoint that takes 200 ms (the per-event overhead line then adds up
+//! overlapping calls and means little; events/s is the figure).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +28,21 @@ use agentlog_broker::EmbeddedBroker;
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-const EVENTS: usize = 10_000;
+/// Events per run (`BENCH_EVENTS`, a multiple of 1,000; default 10,000).
+fn events() -> usize {
+    std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(10_000, |n| n.max(1000) / 1000 * 1000)
+}
+
+/// Events the agent's instance handles at once (`MAX_IN_FLIGHT`, default 1).
+fn max_in_flight() -> usize {
+    std::env::var("MAX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
 
 const ANSWER: &str = r#"{"id":"stub","object":"chat.completion","created":1,"model":"stub","choices":[{"index":0,"message":{"role":"assistant","content":"{\"route\":\"billing\",\"reason\":\"stub\"}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":40,"completion_tokens":9,"total_tokens":49}}"#;
 
@@ -94,17 +111,20 @@ base_url = "{base}"
 model = "stub"
 price_per_1k_input = 0.5
 price_per_1k_output = 1.5
+max_concurrency = 256
 
 [[agents]]
 name = "bench-router"
 kind = "llm_router"
 topics = ["bench.tickets"]
+max_in_flight = {in_flight}
 [agents.options]
 llm = "stub"
 default = "bench.other"
 prompt = "{{{{data.subject}}}}: {{{{data.body}}}}"
 routes = {{ billing = {{ topic = "bench.billing", description = "payments" }}, tech = {{ topic = "bench.tech", description = "bugs" }} }}
-"#
+"#,
+        in_flight = max_in_flight()
     )
 }
 
@@ -122,6 +142,7 @@ fn tickets(from: usize, n: usize) -> Vec<OutRecord> {
 }
 
 async fn run(flush: &str, delay: Duration) {
+    let events = events();
     let flush_setting = flush.to_string();
     let broker = EmbeddedBroker::start_with(move |c| {
         let _ = c.set("log.flush.policy", &flush_setting);
@@ -149,13 +170,13 @@ async fn run(flush: &str, delay: Duration) {
     }
 
     let started = Instant::now();
-    for chunk in 0..EVENTS / 1000 {
+    for chunk in 0..events / 1000 {
         backend
             .produce("bench.tickets", tickets(10 + chunk * 1000, 1000))
             .await
             .expect("produce");
     }
-    let target = (EVENTS + 10) as u64;
+    let target = (events + 10) as u64;
     while handles[0].metrics().events_processed < target {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -173,12 +194,13 @@ async fn run(flush: &str, delay: Duration) {
         .filter_map(|e| serde_json::from_slice::<CallRecord>(e.value.as_deref()?).ok())
         .map(|c| Duration::from_micros(c.latency_us))
         .sum();
-    let overhead = wall.saturating_sub(call_time) / EVENTS as u32;
+    let overhead = wall.saturating_sub(call_time) / events as u32;
     println!(
-        "llm_router live flush={flush} stub_delay={delay:?}: {EVENTS} events in {wall:.2?} ({:.0} events/s); model calls {:.2?} in all ({:?}/call); runtime overhead per event, model time excluded: {overhead:?}",
-        EVENTS as f64 / wall.as_secs_f64(),
+        "llm_router live flush={flush} stub_delay={delay:?} max_in_flight={}: {events} events in {wall:.2?} ({:.0} events/s); model calls {:.2?} in all ({:?}/call); runtime overhead per event, model time excluded: {overhead:?}",
+        max_in_flight(),
+        events as f64 / wall.as_secs_f64(),
         call_time,
-        call_time / EVENTS as u32,
+        call_time / events as u32,
     );
     for handle in handles {
         handle.stop().await;
@@ -196,10 +218,10 @@ async fn run(flush: &str, delay: Duration) {
     .await
     .expect("replay");
     let replay = started.elapsed();
-    assert_eq!(comparison.events, EVENTS + 10);
+    assert_eq!(comparison.events, events + 10);
     assert_eq!(
         comparison.identical,
-        EVENTS + 10,
+        events + 10,
         "{:?}",
         comparison.differing.first()
     );
