@@ -209,6 +209,8 @@ pub struct Scored {
     pub scores: Vec<f32>,
     /// The version that scored it.
     pub model: Arc<ModelId>,
+    /// How many rows shared its session run (1 when scored alone).
+    pub batch: usize,
 }
 
 /// The batcher side of an `onnx` agent: scores batches with the current model, which a
@@ -233,12 +235,14 @@ impl BatchRunner for OnnxRunner {
             return rows.iter().map(|_| Err(NO_MODEL.to_string())).collect();
         };
         let id = model.id.clone();
-        let scored = |scores: Vec<f32>| Scored {
+        let batch = rows.len();
+        let scored = |scores: Vec<f32>, batch: usize| Scored {
             scores,
             model: id.clone(),
+            batch,
         };
         match model.score(&rows) {
-            Ok(all) => all.into_iter().map(|s| Ok(scored(s))).collect(),
+            Ok(all) => all.into_iter().map(|s| Ok(scored(s, batch))).collect(),
             // One row the runtime rejects must not fail the rest: score them alone.
             Err(_) if rows.len() > 1 => rows
                 .iter()
@@ -246,7 +250,7 @@ impl BatchRunner for OnnxRunner {
                     model
                         .score(std::slice::from_ref(row))
                         .and_then(|mut one| one.pop().ok_or_else(|| "no output row".to_string()))
-                        .map(scored)
+                        .map(|s| scored(s, 1))
                 })
                 .collect(),
             Err(error) => vec![Err(error)],

@@ -281,6 +281,7 @@ impl Agent for OnnxAgent {
             "scores": scored.scores,
             "score": score,
             "label": label,
+            "batch": scored.batch,
             "source": source,
         });
         ctx.emit(
