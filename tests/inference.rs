@@ -636,3 +636,155 @@ tokenizer = "{tokenizer}"
         handle.stop().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The binary: `agentlog models deploy/list`, and the README's configuration verbatim.
+
+fn agentlog(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(args)
+        .env("AGENTLOG_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "agentlog {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An agent on an external cluster serves nothing until `agentlog models deploy`
+/// publishes a version; then it scores with it, and `models list` shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_deploy_reaches_agents_on_an_external_cluster() {
+    let (process, backend) = kafka();
+    let dir = tempfile::tempdir().unwrap();
+    let model = train(dir.path(), "cli.onnx", &[]);
+    let (_, txs) = transactions(dir.path(), 30, 4);
+    let config = AgentsConfig::from_toml(&onnx_config(&Scorer {
+        name: "cli-scorer",
+        topic: "cli",
+        instances: 1,
+        path: None,
+        poll_ms: 100,
+        max_wait_ms: 1,
+    }))
+    .unwrap();
+    let runtime = Runtime::new(backend.clone());
+    let handles = start_declared(&runtime, &config).await.unwrap();
+    backend
+        .produce("cli", txs.iter().map(record).collect())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        read_all(&backend, "cli.scores").await.is_empty(),
+        "no model yet: events wait"
+    );
+    let bootstrap = process.bootstrap();
+    let printed = agentlog(&[
+        "models",
+        "deploy",
+        "fraud",
+        model.to_str().unwrap(),
+        "--version",
+        "cli-1",
+        "--bootstrap",
+        &bootstrap,
+        "--chunk-bytes",
+        "100",
+    ]);
+    assert!(
+        printed.contains("deployed fraud version cli-1"),
+        "{printed}"
+    );
+    let scores = wait_for(&backend, "cli.scores", txs.len(), WAIT).await;
+    assert_eq!(
+        scores.len(),
+        txs.len(),
+        "the waiting events are scored once deployed"
+    );
+    assert!(scores.iter().all(|e| data(e)["version"] == "cli-1"));
+    let listed = agentlog(&["models", "list", "--bootstrap", &bootstrap]);
+    let sha = sha256_hex(&std::fs::read(&model).unwrap());
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("fraud ") && l.contains("cli-1") && l.contains(&sha)),
+        "{listed}"
+    );
+    for handle in handles {
+        handle.stop().await;
+    }
+}
+
+/// The README's inference example, exactly as printed, runs under `agentlog serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_inference_example_works_verbatim() {
+    use std::io::{BufRead, BufReader};
+    let readme = include_str!("../README.md");
+    let example = readme
+        .split("```toml\n")
+        .find(|block| block.starts_with("[inference]"))
+        .and_then(|block| block.split("```").next())
+        .expect("README has an inference example");
+    let parsed = AgentsConfig::from_toml(example).unwrap();
+    assert_eq!(parsed.agents.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentlog.toml");
+    std::fs::write(&path, example).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&path)
+        .current_dir(ROOT)
+        .stdout(std::process::Stdio::piped())
+        .env("AGENTLOG_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .find_map(|l| {
+            l.unwrap()
+                .strip_prefix("agentlog listening on ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("the broker listens");
+    std::thread::spawn(move || for _ in lines {});
+    let _serve = common::Serve(child);
+    let backend = KafkaBackend::new(KafkaConfig {
+        bootstrap: addr,
+        properties: Default::default(),
+    })
+    .unwrap();
+    let (_, txs) = transactions(dir.path(), 10, 2);
+    backend
+        .produce("transactions", txs.iter().map(record).collect())
+        .await
+        .unwrap();
+    backend
+        .produce(
+            "notes",
+            vec![OutRecord {
+                key: None,
+                value: Some(Bytes::from(
+                    json!({"text": "valve 3 is leaking"}).to_string(),
+                )),
+                headers: Vec::new(),
+                timestamp: 0,
+            }],
+        )
+        .await
+        .unwrap();
+    let scores = wait_for(&backend, "fraud.scores", txs.len(), WAIT).await;
+    assert_eq!(scores.len(), txs.len());
+    assert!(scores.iter().all(|e| data(e)["version"] == "example"));
+    let vectors = wait_for(&backend, "notes.vectors", 1, WAIT).await;
+    assert_eq!(
+        decode_vector(vectors[0].value.as_deref().unwrap()).len(),
+        384
+    );
+}
