@@ -788,3 +788,44 @@ async fn the_readme_inference_example_works_verbatim() {
         384
     );
 }
+
+/// A model whose inputs or output do not fit the agent is refused at load time, with
+/// the mismatch named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_that_do_not_fit_are_refused_at_load() {
+    let (_broker, backend) = embedded().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            train(dir.path(), "x.onnx", &["--input-name", "x"]),
+            "model input `x` has no mapping",
+        ),
+        (
+            train(dir.path(), "f.onnx", &["--features", "7"]),
+            "has shape",
+        ),
+        (
+            train(dir.path(), "d.onnx", &["--double-output"]),
+            "unexpected output",
+        ),
+    ];
+    let runtime = Runtime::new(backend.clone());
+    for (i, (model, expected)) in cases.iter().enumerate() {
+        let name = format!("misfit{i}");
+        let config = AgentsConfig::from_toml(&onnx_config(&Scorer {
+            name: &name,
+            topic: "misfit",
+            instances: 1,
+            path: Some(model),
+            poll_ms: 500,
+            max_wait_ms: 1,
+        }))
+        .unwrap();
+        let error = start_declared(&runtime, &config)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{error}");
+        assert!(error.contains(&name), "the agent is named: {error}");
+    }
+}

@@ -12,9 +12,9 @@ transaction and 4 sliding-window features per card (count and sum of amounts in 
 last minute and hour, the current transaction included), which the agent keeps in its
 keyed state exactly as `window_features` computes them here.
 
-`train` also takes `--input-name` and `--features` (tests use them to make models
-whose inputs do not match an agent's mapping), and `--bias-shift` (a different but
-valid version, for hot-swap tests).
+`train` also takes `--input-name`, `--features` and `--double-output` (tests use them
+to make models whose inputs or output do not fit an agent), and `--bias-shift` (a
+different but valid version, for hot-swap tests).
 """
 
 import argparse
@@ -151,21 +151,26 @@ def matrix(records):
     return np.array(x, dtype=np.float64), np.array([r["label"] for r in records])
 
 
-def export(weights, bias, path, input_name="features", features=len(FEATURES)):
+def export(weights, bias, path, input_name="features", features=len(FEATURES), double_output=False):
     import onnx
     from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("MatMul", [input_name, "W"], ["logit0"]),
+        helper.make_node("Add", ["logit0", "B"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["p32" if double_output else "probability"]),
+    ]
+    if double_output:  # a model of the wrong output type, for load-time checks
+        nodes.append(helper.make_node("Cast", ["p32"], ["probability"], to=TensorProto.DOUBLE))
+    out_type = TensorProto.DOUBLE if double_output else TensorProto.FLOAT
 
     w = helper.make_tensor("W", TensorProto.FLOAT, [features, 1], weights.astype(np.float32).ravel().tolist())
     b = helper.make_tensor("B", TensorProto.FLOAT, [1], [float(bias)])
     graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", [input_name, "W"], ["logit0"]),
-            helper.make_node("Add", ["logit0", "B"], ["logit"]),
-            helper.make_node("Sigmoid", ["logit"], ["probability"]),
-        ],
+        nodes,
         "fraud",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", features])],
-        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("probability", out_type, ["batch", 1])],
         initializer=[w, b],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="agentlog-fraud-example")
@@ -188,7 +193,7 @@ def train(args):
     b = clf.intercept_[0] - float(np.sum(clf.coef_[0] * mean / std)) + args.bias_shift
     if args.features != len(FEATURES):
         w = np.resize(w, args.features)
-    export(w, b, args.out, args.input_name, args.features)
+    export(w, b, args.out, args.input_name, args.features, args.double_output)
     print(json.dumps({"out": args.out, "train_rows": len(records), "fraud": int(y.sum())}))
 
 
@@ -233,6 +238,7 @@ def main():
     t.add_argument("--input-name", default="features")
     t.add_argument("--features", type=int, default=len(FEATURES))
     t.add_argument("--bias-shift", type=float, default=0.0)
+    t.add_argument("--double-output", action="store_true")
     g = sub.add_parser("generate")
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=11)

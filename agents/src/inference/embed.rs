@@ -277,6 +277,9 @@ pub struct EmbedOptions {
     /// Longest a text waits for others to fill its batch, in ms (default 5).
     #[serde(default = "default_wait")]
     pub max_wait_ms: u64,
+    /// Threads per run for this encoder, over `[inference] intra_op_threads` (a
+    /// transformer gains from a second core where a tabular model does not).
+    pub intra_op_threads: Option<usize>,
 }
 
 fn default_batch() -> usize {

@@ -73,7 +73,10 @@ impl LoadedModel {
         output: Option<&str>,
         batch_size: usize,
     ) -> Result<LoadedModel, ModelLoadError> {
-        let batch_ok = |dim: i64| dim < 0 || dim as usize >= batch_size;
+        // A dynamic batch axis takes any batch; a fixed one only batches of exactly
+        // that size, which micro-batching cannot promise unless it is 1 and so is
+        // `batch_size`.
+        let batch_ok = |dim: i64| dim < 0 || (dim == 1 && batch_size == 1);
         for outlet in session.inputs() {
             let spec = inputs
                 .iter()
@@ -107,7 +110,8 @@ impl LoadedModel {
                     .all(|(dim, want)| *dim < 0 || *dim as usize == *want);
             if !fits {
                 return Err(ModelLoadError::Inputs(format!(
-                    "model input `{}` has shape {:?}; the mapping gives [batch <= {batch_size}] + {row:?}",
+                    "model input `{}` has shape {:?}; the mapping gives [batch] + {row:?} \
+                     (export a dynamic batch axis, or set batch_size = 1 for a batch of 1)",
                     outlet.name(),
                     &shape[..]
                 )));

@@ -219,7 +219,9 @@ fn assemble(
     chunks: BTreeMap<usize, Bytes>,
     offset: i64,
 ) -> Result<DeployedModel, AssembleError> {
-    let mut bytes = BytesMut::with_capacity(header.size);
+    // Sized from what arrived, not from the announced size: a header must not be able
+    // to make a reader allocate.
+    let mut bytes = BytesMut::with_capacity(chunks.values().map(Bytes::len).sum());
     for index in 0..header.count {
         let chunk = chunks
             .get(&index)
