@@ -149,9 +149,7 @@ pub(crate) async fn start<B: Backend>(
             .tokenizer
             .clone()
             .unwrap_or(embed::DEFAULT_TOKENIZER.to_string());
-        let threads = opts
-            .intra_op_threads
-            .unwrap_or(settings.intra_op_threads());
+        let threads = opts.intra_op_threads.unwrap_or(settings.intra_op_threads());
         let embedder = tokio::task::spawn_blocking(move || {
             Embedder::from_files(
                 environment,

@@ -113,3 +113,71 @@ impl WindowSpec {
         Ok(features)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::metrics::AgentMetrics;
+    use crate::state::StateStore;
+
+    #[test]
+    fn counts_and_sums_per_key_over_each_span() {
+        let spec: WindowSpec = toml::from_str(
+            "key = 'card'\namount = 'amount'\ntime_field = 'ts'\nspans_s = [60, 3600]",
+        )
+        .unwrap();
+        assert_eq!(feature_names(&spec)[0], "window.count_60s");
+        let state = Arc::new(StateStore::default());
+        let event = Event {
+            topic: Arc::from("t"),
+            partition: 0,
+            offset: 0,
+            timestamp: 0,
+            key: Some(Bytes::from_static(b"k")),
+            value: None,
+            headers: Vec::new(),
+            undecodable: None,
+        };
+        let run = |card: &str, ts: i64, amount: f64| {
+            let mut ctx = Context::new(
+                Arc::from("a"),
+                None,
+                1,
+                state.clone(),
+                Arc::new(AgentMetrics::new("onnx")),
+            );
+            let payload = json!({"card": card, "ts": ts, "amount": amount});
+            let features = spec.update(&event, &payload, &mut ctx).unwrap();
+            state.apply(&ctx.state_writes);
+            (
+                features["window.count_60s"],
+                features["window.sum_60s"],
+                features["window.count_3600s"],
+                features["window.sum_3600s"],
+            )
+        };
+        assert_eq!(run("a", 0, 10.0), (1.0, 10.0, 1.0, 10.0));
+        assert_eq!(run("a", 30_000, 5.0), (2.0, 15.0, 2.0, 15.0));
+        assert_eq!(run("b", 40_000, 1.0), (1.0, 1.0, 1.0, 1.0), "keys apart");
+        // 70 s after the first: it has left the minute, not the hour.
+        assert_eq!(run("a", 70_000, 2.0), (2.0, 7.0, 3.0, 17.0));
+        // Two hours later only the current event counts.
+        assert_eq!(run("a", 7_270_000, 4.0), (1.0, 4.0, 1.0, 4.0));
+        let missing = spec.update(
+            &event,
+            &json!({"card": "a", "ts": 1}),
+            &mut Context::new(
+                Arc::from("a"),
+                None,
+                1,
+                state.clone(),
+                Arc::new(AgentMetrics::new("onnx")),
+            ),
+        );
+        assert!(matches!(missing, Err(MappingError::MissingField { .. })));
+    }
+}
