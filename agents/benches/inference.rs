@@ -147,7 +147,7 @@ async fn paced(flush: &str, rate: u64, seconds: u64) -> (f64, f64, f64, usize) {
     let (_broker, backend) = broker(flush).await;
     let topic = "paced";
     backend.ensure_topic(topic, 4, false).await.unwrap();
-    let config = AgentsConfig::from_toml(&config("paced", topic, 4, 64, 2)).unwrap();
+    let config = AgentsConfig::from_toml(&config("paced", topic, 4, 64, 0)).unwrap();
     let runtime = Runtime::new(backend.clone());
     let handles = start_declared(&runtime, &config).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -218,7 +218,14 @@ async fn scorer(n: u64, callers: u64, batch: usize) -> f64 {
     let table: toml::Table = toml::from_str(&config("s", "t", 1, batch, 1)).unwrap();
     let options_table = table["agents"][0]["options"].as_table().unwrap().clone();
     let options = OnnxOptions::from_table(&options_table).unwrap();
-    let agent = OnnxAgent::new("bench", options, settings.environment().unwrap(), 1).unwrap();
+    let agent = OnnxAgent::new(
+        "bench",
+        options,
+        settings.environment().unwrap(),
+        1,
+        callers as usize,
+    )
+    .unwrap();
     agent
         .load("bench", &std::fs::read(model_path()).unwrap())
         .unwrap();
@@ -321,17 +328,17 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         for flush in ["batch", "none"] {
-            for (batch, wait) in [(64, 2), (1, 0)] {
+            for (batch, wait) in [(64, 0), (1, 0)] {
                 let rate = backlog(flush, n, 4, batch, wait).await;
                 println!(
                     "onnx   end to end, embedded, flush={flush:<5}, 4 instances, batch_size {batch:>2}: {rate:>8.0} events/s"
                 );
             }
         }
-        for rate in [500, 2000] {
-            let (p50, p99, max, count) = paced("batch", rate, 5).await;
+        for (flush, rate) in [("batch", 300), ("none", 500), ("none", 2000)] {
+            let (p50, p99, max, count) = paced(flush, rate, 5).await;
             println!(
-                "onnx   latency at {rate} events/s, flush=batch: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms ({count} events)"
+                "onnx   latency at {rate} events/s, flush={flush}: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms ({count} events)"
             );
         }
         for (callers, batch) in [(512, 256), (256, 64), (64, 64), (1, 1), (64, 1)] {

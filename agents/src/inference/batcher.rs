@@ -57,16 +57,22 @@ impl<R: BatchRunner> std::fmt::Debug for Batcher<R> {
 
 impl<R: BatchRunner> Batcher<R> {
     /// Starts the thread. It ends when the last `Batcher` handle is dropped.
+    ///
+    /// `callers` is how many rows can be outstanding at once (instances times events in
+    /// flight per instance): a batch that has them all runs without waiting out
+    /// `max_wait`, since no other row can arrive before one of them is answered.
     pub fn start(
         name: &str,
         runner: R,
         batch_size: usize,
         max_wait: Duration,
+        callers: usize,
     ) -> std::io::Result<Batcher<R>> {
         let (sender, receiver) = mpsc::channel();
+        let full = batch_size.clamp(1, callers.max(1));
         std::thread::Builder::new()
             .name(format!("batch-{name}"))
-            .spawn(move || run_thread(runner, receiver, batch_size.max(1), max_wait))?;
+            .spawn(move || run_thread(runner, receiver, batch_size.max(1), full, max_wait))?;
         Ok(Batcher { sender })
     }
 
@@ -95,6 +101,7 @@ fn run_thread<R: BatchRunner>(
     mut runner: R,
     receiver: mpsc::Receiver<Message<R>>,
     batch_size: usize,
+    full: usize,
     max_wait: Duration,
 ) {
     let mut rows = Vec::with_capacity(batch_size);
@@ -119,7 +126,8 @@ fn run_thread<R: BatchRunner>(
         let deadline = Instant::now() + max_wait;
         let mut disconnected = false;
         while rows.len() < batch_size && pending_swap.is_none() {
-            // Whatever is queued already joins the batch; then wait up to the deadline.
+            // Whatever is queued already joins the batch; then, unless every possible
+            // caller is in it, wait up to the deadline.
             let next = match receiver.try_recv() {
                 Ok(message) => Some(message),
                 Err(mpsc::TryRecvError::Disconnected) => {
@@ -128,7 +136,7 @@ fn run_thread<R: BatchRunner>(
                 }
                 Err(mpsc::TryRecvError::Empty) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if left.is_zero() || rows.len() >= full {
                         None
                     } else {
                         match receiver.recv_timeout(left) {
@@ -215,6 +223,7 @@ mod tests {
                 },
                 64,
                 Duration::from_millis(200),
+                64,
             )
             .unwrap(),
         );
@@ -252,10 +261,39 @@ mod tests {
             },
             8,
             Duration::from_millis(1),
+            8,
         )
         .unwrap();
         assert_eq!(batcher.submit(1).await.unwrap(), (2, 1));
         batcher.swap(2).unwrap();
         assert_eq!(batcher.submit(1).await.unwrap(), (2, 2));
+    }
+}
+
+#[cfg(test)]
+mod waiting {
+    use super::*;
+
+    struct Echo;
+
+    impl BatchRunner for Echo {
+        type Row = ();
+        type Out = ();
+        type Swap = ();
+
+        fn run(&mut self, rows: Vec<()>) -> Vec<Result<(), String>> {
+            rows.into_iter().map(Ok).collect()
+        }
+
+        fn swap(&mut self, _: ()) {}
+    }
+
+    /// With every possible caller in the batch, it runs without waiting out
+    /// `max_wait` (an hour here: the test would hang otherwise).
+    #[tokio::test]
+    async fn a_batch_of_every_caller_does_not_wait() {
+        let batcher = Batcher::start("w", Echo, 64, Duration::from_secs(3600), 1).unwrap();
+        batcher.submit(()).await.unwrap();
+        batcher.submit(()).await.unwrap();
     }
 }

@@ -323,11 +323,13 @@ impl std::fmt::Debug for EmbedAgent {
 pub const H_DIM: &str = "embedding.dim";
 
 impl EmbedAgent {
-    /// An agent batching texts into `embedder`.
+    /// An agent batching texts into `embedder`; `callers` bounds the texts outstanding
+    /// at once (instances × `max_in_flight`).
     pub fn new(
         name: &str,
         options: EmbedOptions,
         embedder: Arc<Embedder>,
+        callers: usize,
     ) -> std::io::Result<EmbedAgent> {
         let dim = embedder.dim();
         let batcher = Batcher::start(
@@ -335,6 +337,7 @@ impl EmbedAgent {
             EmbedRunner { embedder },
             options.batch_size,
             Duration::from_millis(options.max_wait_ms),
+            callers,
         )?;
         Ok(EmbedAgent {
             options,

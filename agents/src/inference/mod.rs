@@ -103,6 +103,12 @@ pub enum StartInferenceError {
     Thread(#[from] std::io::Error),
 }
 
+/// Rows an agent can have outstanding at once: its instances times the events each
+/// handles concurrently (a later `scale` only makes batches wait less or more).
+fn callers(def: &AgentDef) -> usize {
+    def.instances.unwrap_or(1).max(1) * def.max_in_flight.unwrap_or(1).max(1)
+}
+
 /// Checks an inference agent's definition.
 pub(crate) fn validate(def: &AgentDef, _settings: &InferenceSettings) -> Result<(), ConfigError> {
     let options = |reason: String| ConfigError::Options {
@@ -162,7 +168,7 @@ pub(crate) async fn start<B: Backend>(
         .await
         .map_err(|e| model_error(e.to_string()))?
         .map_err(model_error)?;
-        let agent = EmbedAgent::new(&def.name, opts, Arc::new(embedder))
+        let agent = EmbedAgent::new(&def.name, opts, Arc::new(embedder), callers(def))
             .map_err(StartInferenceError::from)?;
         return Ok(runtime.start(def.spec(), agent).await?);
     }
@@ -172,6 +178,7 @@ pub(crate) async fn start<B: Backend>(
         opts.clone(),
         environment,
         settings.intra_op_threads(),
+        callers(def),
     )
     .map_err(StartInferenceError::from)?;
     let backend = runtime.backend();

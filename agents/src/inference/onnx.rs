@@ -48,8 +48,10 @@ pub struct OnnxOptions {
     /// Most events scored in one session run (default 64).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// Longest an event waits for others to fill its batch, in ms (default 2).
-    #[serde(default = "default_max_wait_ms")]
+    /// Longest an event waits for others to fill its batch, in ms (default 0: a batch
+    /// is whatever queued while the previous one ran, so batches grow with load and
+    /// an idle agent adds no delay).
+    #[serde(default)]
     pub max_wait_ms: u64,
     /// Sliding-window features per key, usable as `window.*` fields.
     pub windows: Option<WindowSpec>,
@@ -57,10 +59,6 @@ pub struct OnnxOptions {
 
 fn default_batch_size() -> usize {
     64
-}
-
-fn default_max_wait_ms() -> u64 {
-    2
 }
 
 impl OnnxOptions {
@@ -145,17 +143,20 @@ impl std::fmt::Debug for OnnxAgent {
 
 impl OnnxAgent {
     /// An agent with no model in service yet (events wait until one is installed).
+    /// `callers` bounds the rows outstanding at once (instances × `max_in_flight`).
     pub fn new(
         name: &str,
         options: OnnxOptions,
         environment: &'static Environment,
         intra_op_threads: usize,
+        callers: usize,
     ) -> std::io::Result<OnnxAgent> {
         let batcher = Batcher::start(
             name,
             OnnxRunner::default(),
             options.batch_size,
             Duration::from_millis(options.max_wait_ms),
+            callers,
         )?;
         Ok(OnnxAgent {
             shared: Arc::new(Shared {
