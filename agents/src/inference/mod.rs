@@ -187,6 +187,12 @@ pub(crate) async fn start<B: Backend>(
         .ensure_topic(topic, 1, true)
         .await
         .map_err(StartInferenceError::from)?;
+    // Model decisions may come before the runtime creates the audit log: create it
+    // first, with the one partition that keeps it in decision order.
+    backend
+        .ensure_topic(&crate::delivery::decisions_topic(&def.name), 1, false)
+        .await
+        .map_err(StartInferenceError::from)?;
     let mut follower = watch::Follower::new(topic, &opts.model);
     let deployed = watch::install_latest(backend, &def.name, &mut follower, agent.shared())
         .await
