@@ -276,6 +276,9 @@ pub enum StartAgentsError {
     /// An agent would not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// An inference agent's runtime or model would not load.
+    #[error(transparent)]
+    Inference(#[from] crate::inference::StartInferenceError),
 }
 
 /// Starts every declared built-in agent on `runtime`.
