@@ -10,6 +10,7 @@
 //! 3. MiniLM sentence embeddings: sentences/s batched and one at a time, p50/p99.
 //!
 //! `cargo bench -p agentlog-agents --bench inference` (needs `bash scripts/models.sh`).
+//! `MAX_IN_FLIGHT=N` runs each instance of the end-to-end runs with N events in flight.
 //! `BENCH_EVENTS` sets the backlog size (default 20000).
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ name = "{name}"
 kind = "onnx"
 topics = ["{topic}"]
 instances = {instances}
+max_in_flight = {in_flight}
 [agents.options]
 model = "fraud"
 path = "{model}"
@@ -70,7 +72,17 @@ fields = [{fields}]
         library = library(),
         model = model_path().display(),
         fields = fields(),
+        in_flight = max_in_flight(),
     )
+}
+
+/// Events each instance handles at once (`MAX_IN_FLIGHT`, default 1): with more, one
+/// instance's events share micro-batches.
+fn max_in_flight() -> usize {
+    std::env::var("MAX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 fn event(i: u64, timestamp: i64) -> OutRecord {
@@ -331,7 +343,8 @@ fn main() {
             for (batch, wait) in [(64, 0), (1, 0)] {
                 let rate = backlog(flush, n, 4, batch, wait).await;
                 println!(
-                    "onnx   end to end, embedded, flush={flush:<5}, 4 instances, batch_size {batch:>2}: {rate:>8.0} events/s"
+                    "onnx   end to end, embedded, flush={flush:<5}, 4 instances x max_in_flight {}, batch_size {batch:>2}: {rate:>8.0} events/s",
+                    max_in_flight()
                 );
             }
         }
