@@ -227,9 +227,9 @@ fn pool(hidden: &[f32], mask: &[i64], dim: usize) -> Vec<f32> {
 }
 
 /// Embeds a batch of texts; a batch that fails is retried row by row so one bad text
-/// fails alone.
-struct EmbedRunner {
-    embedder: Arc<Embedder>,
+/// fails alone. Shared with RAG ingest, which batches chunks the same way.
+pub(crate) struct EmbedRunner {
+    pub(crate) embedder: Arc<Embedder>,
 }
 
 impl BatchRunner for EmbedRunner {

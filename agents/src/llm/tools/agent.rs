@@ -35,6 +35,8 @@ pub struct ToolAgent<B: Backend, M: ChatModel> {
     pub(super) event_type: String,
     pub(super) reply_topic: String,
     pub(super) replies: Replies,
+    /// The process's vector indexes, for `search` tools.
+    pub(super) indexes: Arc<crate::rag::Indexes>,
 }
 
 impl<B: Backend, M: ChatModel> std::fmt::Debug for ToolAgent<B, M> {
@@ -56,8 +58,9 @@ struct Usage {
     tools: Vec<String>,
 }
 
-/// One record of the agent's trace.
-fn trace(ctx: &mut Context, agent: &str, step: u32, kind: &str, mut details: Value) {
+/// One record of an agent's trace in `agent.traces`, keyed by the event's trace id
+/// (shared with the `rag` kind, whose retrieval is traced the same way).
+pub(crate) fn trace(ctx: &mut Context, agent: &str, step: u32, kind: &str, mut details: Value) {
     details["agent"] = json!(agent);
     details["step"] = json!(step);
     details["kind"] = json!(kind);
@@ -179,7 +182,42 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
                 Ok(self.last_records(topic, n).await)
             }
             ToolKind::StateGet => Ok(Ok(ctx.state_get(text("key")).unwrap_or(Value::Null))),
+            ToolKind::Search { index, k } => Ok(self.search(index, *k, arguments).await),
         }
+    }
+
+    /// The `search` tool: the best `k` chunks of `index` for the `query` argument, each
+    /// with its document id and chunk number so the answer can cite them.
+    async fn search(&self, index: &str, k: usize, arguments: &Value) -> Result<Value, String> {
+        let request = crate::rag::SearchRequest {
+            index: Some(index.to_string()),
+            query: arguments
+                .get("query")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            vector: None,
+            k: Some(k),
+            filter: arguments.get("filter").cloned(),
+        };
+        let response = self
+            .indexes
+            .search(&request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Value::Array(
+            response
+                .hits
+                .iter()
+                .map(|hit| {
+                    json!({
+                        "doc": hit.chunk.doc,
+                        "chunk": hit.chunk.no,
+                        "score": hit.score,
+                        "text": hit.chunk.text,
+                    })
+                })
+                .collect(),
+        ))
     }
 
     /// A request to a request/reply tool: the arguments, enveloped in the event's
