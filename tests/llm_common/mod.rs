@@ -1,6 +1,6 @@
 //! Helpers of the LLM agent tests: backends, `[llm.<name>]` and agent configurations,
-//! tickets, a TCP forwarder, a rate-limiting stub endpoint, and the real binary
-//! running agents on the kafka backend.
+//! tickets, a TCP forwarder, a rate-limiting stub endpoint, the README's example, and
+//! the real binary running agents (on the kafka backend, or with its own broker).
 
 #![allow(dead_code)]
 
@@ -241,4 +241,49 @@ pub fn scrape(http: &str) -> String {
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     body
+}
+
+/// The first TOML block of the README's "LLM agents" section, exactly as printed.
+pub fn readme_llm_example() -> &'static str {
+    let readme = include_str!("../../README.md");
+    readme
+        .split("\n## LLM agents\n")
+        .nth(1)
+        .and_then(|section| section.split("\n## ").next())
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README has an LLM agents section with a TOML example")
+}
+
+/// `agentlog serve --listen 127.0.0.1:0 --config` (its own broker, agents embedded)
+/// with `env` added to the environment; returns the process and its Kafka bootstrap.
+pub fn serve_with_broker(
+    dir: &std::path::Path,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (Serve, String) {
+    let path = dir.join("agentlog.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("AGENTLOG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let bootstrap = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("agentlog listening on ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("the broker's listening line");
+    std::thread::spawn(move || for _ in lines {});
+    (Serve(child), bootstrap)
 }
