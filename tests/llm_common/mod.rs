@@ -142,6 +142,16 @@ pub fn forward_connections(listener: tokio::net::TcpListener, upstream: u16) {
 /// A stub endpoint: 429 with `Retry-After: 0` for the first `failures` requests, then a
 /// valid completion; counts requests.
 pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
+    stub(failures, "ok").await
+}
+
+/// A stub endpoint answering `content` to every request; counts requests.
+pub async fn answering_stub(content: &str) -> (String, Arc<AtomicUsize>) {
+    stub(0, content).await
+}
+
+async fn stub(failures: usize, content: &str) -> (String, Arc<AtomicUsize>) {
+    let content = content.to_string();
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     let seen = Arc::new(AtomicUsize::new(0));
@@ -150,6 +160,7 @@ pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
         "/v1/chat/completions",
         axum::routing::post(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
+            let content = content.clone();
             async move {
                 if n < failures {
                     return (
@@ -161,7 +172,7 @@ pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
                 }
                 axum::Json(json!({
                     "id": "c", "object": "chat.completion", "created": 1, "model": "stub",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
                 }))
                 .into_response()
