@@ -22,7 +22,6 @@ pub mod record;
 pub mod settings;
 pub mod snapshot;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,35 +86,20 @@ async fn encoder(
     inference: &InferenceSettings,
 ) -> Result<Arc<Embedder>, StartInferenceError> {
     let environment = inference.environment()?;
-    let model = settings
-        .model
-        .clone()
-        .unwrap_or_else(|| embed::DEFAULT_MODEL.to_string());
-    let tokenizer = settings
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| embed::DEFAULT_TOKENIZER.to_string());
     let threads = settings
         .intra_op_threads
         .unwrap_or(inference.intra_op_threads());
-    let loaded = tokio::task::spawn_blocking(move || {
-        Embedder::from_files(
-            environment,
-            Path::new(&model),
-            Path::new(&tokenizer),
-            threads,
-        )
-        .map_err(|e| e.to_string())
-    })
+    embed::load_embedder(
+        environment,
+        settings.model.clone(),
+        settings.tokenizer.clone(),
+        threads,
+    )
     .await
-    .map_err(|e| e.to_string())
-    .and_then(|loaded| loaded);
-    loaded
-        .map(Arc::new)
-        .map_err(|reason| StartInferenceError::Model {
-            agent: format!("[rag.{name}]"),
-            reason,
-        })
+    .map_err(|reason| StartInferenceError::Model {
+        agent: format!("[rag.{name}]"),
+        reason,
+    })
 }
 
 /// Starts every declared index and makes it reachable through the runtime's
