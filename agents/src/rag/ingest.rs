@@ -160,11 +160,11 @@ impl RagIngest {
     /// The document in `value`, or why it is skipped.
     fn document(&self, event: &Event, value: &[u8]) -> Result<Document, String> {
         if let Some(envelope) = event.envelope() {
-            return self.from_json(envelope.data);
+            return self.parse_json(envelope.data);
         }
         let text = std::str::from_utf8(value).map_err(|e| format!("not UTF-8 text: {e}"))?;
         match serde_json::from_str::<Value>(text) {
-            Ok(json @ Value::Object(_)) => self.from_json(json),
+            Ok(json @ Value::Object(_)) => self.parse_json(json),
             _ => Ok(Document {
                 text: text.to_string(),
                 metadata: Map::new(),
@@ -172,7 +172,7 @@ impl RagIngest {
         }
     }
 
-    fn from_json(&self, json: Value) -> Result<Document, String> {
+    fn parse_json(&self, json: Value) -> Result<Document, String> {
         let Value::Object(mut fields) = json else {
             return Err("a JSON document must be an object".to_string());
         };
