@@ -375,6 +375,9 @@ k = 2
     assert_eq!(hits.len(), 2, "{result}");
     assert_eq!(hits[0]["doc"], "bees");
     assert!(hits[0]["text"].as_str().unwrap().contains("nectar"));
+    // The answer cites the documents the search returned.
+    let found = data(&read_all(&backend, "found").await[0]);
+    assert_eq!(found["sources"], json!([hits[0]["doc"], hits[1]["doc"]]));
     agent.stop().await;
     for handle in handles {
         handle.stop().await;

@@ -56,6 +56,24 @@ struct Usage {
     output: u64,
     cost: f64,
     tools: Vec<String>,
+    /// Document ids the `search` tools returned, first appearance first.
+    sources: Vec<String>,
+}
+
+impl Usage {
+    /// Notes the document ids of a `search` result.
+    fn add_sources(&mut self, hits: &Value) {
+        for doc in hits
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["doc"].as_str())
+        {
+            if !self.sources.iter().any(|known| known == doc) {
+                self.sources.push(doc.to_string());
+            }
+        }
+    }
 }
 
 /// One record of an agent's trace in `agent.traces`, keyed by the event's trace id
@@ -184,6 +202,20 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
             ToolKind::StateGet => Ok(Ok(ctx.state_get(text("key")).unwrap_or(Value::Null))),
             ToolKind::Search { index, k } => Ok(self.search(index, *k, arguments).await),
         }
+    }
+
+    /// Whether tool `name` is a `search` tool.
+    fn is_search(&self, name: &str) -> bool {
+        self.tools
+            .iter()
+            .any(|t| t.name == name && matches!(t.kind, ToolKind::Search { .. }))
+    }
+
+    /// Whether any tool is a `search` tool (then answers carry `sources`).
+    fn has_search(&self) -> bool {
+        self.tools
+            .iter()
+            .any(|t| matches!(t.kind, ToolKind::Search { .. }))
     }
 
     /// The `search` tool: the best `k` chunks of `index` for the `query` argument, each
@@ -322,22 +354,27 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
             match action {
                 Action::Final(answer) => {
                     trace(ctx, &self.name, step, "final", json!({ "answer": answer }));
-                    let data = json!({ "answer": answer, "input": input, "steps": step + 1 });
+                    let mut data = json!({ "answer": answer, "input": input, "steps": step + 1 });
+                    let searches = self.has_search();
+                    if searches {
+                        data["sources"] = json!(usage.sources);
+                    }
                     ctx.emit(
                         &self.output_topic,
                         event.key.clone(),
                         &self.event_type,
                         data,
                     );
-                    ctx.decide(
-                        "answered",
-                        json!({
-                            "steps": step + 1,
-                            "tools": usage.tools,
-                            "tokens": {"input": usage.input, "output": usage.output},
-                            "cost": usage.cost,
-                        }),
-                    );
+                    let mut details = json!({
+                        "steps": step + 1,
+                        "tools": usage.tools,
+                        "tokens": {"input": usage.input, "output": usage.output},
+                        "cost": usage.cost,
+                    });
+                    if searches {
+                        details["sources"] = json!(usage.sources);
+                    }
+                    ctx.decide("answered", details);
                     return Ok(());
                 }
                 Action::Invalid(problem) => {
@@ -370,7 +407,12 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
                         // Counted when made (retries included), unlike the outputs.
                         ctx.metric("tool_calls", 1);
                         let details = match &outcome {
-                            Ok(result) => json!({"tool": call.name, "result": result}),
+                            Ok(result) => {
+                                if self.is_search(&call.name) {
+                                    usage.add_sources(result);
+                                }
+                                json!({"tool": call.name, "result": result})
+                            }
                             Err(error) => {
                                 ctx.metric("tool_errors", 1);
                                 json!({"tool": call.name, "error": error})

@@ -29,7 +29,8 @@
 //! topics = ["notes"]
 //! max_records = 10
 //! [[agents.options.tools]]
-//! name = "search_docs"              # the k best chunks of a [rag.<name>] index
+//! name = "search_docs"              # the k best chunks of a [rag.<name>] index (the
+//!                                   # answer's `sources`: the document ids returned)
 //! builtin = "search"
 //! index = "docs"
 //! k = 4
