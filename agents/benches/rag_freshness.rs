@@ -8,7 +8,7 @@
 //!    from the first produce to the last chunk indexed: chunks/s and documents/s.
 //!
 //! `cargo bench -p agentlog-agents --bench rag_freshness` (needs `bash scripts/models.sh`).
-//! `RATE` (default 50), `SECONDS` (default 20), `BACKLOG` (default 500), `MAX_IN_FLIGHT`
+//! `RATE` (default 50), `BENCH_SECONDS` (default 20), `BACKLOG` (default 500), `MAX_IN_FLIGHT`
 //! (default 8) and `FLUSH` (`none` for `log.flush.policy = "none"`) change the run.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentlog_agents::config::{start_declared, AgentsConfig};
-use agentlog_agents::{EmbeddedBackend, OutRecord, Runtime, Sink};
+use agentlog_agents::{Backend, EmbeddedBackend, OutRecord, Runtime, Sink};
 use agentlog_broker::EmbeddedBroker;
 use bytes::Bytes;
 
@@ -113,12 +113,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn run() {
     let rate = env_or("RATE", 50).max(1);
-    let seconds = env_or("SECONDS", 20);
+    let seconds = env_or("BENCH_SECONDS", 20);
     let backlog = env_or("BACKLOG", 500) as usize;
     let in_flight = env_or("MAX_IN_FLIGHT", 8);
     let flush_none = std::env::var("FLUSH").is_ok_and(|v| v == "none");
     let broker = EmbeddedBroker::start_with(|config| {
         let _ = config.set("num.partitions", "1");
+        // The agent's group forms at once, not after Kafka's 3 s initial delay.
+        let _ = config.set(
+            "group.initial.rebalance.delay.ms",
+            std::env::var("GROUP_DELAY").unwrap_or("0".into()).as_str(),
+        );
         if flush_none {
             let _ = config.set("log.flush.policy", "none");
         }
@@ -152,7 +157,7 @@ async fn run() {
         })
     };
     let mut seen: HashMap<usize, Instant> = HashMap::with_capacity(total);
-    let deadline = Instant::now() + Duration::from_secs(seconds + 120);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 10);
     while seen.len() < total && Instant::now() < deadline {
         for i in 0..total {
             if !seen.contains_key(&i) && index.contains(&format!("f{i}#0")) {
@@ -175,6 +180,43 @@ async fn run() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+
+    let dead = match backend
+        .read_topic("docs.dlq", agentlog_agents::StartAt::Earliest)
+        .await
+    {
+        Ok(stream) => stream.collect_all().await.map(|e| e.len()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    for _ in 0..5 {
+        let topic = backend
+            .read_topic("rag.docs.chunks", agentlog_agents::StartAt::Earliest)
+            .await
+            .expect("read")
+            .collect_all()
+            .await
+            .map(|e| e.len())
+            .unwrap_or(0);
+        let decided = backend
+            .read_topic("agent.decisions.ingest", agentlog_agents::StartAt::Earliest)
+            .await
+            .expect("read")
+            .collect_all()
+            .await
+            .map(|e| e.len())
+            .unwrap_or(0);
+        println!(
+            "idle: chunk records {topic}, decisions {decided}, index {:?}, metrics {:?}",
+            index.stats().chunks,
+            runtime.metrics()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let missing: Vec<usize> = (0..total)
+        .filter(|i| !seen.contains_key(i))
+        .take(5)
+        .collect();
+    println!("dead-lettered documents: {dead}; skipped chunk records: {}; not seen (first 5): {missing:?}", index.stats().skipped_records);
 
     // 2. Throughput from a backlog.
     let before = index.stats().chunks;
@@ -208,6 +250,9 @@ async fn run() {
 }
 
 fn main() {
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
