@@ -233,7 +233,7 @@ async fn run() {
             .await
             .expect("produce");
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while index.stats().chunks < before + expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -244,6 +244,10 @@ async fn run() {
         done as f64 / elapsed,
         backlog as f64 / elapsed,
     );
+    if done < expected {
+        let topic = backend.read_topic("rag.docs.chunks", agentlog_agents::StartAt::Earliest).await.expect("read").collect_all().await.map(|e| e.len()).unwrap_or(0);
+        println!("incomplete: chunk records {topic}, index {:?}, metrics {:?}", index.stats(), runtime.metrics());
+    }
     for handle in handles {
         handle.stop().await;
     }
