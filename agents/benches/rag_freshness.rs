@@ -188,30 +188,6 @@ async fn run() {
         Ok(stream) => stream.collect_all().await.map(|e| e.len()).unwrap_or(0),
         Err(_) => 0,
     };
-    for _ in 0..5 {
-        let topic = backend
-            .read_topic("rag.docs.chunks", agentlog_agents::StartAt::Earliest)
-            .await
-            .expect("read")
-            .collect_all()
-            .await
-            .map(|e| e.len())
-            .unwrap_or(0);
-        let decided = backend
-            .read_topic("agent.decisions.ingest", agentlog_agents::StartAt::Earliest)
-            .await
-            .expect("read")
-            .collect_all()
-            .await
-            .map(|e| e.len())
-            .unwrap_or(0);
-        println!(
-            "idle: chunk records {topic}, decisions {decided}, index {:?}, metrics {:?}",
-            index.stats().chunks,
-            runtime.metrics()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
     let missing: Vec<usize> = (0..total)
         .filter(|i| !seen.contains_key(i))
         .take(5)
@@ -245,8 +221,19 @@ async fn run() {
         backlog as f64 / elapsed,
     );
     if done < expected {
-        let topic = backend.read_topic("rag.docs.chunks", agentlog_agents::StartAt::Earliest).await.expect("read").collect_all().await.map(|e| e.len()).unwrap_or(0);
-        println!("incomplete: chunk records {topic}, index {:?}, metrics {:?}", index.stats(), runtime.metrics());
+        let topic = backend
+            .read_topic("rag.docs.chunks", agentlog_agents::StartAt::Earliest)
+            .await
+            .expect("read")
+            .collect_all()
+            .await
+            .map(|e| e.len())
+            .unwrap_or(0);
+        println!(
+            "incomplete: chunk records {topic}, index {:?}, metrics {:?}",
+            index.stats(),
+            runtime.metrics()
+        );
     }
     for handle in handles {
         handle.stop().await;
