@@ -2,8 +2,10 @@
 //!
 //! `agentlog agents replay <agent> --config FILE --from <offset|RFC3339|ms> [--live]
 //! [--bootstrap HOST:PORT]` re-runs an LLM agent over its input topics with the
-//! model's recorded answers (no model calls unless `--live`), writes nothing to any
-//! topic, and prints how the decisions it would make compare with those it recorded.
+//! model's recorded answers (no model calls), or with `--live` with a fresh answer
+//! from the model for every call (recordings ignored, nothing recorded), writes
+//! nothing to any topic, and prints how the decisions it would make compare with
+//! those it recorded, every differing pair shown.
 //! It runs against a live agentlog or any Kafka cluster, through the kafka backend.
 
 use agentlog_agents::config::{AgentsConfig, BackendChoice};
@@ -37,7 +39,8 @@ struct ReplayArgs {
     /// ms since the epoch (any integer from 10^12 on), or an RFC 3339 time.
     #[arg(long, value_name = "FROM")]
     from: String,
-    /// Call the model for calls that have no recording (and do not record them).
+    /// Call the model for every call, ignoring the recorded answers (and recording
+    /// nothing), and compare its decisions with the recorded ones.
     #[arg(long)]
     live: bool,
     /// Kafka bootstrap of the cluster (a running agentlog's listener) to read from;
@@ -96,7 +99,7 @@ fn report(agent: &str, from: &str, live: bool, c: &ReplayComparison) -> String {
     let mut out = format!(
         "replay of agent `{agent}` from {from} ({})\n",
         if live {
-            "live model for unrecorded calls"
+            "live model for every call"
         } else {
             "recorded answers only"
         }
@@ -114,9 +117,10 @@ fn report(agent: &str, from: &str, live: bool, c: &ReplayComparison) -> String {
     ));
     out.push_str(&format!("other failures: {}\n", c.failed.len()));
     out.push_str(&format!("model calls made: {}\n", c.model_calls));
+    let now = if live { "live" } else { "replayed" };
     for diff in &c.differing {
         out.push_str(&format!(
-            "differs {}: recorded {} replayed {}\n",
+            "differs {}: recorded {} {now} {}\n",
             diff.input, diff.recorded, diff.replayed
         ));
     }
@@ -195,6 +199,31 @@ fn rfc3339_ms(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_report_says_so_and_shows_each_difference() {
+        use agentlog_agents::llm::replay::DecisionDiff;
+        let comparison = ReplayComparison {
+            events: 2,
+            identical: 1,
+            differing: vec![DecisionDiff {
+                input: "tickets/0/1".to_string(),
+                recorded: serde_json::json!({"decision": "route", "details": {"route": "billing"}}),
+                replayed: serde_json::json!({"decision": "route", "details": {"route": "tech"}}),
+            }],
+            model_calls: 2,
+            ..ReplayComparison::default()
+        };
+        let text = report("triage", "0", true, &comparison);
+        assert!(text.contains("(live model for every call)"), "{text}");
+        assert!(text.contains("model calls made: 2\n"), "{text}");
+        assert!(text.contains("differing decisions: 1\n"), "{text}");
+        assert!(
+            text.contains(r#"differs tickets/0/1: recorded {"decision":"route","details":{"route":"billing"}} live {"decision":"route","details":{"route":"tech"}}"#),
+            "{text}"
+        );
+        assert!(report("triage", "0", false, &comparison).contains(" replayed {"));
+    }
 
     #[test]
     fn from_takes_offsets_timestamps_and_rfc3339() {

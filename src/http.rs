@@ -1,5 +1,6 @@
 //! `serve --http ADDR`: a small HTTP listener for operators, serving `GET /health`
-//! (liveness, JSON) and `GET /metrics` (Prometheus text format 0.0.4).
+//! (liveness, JSON) and `GET /metrics` (Prometheus text format 0.0.4), and the RAG
+//! search routes of `search_http`.
 //!
 //! Nothing is copied into a metrics registry ahead of time: every scrape reads the live
 //! sources (the agent runtime's atomics, the group coordinator's committed offsets, the
@@ -41,6 +42,8 @@ pub struct Sources {
     pub broker: Option<Arc<Broker>>,
     /// When `serve` started, for `uptime_seconds`.
     pub started: Instant,
+    /// The RAG indexes, for `POST /v1/search` and `GET /v1/indexes`.
+    pub indexes: Arc<agentlog_agents::rag::Indexes>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -68,11 +71,13 @@ impl HttpServer {
         let local_addr = listener.local_addr()?;
         let mut registry = Registry::default();
         registry.register_collector(Box::new(LiveCollector(sources.clone())));
+        let search = crate::search_http::routes(sources.indexes.clone());
         let state = Arc::new(AppState { sources, registry });
         let app = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
-            .with_state(state);
+            .with_state(state)
+            .merge(search);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let shutdown = async move {

@@ -5,6 +5,7 @@ mod agents_cmd;
 mod bench;
 mod http;
 mod models_cmd;
+mod search_http;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -147,6 +148,8 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, AgentsConfig)
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
+    // Indexes snapshot under the data directory unless their table says otherwise.
+    agents.data_dir = Some(config.data_dir.clone());
     Ok((config, agents))
 }
 
@@ -163,7 +166,14 @@ async fn serve(
         // Agents on an external cluster: no broker here, so /metrics has agent series
         // only (the cluster's consumer lag is the cluster's to report).
         let runtime = Arc::new(Runtime::new(KafkaBackend::new(kafka.clone())?));
-        let http = start_http(http, agent_source(&runtime), None, started).await?;
+        let http = start_http(
+            http,
+            agent_source(&runtime),
+            None,
+            runtime.indexes().clone(),
+            started,
+        )
+        .await?;
         let handles = start_declared(&runtime, &agents).await?;
         tracing::info!(bootstrap = %kafka.bootstrap, agents = handles.len(), "agents running on kafka");
         stop.wait().await;
@@ -190,6 +200,7 @@ async fn serve(
         http,
         agent_source(&runtime),
         Some(running.broker.clone()),
+        runtime.indexes().clone(),
         started,
     )
     .await?;
@@ -220,6 +231,7 @@ async fn start_http(
     addr: Option<SocketAddr>,
     agents: http::AgentMetricsSource,
     broker: Option<Arc<agentlog_broker::Broker>>,
+    indexes: Arc<agentlog_agents::rag::Indexes>,
     started: Instant,
 ) -> anyhow::Result<Option<http::HttpServer>> {
     let Some(addr) = addr else {
@@ -229,6 +241,7 @@ async fn start_http(
         agents,
         broker,
         started,
+        indexes,
     };
     let server = http::HttpServer::start(addr, sources)
         .await

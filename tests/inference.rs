@@ -137,8 +137,14 @@ async fn kafka_scores_in_batches_and_dead_letters_a_bad_event() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Hot swaps under load; corrupt and mismatching versions refused.
-async fn hot_swaps_under_load<B: Backend>(backend: B, poll_ms: u64) {
+// `swaps` hot swaps, one every `interval_ms`, under load; corrupt and mismatching
+// versions refused.
+async fn hot_swaps_under_load<B: Backend>(
+    backend: B,
+    poll_ms: u64,
+    swaps: usize,
+    interval_ms: u64,
+) {
     const TOTAL: usize = 1200;
     let dir = tempfile::tempdir().unwrap();
     let a = std::fs::read(train(dir.path(), "a.onnx", &[])).unwrap();
@@ -165,17 +171,19 @@ async fn hot_swaps_under_load<B: Backend>(backend: B, poll_ms: u64) {
     let producer = {
         let backend = backend.clone();
         let records: Vec<OutRecord> = txs.iter().map(record).collect();
+        // Events arrive for as long as the swaps go on.
+        let pause = Duration::from_millis(interval_ms * swaps as u64 / (TOTAL / 20) as u64);
         tokio::spawn(async move {
             for chunk in records.chunks(20) {
                 backend.produce("swap", chunk.to_vec()).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(25)).await;
+                tokio::time::sleep(pause).await;
             }
         })
     };
     // Good versions alternate between two models; two bad ones come in between.
     let mut good = vec!["v0".to_string()];
-    for i in 1..=8 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    for i in 1..=swaps {
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
         let version = format!("v{i}");
         match i {
             3 => deploy(&backend, &version, &corrupt).await,
@@ -221,7 +229,7 @@ async fn hot_swaps_under_load<B: Backend>(backend: B, poll_ms: u64) {
         "events were scored by several versions: {used:?}"
     );
 
-    let audit = wait_for(&backend, "agent.decisions.swapper", TOTAL + 9, WAIT).await;
+    let audit = wait_for(&backend, "agent.decisions.swapper", TOTAL + swaps + 1, WAIT).await;
     let refused = decisions(&audit, "model.refused");
     let refused: BTreeSet<&str> = refused
         .iter()
@@ -253,7 +261,7 @@ async fn hot_swaps_under_load<B: Backend>(backend: B, poll_ms: u64) {
         .map(data)
         .max_by_key(|p| p["version"].as_str().map(order))
         .unwrap();
-    assert_eq!(last["version"], "v8");
+    assert_eq!(last["version"], format!("v{swaps}"));
     for handle in handles {
         handle.stop().await;
     }
@@ -262,13 +270,14 @@ async fn hot_swaps_under_load<B: Backend>(backend: B, poll_ms: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_hot_swaps_under_load_score_every_event_once() {
     let (_broker, backend) = embedded().await;
-    hot_swaps_under_load(backend, 20).await;
+    // 100 swaps (98 good, 2 refused), one every 30 ms.
+    hot_swaps_under_load(backend, 20, 100, 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_hot_swaps_under_load_score_every_event_once() {
     let (_process, backend) = kafka();
-    hot_swaps_under_load(backend, 100).await;
+    hot_swaps_under_load(backend, 100, 8, 150).await;
 }
 
 /// A version ONNX Runtime cannot load is refused; the old one keeps serving.

@@ -3,7 +3,8 @@
 //! embedded backend, dead letters for events the prompt cannot be built from, events
 //! waiting (not dead-lettered) while the model server is down, our own bounded retries
 //! on 429, and a SIGKILL of the real binary on the kafka backend while calls are in
-//! flight, followed by `agentlog agents replay`.
+//! flight, followed by `agentlog agents replay`; and a `--live` replay after a prompt
+//! change. (The README's example runs against the model in `llm_readme`.)
 //!
 //! Tiny models answer reliably only under schema-constrained output, so assertions are
 //! about structure (an allowed route, an answer satisfying its schema), never wording;
@@ -479,24 +480,96 @@ async fn kafka_backend_sigkill_mid_calls_loses_no_decision_and_repeats_no_record
     );
 }
 
-/// The README's "LLM agents" example is a valid configuration as printed.
-#[test]
-fn the_readme_llm_example_parses() {
-    let readme = include_str!("../README.md");
-    let section = readme
-        .split("## LLM agents")
-        .nth(1)
-        .expect("README has an LLM agents section");
-    let example = section
-        .split("```toml\n")
-        .nth(1)
-        .and_then(|block| block.split("```").next())
-        .expect("the section has a TOML example");
-    let config = AgentsConfig::from_toml(example).unwrap();
-    let kinds: BTreeSet<&str> = config.agents.iter().map(|a| a.kind.as_str()).collect();
-    assert!(
-        kinds.contains("llm_router") && kinds.contains("llm"),
-        "{kinds:?}"
+/// `--live` asks the model again for every event, ignoring the recordings, compares
+/// every live decision with the recorded one and writes nothing. The recordings come
+/// from a stub that routes everything to `tech`, so the real model's routing of the
+/// billing tickets shows up as differences; a recorded-only replay of the same
+/// configuration calls nobody and finds every decision identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_replay_calls_the_model_for_every_event_and_compares_every_decision() {
+    const N: usize = 4;
+    let (stub, stub_requests) =
+        answering_stub(r#"{"route": "tech", "reason": "the stub always says tech"}"#).await;
+    let (_broker, backend) = embedded().await;
+    let agent = router("livetriage", "livetickets", "");
+    let recorded_config = AgentsConfig::from_toml(&(endpoint(&stub, "") + &agent)).unwrap();
+    let runtime = Runtime::new(backend.clone());
+    let handles = start_declared(&runtime, &recorded_config).await.unwrap();
+    backend
+        .produce("livetickets", (0..N).map(ticket).collect())
+        .await
+        .unwrap();
+    let decisions = wait_for(&backend, "agent.decisions.livetriage", N, MODEL_WAIT).await;
+    assert_eq!(decisions.len(), N);
+    assert!(decisions.iter().all(|e| decision(e).1["route"] == "tech"));
+    for handle in handles {
+        handle.stop().await;
+    }
+    assert_eq!(stub_requests.load(Ordering::SeqCst), N);
+    let forwarded = || async {
+        let mut n = 0;
+        for route in ["billing", "tech", "other"] {
+            n += read_all(&backend, &format!("livetickets.{route}"))
+                .await
+                .len();
+        }
+        n
+    };
+    assert_eq!(forwarded().await, N);
+
+    // The same agent, now pointed at the real model.
+    let base_url = model_base_url().await;
+    let config = AgentsConfig::from_toml(&(endpoint(&base_url, "") + &agent)).unwrap();
+    let def = &config.agents[0];
+    let recorded = replay_agent(backend.clone(), def, &config.llm, StartAt::Offset(0), false)
+        .await
+        .unwrap();
+    assert_eq!((recorded.identical, recorded.model_calls), (N, 0));
+
+    let live = replay_agent(backend.clone(), def, &config.llm, StartAt::Offset(0), true)
+        .await
+        .unwrap();
+    eprintln!(
+        "live replay: {} identical, {} differing: {:?}",
+        live.identical,
+        live.differing.len(),
+        live.differing
     );
-    assert!(config.llm.endpoints.contains_key("local"));
+    assert_eq!(live.events, N);
+    assert_eq!(
+        live.model_calls, N as u64,
+        "one live call per event, recordings ignored"
+    );
+    assert_eq!(
+        live.identical + live.differing.len(),
+        N,
+        "every decision compared: {live:?}"
+    );
+    assert!(live.not_recorded.is_empty() && live.unmatched.is_empty());
+    assert!(live.failed.is_empty(), "{live:?}");
+    assert_eq!(live.emits, N, "each ticket would be forwarded once");
+    assert!(
+        !live.differing.is_empty(),
+        "the model routes some billing ticket elsewhere than the stub did: {live:?}"
+    );
+    for diff in &live.differing {
+        assert_eq!(diff.recorded["details"]["route"], "tech");
+        assert_ne!(diff.replayed["details"]["route"], "tech");
+        assert_eq!(diff.replayed["decision"], "route");
+    }
+
+    // Nothing written: no decision, no call recording, no forwarded ticket.
+    assert_eq!(stub_requests.load(Ordering::SeqCst), N);
+    assert_eq!(
+        read_all(&backend, "agent.decisions.livetriage").await.len(),
+        N
+    );
+    assert_eq!(
+        read_all(&backend, &call_log_topic("livetriage"))
+            .await
+            .len(),
+        N,
+        "live calls are not recorded"
+    );
+    assert_eq!(forwarded().await, N, "nothing forwarded");
 }

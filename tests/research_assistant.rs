@@ -1,75 +1,55 @@
 //! The research-assistant example (`examples/research-assistant/agentlog.toml`), run
-//! verbatim by `agentlog serve` against the real model server, only its `base_url`
-//! rewritten: a question is planned into sub-questions (fan-out), researched by a
-//! swarm of tool agents, joined by the aggregator and written up; the report must come
-//! from a complete join of every sub-question's finding. Structure is asserted, never
-//! wording.
+//! verbatim by `agentlog serve` against the real model server (`OPENAI_BASE_URL`): the
+//! example's corpus is loaded and indexed, a question is planned into sub-questions
+//! (fan-out), researched by a swarm of tool agents searching the corpus, joined by the
+//! aggregator and written up; the report must come from a complete join of every
+//! sub-question's finding, and the findings must cite corpus documents that the
+//! researchers' searches returned. Structure is asserted, never wording.
 //!
-//! Needs the `llm` kind (the durable client) and `tool_agent` wired into
-//! `agentlog_agents::llm`.
+//! Needs the `llm` kind (the durable client), `tool_agent` wired into
+//! `agentlog_agents::llm`, and the RAG kinds with MiniLM under `.models/`.
 
 mod agents_common;
 mod common;
 mod model_server;
+mod rag_common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use agentlog_agents::config::AgentsConfig;
 use agentlog_agents::{Envelope, Event, KafkaBackend, KafkaConfig, OutRecord, Sink};
 use bytes::Bytes;
-use common::Serve;
 use serde_json::{json, Value};
 
 const CONFIG: &str = include_str!("../examples/research-assistant/agentlog.toml");
-const NOTES: &str = include_str!("../examples/research-assistant/notes.txt");
+const CORPUS: &str = include_str!("../examples/research-assistant/corpus.jsonl");
 const README: &str = include_str!("../README.md");
 
-/// The example configuration with `base_url` pointing at `base_url`.
-fn config(base_url: &str) -> String {
-    let mut out = String::new();
-    let mut replaced = 0;
-    for line in CONFIG.lines() {
-        if line.starts_with("base_url = ") {
-            out.push_str(&format!("base_url = \"{base_url}\"\n"));
-            replaced += 1;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert_eq!(replaced, 1, "one endpoint in the example");
-    out
+/// The corpus as (id, document) pairs.
+fn corpus() -> Vec<(String, Value)> {
+    CORPUS
+        .lines()
+        .map(|line| {
+            let doc: Value = serde_json::from_str(line).unwrap();
+            (doc["id"].as_str().unwrap().to_string(), doc)
+        })
+        .collect()
 }
 
-fn serve(dir: &std::path::Path, config: &str) -> (Serve, String) {
-    let path = dir.join("agentlog.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
-        .arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env("AGENTLOG_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut addr = None;
-    for line in lines.by_ref() {
-        if let Some(found) = line.unwrap().strip_prefix("agentlog listening on ") {
-            addr = Some(found.trim().to_string());
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (Serve(child), addr.expect("agentlog serve listens"))
+/// The corpus as the client loads it: keyed by id, `{"text", "title", "topic"}`.
+fn documents() -> Vec<OutRecord> {
+    corpus()
+        .into_iter()
+        .map(|(id, mut doc)| {
+            doc.as_object_mut().unwrap().remove("id");
+            OutRecord {
+                key: Some(Bytes::from(id)),
+                value: Some(Bytes::from(doc.to_string())),
+                ..OutRecord::default()
+            }
+        })
+        .collect()
 }
 
 fn of_trace<'a>(events: &'a [Event], trace: &str) -> Vec<&'a Event> {
@@ -80,24 +60,31 @@ fn of_trace<'a>(events: &'a [Event], trace: &str) -> Vec<&'a Event> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_research_assistant_answers_with_a_report_of_every_finding() {
+async fn the_research_assistant_answers_with_a_report_citing_the_corpus() {
     let server = model_server::shared();
     let dir = tempfile::tempdir().unwrap();
-    let (process, bootstrap) = serve(dir.path(), &config(&server.base_url));
+    let (process, bootstrap, http) = rag_common::serve(
+        dir.path(),
+        CONFIG,
+        &[("OPENAI_BASE_URL", server.base_url.as_str())],
+    );
     let backend = KafkaBackend::new(KafkaConfig {
         bootstrap,
         properties: Default::default(),
     })
     .unwrap();
-    let notes = NOTES
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| OutRecord {
-            value: Some(Bytes::from(line.to_string())),
-            ..OutRecord::default()
-        })
-        .collect();
-    backend.produce("research.notes", notes).await.unwrap();
+    let ids: BTreeSet<String> = corpus().into_iter().map(|(id, _)| id).collect();
+    let started = Instant::now();
+    backend
+        .produce("research.documents", documents())
+        .await
+        .unwrap();
+    rag_common::until("the corpus indexed", || {
+        rag_common::index_stats(&http, "corpus")
+            .filter(|stats| stats["documents"] == json!(ids.len()))
+    })
+    .await;
+    eprintln!("{} documents indexed in {:?}", ids.len(), started.elapsed());
     let question = Envelope::new(
         "research.question",
         "test",
@@ -176,22 +163,64 @@ async fn the_research_assistant_answers_with_a_report_of_every_finding() {
         of_trace(&decisions, &trace).len() == 1,
         "the writer's call is in its decision log"
     );
-    // Every researcher step is traced under the question's trace.
+    // Every researcher step is traced under the question's trace, and the researchers
+    // searched the corpus: every search returned k = 3 of its documents.
     let steps = agents_common::read_all(&backend, "agent.traces").await;
-    let finals = of_trace(&steps, &trace)
+    let steps: Vec<Value> = of_trace(&steps, &trace)
         .iter()
-        .filter(|e| e.envelope().unwrap().data["kind"] == "final")
-        .count();
-    assert!(finals >= n);
+        .map(|e| e.envelope().unwrap().data)
+        .collect();
+    assert!(steps.iter().filter(|s| s["kind"] == "final").count() >= n);
+    let mut found = BTreeSet::new();
+    for search in steps
+        .iter()
+        .filter(|s| s["kind"] == "tool_result" && s["tool"] == "search")
+    {
+        let hits = search["result"].as_array().expect("search hits");
+        assert_eq!(hits.len(), 3, "k = 3 of a large corpus: {search}");
+        for hit in hits {
+            let doc = hit["doc"].as_str().unwrap();
+            assert!(ids.contains(doc), "{doc} is a corpus document");
+            assert!(!hit["text"].as_str().unwrap().is_empty());
+            found.insert(doc.to_string());
+        }
+    }
+    assert!(!found.is_empty(), "the researchers searched: {steps:?}");
+    // The report cites: the findings it was written from carry the ids of the documents
+    // their searches returned (so all in the corpus), and at least one has some.
+    let mut cited = BTreeSet::new();
+    for result in results {
+        for source in result["sources"].as_array().expect("a finding's sources") {
+            let doc = source.as_str().unwrap();
+            assert!(found.contains(doc), "{doc} was returned by a search");
+            cited.insert(doc.to_string());
+        }
+    }
+    assert!(!cited.is_empty(), "the report cites documents: {join}");
+    eprintln!("report: {text}\nsources: {cited:?}");
     process.stop();
 }
 
-/// The configuration as `agentlog serve` reads it, every kind validated.
+/// The configuration as `agentlog serve` reads it, every kind validated; the corpus
+/// `corpus.py` generates: a few hundred small documents with unique ids.
 #[test]
-fn the_example_configuration_is_valid() {
-    let config = AgentsConfig::from_toml(&config("http://127.0.0.1:1/v1")).unwrap();
+fn the_example_configuration_and_corpus_are_valid() {
+    let config = AgentsConfig::from_toml(CONFIG).unwrap();
     let kinds: Vec<&str> = config.agents.iter().map(|a| a.kind.as_str()).collect();
-    assert_eq!(kinds, ["llm", "tool_agent", "aggregate", "llm"]);
+    assert_eq!(
+        kinds,
+        ["rag_ingest", "llm", "tool_agent", "aggregate", "llm"]
+    );
+    assert!(config.rag.indexes.contains_key("corpus"));
+    let corpus = corpus();
+    let ids: BTreeSet<&str> = corpus.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), corpus.len(), "unique ids");
+    assert!((200..=300).contains(&corpus.len()) && CORPUS.len() < 150_000);
+    for (_, doc) in &corpus {
+        for field in ["title", "topic", "text"] {
+            assert!(doc[field].as_str().is_some_and(|s| !s.is_empty()), "{doc}");
+        }
+    }
 }
 
 /// README's "Workflows: tools and fan-in" example, exactly as printed.

@@ -24,6 +24,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -35,6 +36,7 @@ use crate::builtins::{ContentRouter, DlqReplayer};
 use crate::delivery::RetryPolicy;
 use crate::inference::InferenceSettings;
 use crate::llm::LlmSettings;
+use crate::rag::RagSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
 
 /// The configuration is unusable.
@@ -99,6 +101,8 @@ struct Document {
     llm: LlmSettings,
     #[serde(default)]
     inference: InferenceSettings,
+    #[serde(default)]
+    rag: RagSettings,
 }
 
 /// One `[[agents]]` table.
@@ -147,6 +151,11 @@ pub struct AgentsConfig {
     pub llm: LlmSettings,
     /// `[inference]`: ONNX Runtime and the models topic.
     pub inference: InferenceSettings,
+    /// `[rag.<name>]`: the vector indexes this process keeps.
+    pub rag: RagSettings,
+    /// The process's data directory (not read from the file: `serve` sets it), where
+    /// indexes keep their snapshots by default.
+    pub data_dir: Option<PathBuf>,
 }
 
 fn value_text(value: &toml::Value) -> String {
@@ -185,6 +194,8 @@ impl AgentsConfig {
             agents: doc.agents,
             llm: doc.llm,
             inference: doc.inference,
+            rag: doc.rag,
+            data_dir: None,
         };
         for def in &config.agents {
             config.validate(def)?;
@@ -202,6 +213,8 @@ impl AgentsConfig {
             crate::inference::validate(def, &self.inference)
         } else if crate::workflow::KINDS.contains(&kind) {
             crate::workflow::validate(def)
+        } else if crate::rag::KINDS.contains(&kind) {
+            crate::rag::validate(def, self)
         } else {
             def.builtin().map(|_| ())
         }
@@ -279,6 +292,9 @@ pub enum StartAgentsError {
     /// An inference agent's runtime or model would not load.
     #[error(transparent)]
     Inference(#[from] crate::inference::StartInferenceError),
+    /// A vector index would not start.
+    #[error(transparent)]
+    Index(#[from] crate::rag::StartIndexError),
 }
 
 /// Starts every declared built-in agent on `runtime`.
@@ -286,6 +302,8 @@ pub async fn start_declared<B: Backend>(
     runtime: &Runtime<B>,
     config: &AgentsConfig,
 ) -> Result<Vec<AgentHandle>, StartAgentsError> {
+    // Indexes first: RAG agents, `search` tools and HTTP search find them running.
+    crate::rag::start_indexes(runtime, config).await?;
     let mut handles = Vec::with_capacity(config.agents.len());
     for def in &config.agents {
         let kind = def.kind.as_str();
@@ -295,6 +313,8 @@ pub async fn start_declared<B: Backend>(
             crate::inference::start(runtime, def, &config.inference).await?
         } else if crate::workflow::KINDS.contains(&kind) {
             crate::workflow::start(runtime, def).await?
+        } else if crate::rag::KINDS.contains(&kind) {
+            crate::rag::start(runtime, def, config).await?
         } else {
             match def.builtin()? {
                 BuiltinAgent::Router(agent) => runtime.start(def.spec(), agent).await?,

@@ -102,7 +102,8 @@ pub struct OutRecord {
     pub value: Option<Bytes>,
     /// Headers, in order.
     pub headers: Vec<(String, Bytes)>,
-    /// Timestamp, milliseconds since the epoch.
+    /// Timestamp, milliseconds since the epoch; 0 means now (the time of the produce
+    /// call), on both backends.
     pub timestamp: i64,
 }
 

@@ -17,6 +17,7 @@ use crate::delivery::{Delivery, DeliveryError, Outcome, RetryPolicy};
 use crate::dispatch::{KeyedDispatch, Ticket};
 use crate::event::Event;
 use crate::metrics::{AgentMetrics, MetricsSnapshot};
+use crate::rag::Indexes;
 use crate::state::{RestoreError, StateStore};
 
 /// How one agent runs: its id, inputs, group, swarm size and delivery policy.
@@ -136,6 +137,7 @@ pub struct ReplayReport {
 pub struct Runtime<B: Backend> {
     backend: B,
     metrics: Mutex<BTreeMap<String, Arc<AgentMetrics>>>,
+    indexes: Arc<Indexes>,
 }
 
 type Spawner = Arc<dyn Fn(usize) -> Instance + Send + Sync>;
@@ -171,7 +173,14 @@ impl<B: Backend> Runtime<B> {
         Runtime {
             backend,
             metrics: Mutex::new(BTreeMap::new()),
+            indexes: Arc::default(),
         }
+    }
+
+    /// The vector indexes of this runtime's agents (`[rag.<name>]`), shared with the
+    /// HTTP listener's search.
+    pub fn indexes(&self) -> &Arc<Indexes> {
+        &self.indexes
     }
 
     /// The backend agents run on.

@@ -765,13 +765,14 @@ fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
 }
 
 /// Top-level keys of the configuration file that belong to the agent runtime.
-const AGENT_KEYS: [&str; 6] = [
+const AGENT_KEYS: [&str; 7] = [
     "agents",
     "agents_backend",
     "backend",
     "bootstrap",
     "llm",
     "inference",
+    "rag",
 ];
 
 fn flatten(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The research assistant in one command: starts the model server from .models/ and
-# `agentlog serve` with agentlog.toml on free ports, asks one question, prints its
-# report, and stops everything.
+# `agentlog serve` with agentlog.toml (verbatim, OPENAI_BASE_URL set) on free ports, loads
+# the corpus, asks one question, prints its report with the documents it cites, and
+# stops everything.
 #
 #   examples/research-assistant/run.sh ["Your research question?"]
 set -euo pipefail
@@ -10,7 +11,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 models="$root/.models"
 question="${1:-How do bees make honey?}"
-if [[ ! -x "$models/python" || ! -e "$models/smollm2.gguf" ]]; then
+if [[ ! -x "$models/python" || ! -e "$models/smollm2.gguf" || ! -e "$models/minilm/model.onnx" ]]; then
     echo "no model files in $models: run scripts/models.sh first" >&2
     exit 1
 fi
@@ -44,17 +45,19 @@ for _ in $(seq 1 240); do
 done
 curl -sf "http://127.0.0.1:$model_port/v1/models" >/dev/null || { echo "the model server did not start" >&2; exit 1; }
 
-sed "s#^base_url = .*#base_url = \"http://127.0.0.1:$model_port/v1\"#" "$here/agentlog.toml" >"$work/agentlog.toml"
-AGENTLOG_LOG="${AGENTLOG_LOG:-warn}" "$target/agentlog" serve --listen 127.0.0.1:0 \
-    --data-dir "$work/data" --config "$work/agentlog.toml" >"$work/serve.log" 2>&1 &
+OPENAI_BASE_URL="http://127.0.0.1:$model_port/v1" AGENTLOG_LOG="${AGENTLOG_LOG:-warn}" \
+    "$target/agentlog" serve --listen 127.0.0.1:0 --http 127.0.0.1:0 \
+    --data-dir "$work/data" --config "$here/agentlog.toml" >"$work/serve.log" 2>&1 &
 pids+=($!)
 bootstrap=""
+http=""
 for _ in $(seq 1 120); do
     bootstrap="$(sed -n 's/^agentlog listening on //p' "$work/serve.log" | head -n 1)"
-    [[ -n "$bootstrap" ]] && break
+    http="$(sed -n 's/^agentlog http on //p' "$work/serve.log" | head -n 1)"
+    [[ -n "$bootstrap" && -n "$http" ]] && break
     sleep 0.5
 done
-[[ -n "$bootstrap" ]] || { echo "agentlog did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
-echo "agentlog on $bootstrap (log: $work/serve.log)"
+[[ -n "$bootstrap" && -n "$http" ]] || { echo "agentlog did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+echo "agentlog on $bootstrap, http on $http (log: $work/serve.log)"
 
-"$target/examples/research-assistant" --bootstrap "$bootstrap" "$question"
+"$target/examples/research-assistant" --bootstrap "$bootstrap" --http "$http" "$question"

@@ -1,6 +1,6 @@
 //! Helpers of the LLM agent tests: backends, `[llm.<name>]` and agent configurations,
-//! tickets, a TCP forwarder, a rate-limiting stub endpoint, and the real binary
-//! running agents on the kafka backend.
+//! tickets, a TCP forwarder, a rate-limiting stub endpoint, the README's example, and
+//! the real binary running agents (on the kafka backend, or with its own broker).
 
 #![allow(dead_code)]
 
@@ -142,6 +142,16 @@ pub fn forward_connections(listener: tokio::net::TcpListener, upstream: u16) {
 /// A stub endpoint: 429 with `Retry-After: 0` for the first `failures` requests, then a
 /// valid completion; counts requests.
 pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
+    stub(failures, "ok").await
+}
+
+/// A stub endpoint answering `content` to every request; counts requests.
+pub async fn answering_stub(content: &str) -> (String, Arc<AtomicUsize>) {
+    stub(0, content).await
+}
+
+async fn stub(failures: usize, content: &str) -> (String, Arc<AtomicUsize>) {
+    let content = content.to_string();
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     let seen = Arc::new(AtomicUsize::new(0));
@@ -150,6 +160,7 @@ pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
         "/v1/chat/completions",
         axum::routing::post(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
+            let content = content.clone();
             async move {
                 if n < failures {
                     return (
@@ -161,7 +172,7 @@ pub async fn rate_limited_stub(failures: usize) -> (String, Arc<AtomicUsize>) {
                 }
                 axum::Json(json!({
                     "id": "c", "object": "chat.completion", "created": 1, "model": "stub",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
                 }))
                 .into_response()
@@ -241,4 +252,49 @@ pub fn scrape(http: &str) -> String {
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     body
+}
+
+/// The first TOML block of the README's "LLM agents" section, exactly as printed.
+pub fn readme_llm_example() -> &'static str {
+    let readme = include_str!("../../README.md");
+    readme
+        .split("\n## LLM agents\n")
+        .nth(1)
+        .and_then(|section| section.split("\n## ").next())
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README has an LLM agents section with a TOML example")
+}
+
+/// `agentlog serve --listen 127.0.0.1:0 --config` (its own broker, agents embedded)
+/// with `env` added to the environment; returns the process and its Kafka bootstrap.
+pub fn serve_with_broker(
+    dir: &std::path::Path,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (Serve, String) {
+    let path = dir.join("agentlog.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("AGENTLOG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let bootstrap = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("agentlog listening on ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("the broker's listening line");
+    std::thread::spawn(move || for _ in lines {});
+    (Serve(child), bootstrap)
 }

@@ -122,10 +122,11 @@ pub fn murmur2(data: &[u8]) -> u32 {
 }
 
 impl Sink for EmbeddedBackend {
-    async fn produce(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+    async fn produce(&self, topic: &str, mut records: Vec<OutRecord>) -> Result<(), ProduceError> {
         if records.is_empty() {
             return Ok(());
         }
+        stamp_unset_timestamps(&mut records, crate::event::now_ms());
         let found = self.topic_or_create(topic)?;
         let count = found.partitions.len().max(1);
         let mut by_partition: BTreeMap<usize, Vec<OutRecord>> = BTreeMap::new();
@@ -185,6 +186,18 @@ impl Sink for EmbeddedBackend {
                 topic: topic.to_string(),
                 reason: error.to_string(),
             }),
+        }
+    }
+}
+
+/// Gives records whose timestamp is 0 the current time, as librdkafka does for the
+/// Kafka backend. Written as-is, 0 (1970) is older than any `retention.ms`: the next
+/// retention pass would roll the segment and delete the records, and a consumer still
+/// behind them would be reset past records it never read.
+fn stamp_unset_timestamps(records: &mut [OutRecord], now: i64) {
+    for record in records {
+        if record.timestamp == 0 {
+            record.timestamp = now;
         }
     }
 }
@@ -263,6 +276,15 @@ impl EmbeddedSource {
                     ..
                 }) => {
                     // Like auto.offset.reset=earliest.
+                    if assigned.position < log_start_offset {
+                        tracing::warn!(
+                            topic = %assigned.topic,
+                            partition = assigned.partition,
+                            position = assigned.position,
+                            log_start_offset,
+                            "records deleted before they were read (retention or DeleteRecords); skipping to the log start"
+                        );
+                    }
                     assigned.position = assigned.position.clamp(log_start_offset, high_watermark);
                     continue;
                 }
@@ -463,6 +485,70 @@ async fn stream_partition(
 #[cfg(test)]
 mod tests {
     use super::murmur2;
+    use crate::backend::{Backend, EmbeddedBackend, Sink, StartAt};
+    use crate::event::OutRecord;
+    use bytes::Bytes;
+
+    /// Records produced with timestamp 0 used to be stored as written (1970): the next
+    /// retention pass rolled the segment and deleted them, and a consumer behind them
+    /// was reset past records it never read (seen as skipped offsets in rag_freshness).
+    #[tokio::test]
+    async fn unset_timestamps_are_stamped_so_retention_keeps_fresh_records() {
+        let broker = agentlog_broker::EmbeddedBroker::start_with(|config| {
+            config.set("num.partitions", "1").unwrap();
+        })
+        .await
+        .unwrap();
+        let backend = EmbeddedBackend::new(broker.running().broker.clone());
+        let before = crate::event::now_ms();
+        for i in 0..3 {
+            let record = OutRecord {
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: Vec::new(),
+                timestamp: 0,
+            };
+            backend.produce("fresh", vec![record]).await.unwrap();
+        }
+        // Kept: a record with an explicit timestamp, however old.
+        let old = OutRecord {
+            value: Some(Bytes::from_static(b"old")),
+            timestamp: 5,
+            ..OutRecord::default()
+        };
+        backend.produce("fresh", vec![old]).await.unwrap();
+        agentlog_broker::lifecycle::retention_pass(backend.broker());
+
+        let events = backend
+            .read_topic("fresh", StartAt::Earliest)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
+        let offsets: Vec<i64> = events.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2, 3], "records lost to retention");
+        assert!(events[..3].iter().all(|e| e.timestamp >= before));
+        assert_eq!(events[3].timestamp, 5);
+    }
+
+    #[test]
+    fn only_unset_timestamps_are_stamped() {
+        let mut records = vec![
+            OutRecord::default(),
+            OutRecord {
+                timestamp: -1,
+                ..OutRecord::default()
+            },
+            OutRecord {
+                timestamp: 7,
+                ..OutRecord::default()
+            },
+        ];
+        super::stamp_unset_timestamps(&mut records, 1_000);
+        let stamped: Vec<i64> = records.iter().map(|r| r.timestamp).collect();
+        assert_eq!(stamped, vec![1_000, -1, 7]);
+    }
 
     #[test]
     fn murmur2_matches_kafka() {

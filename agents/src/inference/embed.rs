@@ -207,6 +207,30 @@ impl Embedder {
     }
 }
 
+/// Loads an encoder on a blocking thread (MiniLM where `scripts/models.sh` links it
+/// when `model` or `tokenizer` is `None`): what the `embed` kind and RAG indexes share.
+pub async fn load_embedder(
+    environment: &'static Environment,
+    model: Option<String>,
+    tokenizer: Option<String>,
+    intra_op_threads: usize,
+) -> Result<Arc<Embedder>, String> {
+    let model = model.unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let tokenizer = tokenizer.unwrap_or_else(|| DEFAULT_TOKENIZER.to_string());
+    tokio::task::spawn_blocking(move || {
+        Embedder::from_files(
+            environment,
+            Path::new(&model),
+            Path::new(&tokenizer),
+            intra_op_threads,
+        )
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Mean over the tokens the mask keeps, then L2 normalisation.
 fn pool(hidden: &[f32], mask: &[i64], dim: usize) -> Vec<f32> {
     let mut sum = vec![0f32; dim];
@@ -227,9 +251,9 @@ fn pool(hidden: &[f32], mask: &[i64], dim: usize) -> Vec<f32> {
 }
 
 /// Embeds a batch of texts; a batch that fails is retried row by row so one bad text
-/// fails alone.
-struct EmbedRunner {
-    embedder: Arc<Embedder>,
+/// fails alone. Shared with RAG ingest, which batches chunks the same way.
+pub(crate) struct EmbedRunner {
+    pub(crate) embedder: Arc<Embedder>,
 }
 
 impl BatchRunner for EmbedRunner {

@@ -25,7 +25,6 @@ pub mod registry;
 mod watch;
 pub mod windows;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,28 +146,16 @@ pub(crate) async fn start<B: Backend>(
     };
     if def.kind == "embed" {
         let opts = EmbedOptions::from_table(&def.options).map_err(options)?;
-        let model = opts
-            .model
-            .clone()
-            .unwrap_or(embed::DEFAULT_MODEL.to_string());
-        let tokenizer = opts
-            .tokenizer
-            .clone()
-            .unwrap_or(embed::DEFAULT_TOKENIZER.to_string());
         let threads = opts.intra_op_threads.unwrap_or(settings.intra_op_threads());
-        let embedder = tokio::task::spawn_blocking(move || {
-            Embedder::from_files(
-                environment,
-                Path::new(&model),
-                Path::new(&tokenizer),
-                threads,
-            )
-            .map_err(|e| e.to_string())
-        })
+        let embedder = embed::load_embedder(
+            environment,
+            opts.model.clone(),
+            opts.tokenizer.clone(),
+            threads,
+        )
         .await
-        .map_err(|e| model_error(e.to_string()))?
         .map_err(model_error)?;
-        let agent = EmbedAgent::new(&def.name, opts, Arc::new(embedder), callers(def))
+        let agent = EmbedAgent::new(&def.name, opts, embedder, callers(def))
             .map_err(StartInferenceError::from)?;
         return Ok(runtime.start(def.spec(), agent).await?);
     }

@@ -36,7 +36,7 @@ use thiserror::Error;
 
 use super::client::LlmClient;
 use super::model::{ChatModel, ChatOutcome, LlmError, TokenUsage};
-use crate::backend::{Backend, ReadError, Sink, StartAt, TopicError};
+use crate::backend::{Backend, EventStream, ReadError, Sink, StartAt, TopicError};
 use crate::event::{now_ms, Event, OutRecord};
 use crate::metrics::{inc, llm_metrics, LlmCallMetrics, LlmErrorKind};
 
@@ -116,15 +116,17 @@ pub enum Recall {
     Everything,
 }
 
-/// What the model does on a call the log has no answer for.
+/// Where the model's answers come from: the call log, the endpoint, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallMode {
     /// Call the endpoint and record the call (normal running).
     Live,
     /// Fail with [`LlmError::NotRecorded`] (a replay that must not spend anything).
     ReplayRecorded,
-    /// Call the endpoint without recording (a replay with `--live`: the real call log
-    /// stays the record of what production did).
+    /// Call the endpoint for EVERY call, recorded or not, and record nothing (a replay
+    /// with `--live`: what the model decides now, to compare with what it decided
+    /// then; the real call log stays the record of what production did). The call
+    /// log is not read at all.
     ReplayLive,
 }
 
@@ -235,7 +237,8 @@ impl<S: Sink> DurableChatModel<S> {
 
 impl<B: Backend> DurableChatModel<B> {
     /// The durable model of `agent` calling `client`: creates the call log if needed
-    /// and indexes its recordings (per `recall`) before returning.
+    /// and indexes its recordings (per `recall`) before returning, except in
+    /// [`CallMode::ReplayLive`], which never answers from them.
     pub async fn open(
         backend: B,
         agent: &str,
@@ -247,7 +250,13 @@ impl<B: Backend> DurableChatModel<B> {
         // One partition: the log reads back in call order.
         backend.ensure_topic(&topic, 1, false).await?;
         let mut index = Index::default();
-        let mut records = backend.read_topic(&topic, StartAt::Earliest).await?;
+        let mut records = match mode {
+            // Never answered from: nothing to read (a dropped sender ends the stream).
+            CallMode::ReplayLive => EventStream::channel().1,
+            CallMode::Live | CallMode::ReplayRecorded => {
+                backend.read_topic(&topic, StartAt::Earliest).await?
+            }
+        };
         while let Some(event) = records.next().await {
             let event = event?;
             let parsed = event
@@ -285,9 +294,13 @@ impl<S: Sink + 'static> ChatModel for DurableChatModel<S> {
         step: u32,
         request: CreateChatCompletionRequest,
     ) -> Result<ChatOutcome, LlmError> {
-        let recorded = self
-            .lock()
-            .get(&event.topic, event.partition, event.offset, step);
+        let recorded = match self.mode {
+            CallMode::ReplayLive => None,
+            CallMode::Live | CallMode::ReplayRecorded => {
+                self.lock()
+                    .get(&event.topic, event.partition, event.offset, step)
+            }
+        };
         if let Some(record) = recorded {
             inc(&self.metrics.replayed, 1);
             return Ok(record.outcome());
@@ -332,7 +345,10 @@ impl<S: Sink + 'static> ChatModel for DurableChatModel<S> {
             outcome.cost,
             outcome.latency,
         );
-        self.lock().insert(self.recall, record);
+        if self.mode == CallMode::Live {
+            // A re-run of this event is answered from here, as from the log.
+            self.lock().insert(self.recall, record);
+        }
         Ok(outcome)
     }
 }

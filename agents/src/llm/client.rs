@@ -184,7 +184,7 @@ impl LlmClient {
         // Every field set explicitly: OpenAIConfig's defaults read OPENAI_* variables,
         // which must not leak into an endpoint configured otherwise.
         let config = OpenAIConfig::new()
-            .with_api_base(settings.base_url.trim_end_matches('/'))
+            .with_api_base(settings.effective_base_url().trim_end_matches('/'))
             .with_api_key(api_key)
             .with_org_id("")
             .with_project_id("");

@@ -146,7 +146,8 @@ pub async fn live_model<B: Backend>(
     .await
 }
 
-fn setup_error(def: &AgentDef, error: ModelSetupError) -> StartAgentsError {
+/// A model set-up failure as a start-up error naming the agent.
+pub(crate) fn setup_error(def: &AgentDef, error: ModelSetupError) -> StartAgentsError {
     match error {
         ModelSetupError::Client(e) => ConfigError::Options {
             name: def.name.clone(),

@@ -1,13 +1,20 @@
 //! Replaying an LLM agent: re-running it over its input topics from a point in time
-//! or an offset, with every model call answered from its call log (or, when asked, by
-//! the live model), while writing nothing: emits, decisions, state writes and dead
+//! or an offset, while writing nothing: emits, decisions, state writes and dead
 //! letters are captured instead of produced. The decisions it would make are then
 //! compared with those it recorded in `agent.decisions.<agent>`, matched by the
 //! input event each decision names.
 //!
+//! By default every model call is answered from the agent's call log and none is
+//! made (a call without a recording fails: "did the agent's code or options change
+//! what it decides from the same answers?"). Live ([`CallMode::ReplayLive`]) every
+//! call goes to the model, recordings ignored and nothing recorded ("what would the
+//! model decide now?", e.g. after a prompt or model change), and each live decision
+//! is compared with the recorded one.
+//!
 //! A replay holds what it captured and the agent's recorded decisions in memory
-//! (plus every recording of the call log, [`Recall::Everything`]): it is meant for
-//! ranges an operator inspects, not for re-processing a whole retention period.
+//! (plus, from recordings, every recording of the call log, [`Recall::Everything`]):
+//! it is meant for ranges an operator inspects, not for re-processing a whole
+//! retention period.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -115,7 +122,7 @@ pub struct DecisionDiff {
     pub input: String,
     /// The recorded decision (`{decision, details}` without call facts).
     pub recorded: Value,
-    /// The replayed one.
+    /// The replayed one (from the live model with `live`).
     pub replayed: Value,
 }
 
@@ -129,7 +136,7 @@ pub struct ReplayComparison {
     /// Decisions that differ, with both.
     pub differing: Vec<DecisionDiff>,
     /// Events whose model call had no recording (so they could not be decided
-    /// without calling the model), by input.
+    /// without calling the model), by input; always empty live.
     pub not_recorded: Vec<String>,
     /// Replayed decisions with no recorded decision to compare with, by input.
     pub unmatched: Vec<String>,
@@ -137,7 +144,7 @@ pub struct ReplayComparison {
     pub failed: Vec<(String, String)>,
     /// Records the agent would have emitted (not written).
     pub emits: usize,
-    /// Calls made to the live model (only with `--live`).
+    /// Calls made to the live model (only with `--live`: one per call the agent made).
     pub model_calls: u64,
 }
 
@@ -188,7 +195,7 @@ fn as_event(topic: &str, record: OutRecord) -> Event {
 }
 
 /// Re-runs LLM agent `def` over its input topics from `from` (see the module
-/// documentation); `live` calls the model for calls without a recording.
+/// documentation); `live` calls the model for every call, ignoring the recordings.
 pub async fn replay_agent<B: Backend>(
     backend: B,
     def: &AgentDef,

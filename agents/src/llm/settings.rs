@@ -3,6 +3,7 @@
 //! ```toml
 //! [llm.local]
 //! base_url = "http://127.0.0.1:8080/v1"   # OpenAI-compatible, `/v1` included
+//! base_url_env = "OPENAI_BASE_URL"        # the NAME of a variable overriding base_url
 //! model = "smollm2"
 //! api_key_env = "OPENAI_API_KEY"          # the NAME of a variable, never the key
 //! timeout_ms = 30000                      # per attempt
@@ -47,8 +48,15 @@ pub enum StructuredOutput {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSettings {
-    /// OpenAI-compatible base URL, `/v1` included.
+    /// OpenAI-compatible base URL, `/v1` included. The default when `base_url_env`
+    /// is absent or its variable is unset or empty.
     pub base_url: String,
+    /// Name of an environment variable that, when set and non-empty, overrides
+    /// `base_url` (as the OpenAI SDKs honour `OPENAI_BASE_URL`), so one configuration
+    /// file serves every deployment and test rig. Read when the endpoint is
+    /// validated and when its client is built.
+    #[serde(default)]
+    pub base_url_env: Option<String>,
     /// Model name sent with every request.
     pub model: String,
     /// Name of the environment variable holding the API key (the key itself never
@@ -132,6 +140,14 @@ pub enum SettingsError {
     },
 }
 
+/// Reads an environment variable (a seam so tests need not mutate the process
+/// environment, which other threads read).
+type Lookup = dyn Fn(&str) -> Option<String>;
+
+fn environment(variable: &str) -> Option<String> {
+    std::env::var(variable).ok()
+}
+
 impl LlmSettings {
     /// The validated settings of endpoint `name`.
     pub fn endpoint(&self, name: &str) -> Result<&EndpointSettings, SettingsError> {
@@ -149,6 +165,7 @@ impl EndpointSettings {
     pub fn new(base_url: &str, model: &str) -> EndpointSettings {
         EndpointSettings {
             base_url: base_url.to_string(),
+            base_url_env: None,
             model: model.to_string(),
             api_key_env: None,
             timeout_ms: defaults::timeout_ms(),
@@ -163,8 +180,14 @@ impl EndpointSettings {
         }
     }
 
-    /// Checks ranges that types alone cannot express.
+    /// Checks ranges that types alone cannot express, and the URL `base_url_env`'s
+    /// variable holds when it is set.
     pub fn validate(&self, endpoint: &str) -> Result<(), SettingsError> {
+        self.validate_with(endpoint, &environment)
+    }
+
+    /// [`Self::validate`] with environment variables read through `lookup`.
+    fn validate_with(&self, endpoint: &str, lookup: &Lookup) -> Result<(), SettingsError> {
         let invalid = |key: &'static str, reason: &str| {
             Err(SettingsError::Invalid {
                 endpoint: endpoint.to_string(),
@@ -172,8 +195,22 @@ impl EndpointSettings {
                 reason: reason.to_string(),
             })
         };
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+        if self.base_url_env.as_deref().is_some_and(str::is_empty) {
+            return invalid("base_url_env", "must name an environment variable");
+        }
+        let is_http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !is_http(&self.base_url) {
             return invalid("base_url", "must start with http:// or https://");
+        }
+        if let Some((variable, url)) = self.base_url_override(lookup) {
+            if !is_http(&url) {
+                return invalid(
+                    "base_url_env",
+                    &format!(
+                        "`{variable}` is `{url}`, which does not start with http:// or https://"
+                    ),
+                );
+            }
         }
         if self.model.trim().is_empty() {
             return invalid("model", "must not be empty");
@@ -199,6 +236,24 @@ impl EndpointSettings {
             return invalid("api_key_env", "must name an environment variable");
         }
         Ok(())
+    }
+
+    /// The variable `base_url_env` names and its value, when it is set and non-empty.
+    fn base_url_override(&self, lookup: &Lookup) -> Option<(&str, String)> {
+        let variable = self.base_url_env.as_deref().filter(|v| !v.is_empty())?;
+        let url = lookup(variable).filter(|u| !u.trim().is_empty())?;
+        Some((variable, url.trim().to_string()))
+    }
+
+    /// The base URL calls go to: the value of the variable `base_url_env` names when
+    /// it is set and non-empty, else `base_url`.
+    pub fn effective_base_url(&self) -> String {
+        self.effective_base_url_with(&environment)
+    }
+
+    fn effective_base_url_with(&self, lookup: &Lookup) -> String {
+        self.base_url_override(lookup)
+            .map_or_else(|| self.base_url.clone(), |(_, url)| url)
     }
 
     /// The API key from the variable `api_key_env` names (empty without one).
@@ -272,5 +327,63 @@ mod tests {
         s.api_key_env = Some("AGENTLOG_TEST_SURELY_UNSET_KEY".to_string());
         let error = s.api_key("e").unwrap_err().to_string();
         assert!(error.contains("AGENTLOG_TEST_SURELY_UNSET_KEY"), "{error}");
+    }
+
+    #[test]
+    fn base_url_env_overrides_base_url_only_when_set_and_non_empty() {
+        let env = |variable: &str| match variable {
+            "SET" => Some(" http://override:9/v1 ".to_string()),
+            "EMPTY" => Some(" ".to_string()),
+            "BAD" => Some("override:9/v1".to_string()),
+            _ => None,
+        };
+        let text = "[llm.a]\nbase_url='http://default/v1'\nbase_url_env='SET'\nmodel='m'\n";
+        let settings = parse(text).unwrap();
+        let mut s = settings.endpoints["a"].clone();
+        assert_eq!(s.base_url_env.as_deref(), Some("SET"));
+        assert!(s.validate_with("a", &env).is_ok());
+        assert_eq!(s.effective_base_url_with(&env), "http://override:9/v1");
+
+        s.base_url_env = Some("EMPTY".to_string());
+        assert_eq!(
+            s.effective_base_url_with(&env),
+            "http://default/v1",
+            "empty: default"
+        );
+        s.base_url_env = Some("UNSET".to_string());
+        assert_eq!(
+            s.effective_base_url_with(&env),
+            "http://default/v1",
+            "unset: default"
+        );
+        assert!(s.validate_with("a", &env).is_ok());
+        s.base_url_env = None;
+        assert_eq!(s.effective_base_url_with(&env), "http://default/v1");
+        assert_eq!(
+            s.effective_base_url(),
+            "http://default/v1",
+            "the real environment is read only through base_url_env"
+        );
+
+        s.base_url_env = Some("BAD".to_string());
+        let error = s.validate_with("a", &env).unwrap_err().to_string();
+        assert!(
+            error.contains("base_url_env") && error.contains("`BAD`"),
+            "{error}"
+        );
+        s.base_url_env = Some(String::new());
+        assert!(matches!(
+            s.validate_with("a", &env),
+            Err(SettingsError::Invalid {
+                key: "base_url_env",
+                ..
+            })
+        ));
+
+        // Unknown keys are still refused by name, a near miss of this one included.
+        let error = parse("[llm.a]\nbase_url='http://h/v1'\nmodel='m'\nbase_url_var='X'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `base_url_var`"), "{error}");
     }
 }

@@ -163,6 +163,11 @@ impl VectorIndex {
         self.chunks.is_empty()
     }
 
+    /// Whether chunk `id` (`doc#no`) is indexed.
+    pub fn contains(&self, id: &str) -> bool {
+        self.keys.contains_key(id)
+    }
+
     /// Bytes the native index holds (graph and vectors), for the memory figure.
     pub fn native_memory_bytes(&self) -> usize {
         self.native.memory_usage()

@@ -35,6 +35,8 @@ pub struct ToolAgent<B: Backend, M: ChatModel> {
     pub(super) event_type: String,
     pub(super) reply_topic: String,
     pub(super) replies: Replies,
+    /// The process's vector indexes, for `search` tools.
+    pub(super) indexes: Arc<crate::rag::Indexes>,
 }
 
 impl<B: Backend, M: ChatModel> std::fmt::Debug for ToolAgent<B, M> {
@@ -54,10 +56,29 @@ struct Usage {
     output: u64,
     cost: f64,
     tools: Vec<String>,
+    /// Document ids the `search` tools returned, first appearance first.
+    sources: Vec<String>,
 }
 
-/// One record of the agent's trace.
-fn trace(ctx: &mut Context, agent: &str, step: u32, kind: &str, mut details: Value) {
+impl Usage {
+    /// Notes the document ids of a `search` result.
+    fn add_sources(&mut self, hits: &Value) {
+        for doc in hits
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["doc"].as_str())
+        {
+            if !self.sources.iter().any(|known| known == doc) {
+                self.sources.push(doc.to_string());
+            }
+        }
+    }
+}
+
+/// One record of an agent's trace in `agent.traces`, keyed by the event's trace id
+/// (shared with the `rag` kind, whose retrieval is traced the same way).
+pub(crate) fn trace(ctx: &mut Context, agent: &str, step: u32, kind: &str, mut details: Value) {
     details["agent"] = json!(agent);
     details["step"] = json!(step);
     details["kind"] = json!(kind);
@@ -179,7 +200,56 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
                 Ok(self.last_records(topic, n).await)
             }
             ToolKind::StateGet => Ok(Ok(ctx.state_get(text("key")).unwrap_or(Value::Null))),
+            ToolKind::Search { index, k } => Ok(self.search(index, *k, arguments).await),
         }
+    }
+
+    /// Whether tool `name` is a `search` tool.
+    fn is_search(&self, name: &str) -> bool {
+        self.tools
+            .iter()
+            .any(|t| t.name == name && matches!(t.kind, ToolKind::Search { .. }))
+    }
+
+    /// Whether any tool is a `search` tool (then answers carry `sources`).
+    fn has_search(&self) -> bool {
+        self.tools
+            .iter()
+            .any(|t| matches!(t.kind, ToolKind::Search { .. }))
+    }
+
+    /// The `search` tool: the best `k` chunks of `index` for the `query` argument, each
+    /// with its document id and chunk number so the answer can cite them.
+    async fn search(&self, index: &str, k: usize, arguments: &Value) -> Result<Value, String> {
+        let request = crate::rag::SearchRequest {
+            index: Some(index.to_string()),
+            query: arguments
+                .get("query")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            vector: None,
+            k: Some(k),
+            filter: arguments.get("filter").cloned(),
+        };
+        let response = self
+            .indexes
+            .search(&request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Value::Array(
+            response
+                .hits
+                .iter()
+                .map(|hit| {
+                    json!({
+                        "doc": hit.chunk.doc,
+                        "chunk": hit.chunk.no,
+                        "score": hit.score,
+                        "text": hit.chunk.text,
+                    })
+                })
+                .collect(),
+        ))
     }
 
     /// A request to a request/reply tool: the arguments, enveloped in the event's
@@ -284,22 +354,27 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
             match action {
                 Action::Final(answer) => {
                     trace(ctx, &self.name, step, "final", json!({ "answer": answer }));
-                    let data = json!({ "answer": answer, "input": input, "steps": step + 1 });
+                    let mut data = json!({ "answer": answer, "input": input, "steps": step + 1 });
+                    let searches = self.has_search();
+                    if searches {
+                        data["sources"] = json!(usage.sources);
+                    }
                     ctx.emit(
                         &self.output_topic,
                         event.key.clone(),
                         &self.event_type,
                         data,
                     );
-                    ctx.decide(
-                        "answered",
-                        json!({
-                            "steps": step + 1,
-                            "tools": usage.tools,
-                            "tokens": {"input": usage.input, "output": usage.output},
-                            "cost": usage.cost,
-                        }),
-                    );
+                    let mut details = json!({
+                        "steps": step + 1,
+                        "tools": usage.tools,
+                        "tokens": {"input": usage.input, "output": usage.output},
+                        "cost": usage.cost,
+                    });
+                    if searches {
+                        details["sources"] = json!(usage.sources);
+                    }
+                    ctx.decide("answered", details);
                     return Ok(());
                 }
                 Action::Invalid(problem) => {
@@ -332,7 +407,12 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
                         // Counted when made (retries included), unlike the outputs.
                         ctx.metric("tool_calls", 1);
                         let details = match &outcome {
-                            Ok(result) => json!({"tool": call.name, "result": result}),
+                            Ok(result) => {
+                                if self.is_search(&call.name) {
+                                    usage.add_sources(result);
+                                }
+                                json!({"tool": call.name, "result": result})
+                            }
                             Err(error) => {
                                 ctx.metric("tool_errors", 1);
                                 json!({"tool": call.name, "error": error})

@@ -23,11 +23,17 @@
 //! parameters = { type = "object", properties = { city = { type = "string" } }, required = ["city"] }
 //! topic = "tools.weather"
 //! timeout_ms = 5000
-//! [[agents.options.tools]]         # built-ins: produce, read_topic, state_get
+//! [[agents.options.tools]]         # built-ins: produce, read_topic, state_get, search
 //! name = "notes"
 //! builtin = "read_topic"
 //! topics = ["notes"]
 //! max_records = 10
+//! [[agents.options.tools]]
+//! name = "search_docs"              # the k best chunks of a [rag.<name>] index (the
+//!                                   # answer's `sources`: the document ids returned)
+//! builtin = "search"
+//! index = "docs"
+//! k = 4
 //! ```
 //!
 //! Each model call is one step, numbered from 0, so the durable [`ChatModel`] answers a
@@ -47,6 +53,7 @@ pub mod spec;
 
 use std::sync::Arc;
 
+pub(crate) use agent::trace;
 pub use agent::{ToolAgent, TRACES_TOPIC};
 use protocol::{Mode, RequestShape};
 use replies::Replies;
@@ -228,6 +235,20 @@ pub async fn start<B: Backend, M: ChatModel>(
                 .map_err(topics_error)?;
         }
     }
+    for tool in &options.tools {
+        if let ToolKind::Search { index, .. } = &tool.kind {
+            if runtime.indexes().get(index).is_none() {
+                return Err(ConfigError::Options {
+                    name: def.name.clone(),
+                    reason: format!(
+                        "tool `{}` searches index `{index}`, which is not declared (add a [rag.{index}] table)",
+                        tool.name
+                    ),
+                }
+                .into());
+            }
+        }
+    }
     let replies = Replies::start(backend.clone(), &def.name, &options.reply_topic);
     let agent = ToolAgent {
         name: def.name.clone(),
@@ -242,6 +263,7 @@ pub async fn start<B: Backend, M: ChatModel>(
         event_type: options.event_type,
         reply_topic: options.reply_topic,
         replies,
+        indexes: runtime.indexes().clone(),
     };
     Ok(runtime.start(def.spec(), agent).await?)
 }

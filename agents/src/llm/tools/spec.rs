@@ -1,6 +1,7 @@
 //! The tools a `tool_agent` may call, as declared in `[[agents.options.tools]]`: a
 //! request/reply tool served by whatever consumes a topic, or one of the built-in tools
-//! (`produce`, `read_topic`, `state_get`) restricted to the topics the table lists.
+//! (`produce`, `read_topic`, `state_get` restricted to the topics the table lists, and
+//! `search` over a `[rag.<name>]` index).
 
 use std::time::Duration;
 
@@ -37,7 +38,18 @@ pub enum ToolKind {
     },
     /// Returns the agent's keyed state under the `key` argument.
     StateGet,
+    /// Searches the `[rag.<index>]` vector index for the `query` argument (with an
+    /// optional `filter`), returning the `k` best chunks with their document ids.
+    Search {
+        /// The index.
+        index: String,
+        /// Chunks returned per call.
+        k: usize,
+    },
 }
+
+/// Most chunks the `search` tool returns per call.
+pub const SEARCH_LIMIT: usize = 20;
 
 /// One tool as the model sees it (name, description, JSON schema of its arguments) and
 /// what calling it does.
@@ -101,7 +113,7 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
 impl ToolSpec {
     /// Reads one `[[agents.options.tools]]` table; the error says what is wrong with it.
     pub fn parse(table: &toml::Table) -> Result<ToolSpec, String> {
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 10] = [
             "name",
             "description",
             "parameters",
@@ -110,6 +122,8 @@ impl ToolSpec {
             "builtin",
             "topics",
             "max_records",
+            "index",
+            "k",
         ];
         if let Some(unknown) = table.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(format!("unknown tool option `{unknown}`"));
@@ -190,9 +204,32 @@ impl ToolSpec {
                     "required": ["key"],
                 }),
             ),
+            Some("search") => {
+                let index = text(table, "index")
+                    .map_err(context)?
+                    .ok_or_else(|| context("a search tool needs an `index`".to_string()))?;
+                let k = positive(table, "k")
+                    .map_err(context)?
+                    .map_or(4, |k| k as usize)
+                    .min(SEARCH_LIMIT);
+                (
+                    ToolKind::Search { index, k },
+                    "Searches the document collection; returns the most relevant passages \
+                     with their document ids."
+                        .to_string(),
+                    json!({
+                        "type": "object",
+                        "properties": {
+                            "query": {"type": "string"},
+                            "filter": {"type": "object"},
+                        },
+                        "required": ["query"],
+                    }),
+                )
+            }
             Some(other) => {
                 return Err(context(format!(
-                    "unknown builtin `{other}` (expected produce, read_topic or state_get)"
+                    "unknown builtin `{other}` (expected produce, read_topic, state_get or search)"
                 )))
             }
         };
@@ -251,6 +288,21 @@ mod tests {
             }
         );
         assert_eq!(read.parameters["properties"]["topic"]["enum"][0], "n");
+    }
+
+    #[test]
+    fn parses_the_search_tool() {
+        let search = parse("name = 'docs'\nbuiltin = 'search'\nindex = 'kb'\nk = 50").unwrap();
+        assert_eq!(
+            search.kind,
+            ToolKind::Search {
+                index: "kb".to_string(),
+                k: SEARCH_LIMIT
+            }
+        );
+        assert!(parse("name = 'docs'\nbuiltin = 'search'")
+            .unwrap_err()
+            .contains("index"));
     }
 
     #[test]
