@@ -11,42 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentlog_agents::{
-    Agent, AgentSpec, Context, EmbeddedBackend, Event, HandlerError, KafkaBackend, KafkaConfig,
-    OutRecord, Runtime, Sink,
+    Agent, AgentSpec, Context, EmbeddedBackend, Event, HandlerError, OutRecord, Runtime, Sink,
 };
 use agentlog_broker::EmbeddedBroker;
+use agents_common::{embedded, kafka};
 use bytes::Bytes;
-use common::BrokerProcess;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
-
-async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
-    let broker = EmbeddedBroker::start_with(|config| {
-        config
-            .set("group.initial.rebalance.delay.ms", "100")
-            .unwrap();
-        config.set("num.partitions", "1").unwrap();
-    })
-    .await
-    .unwrap();
-    let backend = EmbeddedBackend::new(broker.running().broker.clone());
-    (broker, backend)
-}
-
-fn kafka() -> (tempfile::TempDir, BrokerProcess, KafkaBackend) {
-    let dir = tempfile::tempdir().unwrap();
-    let process = BrokerProcess::start(&[
-        "group.initial.rebalance.delay.ms=100",
-        "group.min.session.timeout.ms=1000",
-        "num.partitions=1",
-    ]);
-    let backend = KafkaBackend::new(KafkaConfig {
-        bootstrap: process.bootstrap(),
-        properties: Default::default(),
-    })
-    .unwrap();
-    (dir, process, backend)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_pipeline_retries_dlq_replay() {
@@ -56,7 +27,7 @@ async fn embedded_pipeline_retries_dlq_replay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_pipeline_retries_dlq_replay() {
-    let (_dir, _process, backend) = kafka();
+    let (_process, backend) = kafka();
     agents_common::pipeline_retries_dlq_replay(backend).await;
 }
 
@@ -76,14 +47,14 @@ async fn embedded_concurrent_swarm_scales_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_swarm_scales_without_loss() {
-    let (_dir, _process, backend) = kafka();
+    let (_process, backend) = kafka();
     let redelivered = agents_common::swarm_scales_without_loss(backend, 1).await;
     eprintln!("kafka swarm: {redelivered} records redelivered across rebalances");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_concurrent_swarm_scales_without_loss() {
-    let (_dir, _process, backend) = kafka();
+    let (_process, backend) = kafka();
     let redelivered = agents_common::swarm_scales_without_loss(backend, 16).await;
     eprintln!("kafka swarm, 16 in flight: {redelivered} records redelivered across rebalances");
 }
@@ -96,7 +67,7 @@ async fn embedded_key_order_under_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_key_order_under_concurrency() {
-    let (_dir, _process, backend) = kafka();
+    let (_process, backend) = kafka();
     agents_common::key_order_under_concurrency(backend).await;
 }
 
@@ -122,7 +93,7 @@ async fn embedded_state_survives_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_state_survives_restart() {
-    let (_dir, _process, backend) = kafka();
+    let (_process, backend) = kafka();
     agents_common::state_survives_restart(backend).await;
 }
 
@@ -134,7 +105,7 @@ async fn embedded_decision_log_replays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_decision_log_replays() {
-    let (_dir, _process, backend) = kafka();
+    let (_process, backend) = kafka();
     agents_common::decision_log_replays(backend).await;
 }
 

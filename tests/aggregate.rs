@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use agentlog_agents::config::{start_declared, AgentsConfig};
-use agentlog_agents::{AgentHandle, Envelope, KafkaBackend, KafkaConfig, OutRecord, Runtime, Sink};
+use agentlog_agents::{AgentHandle, Envelope, KafkaBackend, OutRecord, Runtime, Sink};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -43,16 +43,7 @@ async fn joined(backend: &KafkaBackend, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_aggregate_joins_expires_and_restores() {
-    let process = common::BrokerProcess::start(&[
-        "group.initial.rebalance.delay.ms=100",
-        "group.min.session.timeout.ms=1000",
-        "num.partitions=1",
-    ]);
-    let backend = KafkaBackend::new(KafkaConfig {
-        bootstrap: process.bootstrap(),
-        properties: Default::default(),
-    })
-    .unwrap();
+    let (_process, backend) = agents_common::kafka();
     let first = start(&backend, 600_000).await;
     let records = vec![
         result("r1", 1, 3, json!("b")),

@@ -19,7 +19,7 @@ use agentlog_agents::inference::embed::decode_vector;
 use agentlog_agents::inference::registry::sha256_hex;
 use agentlog_agents::inference::Embedder;
 use agentlog_agents::{Backend, KafkaBackend, KafkaConfig, OutRecord, Runtime, Sink};
-use agents_common::{read_all, wait_for};
+use agents_common::{embedded, kafka, read_all, wait_for};
 use bytes::Bytes;
 use inference_common::*;
 use serde_json::{json, Value};

@@ -27,7 +27,7 @@ use agentlog_agents::llm::replay::replay_agent;
 use agentlog_agents::llm::{EndpointSettings, LlmClient, LlmError};
 use agentlog_agents::metrics::llm_metrics;
 use agentlog_agents::{Envelope, Event, Runtime, Sink, StartAt};
-use agents_common::{eventually, read_all, wait_for};
+use agents_common::{embedded, eventually, read_all, wait_for};
 use bytes::Bytes;
 use common::BrokerProcess;
 use llm_common::*;

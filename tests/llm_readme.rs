@@ -39,8 +39,8 @@ async fn the_readme_llm_example_runs_verbatim_against_a_real_model() {
 
     let base_url = model_base_url().await;
     let dir = tempfile::tempdir().unwrap();
-    let (serve, bootstrap) =
-        serve_with_broker(dir.path(), example, &[("OPENAI_BASE_URL", &base_url)]);
+    let (serve, bootstrap, _http) =
+        common::serve_agentlog(dir.path(), example, &[("OPENAI_BASE_URL", &base_url)]);
     let backend = kafka_client(&bootstrap);
     backend.produce("tickets", vec![ticket(0)]).await.unwrap();
     let request = Envelope::new(

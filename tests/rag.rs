@@ -20,8 +20,8 @@ use agentlog_agents::{Backend, Event, Runtime, Sink};
 use async_openai::types::chat::CreateChatCompletionRequest;
 use serde_json::{json, Value};
 
-use agents_common::{read_all, wait_for};
-use llm_common::{embedded, endpoint, model_base_url, MODEL_WAIT};
+use agents_common::{embedded, kafka, read_all, wait_for};
+use llm_common::{endpoint, model_base_url, MODEL_WAIT};
 use rag_common::*;
 
 fn answer_agent(extra: &str) -> String {
@@ -201,15 +201,8 @@ async fn versions_replace_and_tombstones_remove_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_replace_and_tombstones_remove_kafka() {
-    let (_process, backend) = agentlog_kafka();
+    let (_process, backend) = kafka();
     versions_replace_and_tombstones_remove(backend).await;
-}
-
-fn agentlog_kafka() -> (common::BrokerProcess, agentlog_agents::KafkaBackend) {
-    let process =
-        common::BrokerProcess::start(&["group.initial.rebalance.delay.ms=100", "num.partitions=1"]);
-    let backend = llm_common::kafka_client(&process.bootstrap());
-    (process, backend)
 }
 
 /// Documents that cannot be indexed are skipped (or truncated) with a decision, and

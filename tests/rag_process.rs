@@ -67,7 +67,7 @@ async fn a_killed_ingest_ends_with_every_chunk_once() {
     let expected: usize = (0..DOCUMENTS)
         .map(|i| chunk(&report(i), CHUNK_SIZE, 20).len())
         .sum();
-    let (process, kafka, http) = serve(dir.path(), &config, &[]);
+    let (process, kafka, http) = common::serve_agentlog(dir.path(), &config, &[]);
     let backend = kafka_client(&kafka);
     produce_reports(&backend).await;
     let partial = wait_stats(&http, "some chunks indexed", |s| {
@@ -80,7 +80,7 @@ async fn a_killed_ingest_ends_with_every_chunk_once() {
         "killed before the end: {partial}"
     );
 
-    let (process, kafka, http) = serve(dir.path(), &config, &[]);
+    let (process, kafka, http) = common::serve_agentlog(dir.path(), &config, &[]);
     let done = wait_stats(&http, "every document after the restart", |s| {
         s["documents"].as_u64() == Some(DOCUMENTS as u64)
             && s["chunks"].as_u64() == Some(expected as u64)
@@ -98,7 +98,7 @@ async fn a_killed_ingest_ends_with_every_chunk_once() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     process.stop();
 
-    let (process, _, http) = serve(dir.path(), &config, &[]);
+    let (process, _, http) = common::serve_agentlog(dir.path(), &config, &[]);
     let restarted = wait_stats(&http, "the restarted index", |s| !s.is_null()).await;
     assert_eq!(restarted["chunks"], expected, "{restarted}");
     assert_eq!(restarted["from_snapshot"], true, "{restarted}");
@@ -115,7 +115,7 @@ async fn a_killed_ingest_ends_with_every_chunk_once() {
     for file in std::fs::read_dir(snapshots.join(current.trim())).unwrap() {
         std::fs::write(file.unwrap().path(), b"damaged").unwrap();
     }
-    let (process, _, http) = serve(dir.path(), &config, &[]);
+    let (process, _, http) = common::serve_agentlog(dir.path(), &config, &[]);
     let rebuilt = wait_stats(&http, "the rebuilt index", |s| !s.is_null()).await;
     assert_eq!(rebuilt["from_snapshot"], false, "{rebuilt}");
     assert_eq!(rebuilt["chunks"], expected, "{rebuilt}");
@@ -187,7 +187,8 @@ async fn the_readme_rag_example_runs_verbatim() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (process, kafka, http) = serve(dir.path(), example, &[("OPENAI_BASE_URL", &base)]);
+    let (process, kafka, http) =
+        common::serve_agentlog(dir.path(), example, &[("OPENAI_BASE_URL", &base)]);
     let backend = kafka_client(&kafka);
     backend
         .produce("docs", (0..CORPUS.len()).map(document).collect())

@@ -63,7 +63,7 @@ fn of_trace<'a>(events: &'a [Event], trace: &str) -> Vec<&'a Event> {
 async fn the_research_assistant_answers_with_a_report_citing_the_corpus() {
     let server = model_server::shared();
     let dir = tempfile::tempdir().unwrap();
-    let (process, bootstrap, http) = rag_common::serve(
+    let (process, bootstrap, http) = common::serve_agentlog(
         dir.path(),
         CONFIG,
         &[("OPENAI_BASE_URL", server.base_url.as_str())],

@@ -19,10 +19,8 @@ use agentlog_agents::config::AgentDef;
 use agentlog_agents::llm::tools::{self, TRACES_TOPIC};
 use agentlog_agents::llm::{ChatModel, ChatOutcome, LlmError, TokenUsage};
 use agentlog_agents::{
-    Agent, AgentSpec, Backend, Context, EmbeddedBackend, Envelope, Event, HandlerError,
-    KafkaBackend, KafkaConfig, Runtime,
+    Agent, AgentSpec, Backend, Context, EmbeddedBackend, Envelope, Event, HandlerError, Runtime,
 };
-use agentlog_broker::EmbeddedBroker;
 use async_openai::types::chat::CreateChatCompletionRequest;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -265,35 +263,15 @@ async fn weather_question<B: Backend>(backend: B) {
     assert_eq!(details["steps"], json!(requests.len()));
 }
 
-async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
-    let broker = EmbeddedBroker::start_with(|config| {
-        config.set("group.initial.rebalance.delay.ms", "0").unwrap();
-        config.set("num.partitions", "1").unwrap();
-    })
-    .await
-    .unwrap();
-    let backend = EmbeddedBackend::new(broker.running().broker.clone());
-    (broker, backend)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_tool_agent_calls_a_topic_tool() {
-    let (_broker, backend) = embedded().await;
+    let (_broker, backend) = agents_common::embedded().await;
     weather_question(backend).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_tool_agent_calls_a_topic_tool() {
-    let process = common::BrokerProcess::start(&[
-        "group.initial.rebalance.delay.ms=100",
-        "group.min.session.timeout.ms=1000",
-        "num.partitions=1",
-    ]);
-    let backend = KafkaBackend::new(KafkaConfig {
-        bootstrap: process.bootstrap(),
-        properties: Default::default(),
-    })
-    .unwrap();
+    let (_process, backend) = agents_common::kafka();
     weather_question(backend).await;
 }
 
@@ -313,7 +291,7 @@ async fn finished(backend: &EmbeddedBackend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_that_never_replies_is_a_timeout_the_model_sees() {
-    let (_broker, backend) = embedded().await;
+    let (_broker, backend) = agents_common::embedded().await;
     let runtime = Runtime::new(backend.clone());
     // No responder on tools.weather this time.
     let model = ServerModel::new(None);
@@ -342,7 +320,7 @@ async fn a_tool_that_never_replies_is_a_timeout_the_model_sees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_tool_is_an_error_the_model_sees() {
-    let (_broker, backend) = embedded().await;
+    let (_broker, backend) = agents_common::embedded().await;
     let runtime = Runtime::new(backend.clone());
     let _weather = runtime
         .start(AgentSpec::new("weather", &["tools.weather"]), Weather)

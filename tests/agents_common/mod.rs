@@ -15,8 +15,40 @@ use agentlog_agents::{
     Agent, AgentSpec, Backend, Context, Envelope, Event, HandlerError, OutRecord, RetryPolicy,
     Runtime, StartAt,
 };
+use agentlog_agents::{EmbeddedBackend, KafkaBackend, KafkaConfig};
+use agentlog_broker::EmbeddedBroker;
 use bytes::Bytes;
 use serde_json::json;
+
+/// An in-process broker for agent tests: one partition per new topic, and groups that
+/// form 100 ms after their first member (not Kafka's 3 s).
+pub async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
+    let broker = EmbeddedBroker::start_with(|config| {
+        config
+            .set("group.initial.rebalance.delay.ms", "100")
+            .unwrap();
+        config.set("num.partitions", "1").unwrap();
+    })
+    .await
+    .unwrap();
+    let backend = EmbeddedBackend::new(broker.running().broker.clone());
+    (broker, backend)
+}
+
+/// The same settings in a separate `agentlog` process, reached by the kafka backend.
+pub fn kafka() -> (crate::common::BrokerProcess, KafkaBackend) {
+    let process = crate::common::BrokerProcess::start(&[
+        "group.initial.rebalance.delay.ms=100",
+        "group.min.session.timeout.ms=1000",
+        "num.partitions=1",
+    ]);
+    let backend = KafkaBackend::new(KafkaConfig {
+        bootstrap: process.bootstrap(),
+        properties: Default::default(),
+    })
+    .unwrap();
+    (process, backend)
+}
 
 /// Every record of `topic` now (none if it cannot be read, e.g. it does not exist yet).
 pub async fn read_all<B: Backend>(backend: &B, topic: &str) -> Vec<Event> {

@@ -692,3 +692,50 @@ impl Serve {
         assert!(status.success(), "agentlog exited with {status}");
     }
 }
+
+/// `agentlog serve` with `config` in `dir` (data in `dir/data`, `env` added to the
+/// environment, run from the repository root so `.models/` resolves): the process and
+/// its Kafka and HTTP addresses.
+pub fn serve_agentlog(dir: &Path, config: &str, env: &[(&str, &str)]) -> (Serve, String, String) {
+    let path = dir.join("agentlog.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(env.iter().copied())
+        .env("AGENTLOG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut kafka = None;
+    let mut http = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some(addr) = line.strip_prefix("agentlog listening on ") {
+            kafka = Some(addr.trim().to_string());
+        }
+        if let Some(addr) = line.strip_prefix("agentlog http on ") {
+            http = Some(addr.trim().to_string());
+        }
+        if kafka.is_some() && http.is_some() {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (
+        Serve(child),
+        kafka.expect("the broker listens"),
+        http.expect("the http listener"),
+    )
+}

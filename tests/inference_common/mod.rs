@@ -7,8 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use agentlog_agents::inference::registry::deploy_records;
-use agentlog_agents::{Backend, EmbeddedBackend, Event, KafkaBackend, KafkaConfig, OutRecord};
-use agentlog_broker::EmbeddedBroker;
+use agentlog_agents::{Backend, Event, OutRecord};
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -169,33 +168,6 @@ pub fn decisions(events: &[Event], kind: &str) -> Vec<Value> {
         .filter(|d| d["decision"] == kind)
         .map(|d| d["details"].clone())
         .collect()
-}
-
-pub async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
-    let broker = EmbeddedBroker::start_with(|config| {
-        config
-            .set("group.initial.rebalance.delay.ms", "100")
-            .unwrap();
-        config.set("num.partitions", "1").unwrap();
-    })
-    .await
-    .unwrap();
-    let backend = EmbeddedBackend::new(broker.running().broker.clone());
-    (broker, backend)
-}
-
-pub fn kafka() -> (crate::common::BrokerProcess, KafkaBackend) {
-    let process = crate::common::BrokerProcess::start(&[
-        "group.initial.rebalance.delay.ms=100",
-        "group.min.session.timeout.ms=1000",
-        "num.partitions=1",
-    ]);
-    let backend = KafkaBackend::new(KafkaConfig {
-        bootstrap: process.bootstrap(),
-        properties: Default::default(),
-    })
-    .unwrap();
-    (process, backend)
 }
 
 /// The input record a prediction names.

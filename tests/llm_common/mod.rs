@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentlog_agents::llm::calls::CallRecord;
-use agentlog_agents::{EmbeddedBackend, Envelope, Event, KafkaBackend, KafkaConfig, OutRecord};
-use agentlog_broker::EmbeddedBroker;
+use agentlog_agents::{Envelope, Event, KafkaBackend, KafkaConfig, OutRecord};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -21,19 +20,6 @@ use crate::model_server;
 
 /// Long enough for a 135M model on a CPU shared with compilers.
 pub const MODEL_WAIT: Duration = Duration::from_secs(600);
-
-pub async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {
-    let broker = EmbeddedBroker::start_with(|config| {
-        config
-            .set("group.initial.rebalance.delay.ms", "100")
-            .unwrap();
-        config.set("num.partitions", "1").unwrap();
-    })
-    .await
-    .unwrap();
-    let backend = EmbeddedBackend::new(broker.running().broker.clone());
-    (broker, backend)
-}
 
 pub async fn model_base_url() -> String {
     tokio::task::spawn_blocking(|| model_server::shared().base_url.clone())
@@ -264,37 +250,4 @@ pub fn readme_llm_example() -> &'static str {
         .and_then(|section| section.split("```toml\n").nth(1))
         .and_then(|block| block.split("```").next())
         .expect("README has an LLM agents section with a TOML example")
-}
-
-/// `agentlog serve --listen 127.0.0.1:0 --config` (its own broker, agents embedded)
-/// with `env` added to the environment; returns the process and its Kafka bootstrap.
-pub fn serve_with_broker(
-    dir: &std::path::Path,
-    config: &str,
-    env: &[(&str, &str)],
-) -> (Serve, String) {
-    let path = dir.join("agentlog.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentlog"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&path)
-        .envs(env.iter().copied())
-        .env("AGENTLOG_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let bootstrap = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("agentlog listening on ")
-                .map(|a| a.trim().to_string())
-        })
-        .expect("the broker's listening line");
-    std::thread::spawn(move || for _ in lines {});
-    (Serve(child), bootstrap)
 }
