@@ -53,17 +53,27 @@ async fn read(backend: &EmbeddedBackend, topic: &str) -> Vec<Event> {
     }
 }
 
-/// The joined events' data once there are `n` of them.
-async fn joined(backend: &EmbeddedBackend, n: usize) -> Vec<Value> {
+/// The events of `topic` once there are at least `n` of them: the output and its
+/// decision are separate produces, so a test that saw one must wait for the other.
+async fn read_at_least(backend: &EmbeddedBackend, topic: &str, n: usize) -> Vec<Event> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let events = read(backend, "joined").await;
+        let events = read(backend, topic).await;
         if events.len() >= n {
-            return events.iter().map(|e| e.envelope().unwrap().data).collect();
+            return events;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {n} joins");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} events on {topic}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The joined events' data once there are `n` of them.
+async fn joined(backend: &EmbeddedBackend, n: usize) -> Vec<Value> {
+    let events = read_at_least(backend, "joined", n).await;
+    events.iter().map(|e| e.envelope().unwrap().data).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +104,7 @@ async fn joins_by_index_order_and_counts_duplicates_once() {
     assert_eq!(all[1]["correlation_id"], "q3");
     let out = read(&backend, "joined").await;
     assert_eq!(out[0].header_str("correlation_id"), Some("q1"));
-    let decisions = read(&backend, "agent.decisions.join").await;
+    let decisions = read_at_least(&backend, "agent.decisions.join", 2).await;
     assert_eq!(decisions.len(), 2);
 }
 
@@ -133,7 +143,7 @@ async fn the_ticker_emits_a_partial_join_after_the_timeout() {
         out[0],
         json!({"correlation_id": "q", "results": ["b"], "complete": false})
     );
-    let decisions = read(&backend, "agent.decisions.join").await;
+    let decisions = read_at_least(&backend, "agent.decisions.join", 1).await;
     assert_eq!(
         decisions[0].envelope().unwrap().data["details"],
         json!({"correlation_id": "q", "results": 1, "complete": false})
