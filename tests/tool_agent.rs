@@ -354,3 +354,83 @@ async fn an_unknown_tool_is_an_error_the_model_sees() {
         "nothing was sent for the unknown tool"
     );
 }
+
+const MCP_AGENT: &str = r#"
+[[agents]]
+name = "mcp-forecaster"
+kind = "tool_agent"
+topics = ["questions"]
+max_attempts = 1
+[agents.options]
+llm = "local"
+system = "You answer weather questions. Call the forecast tool, then give the final answer using its result."
+output_topic = "answers"
+tool_calls = "json"
+max_steps = 3
+max_tokens = 120
+temperature = 0.0
+[[agents.options.tools]]
+mcp_server = "weather"
+only = ["forecast"]
+timeout_ms = 60000
+"#;
+
+/// The tool agent lists an MCP server's tools and calls one through topics: the
+/// example's weather server (official Python SDK, stdio) behind the bridge. Step 0
+/// is scripted to call `forecast` (a 135M model does not reliably pick a tool); the
+/// server's answer reaches the real model in step 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_agent_calls_an_mcp_server_tool_over_topics() {
+    let (_broker, backend) = agents_common::embedded().await;
+    let runtime = Runtime::new(backend.clone());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/mcp-tools/weather_server.py"
+    );
+    let server: agentlog_agents::mcp::McpServerDef = toml::from_str(&format!(
+        "name = \"weather\"\ncommand = [{:?}, {script:?}]",
+        agents_common::python().display().to_string()
+    ))
+    .unwrap();
+    let _bridge = agentlog_agents::mcp::start_bridges(&runtime, &[server])
+        .await
+        .unwrap();
+    let call = json!({"action": "call_tool", "tool": "forecast", "arguments": {"city": "Bergen"}});
+    let model = ServerModel::new(Some(
+        json!({"role": "assistant", "content": call.to_string()}),
+    ));
+    let _agent = tools::start(&runtime, &def_of(MCP_AGENT), model.clone())
+        .await
+        .unwrap();
+    let trace = ask(&backend, "What is the weather in Bergen?").await;
+    let answers = until(&backend, "answers", |e| !e.is_empty()).await;
+    assert_eq!(answers[0].envelope().unwrap().trace_id, trace);
+    let steps = until(&backend, TRACES_TOPIC, |e| {
+        e.iter()
+            .any(|s| s.envelope().unwrap().data["kind"] == "final")
+    })
+    .await;
+    let result = steps
+        .iter()
+        .map(|e| e.envelope().unwrap().data)
+        .find(|s| s["kind"] == "tool_result")
+        .expect("the tool was called");
+    assert_eq!(
+        result["result"],
+        json!({"city": "Bergen", "temp_c": 12, "conditions": "rain"}),
+        "the MCP server's answer, through the bridge"
+    );
+    // The model was offered the server's tool (listed over topics), with its schema,
+    // and saw the answer in its next request.
+    let requests = model.requests();
+    let first = requests[0].1.to_string();
+    assert!(
+        first.contains("forecast") && first.contains("city"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("record_observation"),
+        "`only` limits the tools"
+    );
+    assert!(requests[1].1.to_string().contains("rain"));
+}

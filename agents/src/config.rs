@@ -36,6 +36,7 @@ use crate::builtins::{ContentRouter, DlqReplayer};
 use crate::delivery::RetryPolicy;
 use crate::inference::InferenceSettings;
 use crate::llm::LlmSettings;
+use crate::mcp::McpServerDef;
 use crate::rag::RagSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
 
@@ -103,6 +104,8 @@ struct Document {
     inference: InferenceSettings,
     #[serde(default)]
     rag: RagSettings,
+    #[serde(default)]
+    mcp_servers: Vec<McpServerDef>,
 }
 
 /// One `[[agents]]` table.
@@ -153,6 +156,8 @@ pub struct AgentsConfig {
     pub inference: InferenceSettings,
     /// `[rag.<name>]`: the vector indexes this process keeps.
     pub rag: RagSettings,
+    /// `[[mcp_servers]]`: MCP servers this process bridges onto topics.
+    pub mcp_servers: Vec<McpServerDef>,
     /// The process's data directory (not read from the file: `serve` sets it), where
     /// indexes keep their snapshots by default.
     pub data_dir: Option<PathBuf>,
@@ -195,10 +200,23 @@ impl AgentsConfig {
             llm: doc.llm,
             inference: doc.inference,
             rag: doc.rag,
+            mcp_servers: doc.mcp_servers,
             data_dir: None,
         };
         for def in &config.agents {
             config.validate(def)?;
+        }
+        for (i, server) in config.mcp_servers.iter().enumerate() {
+            server.endpoint()?;
+            if config.mcp_servers[..i]
+                .iter()
+                .any(|s| s.name == server.name)
+            {
+                return Err(ConfigError::Options {
+                    name: format!("mcp_servers.{}", server.name),
+                    reason: "declared twice".to_string(),
+                });
+            }
         }
         Ok(config)
     }
@@ -304,7 +322,8 @@ pub async fn start_declared<B: Backend>(
 ) -> Result<Vec<AgentHandle>, StartAgentsError> {
     // Indexes first: RAG agents, `search` tools and HTTP search find them running.
     crate::rag::start_indexes(runtime, config).await?;
-    let mut handles = Vec::with_capacity(config.agents.len());
+    // Bridges next: tool agents list their MCP servers' tools at their first event.
+    let mut handles = crate::mcp::start_bridges(runtime, &config.mcp_servers).await?;
     for def in &config.agents {
         let kind = def.kind.as_str();
         let handle = if crate::llm::KINDS.contains(&kind) {

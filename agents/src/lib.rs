@@ -59,6 +59,7 @@ pub mod envelope;
 pub mod event;
 pub mod inference;
 pub mod llm;
+pub mod mcp;
 pub mod metrics;
 pub mod rag;
 pub mod records;

@@ -765,8 +765,9 @@ fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
 }
 
 /// Top-level keys of the configuration file that belong to the agent runtime.
-const AGENT_KEYS: [&str; 7] = [
+const AGENT_KEYS: [&str; 8] = [
     "agents",
+    "mcp_servers",
     "agents_backend",
     "backend",
     "bootstrap",

@@ -20,6 +20,19 @@ use agentlog_broker::EmbeddedBroker;
 use bytes::Bytes;
 use serde_json::json;
 
+/// The venv python behind `.models/python` (scripts/models.sh; it has the test suites'
+/// packages too, such as the MCP SDK). It is run by its own path: Python finds its venv
+/// next to argv[0], and `.models/python` is a wrapper that execs the venv's python.
+pub fn python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let link = root.join(".models/python");
+    match std::fs::read_link(&link) {
+        Ok(target) if target.is_absolute() => target,
+        Ok(target) => root.join(".models").join(target),
+        Err(_) => link,
+    }
+}
+
 /// An in-process broker for agent tests: one partition per new topic, and groups that
 /// form 100 ms after their first member (not Kafka's 3 s).
 pub async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {

@@ -14,24 +14,13 @@ use serde_json::Value;
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const WAIT: Duration = Duration::from_secs(90);
 
-/// The venv python behind `.models/python`. It is run by its own path: Python finds
-/// its venv next to argv[0], and `.models/python` is a link into the venv.
-pub fn python() -> PathBuf {
-    let link = Path::new(ROOT).join(".models/python");
-    match std::fs::read_link(&link) {
-        Ok(target) if target.is_absolute() => target,
-        Ok(target) => link.parent().unwrap().join(target),
-        Err(_) => link,
-    }
-}
-
 pub fn library() -> String {
     format!("{ROOT}/.models/libonnxruntime.so")
 }
 
 pub fn run_python(args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
-    let mut child = Command::new(python())
+    let mut child = Command::new(crate::agents_common::python())
         .args(args)
         .current_dir(ROOT)
         .stdin(std::process::Stdio::piped())

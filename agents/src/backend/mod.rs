@@ -4,6 +4,7 @@
 
 pub mod assignor;
 pub mod embedded;
+pub(crate) mod follow;
 mod group;
 pub mod kafka;
 

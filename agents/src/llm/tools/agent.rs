@@ -2,6 +2,7 @@
 //! it answers or `max_steps` model calls were made. Every step goes to `agent.traces`;
 //! the answer goes to the output topic and the decision log.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use crate::backend::{Backend, StartAt};
 use crate::envelope::Envelope;
 use crate::event::{Event, OutRecord};
 use crate::llm::model::ChatModel;
+use crate::mcp::tools::McpToolset;
+use crate::mcp::{McpCallError, McpTopicClient};
 
 /// Topic every tool agent writes its steps to, keyed by trace id.
 pub const TRACES_TOPIC: &str = "agent.traces";
@@ -27,6 +30,8 @@ pub struct ToolAgent<B: Backend, M: ChatModel> {
     pub(super) backend: B,
     pub(super) model: Arc<M>,
     pub(super) tools: Vec<ToolSpec>,
+    /// The `mcp_server` tables and their clients; their tools join `tools` per event.
+    pub(super) mcp: Vec<(McpToolset, McpTopicClient<B>)>,
     pub(super) shape: RequestShape,
     pub(super) system: Option<String>,
     pub(super) prompt: Option<String>,
@@ -87,13 +92,41 @@ pub(crate) fn trace(ctx: &mut Context, agent: &str, step: u32, kind: &str, mut d
 }
 
 impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
-    fn first_messages(&self, input: &Value) -> Vec<Value> {
+    /// The tools offered for this event: the declared ones, then each MCP server's
+    /// (cached; listed again once the server says its list changed). A server that
+    /// cannot list its tools makes the event wait, as an unreachable model does.
+    async fn tools_now(&self) -> Result<Cow<'_, [ToolSpec]>, HandlerError> {
+        if self.mcp.is_empty() {
+            return Ok(Cow::Borrowed(&self.tools));
+        }
+        let mut tools = self.tools.clone();
+        for (index, (set, client)) in self.mcp.iter().enumerate() {
+            let listed = client.tools().await.map_err(|e| {
+                if e.is_unavailable() {
+                    HandlerError::unavailable(e.to_string())
+                } else {
+                    HandlerError::new(e.to_string())
+                }
+            })?;
+            for spec in set.specs(index, &listed) {
+                if tools.iter().any(|t| t.name == spec.name) {
+                    tracing::warn!(agent = %self.name, tool = %spec.name, server = %set.server,
+                        "MCP tool skipped: another tool has its name");
+                    continue;
+                }
+                tools.push(spec);
+            }
+        }
+        Ok(Cow::Owned(tools))
+    }
+
+    fn first_messages(&self, tools: &[ToolSpec], input: &Value) -> Vec<Value> {
         let mut system = self.system.clone().unwrap_or_default();
         if self.shape.mode == Mode::Json {
             if !system.is_empty() {
                 system.push_str("\n\n");
             }
-            system.push_str(&protocol::json_instructions(&self.tools));
+            system.push_str(&protocol::json_instructions(tools));
         }
         let user = match &self.prompt {
             Some(template) => protocol::render(template, &json!({ "data": input })),
@@ -114,14 +147,15 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
     /// to write the request (the log is unavailable) fails the handler.
     async fn call(
         &self,
+        tools: &[ToolSpec],
         event: &Event,
         ctx: &mut Context,
         step: u32,
         index: usize,
         call: &Call,
     ) -> Result<Result<Value, String>, HandlerError> {
-        let Some(tool) = self.tools.iter().find(|t| t.name == call.name) else {
-            let known: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
+        let Some(tool) = tools.iter().find(|t| t.name == call.name) else {
+            let known: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
             return Ok(Err(format!(
                 "unknown tool `{}`; the tools are: {}",
                 call.name,
@@ -141,14 +175,14 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
         };
+        // Stable for this event, step and call, so a re-run sends the same id and a
+        // tool can deduplicate.
+        let correlation_id = format!(
+            "{}/{}/{}/{}/{step}/{index}",
+            self.name, event.topic, event.partition, event.offset
+        );
         match &tool.kind {
             ToolKind::Remote { topic, timeout } => {
-                // Stable for this event, step and call, so a re-run sends the same id
-                // and a tool can deduplicate.
-                let correlation_id = format!(
-                    "{}/{}/{}/{}/{step}/{index}",
-                    self.name, event.topic, event.partition, event.offset
-                );
                 let waiter = self.replies.register(&correlation_id);
                 if !waiter.is_answered() {
                     let record = self.request(ctx, &tool.name, correlation_id, arguments);
@@ -201,19 +235,35 @@ impl<B: Backend, M: ChatModel> ToolAgent<B, M> {
             }
             ToolKind::StateGet => Ok(Ok(ctx.state_get(text("key")).unwrap_or(Value::Null))),
             ToolKind::Search { index, k } => Ok(self.search(index, *k, arguments).await),
+            ToolKind::Mcp { client, tool } => {
+                let Some((_, client)) = self.mcp.get(*client) else {
+                    return Ok(Err(format!("tool `{tool}` has no MCP server")));
+                };
+                match client.call_tool(tool, arguments, &correlation_id).await {
+                    Ok(outcome) => Ok(outcome),
+                    // The model sees a timeout like any tool's; the request stays on
+                    // the log and a re-run gets its answer without calling again.
+                    Err(error @ McpCallError::Timeout { .. })
+                    | Err(error @ McpCallError::Rpc { .. })
+                    | Err(error @ McpCallError::Malformed { .. }) => Ok(Err(error.to_string())),
+                    Err(error @ McpCallError::Send { .. }) => {
+                        Err(HandlerError::unavailable(error.to_string()))
+                    }
+                }
+            }
         }
     }
 
     /// Whether tool `name` is a `search` tool.
-    fn is_search(&self, name: &str) -> bool {
-        self.tools
+    fn is_search(tools: &[ToolSpec], name: &str) -> bool {
+        tools
             .iter()
             .any(|t| t.name == name && matches!(t.kind, ToolKind::Search { .. }))
     }
 
     /// Whether any tool is a `search` tool (then answers carry `sources`).
-    fn has_search(&self) -> bool {
-        self.tools
+    fn has_search(tools: &[ToolSpec]) -> bool {
+        tools
             .iter()
             .any(|t| matches!(t.kind, ToolKind::Search { .. }))
     }
@@ -326,11 +376,13 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
 
     async fn handle(&self, event: &Event, ctx: &mut Context) -> Result<(), HandlerError> {
         let input = event.payload();
-        let mut messages = self.first_messages(&input);
+        let tools = self.tools_now().await?;
+        let tools = tools.as_ref();
+        let mut messages = self.first_messages(tools, &input);
         let mut usage = Usage::default();
         for step in 0..self.max_steps {
-            let request = protocol::request(&self.shape, &self.tools, &messages)
-                .map_err(HandlerError::new)?;
+            let request =
+                protocol::request(&self.shape, tools, &messages).map_err(HandlerError::new)?;
             let outcome = self.model.chat(event, step, request).await?;
             usage.input += outcome.usage.input;
             usage.output += outcome.usage.output;
@@ -355,7 +407,7 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
                 Action::Final(answer) => {
                     trace(ctx, &self.name, step, "final", json!({ "answer": answer }));
                     let mut data = json!({ "answer": answer, "input": input, "steps": step + 1 });
-                    let searches = self.has_search();
+                    let searches = Self::has_search(tools);
                     if searches {
                         data["sources"] = json!(usage.sources);
                     }
@@ -403,12 +455,12 @@ impl<B: Backend, M: ChatModel> Agent for ToolAgent<B, M> {
                             json!({"tool": call.name, "arguments": arguments}),
                         );
                         usage.tools.push(call.name.clone());
-                        let outcome = self.call(event, ctx, step, index, call).await?;
+                        let outcome = self.call(tools, event, ctx, step, index, call).await?;
                         // Counted when made (retries included), unlike the outputs.
                         ctx.metric("tool_calls", 1);
                         let details = match &outcome {
                             Ok(result) => {
-                                if self.is_search(&call.name) {
+                                if Self::is_search(tools, &call.name) {
                                     usage.add_sources(result);
                                 }
                                 json!({"tool": call.name, "result": result})

@@ -28,6 +28,8 @@
 //! builtin = "read_topic"
 //! topics = ["notes"]
 //! max_records = 10
+//! [[agents.options.tools]]         # every tool of an MCP server, over topics
+//! mcp_server = "weather"           # (see crate::mcp::tools for its options)
 //! [[agents.options.tools]]
 //! name = "search_docs"              # the k best chunks of a [rag.<name>] index (the
 //!                                   # answer's `sources`: the document ids returned)
@@ -62,6 +64,8 @@ use spec::{ToolKind, ToolSpec};
 use crate::backend::Backend;
 use crate::config::{AgentDef, ConfigError, StartAgentsError};
 use crate::llm::model::ChatModel;
+use crate::mcp::tools::McpToolset;
+use crate::mcp::McpTopicClient;
 use crate::runtime::{AgentHandle, Runtime, StartError};
 
 /// Model calls per event when `max_steps` is not set.
@@ -89,6 +93,7 @@ const KNOWN: [&str; 12] = [
 struct Options {
     llm: String,
     tools: Vec<ToolSpec>,
+    mcp: Vec<McpToolset>,
     shape: RequestShape,
     system: Option<String>,
     prompt: Option<String>,
@@ -125,21 +130,28 @@ fn options(def: &AgentDef) -> Result<Options, ConfigError> {
             Some(_) => Err(bad(format!("options.{key} must be a positive integer"))),
         }
     };
-    let tools = match def.options.get("tools") {
-        Some(toml::Value::Array(tables)) => tables
-            .iter()
-            .map(|t| match t {
-                toml::Value::Table(table) => ToolSpec::parse(table).map_err(&bad),
-                _ => Err(bad("options.tools must be an array of tables".to_string())),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+    let mut tools = Vec::new();
+    let mut mcp = Vec::new();
+    match def.options.get("tools") {
+        Some(toml::Value::Array(tables)) => {
+            for table in tables {
+                let toml::Value::Table(table) = table else {
+                    return Err(bad("options.tools must be an array of tables".to_string()));
+                };
+                if McpToolset::declared_by(table) {
+                    mcp.push(McpToolset::parse(table).map_err(&bad)?);
+                } else {
+                    tools.push(ToolSpec::parse(table).map_err(&bad)?);
+                }
+            }
+        }
         _ => {
             return Err(bad(
                 "a tool_agent needs [[agents.options.tools]]".to_string()
             ))
         }
-    };
-    if tools.is_empty() {
+    }
+    if tools.is_empty() && mcp.is_empty() {
         return Err(bad("a tool_agent needs at least one tool".to_string()));
     }
     for (i, tool) in tools.iter().enumerate() {
@@ -169,6 +181,7 @@ fn options(def: &AgentDef) -> Result<Options, ConfigError> {
             bad("a tool_agent needs options.llm (the [llm.<name>] endpoint)".to_string())
         })?,
         tools,
+        mcp,
         shape: RequestShape {
             mode,
             model: text("model")?.unwrap_or_default(),
@@ -249,12 +262,42 @@ pub async fn start<B: Backend, M: ChatModel>(
             }
         }
     }
+    for set in &options.mcp {
+        backend
+            .ensure_topic(&set.topic, -1, false)
+            .await
+            .map_err(topics_error)?;
+        backend
+            .ensure_topic(
+                &crate::mcp::binding::notifications_topic(&set.server),
+                1,
+                false,
+            )
+            .await
+            .map_err(topics_error)?;
+    }
     let replies = Replies::start(backend.clone(), &def.name, &options.reply_topic);
+    let mcp = options
+        .mcp
+        .iter()
+        .map(|set| {
+            let client = McpTopicClient::new(
+                backend.clone(),
+                &set.server,
+                &set.topic,
+                &options.reply_topic,
+                replies.clone(),
+                set.timeout,
+            );
+            (set.clone(), client)
+        })
+        .collect();
     let agent = ToolAgent {
         name: def.name.clone(),
         backend,
         model,
         tools: options.tools,
+        mcp,
         shape: options.shape,
         system: options.system,
         prompt: options.prompt,

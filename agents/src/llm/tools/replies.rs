@@ -2,32 +2,29 @@
 //! reads the agent's reply topic and hands each reply to the call waiting for its
 //! `correlation_id`.
 //!
-//! Why a group subscription ([`Backend::subscribe`]) under a group of its own per
-//! process, rather than the agent's group or `read_topic` tailing: a reply must reach
-//! the process whose handler sent the request, and nothing ties the reply topic's
-//! partitions to that process, so every process reads every reply and keeps those it
-//! waits for (a shared group would split them). A subscription long-polls on both
-//! backends (the embedded log's watch, librdkafka's fetch) where tailing with
-//! `read_topic` would poll a fresh range read at a fixed interval. The group is new at
-//! each start and commits nothing, so it starts at the earliest retained reply: a
-//! reply written while the process was down (the tool answered a request whose
-//! handler then crashed) is still seen. The latest replies are remembered by
-//! correlation id, delivered or not, so a re-run of a call (a retry, a restart), which
-//! uses the same correlation id, gets its reply at once instead of asking again and
-//! waiting on a tool that deduplicates. Keep the reply topic's retention short: a
-//! start reads it all.
+//! The listener follows the reply topic in a group of its own per process
+//! ([`crate::backend::follow`]): a reply must reach the process whose handler sent the
+//! request, and each process keeps the replies it waits for. It starts at the earliest
+//! retained reply: a reply written while the process was down (the tool answered a
+//! request whose handler then crashed) is still seen. The latest replies are
+//! remembered by correlation id, delivered or not, so a re-run of a call (a retry, a
+//! restart), which uses the same correlation id, gets its reply at once instead of
+//! asking again and waiting on a tool that deduplicates. Keep the reply topic's
+//! retention short: a start reads it all. Records marked as progress (an MCP
+//! request's `notifications/progress`) share the correlation id but are not the reply.
 //!
 //! The listener holds only a weak reference to the routing table: it ends, and leaves
 //! its group, once the agent that owns the table is gone.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, Source};
+use crate::backend::follow::follow;
+use crate::backend::Backend;
 use crate::event::Event;
 
 /// Header naming the topic a tool must reply to.
@@ -36,6 +33,10 @@ pub const REPLY_TO: &str = "reply_to";
 pub const CORRELATION_ID: &str = "correlation_id";
 /// Header a tool sets on a reply to report a failure (its value is the message).
 pub const TOOL_ERROR: &str = "tool.error";
+
+/// The header (name, value) that marks a record on a reply topic as progress of a
+/// request rather than its reply (the MCP binding's `mcp.message: notification`).
+pub const PROGRESS_MARKER: (&str, &str) = ("mcp.message", "notification");
 
 /// Replies remembered for re-runs of their calls, oldest dropped first.
 const RECENT: usize = 1024;
@@ -139,13 +140,23 @@ impl Replies {
     /// Starts the listener for `agent`'s reply `topic` (which must exist).
     pub fn start<B: Backend>(backend: B, agent: &str, topic: &str) -> Replies {
         let table = Arc::new(Mutex::new(Table::default()));
-        let group = format!("{agent}.replies.{}", uuid::Uuid::new_v4().simple());
-        tokio::spawn(listen(
+        follow(
             backend,
-            group,
-            topic.to_string(),
+            &format!("{agent}.replies"),
+            vec![topic.to_string()],
             Arc::downgrade(&table),
-        ));
+            |table: &Mutex<Table>, events: &[Event]| {
+                let mut table = lock(table);
+                for event in events {
+                    if event.header_str(PROGRESS_MARKER.0) == Some(PROGRESS_MARKER.1) {
+                        continue;
+                    }
+                    if let Some(id) = event.header_str(CORRELATION_ID) {
+                        table.deliver(id.to_string(), Reply::of(event));
+                    }
+                }
+            },
+        );
         Replies { table }
     }
 
@@ -167,42 +178,6 @@ impl Replies {
             table: self.table.clone(),
             wait,
         }
-    }
-}
-
-async fn listen<B: Backend>(backend: B, group: String, topic: String, table: Weak<Mutex<Table>>) {
-    let topics = [topic];
-    'member: while table.strong_count() > 0 {
-        let mut source = match backend.subscribe(&group, &topics, &group).await {
-            Ok(source) => source,
-            Err(error) => {
-                tracing::warn!(%group, %error, "reply listener cannot join; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        loop {
-            let events = match source.poll(Duration::from_millis(200)).await {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(%group, %error, "reply listener poll failed; rejoining");
-                    source.close().await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue 'member;
-                }
-            };
-            let Some(table) = table.upgrade() else {
-                break;
-            };
-            let mut table = lock(&table);
-            for event in &events {
-                if let Some(id) = event.header_str(CORRELATION_ID) {
-                    table.deliver(id.to_string(), Reply::of(event));
-                }
-            }
-        }
-        source.close().await;
-        break;
     }
 }
 

@@ -46,6 +46,14 @@ pub enum ToolKind {
         /// Chunks returned per call.
         k: usize,
     },
+    /// Calls tool `tool` of an MCP server over topics (`tools/call`): the tool agent's
+    /// `client`-th `mcp_server` table.
+    Mcp {
+        /// Which of the agent's MCP clients.
+        client: usize,
+        /// The tool's name on the server.
+        tool: String,
+    },
 }
 
 /// Most chunks the `search` tool returns per call.
