@@ -10,9 +10,10 @@
 //!
 //! `tools` has the tools, `resources` one resource per topic, `decisions` the filters of
 //! `search_decisions`, `output` how records are shown and results kept in bounds, `scan`
-//! the bounded partition reads.
+//! the bounded partition reads, `guard` the JSON-RPC parse errors.
 
 mod decisions;
+mod guard;
 mod output;
 mod resources;
 mod scan;
@@ -100,7 +101,9 @@ pub fn routes(settings: Settings, broker: Option<Arc<Broker>>) -> Router {
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    Router::new().route_service("/mcp", service)
+    Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn(guard::json_rpc_parse_errors))
 }
 
 /// One request's view of the broker; cloned per request (two `Arc`s).

@@ -81,11 +81,12 @@ impl TimeArg {
             TimeArg::Millis(ms) => Ok(*ms),
             TimeArg::Text(text) => match text.parse::<i64>() {
                 Ok(ms) => Ok(ms),
-                Err(_) => chrono::DateTime::parse_from_rfc3339(text)
-                    .map(|time| time.timestamp_millis())
-                    .map_err(|e| {
-                        format!("{argument}: {text:?} is neither milliseconds nor RFC 3339 ({e})")
-                    }),
+                Err(_) => crate::agents_cmd::rfc3339_ms(text).ok_or_else(|| {
+                    format!(
+                        "{argument}: {text:?} is neither milliseconds since the epoch nor an \
+                         RFC 3339 time (2024-05-01T12:00:00Z)"
+                    )
+                }),
             },
         }
     }

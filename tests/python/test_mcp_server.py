@@ -265,7 +265,8 @@ def test_bad_input_gets_clear_errors_and_the_server_stays_up(writable):
                "mcp-protocol-version": "2025-11-25"}
     with httpx2.Client(timeout=10) as http:
         malformed = http.post(writable.url, content=b"{not json", headers=headers)
-        assert 400 <= malformed.status_code < 500, malformed.text
+        assert malformed.status_code == 400, malformed.text
+        assert malformed.json()["error"]["code"] == -32700
         unknown = http.post(writable.url, headers=headers,
                             json={"jsonrpc": "2.0", "id": 1, "method": "topics/drop"})
         assert unknown.json()["error"]["code"] == -32601
