@@ -155,8 +155,9 @@ fn parse_from(text: &str) -> anyhow::Result<StartAt> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)` as ms since the epoch (days from civil,
-/// Howard Hinnant's algorithm, the inverse of `envelope::rfc3339`).
-fn rfc3339_ms(text: &str) -> Option<i64> {
+/// Howard Hinnant's algorithm, the inverse of `envelope::rfc3339`); also the MCP
+/// server's time arguments.
+pub(crate) fn rfc3339_ms(text: &str) -> Option<i64> {
     let (date, rest) = text.split_once(['T', 't', ' '])?;
     let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);

@@ -1,6 +1,6 @@
 //! `serve --http ADDR`: a small HTTP listener for operators, serving `GET /health`
-//! (liveness, JSON) and `GET /metrics` (Prometheus text format 0.0.4), and the RAG
-//! search routes of `search_http`.
+//! (liveness, JSON) and `GET /metrics` (Prometheus text format 0.0.4), the RAG
+//! search routes of `search_http`, and `/mcp` (`mcp_server`) when enabled.
 //!
 //! Nothing is copied into a metrics registry ahead of time: every scrape reads the live
 //! sources (the agent runtime's atomics, the group coordinator's committed offsets, the
@@ -44,6 +44,9 @@ pub struct Sources {
     pub started: Instant,
     /// The RAG indexes, for `POST /v1/search` and `GET /v1/indexes`.
     pub indexes: Arc<agentlog_agents::rag::Indexes>,
+    /// The MCP server's settings when `mcp.server.enable` is on (`/mcp` is served
+    /// only then).
+    pub mcp: Option<crate::mcp_server::Settings>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Sources {
         f.debug_struct("Sources")
             .field("broker", &self.broker.is_some())
             .field("started", &self.started)
+            .field("mcp", &self.mcp)
             .finish_non_exhaustive()
     }
 }
@@ -72,12 +76,19 @@ impl HttpServer {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(LiveCollector(sources.clone())));
         let search = crate::search_http::routes(sources.indexes.clone());
+        let mcp = sources
+            .mcp
+            .clone()
+            .map(|settings| crate::mcp_server::routes(settings, sources.broker.clone()));
         let state = Arc::new(AppState { sources, registry });
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
             .with_state(state)
             .merge(search);
+        if let Some(mcp) = mcp {
+            app = app.merge(mcp);
+        }
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -447,17 +458,14 @@ fn encode_broker(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(),
     }
 
     let mut watermarks = Vec::new();
-    let mut high_watermark = BTreeMap::new();
     for topic in &topics {
         for partition in &topic.partitions {
-            let hw = partition.log.high_watermark();
-            high_watermark.insert((topic.name().to_string(), partition.index), hw);
             watermarks.push((
                 vec![
                     ("topic", topic.name().to_string()),
                     ("partition", partition.index.to_string()),
                 ],
-                hw,
+                partition.log.high_watermark(),
             ));
         }
     }
@@ -468,28 +476,19 @@ fn encode_broker(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(),
         &watermarks,
     )?;
 
-    // Every group the coordinator knows (wire clients' and in-process agents' alike),
-    // for each partition it has committed an offset on that still exists.
-    let mut lag = Vec::new();
-    for listing in broker.groups.list(&[], &[]) {
-        for committed in broker.groups.committed(&listing.group_id) {
-            let Some(hw) = high_watermark.get(&(committed.topic.clone(), committed.partition))
-            else {
-                continue; // topic or partition deleted since the commit
-            };
-            if committed.offset < 0 {
-                continue; // "no position" sentinel, not an offset
-            }
-            lag.push((
+    let lag: Vec<(Labels, i64)> = crate::consumer_lag::consumer_lag(broker, None)
+        .into_iter()
+        .map(|lag| {
+            (
                 vec![
-                    ("group", listing.group_id.clone()),
-                    ("topic", committed.topic.clone()),
-                    ("partition", committed.partition.to_string()),
+                    ("group", lag.group),
+                    ("topic", lag.topic),
+                    ("partition", lag.partition.to_string()),
                 ],
-                (hw - committed.offset).max(0),
-            ));
-        }
-    }
+                lag.lag,
+            )
+        })
+        .collect();
     gauges(
         encoder,
         "agentlog_consumer_lag",

@@ -3,7 +3,9 @@
 
 mod agents_cmd;
 mod bench;
+mod consumer_lag;
 mod http;
+mod mcp_server;
 mod models_cmd;
 mod search_http;
 
@@ -84,6 +86,13 @@ fn main() -> anyhow::Result<()> {
         Some(address) => Some(address),
         None => configured_http(&config)?,
     };
+    let mcp = mcp_server::Settings::from_config(&config)?;
+    if mcp.is_some() && http.is_none() {
+        anyhow::bail!(
+            "mcp.server.enable = true needs the HTTP listener: set http.listen or --http"
+        );
+    }
+    let http = http.map(|addr| HttpSettings { addr, mcp });
     runtime.block_on(serve(config, agents, http))
 }
 
@@ -153,10 +162,16 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, AgentsConfig)
     Ok((config, agents))
 }
 
+/// What the HTTP listener serves: where, and `/mcp` when enabled.
+struct HttpSettings {
+    addr: SocketAddr,
+    mcp: Option<mcp_server::Settings>,
+}
+
 async fn serve(
     config: BrokerConfig,
     agents: AgentsConfig,
-    http: Option<SocketAddr>,
+    http: Option<HttpSettings>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     // Before anything is printed: a script that sends SIGTERM right after reading the
@@ -228,13 +243,13 @@ fn agent_source<B: agentlog_agents::Backend>(
 /// Binds the HTTP listener if asked for and prints its address line (stable, like the
 /// Kafka listener's: tests and scripts read the port from it).
 async fn start_http(
-    addr: Option<SocketAddr>,
+    settings: Option<HttpSettings>,
     agents: http::AgentMetricsSource,
     broker: Option<Arc<agentlog_broker::Broker>>,
     indexes: Arc<agentlog_agents::rag::Indexes>,
     started: Instant,
 ) -> anyhow::Result<Option<http::HttpServer>> {
-    let Some(addr) = addr else {
+    let Some(HttpSettings { addr, mcp }) = settings else {
         return Ok(None);
     };
     let sources = http::Sources {
@@ -242,6 +257,7 @@ async fn start_http(
         broker,
         started,
         indexes,
+        mcp,
     };
     let server = http::HttpServer::start(addr, sources)
         .await

@@ -166,6 +166,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
     checked(def("transaction.max.timeout.ms", ConfigType::Int, "900000", "Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above it)."), positive),
     checked(def("http.listen", ConfigType::String, "", "agentlog: address (host:port) for GET /health and GET /metrics (Prometheus); empty: no HTTP listener. The --http flag overrides it."), empty_or_socket_address),
+    def("mcp.server.enable", ConfigType::Boolean, "false", "agentlog: serve MCP (streamable HTTP) at /mcp on the HTTP listener (http.listen or --http)."),
+    def("mcp.server.read.only", ConfigType::Boolean, "true", "agentlog: the MCP server refuses to write (its produce tool answers with an error) unless this is false."),
+    checked(def("mcp.server.max.records", ConfigType::Int, "100", "agentlog: most records one MCP read, search or resource returns."), positive),
+    checked(def("mcp.server.max.bytes", ConfigType::Int, "65536", "agentlog: most bytes of JSON one MCP tool or resource result carries; longer results are cut and say so."), positive),
+    def("mcp.server.allowed.hosts", ConfigType::List, "localhost,127.0.0.1,::1", "agentlog: Host header values (host or host:port) the MCP server answers; others get 403 (DNS-rebinding protection). Add the names clients use when http.listen is not a loopback address."),
     checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
 ];
 

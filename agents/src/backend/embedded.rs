@@ -55,6 +55,39 @@ impl EmbeddedBackend {
         &self.broker
     }
 
+    /// Records of one partition from `from` up to its end now: a bounded look at a
+    /// partition (the MCP server's `read`) without reading the partitions before it,
+    /// as [`Backend::read_topic`] would.
+    pub fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: StartAt,
+    ) -> Result<EventStream, ReadError> {
+        let found = self
+            .broker
+            .topics
+            .get(topic)
+            .ok_or_else(|| ReadError::UnknownTopic(topic.to_string()))?;
+        let Some(chosen) = usize::try_from(partition)
+            .ok()
+            .and_then(|index| found.partitions.get(index).cloned())
+        else {
+            return Err(ReadError::Partition {
+                topic: topic.to_string(),
+                partition,
+                reason: format!("the topic has {} partitions", found.partitions.len()),
+            });
+        };
+        let (sender, stream) = EventStream::channel();
+        tokio::spawn(async move {
+            if let Err(error) = stream_partition(&found, &chosen, from, &sender).await {
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        Ok(stream)
+    }
+
     fn topic_or_create(&self, name: &str) -> Result<Arc<Topic>, ProduceError> {
         if let Some(topic) = self.broker.topics.get(name) {
             return Ok(topic);
