@@ -3,6 +3,7 @@
 
 mod agents_cmd;
 mod bench;
+mod cards_cmd;
 mod http;
 mod models_cmd;
 mod search_http;
