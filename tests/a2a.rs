@@ -346,8 +346,7 @@ async fn a2a_round_trip_between_an_embedded_and_a_kafka_agent() {
     let last = read_all(&backend, REGISTRY_TOPIC)
         .await
         .into_iter()
-        .filter(|e| e.key.as_deref() == Some(b"delegator"))
-        .next_back()
+        .rfind(|e| e.key.as_deref() == Some(b"delegator"))
         .unwrap();
     assert_eq!(last.value, None, "a tombstone for the stopped agent");
     let table = cards_cli(&bootstrap, false);
