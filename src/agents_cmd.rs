@@ -7,6 +7,9 @@
 //! nothing to any topic, and prints how the decisions it would make compare with
 //! those it recorded, every differing pair shown.
 //! It runs against a live agentlog or any Kafka cluster, through the kafka backend.
+//!
+//! `agentlog agents cards [--bootstrap HOST:PORT | --config FILE] [--output json]`
+//! lists the A2A agent cards in the `a2a.registry` topic (see `cards_cmd`).
 
 use agentlog_agents::config::{AgentsConfig, BackendChoice};
 use agentlog_agents::llm::replay::{replay_agent, ReplayComparison};
@@ -26,6 +29,9 @@ enum AgentsCommand {
     /// Re-run an LLM agent over its inputs from its recorded model answers and compare
     /// its decisions with the recorded ones (writes nothing).
     Replay(ReplayArgs),
+    /// List the A2A agent cards in the registry topic (the latest per agent, withdrawn
+    /// agents left out).
+    Cards(crate::cards_cmd::CardsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +65,25 @@ pub fn run(args: AgentsArgs) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(replay(args))
         }
+        AgentsCommand::Cards(args) => crate::cards_cmd::run(args),
+    }
+}
+
+/// The cluster a command reads: `--bootstrap` if given, else the configuration's
+/// kafka backend (an embedded configuration names no address to reach).
+pub fn cluster(
+    bootstrap: Option<&str>,
+    backend: Option<&BackendChoice>,
+) -> anyhow::Result<KafkaConfig> {
+    match (bootstrap, backend) {
+        (Some(bootstrap), _) => Ok(KafkaConfig {
+            bootstrap: bootstrap.to_string(),
+            properties: Default::default(),
+        }),
+        (None, Some(BackendChoice::Kafka(kafka))) => Ok(kafka.clone()),
+        (None, _) => anyhow::bail!(
+            "no cluster to read: give --bootstrap HOST:PORT of the running agentlog (or a configuration with a kafka backend)"
+        ),
     }
 }
 
@@ -73,16 +98,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .find(|d| d.name == args.agent)
         .with_context(|| format!("no agent `{}` in {}", args.agent, args.config.display()))?;
     let from = parse_from(&args.from)?;
-    let kafka = match (&args.bootstrap, &config.backend) {
-        (Some(bootstrap), _) => KafkaConfig {
-            bootstrap: bootstrap.clone(),
-            properties: Default::default(),
-        },
-        (None, BackendChoice::Kafka(kafka)) => kafka.clone(),
-        (None, BackendChoice::Embedded) => anyhow::bail!(
-            "the configuration runs agents embedded: give --bootstrap HOST:PORT of the running agentlog"
-        ),
-    };
+    let kafka = cluster(args.bootstrap.as_deref(), Some(&config.backend))?;
     let backend = KafkaBackend::new(kafka)?;
     let comparison = replay_agent(backend, def, &config.llm, from, args.live)
         .await

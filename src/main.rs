@@ -3,6 +3,7 @@
 
 mod agents_cmd;
 mod bench;
+mod cards_cmd;
 mod consumer_lag;
 mod http;
 mod mcp_server;

@@ -132,6 +132,9 @@ pub struct AgentDef {
     /// Kind-specific options.
     #[serde(default)]
     pub options: toml::Table,
+    /// `a2a = true` or `[agents.a2a]`: serve A2A and publish a card (see [`crate::a2a`]).
+    #[serde(default)]
+    pub a2a: Option<crate::a2a::A2aDecl>,
 }
 
 /// A built-in agent made from its definition.
@@ -205,6 +208,14 @@ impl AgentsConfig {
         };
         for def in &config.agents {
             config.validate(def)?;
+            if let Some(decl) = &def.a2a {
+                decl.0
+                    .validate(&def.name)
+                    .map_err(|reason| ConfigError::Options {
+                        name: def.name.clone(),
+                        reason,
+                    })?;
+            }
         }
         for (i, server) in config.mcp_servers.iter().enumerate() {
             server.endpoint()?;
@@ -256,6 +267,7 @@ impl AgentDef {
         };
         spec.dlq_topic = self.dlq_topic.clone();
         spec.max_in_flight = self.max_in_flight.unwrap_or(1).max(1);
+        spec.a2a = self.a2a.as_ref().map(|decl| decl.0.clone());
         spec
     }
 

@@ -45,10 +45,12 @@
 //! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`, `llm` (model
 //! endpoints, durable calls, the `llm`, `llm_router` and `tool_agent` kinds, replay),
 //! `workflow` (`aggregate`, the fan-in), `dispatch` (key-ordered concurrency), `rag`
-//! (the vector index and its snapshots).
+//! (the vector index and its snapshots), `a2a` (A2A over topics: agent cards,
+//! inboxes, the client).
 
 #![warn(missing_docs)]
 
+pub mod a2a;
 pub mod agent;
 pub mod backend;
 pub mod builtins;

@@ -40,6 +40,8 @@ pub struct AgentSpec {
     /// Events one instance handles concurrently (at least 1). Events with the same key
     /// are still handled one after another, in offset order.
     pub max_in_flight: usize,
+    /// Serve A2A requests and publish an agent card (`[agents.a2a]`); `None`: off.
+    pub a2a: Option<crate::a2a::A2aSettings>,
 }
 
 impl AgentSpec {
@@ -54,6 +56,7 @@ impl AgentSpec {
             dlq_topic: None,
             poll_wait: Duration::from_millis(200),
             max_in_flight: 1,
+            a2a: None,
         }
     }
 
@@ -86,6 +89,12 @@ impl AgentSpec {
         self.dlq_topic = Some(topic.to_string());
         self
     }
+
+    /// Also serves A2A requests and publishes an agent card (see [`crate::a2a`]).
+    pub fn a2a(mut self, settings: crate::a2a::A2aSettings) -> AgentSpec {
+        self.a2a = Some(settings);
+        self
+    }
 }
 
 /// Starting an agent failed.
@@ -106,6 +115,14 @@ pub enum StartError {
         agent: String,
         /// Why.
         source: TopicError,
+    },
+    /// Its A2A agent card could not be published.
+    #[error("publishing the A2A card of agent `{agent}`: {source}")]
+    Card {
+        /// The agent.
+        agent: String,
+        /// Why.
+        source: crate::backend::ProduceError,
     },
 }
 
@@ -156,6 +173,8 @@ pub struct AgentHandle {
     next_id: usize,
     metrics: Arc<AgentMetrics>,
     state: Arc<StateStore>,
+    /// Runs once every instance has stopped (an A2A agent withdraws its card).
+    on_stop: Option<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -198,8 +217,23 @@ impl<B: Backend> Runtime<B> {
             .collect()
     }
 
-    /// Restores the agent's state, then starts `spec.instances` instances.
+    /// Restores the agent's state, then starts `spec.instances` instances (serving
+    /// A2A as well when `spec.a2a` says so).
     pub async fn start<A: Agent>(
+        &self,
+        spec: AgentSpec,
+        agent: A,
+    ) -> Result<AgentHandle, StartError> {
+        match spec.a2a.clone() {
+            Some(settings) if settings.enabled => {
+                crate::a2a::start(self, spec, agent, settings).await
+            }
+            _ => self.start_agent(spec, agent).await,
+        }
+    }
+
+    /// [`Runtime::start`] without the A2A wrapping.
+    pub(crate) async fn start_agent<A: Agent>(
         &self,
         spec: AgentSpec,
         agent: A,
@@ -269,6 +303,7 @@ impl<B: Backend> Runtime<B> {
             next_id: 0,
             metrics,
             state,
+            on_stop: None,
         };
         handle.scale(spec.instances).await;
         Ok(handle)
@@ -365,6 +400,14 @@ impl AgentHandle {
     /// Stops every instance (each commits what it handled and leaves the group).
     pub async fn stop(mut self) {
         self.scale(0).await;
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop.await;
+        }
+    }
+
+    /// Runs `task` when the agent is stopped with [`AgentHandle::stop`].
+    pub(crate) fn on_stop(&mut self, task: futures::future::BoxFuture<'static, ()>) {
+        self.on_stop = Some(task);
     }
 }
 
