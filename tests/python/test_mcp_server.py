@@ -30,7 +30,7 @@ TOOLS = {"list_topics", "describe_topic", "produce", "read", "group_lag", "searc
 class Serve:
     """`agentlog serve` with a config file and an HTTP listener on a free port."""
 
-    def __init__(self, tmp_path, config="", settings=None):
+    def __init__(self, tmp_path, config="", settings=None, env=None, cwd=None):
         path = tmp_path / "agentlog.toml"
         path.write_text(config)
         cmd = [agentlog_bin(), "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
@@ -39,7 +39,8 @@ class Serve:
             cmd += ["--set", f"{name}={value}"]
         self.stderr = open(tmp_path / "stderr.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, text=True, env=broker_env())
+                                     stdin=subprocess.DEVNULL, text=True, env=broker_env(env),
+                                     cwd=cwd)
         self.bootstrap = self.http = None
         for line in self.proc.stdout:
             if m := re.match(r"agentlog listening on (\S+)$", line.strip()):
