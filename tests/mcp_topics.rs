@@ -429,3 +429,57 @@ async fn the_tool_list_is_refreshed_when_it_changes() {
         .unwrap();
     assert_eq!(alerts, Ok(json!({"result": "no alerts for Oslo"})));
 }
+
+/// Kills the child process it holds when dropped, so a failed test leaves no server.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A streamable-HTTP server (`url = ...`) is bridged the same way as a stdio one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_http_server_is_bridged_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/mcp-tools/weather_server.py"
+    );
+    let _server = Child(
+        std::process::Command::new(agents_common::python())
+            .args([script, "--http", &port.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    agents_common::eventually("the HTTP server listens", WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let (_broker, backend) = agents_common::embedded().await;
+    let runtime = Runtime::new(backend.clone());
+    let def: McpServerDef = toml::from_str(&format!(
+        "name = \"weather\"\nurl = \"http://127.0.0.1:{port}/mcp\""
+    ))
+    .unwrap();
+    let _bridge = bridge(&runtime, def).await;
+    let forecast = call(
+        "h1",
+        "tools/call",
+        json!({"name": "forecast", "arguments": {"city": "Oslo"}}),
+    );
+    send(&backend, vec![request("h1", forecast, &[])]).await;
+    let answer = answer(&backend, "h1").await;
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(text).unwrap()["conditions"],
+        "sunny"
+    );
+}

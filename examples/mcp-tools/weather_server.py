@@ -6,11 +6,13 @@ with a side effect (to show that a redelivered request does not run it twice), a
 slow one (timeouts, cancellation), one that reports progress, one that fails, and
 one that adds a tool and tells clients the tool list changed.
 
-Run it directly to try it with any MCP client: `python3 weather_server.py`.
+Run it directly to try it with any MCP client: `python3 weather_server.py` (stdio), or
+`python3 weather_server.py --http PORT` (streamable HTTP on 127.0.0.1:PORT/mcp).
 """
 
 import asyncio
 import os
+import sys
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -74,4 +76,7 @@ async def enable_alerts(ctx: Context) -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run("stdio")
