@@ -92,6 +92,23 @@ async fn answer<B: Backend>(backend: &B, id: &str) -> Value {
     serde_json::from_slice(response.value.as_deref().unwrap()).unwrap()
 }
 
+/// A client of the weather server answering on `test.replies`.
+async fn topic_client<B: Backend>(backend: &B, timeout: Duration) -> McpTopicClient<B> {
+    backend
+        .ensure_topic("test.replies", 1, false)
+        .await
+        .unwrap();
+    let replies = Replies::start(backend.clone(), "requester", "test.replies");
+    McpTopicClient::new(
+        backend.clone(),
+        "weather",
+        "mcp.weather.requests",
+        "test.replies",
+        replies,
+        timeout,
+    )
+}
+
 async fn send<B: Backend>(backend: &B, records: Vec<OutRecord>) {
     backend
         .produce("mcp.weather.requests", records)
@@ -201,27 +218,16 @@ async fn requests_are_answered_on_the_reply_topic<B: Backend>(backend: B) {
     assert_eq!(first["params"]["progressToken"], "tok-9");
     assert_eq!(first["params"]["total"], 3.0);
 
-    let code = |v: &Value| v["error"]["code"].as_i64();
-    assert_eq!(
-        code(&answer(&backend, "bad1").await),
-        Some(binding::INVALID_REQUEST)
-    );
-    assert_eq!(
-        code(&answer(&backend, "bad2").await),
-        Some(binding::METHOD_NOT_FOUND)
-    );
-    assert_eq!(
-        code(&answer(&backend, "bad3").await),
-        Some(binding::MESSAGE_TOO_LARGE)
-    );
-    assert_eq!(
-        code(&answer(&backend, "bad4").await),
-        Some(binding::INVALID_REQUEST)
-    );
-    assert_eq!(
-        code(&answer(&backend, "bad5").await),
-        Some(binding::PARSE_ERROR)
-    );
+    for (id, code) in [
+        ("bad1", binding::INVALID_REQUEST),
+        ("bad2", binding::METHOD_NOT_FOUND),
+        ("bad3", binding::MESSAGE_TOO_LARGE),
+        ("bad4", binding::INVALID_REQUEST),
+        ("bad5", binding::PARSE_ERROR),
+    ] {
+        let error = answer(&backend, id).await;
+        assert_eq!(error["error"]["code"], code, "{id}: {error}");
+    }
     // The bridge is still serving.
     send(
         &backend,
@@ -333,19 +339,7 @@ async fn a_request_waits_for_a_server_that_is_down() {
     let def: McpServerDef = toml::from_str(&text).unwrap();
     let runtime = Runtime::new(backend.clone());
     let _bridge = bridge(&runtime, def).await;
-    backend
-        .ensure_topic("test.replies", 1, false)
-        .await
-        .unwrap();
-    let replies = Replies::start(backend.clone(), "requester", "test.replies");
-    let client = McpTopicClient::new(
-        backend.clone(),
-        "weather",
-        "mcp.weather.requests",
-        "test.replies",
-        replies,
-        Duration::from_millis(800),
-    );
+    let client = topic_client(&backend, Duration::from_millis(800)).await;
     let error = client
         .call_tool("forecast", &json!({"city": "Bergen"}), "down-1")
         .await
@@ -380,19 +374,7 @@ async fn the_tool_list_is_refreshed_when_it_changes() {
     let (_broker, backend) = agents_common::embedded().await;
     let runtime = Runtime::new(backend.clone());
     let _bridge = bridge(&runtime, weather_server("")).await;
-    backend
-        .ensure_topic("test.replies", 1, false)
-        .await
-        .unwrap();
-    let replies = Replies::start(backend.clone(), "requester", "test.replies");
-    let client = McpTopicClient::new(
-        backend.clone(),
-        "weather",
-        "mcp.weather.requests",
-        "test.replies",
-        replies,
-        WAIT,
-    );
+    let client = topic_client(&backend, WAIT).await;
     let names = |tools: &[Value]| -> Vec<String> {
         tools
             .iter()

@@ -60,6 +60,7 @@ mod dispatch;
 pub mod envelope;
 pub mod event;
 pub mod inference;
+pub mod jsonrpc;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;

@@ -13,14 +13,8 @@ use thiserror::Error;
 /// The `jsonrpc` member of every request and response.
 pub const VERSION: &str = "2.0";
 
-/// Invalid JSON.
-pub const PARSE_ERROR: i64 = -32700;
-/// JSON, but not a request object (or too large to accept).
-pub const INVALID_REQUEST: i64 = -32600;
-/// No such method.
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// The parameters do not fit the method.
-pub const INVALID_PARAMS: i64 = -32602;
+pub use crate::jsonrpc::{INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR};
+
 /// A2A `TaskNotFoundError`.
 pub const TASK_NOT_FOUND: i64 = -32001;
 /// A2A `TaskNotCancelableError`.

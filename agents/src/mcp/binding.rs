@@ -49,16 +49,10 @@ pub fn notifications_topic(name: &str) -> String {
     format!("mcp.{name}.notifications")
 }
 
-/// JSON-RPC: the message is not valid JSON.
-pub const PARSE_ERROR: i64 = -32700;
-/// JSON-RPC: not a valid request object (a batch, no `method`, a bad `id`).
-pub const INVALID_REQUEST: i64 = -32600;
-/// JSON-RPC: no such method.
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// JSON-RPC: the parameters are wrong.
-pub const INVALID_PARAMS: i64 = -32602;
-/// JSON-RPC: the bridge failed (the server's answer could not be relayed).
-pub const INTERNAL_ERROR: i64 = -32603;
+pub use crate::jsonrpc::{
+    INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+};
+
 /// Ours (implementation-defined range): the request's deadline passed before a bridge
 /// could serve it, so it was not run.
 pub const REQUEST_EXPIRED: i64 = -32001;
