@@ -212,8 +212,11 @@ impl Source for KafkaSource {
         let topic = self.topic(first.topic());
         events.push(to_event(&first, &topic));
         drop(first);
+        // Then whatever librdkafka has already fetched, without waiting for more:
+        // records of one fetch response are queued together, and a wait here would
+        // be added to every request/reply hop (MCP, A2A, tools) on this backend.
         while events.len() < MAX_POLL_RECORDS {
-            match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
                 Ok(Ok(message)) => {
                     let topic = self.topic(message.topic());
                     events.push(to_event(&message, &topic));
