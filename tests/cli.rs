@@ -107,8 +107,11 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<
         .collect()
 }
 
-/// Produces `(partition, timestamp, key, value, headers)` records with rdkafka.
-fn produce(bootstrap: &str, topic: &str, records: &[(i32, i64, &str, &[u8], &[(&str, &str)])]) {
+/// A record to produce: partition, timestamp, key, value and headers.
+type TestRecord<'a> = (i32, i64, &'a str, &'a [u8], &'a [(&'a str, &'a str)]);
+
+/// Produces records with rdkafka (exact partitions and timestamps).
+fn produce(bootstrap: &str, topic: &str, records: &[TestRecord<'_>]) {
     let producer: BaseProducer = producer_config(bootstrap).create().expect("producer");
     for (partition, timestamp, key, value, headers) in records {
         let mut owned = OwnedHeaders::new();
