@@ -51,7 +51,7 @@ struct TailArgs {
 /// Runs a `decisions` subcommand.
 pub fn run(args: DecisionsArgs) -> anyhow::Result<()> {
     let DecisionsCommand::Tail(args) = args.command;
-    let topic = format!("agent.decisions.{}", args.agent);
+    let topic = crate::mcp_server::decisions::topic_of(&args.agent);
     let reader = Reader::open(&args.cluster, &topic, args.from, None, None)?;
     let stop = Stop {
         num: args.num,
@@ -81,7 +81,8 @@ fn describe(message: &BorrowedMessage<'_>, trace: Option<&str>, output: Output) 
             .find(|(k, _)| k == "ce_traceid")
             .map(|(_, v)| v.clone())
     });
-    if trace.is_some_and(|wanted| trace_of.as_deref() != Some(wanted)) {
+    // Case-insensitive, as the MCP server's `search_decisions` compares trace ids.
+    if trace.is_some_and(|wanted| !trace_of.is_some_and(|t| t.eq_ignore_ascii_case(wanted))) {
         return None;
     }
     let position = format!("{}/{}", message.partition(), message.offset());

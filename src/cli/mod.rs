@@ -15,6 +15,8 @@ mod produce;
 mod table;
 mod topic;
 
+pub use table::Rows;
+
 use clap::{Args, Subcommand, ValueEnum};
 
 /// The operator subcommands, flattened into the binary's top-level command list.
