@@ -61,39 +61,20 @@ pub fn run(args: CardsArgs) -> anyhow::Result<()> {
 
 /// One line per agent: id, skills, inbox url, description.
 fn table(cards: &[AgentCard]) -> String {
-    let rows: Vec<[String; 4]> = cards
-        .iter()
-        .map(|card| {
-            let skills: Vec<&str> = card.skills.iter().map(|s| s.id.as_str()).collect();
-            let url = card
-                .supported_interfaces
-                .first()
-                .map(|i| i.url.clone())
-                .unwrap_or_default();
-            [
-                card.name.clone(),
-                skills.join(","),
-                url,
-                card.description.clone(),
-            ]
-        })
-        .collect();
-    let header = ["AGENT", "SKILLS", "URL", "DESCRIPTION"].map(str::to_string);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
+    let mut rows = crate::cli::Rows::new(&["agent", "skills", "url", "description"]);
+    for card in cards {
+        let skills: Vec<&str> = card.skills.iter().map(|s| s.id.as_str()).collect();
+        let url = card
+            .supported_interfaces
+            .first()
+            .map(|i| i.url.clone())
+            .unwrap_or_default();
+        rows.push(vec![
+            card.name.clone().into(),
+            skills.join(",").into(),
+            url.into(),
+            card.description.clone().into(),
+        ]);
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    rows.to_table()
 }

@@ -4,6 +4,7 @@
 mod agents_cmd;
 mod bench;
 mod cards_cmd;
+mod cli;
 mod consumer_lag;
 mod http;
 mod mcp_server;
@@ -42,6 +43,8 @@ enum Command {
     Agents(agents_cmd::AgentsArgs),
     /// Deploy and list ONNX models in a cluster's models topic.
     Models(models_cmd::ModelsArgs),
+    #[command(flatten)]
+    Operator(cli::OperatorCommand),
 }
 
 #[derive(Debug, Args, Default)]
@@ -76,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Bench(args)) => return bench::run(args),
         Some(Command::Agents(args)) => return agents_cmd::run(args),
         Some(Command::Models(args)) => return models_cmd::run(args),
+        Some(Command::Operator(command)) => cli::run(command),
         None => cli.serve,
     };
     let (config, agents) = build_config(&args)?;

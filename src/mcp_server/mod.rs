@@ -12,7 +12,7 @@
 //! `search_decisions`, `output` how records are shown and results kept in bounds, `scan`
 //! the bounded partition reads, `guard` the JSON-RPC parse errors.
 
-mod decisions;
+pub(crate) mod decisions;
 mod guard;
 mod output;
 mod resources;

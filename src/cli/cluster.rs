@@ -1,0 +1,218 @@
+//! `agentlog cluster info`: the brokers (from librdkafka's metadata), and the
+//! controller, cluster id and API versions, which librdkafka does not expose: those come
+//! from one ApiVersions and one Metadata request over a plain TCP connection to the
+//! bootstrap broker (so they are left out on TLS/SASL clusters).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use serde_json::json;
+
+use super::client::ClusterArgs;
+use super::table::Rows;
+use super::{Output, OutputArgs};
+
+/// `agentlog cluster` arguments.
+#[derive(Debug, Args)]
+pub struct ClusterCommandArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Brokers, controller, cluster id and the API versions the bootstrap broker supports.
+    Info,
+}
+
+/// Runs a `cluster` subcommand.
+pub fn run(args: ClusterCommandArgs) -> anyhow::Result<()> {
+    let ClusterCommand::Info = args.command;
+    let consumer = args.cluster.consumer(None)?;
+    let metadata = consumer.metadata(None)?;
+    let mut brokers = Rows::new(&["id", "host", "port"]);
+    for broker in metadata.brokers() {
+        brokers.push(vec![
+            json!(broker.id()),
+            json!(broker.host()),
+            json!(broker.port()),
+        ]);
+    }
+    let plaintext = args
+        .cluster
+        .properties
+        .iter()
+        .filter_map(|p| p.split_once('='))
+        .filter(|(name, _)| *name == "security.protocol")
+        .all(|(_, value)| value.eq_ignore_ascii_case("plaintext"));
+    let raw = if plaintext {
+        Some(RawInfo::read(&args.cluster.bootstrap, consumer.timeout)?)
+    } else {
+        None
+    };
+    let mut versions = Rows::new(&["api", "key", "min", "max"]);
+    for (key, min, max) in raw
+        .as_ref()
+        .map(|r| r.versions.as_slice())
+        .unwrap_or_default()
+    {
+        let name =
+            ApiKey::try_from(*key).map_or_else(|_| format!("unknown({key})"), |k| format!("{k:?}"));
+        versions.push(vec![json!(name), json!(key), json!(min), json!(max)]);
+    }
+    let controller = raw.as_ref().map(|r| r.controller);
+    let cluster_id = raw.as_ref().and_then(|r| r.cluster_id.clone());
+    match args.output.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "cluster_id": cluster_id,
+                "controller": controller,
+                "brokers": brokers.to_json(),
+                "api_versions": versions.to_json(),
+            })
+        ),
+        Output::Table => {
+            println!("cluster id: {}", cluster_id.as_deref().unwrap_or("-"));
+            match controller {
+                Some(id) => println!("controller: {id}"),
+                None => println!("controller: - (read over plaintext only)"),
+            }
+            println!("\n{}", brokers.to_table());
+            if raw.is_some() {
+                print!("{}", versions.to_table());
+            } else {
+                println!("API versions: not read (only over a plaintext connection)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the raw requests return.
+struct RawInfo {
+    versions: Vec<(i16, i16, i16)>,
+    controller: i32,
+    cluster_id: Option<String>,
+}
+
+impl RawInfo {
+    /// ApiVersions v0 and Metadata v1 (or v2, for the cluster id, when supported) on
+    /// the first bootstrap address that accepts a connection.
+    fn read(bootstrap: &str, timeout: Duration) -> anyhow::Result<RawInfo> {
+        let mut connection = Connection::open(bootstrap, timeout)?;
+        let versions = connection.call::<ApiVersionsRequest>(&ApiVersionsRequest::default(), 0)?;
+        anyhow::ensure!(
+            versions.error_code == 0,
+            "ApiVersions: error code {}",
+            versions.error_code
+        );
+        let versions: Vec<(i16, i16, i16)> = versions
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
+        let metadata_max = versions
+            .iter()
+            .find(|(key, _, _)| *key == ApiKey::Metadata as i16)
+            .map_or(0, |(_, _, max)| *max);
+        anyhow::ensure!(metadata_max >= 1, "the broker does not support Metadata v1");
+        let version = metadata_max.min(2);
+        let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let metadata: MetadataResponse = connection.call::<MetadataRequest>(&request, version)?;
+        Ok(RawInfo {
+            versions,
+            controller: metadata.controller_id.0,
+            cluster_id: metadata.cluster_id.map(|id| id.to_string()),
+        })
+    }
+}
+
+/// One blocking Kafka-protocol connection.
+struct Connection {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Connection {
+    fn open(bootstrap: &str, timeout: Duration) -> anyhow::Result<Connection> {
+        let mut last_error = None;
+        for server in bootstrap.split(',').map(str::trim) {
+            let addresses = match server.to_socket_addrs() {
+                Ok(addresses) => addresses,
+                Err(error) => {
+                    last_error = Some(anyhow::anyhow!("{server}: {error}"));
+                    continue;
+                }
+            };
+            for address in addresses {
+                match TcpStream::connect_timeout(&address, timeout) {
+                    Ok(stream) => {
+                        stream.set_read_timeout(Some(timeout))?;
+                        stream.set_write_timeout(Some(timeout))?;
+                        return Ok(Connection {
+                            stream,
+                            correlation_id: 0,
+                        });
+                    }
+                    Err(error) => last_error = Some(anyhow::anyhow!("{address}: {error}")),
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no bootstrap address")))
+            .context("connecting for ApiVersions")
+    }
+
+    fn call<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("agentlog-cli")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version))?;
+        request.encode(&mut body, version)?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(i32::try_from(body.len())?);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).context("sending a request")?;
+        let mut prefix = [0u8; 4];
+        self.stream
+            .read_exact(&mut prefix)
+            .context("reading a response")?;
+        let len = i32::from_be_bytes(prefix);
+        anyhow::ensure!(
+            (0..64 << 20).contains(&len),
+            "implausible response length {len}"
+        );
+        let mut body = vec![0u8; len as usize];
+        self.stream
+            .read_exact(&mut body)
+            .context("reading a response")?;
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(
+            &mut body,
+            <R::Response as HeaderVersion>::header_version(version),
+        )?;
+        anyhow::ensure!(
+            header.correlation_id == self.correlation_id,
+            "response out of order"
+        );
+        let response = <R::Response as Decodable>::decode(&mut body, version)?;
+        anyhow::ensure!(body.remaining() == 0, "trailing bytes after a response");
+        Ok(response)
+    }
+}

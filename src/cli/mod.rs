@@ -1,0 +1,179 @@
+//! Operator commands for any Kafka-protocol cluster (`topic`, `group`, `produce`,
+//! `consume`, `cluster`, `decisions`), so that looking inside agentlog (or any Kafka)
+//! needs neither kcat nor Kafka's JVM scripts.
+//!
+//! Every command talks to the cluster over the wire through librdkafka (`rdkafka`), never
+//! in-process, so the same binary works against a remote cluster. Errors are printed as
+//! one line on stderr with exit code 1.
+
+mod client;
+mod cluster;
+mod consume;
+mod decisions;
+mod group;
+mod produce;
+mod table;
+mod topic;
+
+pub use table::Rows;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// The operator subcommands, flattened into the binary's top-level command list.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// List, describe, create, delete and configure topics.
+    Topic(topic::TopicArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    Group(group::GroupArgs),
+    /// Produce lines from stdin to a topic, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print the records of a topic (follows new records unless --num or --exit).
+    Consume(consume::ConsumeArgs),
+    /// The cluster's brokers, controller and supported API versions.
+    Cluster(cluster::ClusterCommandArgs),
+    /// Pretty-print an agent's decisions (`agent.decisions.<agent>`).
+    Decisions(decisions::DecisionsArgs),
+}
+
+/// How results are printed: aligned columns for people, JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Output {
+    /// Aligned columns with a header line.
+    #[default]
+    Table,
+    /// One JSON document (or, for consume, one JSON object per record and line).
+    Json,
+}
+
+/// `--output`, shared by every command that prints results.
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// `table` (default) or `json`.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Runs an operator command; an error ends the process with one line on stderr and
+/// exit code 1 (the top-level `anyhow` report spans several lines).
+pub fn run(command: OperatorCommand) -> ! {
+    let result = match command {
+        OperatorCommand::Topic(args) => topic::run(args),
+        OperatorCommand::Group(args) => group::run(args),
+        OperatorCommand::Produce(args) => produce::run(args),
+        OperatorCommand::Consume(args) => consume::run(args),
+        OperatorCommand::Cluster(args) => cluster::run(args),
+        OperatorCommand::Decisions(args) => decisions::run(args),
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(error) => {
+            // `{:#}` joins the context chain with ": " on a single line.
+            let line = format!("{error:#}").replace('\n', " ");
+            eprintln!("agentlog: error: {line}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A point in a partition: `beginning`, `end`, `offset:N` or `time:T` (T an RFC 3339 time
+/// or ms since the epoch), as `consume --from` and `decisions tail --from` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The log start offset.
+    Beginning,
+    /// The high watermark: only records produced from now on.
+    End,
+    /// This offset in every partition.
+    Offset(i64),
+    /// The first record at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<StartFrom> {
+        match text {
+            "beginning" | "earliest" => return Ok(StartFrom::Beginning),
+            "end" | "latest" => return Ok(StartFrom::End),
+            _ => {}
+        }
+        if let Some(offset) = text.strip_prefix("offset:") {
+            let offset: i64 = offset
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{text}: the offset is not an integer"))?;
+            anyhow::ensure!(offset >= 0, "{text}: the offset must not be negative");
+            return Ok(StartFrom::Offset(offset));
+        }
+        if let Some(time) = text.strip_prefix("time:") {
+            return parse_time(time).map(StartFrom::Time);
+        }
+        anyhow::bail!("{text}: expected beginning, end, offset:N or time:T")
+    }
+}
+
+/// An RFC 3339 time or a count of ms since the epoch, as ms since the epoch.
+pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        anyhow::ensure!(ms >= 0, "{text}: a time must not be negative");
+        return Ok(ms);
+    }
+    crate::agents_cmd::rfc3339_ms(text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{text}: expected an RFC 3339 time (2024-05-01T12:00:00Z) or ms since the epoch"
+        )
+    })
+}
+
+/// Splits `name=value` (the `-X`, `-H` and `--set` arguments).
+pub fn name_value(text: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => anyhow::bail!("{text}: expected NAME=VALUE"),
+    }
+}
+
+/// A tokio runtime for the commands that drive rdkafka's async admin API.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_points_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            "beginning".parse::<StartFrom>().unwrap(),
+            StartFrom::Beginning
+        );
+        assert_eq!("end".parse::<StartFrom>().unwrap(), StartFrom::End);
+        assert_eq!(
+            "offset:7".parse::<StartFrom>().unwrap(),
+            StartFrom::Offset(7)
+        );
+        assert_eq!(
+            "time:2024-05-01T12:00:00.123Z"
+                .parse::<StartFrom>()
+                .unwrap(),
+            StartFrom::Time(1_714_564_800_123)
+        );
+        assert_eq!("time:5".parse::<StartFrom>().unwrap(), StartFrom::Time(5));
+        assert!("offset:-1".parse::<StartFrom>().is_err());
+        assert!("time:yesterday".parse::<StartFrom>().is_err());
+        assert!("middle".parse::<StartFrom>().is_err());
+    }
+
+    #[test]
+    fn name_value_needs_a_name_and_an_equals_sign() {
+        assert_eq!(name_value("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(name_value("=b").is_err());
+        assert!(name_value("ab").is_err());
+    }
+}
