@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use agentlog_agents::llm::tools::replies::Replies;
 use agentlog_agents::mcp::{self, binding, McpServerDef, McpTopicClient};
-use agentlog_agents::{AgentHandle, Backend, Event, OutRecord, Runtime, Sink};
+use agentlog_agents::{AgentHandle, Backend, Event, OutRecord, Runtime};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
