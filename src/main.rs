@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentlog_agents::config::{start_declared, AgentsConfig, BackendChoice};
+use agentlog_agents::uplink::Uplinks;
 use agentlog_agents::{AgentHandle, EmbeddedBackend, KafkaBackend, Runtime};
 use agentlog_broker::{BrokerConfig, RunningBroker};
 use anyhow::Context;
@@ -187,6 +188,7 @@ async fn serve(
             agent_source(&runtime),
             None,
             runtime.indexes().clone(),
+            Default::default(),
             started,
         )
         .await?;
@@ -212,17 +214,20 @@ async fn serve(
     }
     tracing::info!(advertised = %running.bootstrap(), "broker started");
     let runtime = Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())));
+    let uplinks = Uplinks::start(&running.broker, &agents.uplinks)?;
     let http = start_http(
         http,
         agent_source(&runtime),
         Some(running.broker.clone()),
         runtime.indexes().clone(),
+        uplinks.statuses(),
         started,
     )
     .await?;
     let handles = start_declared(&runtime, &agents).await?;
     stop.wait().await;
     stop_agents(handles).await;
+    uplinks.stop().await;
     if let Some(http) = http {
         // Health stops answering before the broker goes away.
         http.stop().await;
@@ -248,6 +253,7 @@ async fn start_http(
     agents: http::AgentMetricsSource,
     broker: Option<Arc<agentlog_broker::Broker>>,
     indexes: Arc<agentlog_agents::rag::Indexes>,
+    uplinks: agentlog_agents::uplink::UplinkStatuses,
     started: Instant,
 ) -> anyhow::Result<Option<http::HttpServer>> {
     let Some(HttpSettings { addr, mcp }) = settings else {
@@ -259,6 +265,7 @@ async fn start_http(
         started,
         indexes,
         mcp,
+        uplinks,
     };
     let server = http::HttpServer::start(addr, sources)
         .await

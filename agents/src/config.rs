@@ -39,6 +39,7 @@ use crate::llm::LlmSettings;
 use crate::mcp::McpServerDef;
 use crate::rag::RagSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
+use crate::uplink::{UplinkConfigError, UplinkDef};
 
 /// The configuration is unusable.
 #[derive(Debug, Error)]
@@ -63,6 +64,12 @@ pub enum ConfigError {
         /// Its kind.
         kind: String,
     },
+    /// An `[[uplinks]]` table is wrong.
+    #[error(transparent)]
+    Uplink(#[from] UplinkConfigError),
+    /// Uplinks read the local broker's logs, which a `kafka` backend does not start.
+    #[error("[[uplinks]] need the embedded backend (they forward this process's broker)")]
+    UplinksNeedEmbedded,
     /// An agent's options are wrong.
     #[error("agent `{name}`: {reason}")]
     Options {
@@ -106,6 +113,8 @@ struct Document {
     rag: RagSettings,
     #[serde(default)]
     mcp_servers: Vec<McpServerDef>,
+    #[serde(default)]
+    uplinks: Vec<UplinkDef>,
 }
 
 /// One `[[agents]]` table.
@@ -161,6 +170,9 @@ pub struct AgentsConfig {
     pub rag: RagSettings,
     /// `[[mcp_servers]]`: MCP servers this process bridges onto topics.
     pub mcp_servers: Vec<McpServerDef>,
+    /// `[[uplinks]]`: links forwarding local topics to a central cluster (started by
+    /// `serve` next to the broker: they read its logs in-process).
+    pub uplinks: Vec<UplinkDef>,
     /// The process's data directory (not read from the file: `serve` sets it), where
     /// indexes keep their snapshots by default.
     pub data_dir: Option<PathBuf>,
@@ -204,6 +216,7 @@ impl AgentsConfig {
             inference: doc.inference,
             rag: doc.rag,
             mcp_servers: doc.mcp_servers,
+            uplinks: doc.uplinks,
             data_dir: None,
         };
         for def in &config.agents {
@@ -228,6 +241,10 @@ impl AgentsConfig {
                     reason: "declared twice".to_string(),
                 });
             }
+        }
+        crate::uplink::settings::validate_all(&config.uplinks)?;
+        if !config.uplinks.is_empty() && config.backend != BackendChoice::Embedded {
+            return Err(ConfigError::UplinksNeedEmbedded);
         }
         Ok(config)
     }

@@ -770,9 +770,10 @@ fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
 }
 
 /// Top-level keys of the configuration file that belong to the agent runtime.
-const AGENT_KEYS: [&str; 8] = [
+const AGENT_KEYS: [&str; 9] = [
     "agents",
     "mcp_servers",
+    "uplinks",
     "agents_backend",
     "backend",
     "bootstrap",
