@@ -52,6 +52,10 @@ fn forwarded(uplink: &serde_json::Value) -> u64 {
     uplink["records_forwarded"].as_u64().unwrap_or(0)
 }
 
+fn behind(uplink: &serde_json::Value) -> u64 {
+    uplink["records_behind"].as_u64().unwrap_or(0)
+}
+
 /// Every acknowledged edge record reaches central exactly once, in order per
 /// partition, through a link cut mid-stream, a SIGKILL of the edge while forwarding
 /// and a SIGKILL of central while forwarding.
@@ -66,28 +70,40 @@ fn exactly_once_across_link_cut_and_kills_of_both_sides() {
     let mut acked: Vec<Sent> = Vec::new();
     let wait = Duration::from_secs(30);
 
+    // A slow link keeps many transactions in flight, so each fault below lands while
+    // records are being forwarded (checked: some forwarded, some still behind).
+    proxy.slow(Duration::from_millis(15));
+
     // 1. Forwarding, then the link is cut mid-stream.
     acked.extend(produce(&edge.kafka, &TOPICS, 0, PHASE));
-    edge.wait_uplink("forwarding", wait, |u| forwarded(u) > 0);
+    let at_cut = edge.wait_uplink("forwarding", wait, |u| forwarded(u) > 0 && behind(u) > 0);
     proxy.cut();
+    eprintln!("link cut at {at_cut}");
     acked.extend(produce(&edge.kafka, &TOPICS, PHASE, PHASE));
     let down = edge.wait_uplink("the link down", wait, |u| {
         u["state"].as_str().is_some_and(|s| s.starts_with("down"))
     });
-    assert!(down["records_behind"].as_u64().unwrap() > 0, "{down}");
+    assert!(behind(&down) > 0, "{down}");
     proxy.restore();
 
     // 2. The edge is SIGKILLed while it catches up, and restarted.
     let before_kill = forwarded(&edge.uplink());
-    edge.wait_uplink("catching up", wait, |u| forwarded(u) > before_kill);
+    let at_kill = edge.wait_uplink("catching up", wait, |u| {
+        forwarded(u) > before_kill && behind(u) > 0
+    });
     edge.restart();
+    eprintln!("edge killed at {at_kill}");
     acked.extend(produce(&edge.kafka, &TOPICS, 2 * PHASE, PHASE));
 
     // 3. Central is SIGKILLed while the restarted edge forwards, and restarted.
-    edge.wait_uplink("forwarding again", wait, |u| forwarded(u) > 0);
+    let at_kill = edge.wait_uplink("forwarding again", wait, |u| {
+        forwarded(u) > 0 && behind(u) > 0
+    });
     central.restart();
+    eprintln!("central killed at {at_kill}");
     proxy.set_upstream(&central.bootstrap());
     acked.extend(produce(&edge.kafka, &TOPICS, 3 * PHASE, PHASE));
+    proxy.slow(Duration::ZERO);
     assert_eq!(acked.len(), 4 * PHASE, "the edge acknowledged every record");
 
     // Everything forwarded and committed: nothing behind, link up.
@@ -104,4 +120,101 @@ fn exactly_once_across_link_cut_and_kills_of_both_sides() {
         "{metrics}"
     );
     assert!(metrics.contains("agentlog_uplink_records_behind{uplink=\"central\"} 0"));
+}
+
+/// The README's `## Edge uplink` example, as printed.
+fn readme_example() -> String {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Edge uplink").expect("the README section")..];
+    let start = section.find("```toml\n").expect("its TOML block") + "```toml\n".len();
+    let end = start + section[start..].find("```").expect("the block's end");
+    section[start..end].to_string()
+}
+
+/// The README example runs verbatim but for its `bootstrap` line, which names a
+/// central cluster the test cannot have: it becomes this test's central broker.
+#[test]
+fn the_readme_example_runs_verbatim() {
+    let example = readme_example();
+    let central = common::BrokerProcess::start(&[]);
+    let bootstrap_lines = example
+        .lines()
+        .filter(|l| l.starts_with("bootstrap = "))
+        .count();
+    assert_eq!(bootstrap_lines, 1, "one bootstrap line to substitute");
+    let config: String = example
+        .lines()
+        .map(|line| {
+            if line.starts_with("bootstrap = ") {
+                format!("bootstrap = \"{}\"\n", central.bootstrap())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(dir.path(), &config);
+    create_edge_topics(&edge);
+    let acked = produce(&edge.kafka, &TOPICS, 0, 300);
+    assert_eq!(acked.len(), 300);
+    edge.wait_uplink("caught up", Duration::from_secs(30), |u| {
+        u["state"] == "up" && forwarded(u) == 300 && behind(u) == 0
+    });
+    for (topic, partitions) in TOPICS {
+        let remote = format!("rig7.{topic}");
+        assert_exactly_once(
+            &central.bootstrap(),
+            topic,
+            &remote,
+            partitions,
+            "rig7",
+            &acked,
+        );
+    }
+}
+
+/// A topic central refuses (its records are too large there) is set aside with the
+/// reason on `/health`, its local data kept, while the other topic keeps flowing.
+#[test]
+fn a_refused_topic_is_set_aside_and_the_others_flow() {
+    let central = common::BrokerProcess::start(&["message.max.bytes=16384"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"ship\"\n\
+         topics = [\"big\", \"small\"]\nremote_timeout_ms = 5000\n",
+        central.bootstrap()
+    );
+    let edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(async {
+        common::create_topic(&edge.kafka, "big", 1, &[]).await;
+        common::create_topic(&edge.kafka, "small", 1, &[]).await;
+    });
+    let producer: rdkafka::producer::BaseProducer =
+        common::producer_config(&edge.kafka).create().unwrap();
+    let large = vec![b'x'; 64 * 1024];
+    producer
+        .send(rdkafka::producer::BaseRecord::<(), _>::to("big").payload(&large))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let acked = produce(&edge.kafka, &[("small", 1)], 0, 50);
+    assert_eq!(acked.len(), 50);
+
+    let uplink = edge.wait_uplink(
+        "small forwarded, big refused",
+        Duration::from_secs(30),
+        |u| forwarded(u) == 50 && u["topic_errors"]["big"].is_string(),
+    );
+    let reason = uplink["topic_errors"]["big"].as_str().unwrap();
+    assert!(reason.contains("too large"), "{reason}");
+    assert_eq!(uplink["state"], "up", "{uplink}");
+    assert_exactly_once(&central.bootstrap(), "small", "small", 1, "ship", &acked);
+    // The refused record is still at the edge.
+    let kept = common::consume_exactly(&edge.kafka, "big", &[(0, 0)], 1, Duration::from_secs(10));
+    assert_eq!(uplink_common::payload_len(&kept[0]), large.len());
+    let metrics = uplink_common::http_get(&edge.http, "/metrics");
+    assert!(
+        metrics.contains("agentlog_uplink_topics_refused{uplink=\"central\"} 1"),
+        "{metrics}"
+    );
 }

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,31 @@ struct ProxyState {
     connections: Vec<tokio::task::AbortHandle>,
 }
 
+/// Copies one direction of a connection, holding each chunk for the link's current
+/// delay (a slow link keeps transactions in flight long enough for a kill to land
+/// inside one).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        let delay = delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A TCP proxy on loopback. Cut: every open connection is dropped and new ones are
 /// closed as soon as accepted, like a link that is down. The central broker advertises
 /// the proxy's address, so every client of central (the edge's uplink, the test's
@@ -36,6 +62,7 @@ pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     state: Arc<Mutex<ProxyState>>,
+    delay_ms: Arc<AtomicU64>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -52,16 +79,26 @@ impl Proxy {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(ProxyState::default()));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let shared = state.clone();
+        let delay = delay_ms.clone();
         runtime.spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let mut state = shared.lock().unwrap();
                 let Some(upstream) = state.upstream.filter(|_| !state.cut) else {
                     continue; // dropped: the link is down
                 };
+                let delay = delay.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    // Either direction ending ends the connection.
+                    tokio::select! {
+                        _ = pump(in_read, out_write, delay.clone()) => {}
+                        _ = pump(out_read, in_write, delay) => {}
                     }
                 });
                 state.connections.retain(|c| !c.is_finished());
@@ -71,6 +108,7 @@ impl Proxy {
         Proxy {
             addr,
             state,
+            delay_ms,
             _runtime: runtime,
         }
     }
@@ -87,6 +125,12 @@ impl Proxy {
         for connection in state.connections.drain(..) {
             connection.abort();
         }
+    }
+
+    /// Holds every chunk crossing the link for `delay` (zero: full speed).
+    pub fn slow(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Lets connections through again.
@@ -257,8 +301,11 @@ pub struct Sent {
 /// Produces `count` records numbered from `first` to the edge (`acks=all`), spread
 /// over `topics` (name, partitions), and returns those acknowledged, in send order.
 pub fn produce(edge: &str, topics: &[(&str, i32)], first: usize, count: usize) -> Vec<Sent> {
+    // Small stored batches: the uplink reads whole batches, so they bound how few
+    // records one transaction carries.
     let producer: FutureProducer = common::producer_config(edge)
         .set("linger.ms", "2")
+        .set("batch.num.messages", "10")
         .create()
         .unwrap();
     // Now-ish: a fixed old timestamp would be older than retention.ms, and retention
@@ -423,4 +470,9 @@ pub fn assert_exactly_once(
             assert_eq!(format!("k{seq}"), expected[index].0);
         }
     }
+}
+
+/// The length of a message's value.
+pub fn payload_len(message: &OwnedMessage) -> usize {
+    message.payload().map_or(0, <[u8]>::len)
 }
