@@ -509,6 +509,8 @@ fn encode_broker(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(),
 
 /// Reads one counter out of an uplink's snapshot.
 type UplinkField = fn(&UplinkSnapshot) -> u64;
+/// Reads one gauge out of an uplink's snapshot.
+type UplinkGauge = fn(&UplinkSnapshot) -> i64;
 
 fn encode_uplinks(
     encoder: &mut DescriptorEncoder,
@@ -544,7 +546,7 @@ fn encode_uplinks(
             0
         }
     };
-    let gauge_rows: [(&str, &str, fn(&UplinkSnapshot) -> i64); 4] = [
+    let gauge_rows: [(&str, &str, UplinkGauge); 4] = [
         (
             "agentlog_uplink_records_behind",
             "Local records an uplink has not forwarded yet.",

@@ -448,4 +448,23 @@ topics = ["events.dlq"]
             BackendChoice::Embedded
         );
     }
+
+    #[test]
+    fn reads_uplinks_and_refuses_them_without_a_local_broker() {
+        let uplink = "[[uplinks]]\nname='c'\nbootstrap='central:9092'\nsite='rig7'\ntopics=['t']\n";
+        let config = AgentsConfig::from_toml(&format!("num.partitions = 3\n{uplink}")).unwrap();
+        assert_eq!(config.uplinks.len(), 1);
+        assert_eq!(
+            config.uplinks[0].progress_topic(),
+            "_agentlog.uplink.rig7.c"
+        );
+        assert!(matches!(
+            AgentsConfig::from_toml(&format!("backend='kafka'\nbootstrap='k:9092'\n{uplink}")),
+            Err(ConfigError::UplinksNeedEmbedded)
+        ));
+        assert!(matches!(
+            AgentsConfig::from_toml("[[uplinks]]\nname='c'\nbootstrap='b'\nsite='s'\n"),
+            Err(ConfigError::Uplink(UplinkConfigError::NoTopics(_)))
+        ));
+    }
 }
