@@ -476,3 +476,47 @@ pub fn assert_exactly_once(
 pub fn payload_len(message: &OwnedMessage) -> usize {
     message.payload().map_or(0, <[u8]>::len)
 }
+
+/// Asserts central's `remote_topic` holds every acknowledged record of local `topic` at
+/// least once: with repeats (a batch sent again after a crash) removed by origin offset,
+/// the sequence per partition is exactly the acknowledged one. Returns the repeats.
+pub fn assert_at_least_once(
+    central: &str,
+    topic: &str,
+    remote_topic: &str,
+    partitions: i32,
+    acked: &[Sent],
+) -> usize {
+    let held = read_committed(central, remote_topic, partitions);
+    let mut repeats = 0;
+    for partition in 0..partitions {
+        let expected: Vec<(String, String)> = acked
+            .iter()
+            .filter(|s| s.topic == topic && s.partition == partition)
+            .map(|s| (s.key.clone(), s.value.clone()))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut firsts = Vec::new();
+        for message in held.get(&partition).map(Vec::as_slice).unwrap_or_default() {
+            let offset: i64 = header(message, "origin.offset").unwrap().parse().unwrap();
+            if !seen.insert(offset) {
+                repeats += 1;
+                continue;
+            }
+            firsts.push((
+                String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+        assert_eq!(
+            firsts.len(),
+            expected.len(),
+            "{remote_topic}-{partition}: records missing"
+        );
+        assert_eq!(
+            firsts, expected,
+            "{remote_topic}-{partition}: sequence differs"
+        );
+    }
+    repeats
+}

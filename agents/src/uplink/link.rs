@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
 use tokio::sync::watch;
 
 use super::local::{LocalTopics, ReadBatch};
 use super::progress::{self, LoadProgressError};
-use super::remote::{self, RemoteError, RemoteTopics};
+use super::remote::{self, LinkProducer, RemoteError, RemoteTopics};
 use super::settings::{Mode, UplinkDef};
 use super::status::{LinkState, UplinkStatus};
 use crate::event::{now_ms, Event};
@@ -151,7 +151,7 @@ impl Link {
     /// One producer's life: fence, load progress, forward until stopped or a failure.
     async fn session(
         &mut self,
-        producer: &FutureProducer,
+        producer: &LinkProducer,
         backoff: &mut Duration,
     ) -> Result<(), SessionError> {
         let timeout = self.def.remote_timeout();
@@ -170,10 +170,12 @@ impl Link {
             .map_err(SessionError::ProgressTopic)?;
         let properties = remote::client_properties(&self.def);
         let loading = progress_topic.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || progress::load(&properties, &loading, timeout))
-                .await
-                .map_err(|_| RemoteError::Task("loading progress"))??;
+        let uplink = self.def.name.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            progress::load(&uplink, &properties, &loading, timeout)
+        })
+        .await
+        .map_err(|_| RemoteError::Task("loading progress"))??;
         self.local.discover(&stored);
         self.local.reset(&stored);
         let mut ensured = HashSet::new();
@@ -285,7 +287,7 @@ impl Link {
         }
     }
 
-    async fn abort(&self, producer: &FutureProducer) -> Result<(), SessionError> {
+    async fn abort(&self, producer: &LinkProducer) -> Result<(), SessionError> {
         if self.def.mode != Mode::ExactlyOnce {
             return Ok(());
         }
@@ -300,7 +302,7 @@ impl Link {
 
     /// Sends one batch and its progress: in one transaction (exactly once), or the
     /// records first and the progress once they are acknowledged (at least once).
-    async fn send(&self, producer: &FutureProducer, batch: &ReadBatch) -> Result<(), SendError> {
+    async fn send(&self, producer: &LinkProducer, batch: &ReadBatch) -> Result<(), SendError> {
         let exactly_once = self.def.mode == Mode::ExactlyOnce;
         if exactly_once {
             producer
@@ -391,7 +393,7 @@ type Pending = (Option<String>, DeliveryFuture);
 /// Queues one record, waiting for earlier acknowledgements while the producer's queue
 /// is full.
 async fn enqueue(
-    producer: &FutureProducer,
+    producer: &LinkProducer,
     mut record: FutureRecord<'_, [u8], [u8]>,
     topic: Option<String>,
     pending: &mut Vec<Pending>,

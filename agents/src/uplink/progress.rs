@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::local::SourcePartition;
+use super::remote::LinkContext;
 
 /// The value of a progress record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,7 @@ pub enum LoadProgressError {
 /// workers. Call it after `init_transactions`, which settles any transaction a previous
 /// incarnation left open, so the stable end is the end.
 pub fn load(
+    uplink: &str,
     properties: &[(String, String)],
     topic: &str,
     timeout: Duration,
@@ -79,7 +81,9 @@ pub fn load(
     for (key, value) in properties {
         config.set(key, value);
     }
-    let consumer: BaseConsumer = config.create().map_err(kafka)?;
+    let consumer: BaseConsumer<LinkContext> = config
+        .create_with_context(LinkContext::new(uplink))
+        .map_err(kafka)?;
     let deadline = Instant::now() + timeout;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)

@@ -5,15 +5,65 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
 
 use super::settings::{Mode, UplinkDef, DEFAULT_LINGER};
+
+/// How the uplink's librdkafka clients report: while a link is down librdkafka repeats
+/// the same error every few seconds (all brokers down, request timed out), which over
+/// a days-long outage would bury the uplink's own one line per state change. Errors are
+/// logged once until a different one comes; debug chatter stays at debug.
+#[derive(Debug)]
+pub struct LinkContext {
+    uplink: String,
+    last_error: Mutex<String>,
+}
+
+impl LinkContext {
+    /// A context for uplink `uplink`'s clients.
+    pub fn new(uplink: &str) -> LinkContext {
+        LinkContext {
+            uplink: uplink.to_string(),
+            last_error: Mutex::new(String::new()),
+        }
+    }
+
+    fn report(&self, text: String) {
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != text {
+            tracing::warn!(uplink = %self.uplink, "remote client: {text}");
+            *last = text;
+        }
+    }
+}
+
+impl ClientContext for LinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Error as i32) {
+            self.report(format!("{fac}: {message}"));
+        } else {
+            tracing::debug!(uplink = %self.uplink, "librdkafka {fac}: {message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.report(format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for LinkContext {}
+
+/// The uplink's producer type.
+pub type LinkProducer = FutureProducer<LinkContext>;
 
 /// A remote client could not be made or used.
 #[derive(Debug, Error)]
@@ -89,7 +139,7 @@ fn client_config(def: &UplinkDef, defaults: &[(&str, String)]) -> ClientConfig {
 
 /// The uplink's producer: idempotent, acks from every replica, and transactional with
 /// a stable id in exactly-once mode.
-pub fn producer(def: &UplinkDef) -> Result<FutureProducer, RemoteError> {
+pub fn producer(def: &UplinkDef) -> Result<LinkProducer, RemoteError> {
     let linger = def
         .linger_ms
         .unwrap_or(DEFAULT_LINGER.as_millis() as u64)
@@ -113,7 +163,7 @@ pub fn producer(def: &UplinkDef) -> Result<FutureProducer, RemoteError> {
         defaults.push(("transaction.timeout.ms", "60000".to_string()));
     }
     client_config(def, &defaults)
-        .create()
+        .create_with_context(LinkContext::new(&def.name))
         .map_err(RemoteError::kafka("creating the remote producer"))
 }
 
@@ -130,7 +180,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Creates remote topics (and checks existing ones have enough partitions).
 pub struct RemoteTopics {
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    admin: Arc<AdminClient<LinkContext>>,
     timeout: Duration,
 }
 
@@ -138,7 +188,7 @@ impl RemoteTopics {
     /// An admin client for the uplink's remote.
     pub fn new(def: &UplinkDef) -> Result<RemoteTopics, RemoteError> {
         let admin = client_config(def, &[])
-            .create()
+            .create_with_context(LinkContext::new(&def.name))
             .map_err(RemoteError::kafka("creating the remote admin client"))?;
         Ok(RemoteTopics {
             admin: Arc::new(admin),
@@ -196,7 +246,7 @@ impl RemoteTopics {
 
 /// Flushes and drops a producer off the async workers (dropping one waits for its
 /// queue): the next session's producer, with the same transactional id, fences it.
-pub async fn retire(producer: FutureProducer) {
+pub async fn retire(producer: LinkProducer) {
     let _ = tokio::task::spawn_blocking(move || {
         let _ = producer.flush(Duration::from_secs(1));
         drop(producer);
