@@ -9,7 +9,8 @@ mod uplink_common;
 use std::time::Duration;
 
 use uplink_common::{
-    assert_at_least_once, assert_exactly_once, central_behind, produce, Edge, Proxy, Sent,
+    assert_at_least_once, assert_exactly_once, central_behind, produce, produce_at, Edge, Proxy,
+    Sent,
 };
 
 /// Local topics of the tests, with their partition counts.
@@ -263,4 +264,63 @@ fn at_least_once_loses_nothing_across_a_cut_and_an_edge_kill() {
         "at_least_once: {} records, {repeats} sent twice",
         acked.len()
     );
+}
+
+/// While the link is down, local retention keeps what the uplink has not forwarded
+/// (`retain_until_forwarded`, on by default): records far older than `retention.ms`
+/// wait for the link, while the same records in a topic no uplink reads are deleted.
+#[test]
+fn retention_keeps_what_the_uplink_has_not_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start();
+    let _central = central_behind(&proxy, &[]);
+    let central_addr = proxy.addr.to_string();
+    proxy.cut();
+    let config = format!(
+        "log.retention.check.interval.ms = 100\n\
+         [[uplinks]]\nname = \"central\"\nbootstrap = \"{central_addr}\"\nsite = \"rig7\"\n\
+         topics = [\"telemetry\"]\nremote_timeout_ms = 3000\n"
+    );
+    let edge = Edge::start(dir.path(), &config);
+    let short_retention = [("retention.ms", "60000"), ("segment.bytes", "1024")];
+    common::runtime().block_on(async {
+        common::create_topic(&edge.kafka, "telemetry", 1, &short_retention).await;
+        common::create_topic(&edge.kafka, "unforwarded", 1, &short_retention).await;
+    });
+    // A probe record on each topic, expiring about 2 s from now: once the uplink counts
+    // it as behind, it has found the topic and holds it from offset 0 (the link down).
+    let now = agentlog_agents::event::now_ms();
+    let probe_ts = now - 58_000;
+    let mut acked = produce_at(&edge.kafka, &[("telemetry", 1)], 0, 1, probe_ts);
+    produce_at(&edge.kafka, &[("unforwarded", 1)], 0, 1, probe_ts);
+    edge.wait_uplink("the topic found", Duration::from_secs(10), |u| {
+        behind(u) == 1
+    });
+    let hour_ago = now - 3_600_000;
+    acked.extend(produce_at(
+        &edge.kafka,
+        &[("telemetry", 1)],
+        1,
+        200,
+        hour_ago,
+    ));
+    produce_at(&edge.kafka, &[("unforwarded", 1)], 1, 200, hour_ago);
+    assert_eq!(acked.len(), 201);
+
+    // Retention has deleted all of the topic nobody forwards (the same records at the
+    // same times; passes go through topics by name, so `telemetry` came first)...
+    common::poll_until(
+        Duration::from_secs(20),
+        "retention on `unforwarded`",
+        || (common::watermarks(&edge.kafka, "unforwarded", 0) == (201, 201)).then_some(()),
+    );
+    // ...and kept every record the uplink still owes central.
+    assert_eq!(common::watermarks(&edge.kafka, "telemetry", 0), (0, 201));
+    edge.wait_uplink("all behind", Duration::from_secs(10), |u| behind(u) == 201);
+
+    proxy.restore();
+    edge.wait_uplink("caught up", Duration::from_secs(30), |u| {
+        u["state"] == "up" && behind(u) == 0 && forwarded(u) == 201
+    });
+    assert_exactly_once(&central_addr, "telemetry", "telemetry", 1, "rig7", &acked);
 }

@@ -301,6 +301,23 @@ pub struct Sent {
 /// Produces `count` records numbered from `first` to the edge (`acks=all`), spread
 /// over `topics` (name, partitions), and returns those acknowledged, in send order.
 pub fn produce(edge: &str, topics: &[(&str, i32)], first: usize, count: usize) -> Vec<Sent> {
+    // Now-ish: a fixed old timestamp would be older than retention.ms, and retention
+    // would delete the records (on either side) before they are checked.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    produce_at(edge, topics, first, count, now)
+}
+
+/// [`produce`] with timestamps from `base_ts` on.
+pub fn produce_at(
+    edge: &str,
+    topics: &[(&str, i32)],
+    first: usize,
+    count: usize,
+    base_ts: i64,
+) -> Vec<Sent> {
     // Small stored batches: the uplink reads whole batches, so they bound how few
     // records one transaction carries.
     let producer: FutureProducer = common::producer_config(edge)
@@ -308,12 +325,6 @@ pub fn produce(edge: &str, topics: &[(&str, i32)], first: usize, count: usize) -
         .set("batch.num.messages", "10")
         .create()
         .unwrap();
-    // Now-ish: a fixed old timestamp would be older than retention.ms, and retention
-    // would delete the records (on either side) before they are checked.
-    let base_ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     let records: Vec<Sent> = (first..first + count)
         .map(|i| {
             let (topic, partitions) = topics[i % topics.len()];

@@ -29,8 +29,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a topic the remote refused is set aside before it is tried again.
 const REFUSED_RETRY: Duration = Duration::from_secs(30);
-/// How often new local topics matching the uplink are looked for.
-const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+/// How often new local topics matching the uplink are looked for (a topic not yet
+/// found is not yet held against retention).
+const DISCOVER_EVERY: Duration = Duration::from_millis(250);
 /// Longest idle wait for local records before looking around again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
@@ -121,7 +122,11 @@ impl Link {
     /// Runs sessions until stopped, backing off after each failure.
     pub async fn run(mut self) {
         let mut backoff = MIN_BACKOFF;
+        // Before the remote is reached: hold (and count as behind) everything local, as
+        // nothing is known to be forwarded until the remote's progress is read.
+        self.local.discover(&HashMap::new());
         while !self.stopping() {
+            self.status.set_records_behind(self.local.records_behind());
             self.status.set_state(LinkState::Connecting);
             let producer = match remote::producer(&self.def) {
                 Ok(producer) => producer,
@@ -140,11 +145,33 @@ impl Link {
                 Err(error) => self.status.set_state(error.state()),
             }
             let mut stop = self.stop.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
-            }
+            self.discovering(async {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+            })
+            .await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Runs `work` (a remote call or a wait, borrowing nothing of the link) while
+    /// picking up new local topics, so that even with the remote unreachable their
+    /// records are held against retention and counted as behind. Positions found here
+    /// start at the log start; a session resets them to the remote's progress.
+    async fn discovering<T>(&mut self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(DISCOVER_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    self.local.discover(&HashMap::new());
+                    self.status.set_records_behind(self.local.records_behind());
+                }
+            }
         }
     }
 
@@ -157,25 +184,25 @@ impl Link {
         let timeout = self.def.remote_timeout();
         if self.def.mode == Mode::ExactlyOnce {
             let fencing = producer.clone();
-            remote::blocking("initialising transactions", move || {
+            self.discovering(remote::blocking("initialising transactions", move || {
                 fencing.init_transactions(timeout)
-            })
+            }))
             .await?;
         }
         let topics = RemoteTopics::new(&self.def)?;
         let progress_topic = self.def.progress_topic();
-        topics
-            .ensure(&progress_topic, 1, true)
+        self.discovering(topics.ensure(&progress_topic, 1, true))
             .await
             .map_err(SessionError::ProgressTopic)?;
         let properties = remote::client_properties(&self.def);
         let loading = progress_topic.clone();
         let uplink = self.def.name.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            progress::load(&uplink, &properties, &loading, timeout)
-        })
-        .await
-        .map_err(|_| RemoteError::Task("loading progress"))??;
+        let stored = self
+            .discovering(tokio::task::spawn_blocking(move || {
+                progress::load(&uplink, &properties, &loading, timeout)
+            }))
+            .await
+            .map_err(|_| RemoteError::Task("loading progress"))??;
         self.local.discover(&stored);
         self.local.reset(&stored);
         let mut ensured = HashSet::new();

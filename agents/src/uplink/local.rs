@@ -64,6 +64,8 @@ pub struct Undecodable {
 /// The local partitions an uplink forwards.
 pub struct LocalTopics {
     broker: Arc<Broker>,
+    /// Holds unforwarded records against retention under this name (`None`: not).
+    holder: Option<String>,
     names: Vec<String>,
     pattern: Option<Regex>,
     cursors: Vec<Cursor>,
@@ -72,10 +74,17 @@ pub struct LocalTopics {
 }
 
 impl LocalTopics {
-    /// Forwards the topics named, and those matching `pattern`.
-    pub fn new(broker: Arc<Broker>, names: Vec<String>, pattern: Option<Regex>) -> LocalTopics {
+    /// Forwards the topics named, and those matching `pattern`; with a `holder`, keeps
+    /// local retention from deleting what is not forwarded yet.
+    pub fn new(
+        broker: Arc<Broker>,
+        holder: Option<String>,
+        names: Vec<String>,
+        pattern: Option<Regex>,
+    ) -> LocalTopics {
         LocalTopics {
             broker,
+            holder,
             names,
             pattern,
             cursors: Vec::new(),
@@ -123,7 +132,25 @@ impl LocalTopics {
                 added.push((name.to_string(), topic.partitions.len() as i32));
             }
         }
+        if !added.is_empty() {
+            self.hold();
+        }
         added
+    }
+
+    /// Tells retention where each partition's unforwarded records start.
+    fn hold(&self) {
+        let Some(holder) = &self.holder else {
+            return;
+        };
+        for cursor in &self.cursors {
+            self.broker.lifecycle.hold_from(
+                holder,
+                &cursor.topic,
+                cursor.partition.index,
+                cursor.position,
+            );
+        }
     }
 
     /// Every forwarded topic with its partition count.
@@ -154,6 +181,7 @@ impl LocalTopics {
             }
             cursor.position = stored.max(start);
         }
+        self.hold();
     }
 
     /// Reads up to about `budget` bytes of unforwarded records, skipping `paused`
@@ -237,6 +265,7 @@ impl LocalTopics {
                 cursor.position = cursor.position.max(*offset);
             }
         }
+        self.hold();
     }
 
     /// Records not yet forwarded, over every partition.

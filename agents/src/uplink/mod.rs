@@ -60,7 +60,11 @@ impl Uplinks {
         let mut tasks = Vec::with_capacity(defs.len());
         for def in defs {
             let status = Arc::new(UplinkStatus::new(&def.name));
-            let local = local::LocalTopics::new(broker.clone(), def.topics.clone(), def.pattern()?);
+            let holder = def
+                .retain_until_forwarded()
+                .then(|| format!("uplink:{}", def.name));
+            let local =
+                local::LocalTopics::new(broker.clone(), holder, def.topics.clone(), def.pattern()?);
             let link = link::Link::new(def.clone(), local, status.clone(), stopped.clone());
             tracing::info!(uplink = %def.name, bootstrap = %def.bootstrap, mode = ?def.mode, "uplink started");
             tasks.push(tokio::spawn(link.run()));

@@ -14,6 +14,7 @@
 //! linger_ms = 5                     # librdkafka linger.ms of the remote producer
 //! compression = "zstd"              # librdkafka compression.type towards the remote
 //! remote_timeout_ms = 30000         # longest remote call before the link counts as down
+//! retain_until_forwarded = true     # local retention keeps what is not forwarded yet
 //! [uplinks.properties]              # librdkafka pass-through (TLS, SASL, timeouts)
 //! "security.protocol" = "sasl_ssl"
 //! ```
@@ -97,6 +98,10 @@ pub struct UplinkDef {
     /// Longest wait for one remote call (initialising or committing a transaction,
     /// metadata, reading progress) before the link counts as down (default 30000).
     pub remote_timeout_ms: Option<u64>,
+    /// Keep local retention from deleting records not forwarded yet (default true):
+    /// while the link is down, the edge's disk holds the backlog. The broker's free-disk
+    /// guard still refuses produce when space runs out, so the disk never fills.
+    pub retain_until_forwarded: Option<bool>,
 }
 
 /// An `[[uplinks]]` table is unusable.
@@ -206,6 +211,11 @@ impl UplinkDef {
     /// The remote topic a local topic is forwarded to.
     pub fn remote_topic(&self, local: &str) -> String {
         format!("{}{}", self.rename_prefix, local)
+    }
+
+    /// Whether local retention waits for this uplink.
+    pub fn retain_until_forwarded(&self) -> bool {
+        self.retain_until_forwarded.unwrap_or(true)
     }
 
     /// Longest wait for one remote call.

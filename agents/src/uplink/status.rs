@@ -124,6 +124,11 @@ impl UplinkStatus {
             .store(oldest_unforwarded_ms, Ordering::Relaxed);
     }
 
+    /// Sets the records behind alone (between sessions, when no batch is read).
+    pub fn set_records_behind(&self, records_behind: u64) {
+        self.records_behind.store(records_behind, Ordering::Relaxed);
+    }
+
     /// Marks a local topic as refused by the remote (`None`: forwarding again), logging
     /// the change.
     pub fn set_topic_error(&self, topic: &str, error: Option<String>) {
