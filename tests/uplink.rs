@@ -324,3 +324,55 @@ fn retention_keeps_what_the_uplink_has_not_forwarded() {
     });
     assert_exactly_once(&central_addr, "telemetry", "telemetry", 1, "rig7", &acked);
 }
+
+/// Not a CI test (`cargo test --release --test uplink -- --ignored --nocapture`): the
+/// catch-up rate after an outage, a backlog of 100k 200-byte records (20 MB) forwarded
+/// exactly once from a standing start with the link restored.
+#[test]
+#[ignore]
+fn catch_up_throughput() {
+    const RECORDS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start();
+    let _central = central_behind(&proxy, &[]);
+    proxy.cut();
+    let config = format!(
+        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"rig7\"\n\
+         topics = [\"telemetry\"]\nremote_timeout_ms = 3000\n",
+        proxy.addr
+    );
+    let edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 3, &[]));
+    let producer: rdkafka::producer::BaseProducer =
+        common::producer_config(&edge.kafka).create().unwrap();
+    let value = vec![b'v'; 200];
+    for i in 0..RECORDS {
+        let key = format!("k{i}");
+        let record = rdkafka::producer::BaseRecord::to("telemetry")
+            .key(&key)
+            .payload(&value);
+        if let Err((error, _)) = producer.send(record) {
+            panic!("{error}");
+        }
+        producer.poll(Duration::ZERO);
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).unwrap();
+    edge.wait_uplink("the backlog counted", Duration::from_secs(30), |u| {
+        behind(u) == RECORDS as u64
+    });
+    proxy.restore();
+    edge.wait_uplink("the link up", Duration::from_secs(30), |u| {
+        u["state"] == "up"
+    });
+    let started = std::time::Instant::now();
+    let done = edge.wait_uplink("caught up", Duration::from_secs(300), |u| behind(u) == 0);
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = done["bytes_forwarded"].as_u64().unwrap() as f64;
+    eprintln!(
+        "caught up {RECORDS} records ({:.1} MB of keys and values) in {seconds:.2} s \
+         from the link up: {:.1} MB/s, {} transactions",
+        bytes / 1e6,
+        bytes / 1e6 / seconds,
+        done["transactions"]
+    );
+}
