@@ -95,7 +95,13 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let http = http.map(|addr| HttpSettings { addr, mcp });
-    runtime.block_on(serve(config, agents, http))
+    let outcome = runtime.block_on(serve(config, agents, http));
+    // `serve` has stopped and flushed everything it started. What may be left are
+    // blocking librdkafka calls of an uplink stopped mid-call (initialising or committing
+    // a transaction over a dead link, up to its remote timeout): nothing in them needs
+    // finishing, the remote aborts an unfinished transaction, so do not wait them out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 /// Logs go to stderr (stdout carries the machine-readable listening lines), filtered

@@ -325,6 +325,31 @@ fn retention_keeps_what_the_uplink_has_not_forwarded() {
     assert_exactly_once(&central_addr, "telemetry", "telemetry", 1, "rig7", &acked);
 }
 
+/// SIGTERM of an edge whose link is down ends the process cleanly and promptly: the
+/// uplink does not wait out its remote calls (the open transaction, if any, is the
+/// next incarnation's to abort).
+#[test]
+fn sigterm_with_the_link_down_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start();
+    let _central = central_behind(&proxy, &[]);
+    proxy.cut();
+    let config = format!(
+        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"rig7\"\n\
+         topics = [\"telemetry\"]\nremote_timeout_ms = 20000\n",
+        proxy.addr
+    );
+    let mut edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
+    produce(&edge.kafka, &[("telemetry", 1)], 0, 10);
+    edge.wait_uplink("the backlog counted", Duration::from_secs(10), |u| {
+        behind(u) == 10
+    });
+    let (took, clean) = edge.terminate(Duration::from_secs(30));
+    assert!(clean, "exit status after SIGTERM");
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+}
+
 /// Not a CI test (`cargo test --release --test uplink -- --ignored --nocapture`): the
 /// catch-up rate after an outage, a backlog of 100k 200-byte records (20 MB) forwarded
 /// exactly once from a standing start with the link restored.

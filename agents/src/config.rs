@@ -1,5 +1,6 @@
 //! Agents declared in agentlog's TOML configuration: the backend to run on and
-//! `[[agents]]` tables. The broker's own settings in the same file are ignored here
+//! `[[agents]]` tables (and the other tables the agent runtime owns: `[llm]`,
+//! `[inference]`, `[rag]`, `[[mcp_servers]]`, `[[uplinks]]`). The broker's own settings in the same file are ignored here
 //! (and these keys are ignored by the broker).
 //!
 //! ```toml

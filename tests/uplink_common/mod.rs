@@ -219,6 +219,30 @@ impl Edge {
         }
     }
 
+    /// SIGTERM; waits for the exit (bounded by `timeout`) and returns how long it took
+    /// and whether the exit was clean.
+    pub fn terminate(&mut self, timeout: Duration) -> (Duration, bool) {
+        let mut child = self.child.take().expect("the edge runs");
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (started.elapsed(), status.success());
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the edge did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, then start again on the same data and configuration.
     pub fn restart(&mut self) {
         self.kill();

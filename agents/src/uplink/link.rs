@@ -138,11 +138,17 @@ impl Link {
                     return;
                 }
             };
-            let outcome = self.session(&producer, &mut backoff).await;
+            let mut stop = self.stop.clone();
+            // Stopping does not wait out a remote call in progress (up to the remote
+            // timeout over a dead link): whatever it was doing, the remote aborts.
+            let outcome = tokio::select! {
+                outcome = self.session(&producer, &mut backoff) => Some(outcome),
+                _ = stop.wait_for(|stopped| *stopped) => None,
+            };
             remote::retire(producer).await;
             match outcome {
-                Ok(()) => return,
-                Err(error) => self.status.set_state(error.state()),
+                None | Some(Ok(())) => return,
+                Some(Err(error)) => self.status.set_state(error.state()),
             }
             let mut stop = self.stop.clone();
             self.discovering(async {
