@@ -316,7 +316,11 @@ fn retention_keeps_what_the_uplink_has_not_forwarded() {
     );
     // ...and kept every record the uplink still owes central.
     assert_eq!(common::watermarks(&edge.kafka, "telemetry", 0), (0, 201));
-    edge.wait_uplink("all behind", Duration::from_secs(10), |u| behind(u) == 201);
+    let down = edge.wait_uplink("all behind", Duration::from_secs(10), |u| {
+        behind(u) == 201 && u["oldest_unforwarded_ms"].as_i64().unwrap_or(0) > 0
+    });
+    let oldest = down["oldest_unforwarded_ms"].as_i64().unwrap();
+    assert!(oldest <= probe_ts, "the oldest unforwarded record: {down}");
 
     proxy.restore();
     edge.wait_uplink("caught up", Duration::from_secs(30), |u| {

@@ -175,7 +175,10 @@ impl Link {
                 out = &mut work => return out,
                 _ = tick.tick() => {
                     self.local.discover(&HashMap::new());
-                    self.status.set_records_behind(self.local.records_behind());
+                    self.status.set_lag(
+                        self.local.records_behind(),
+                        self.local.oldest_unforwarded_ms(),
+                    );
                 }
             }
         }

@@ -276,6 +276,34 @@ impl LocalTopics {
             .sum()
     }
 
+    /// The timestamp of the oldest record not yet forwarded (first records of every
+    /// partition behind; 0 when none is), read from the logs: between sessions no
+    /// batch is read, and this is the figure an outage is watched by.
+    pub fn oldest_unforwarded_ms(&self) -> i64 {
+        let mut oldest: Option<i64> = None;
+        let mut events = Vec::new();
+        for cursor in &self.cursors {
+            if cursor.position >= cursor.end() {
+                continue;
+            }
+            let Ok(read) = cursor.partition.log.read(cursor.position, 1) else {
+                continue;
+            };
+            events.clear();
+            records::decode_batches(
+                &cursor.topic,
+                cursor.partition.index,
+                &read.bytes,
+                cursor.position,
+                &mut events,
+            );
+            if let Some(first) = events.first() {
+                oldest = Some(oldest.map_or(first.timestamp, |o| o.min(first.timestamp)));
+            }
+        }
+        oldest.unwrap_or(0)
+    }
+
     /// Marks every log's current end as seen: called before a read, so records
     /// appended after it wake [`LocalTopics::wait_for_records`] instead of being missed.
     pub fn mark_seen(&mut self) {
