@@ -354,6 +354,39 @@ fn sigterm_with_the_link_down_stops_cleanly() {
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
 }
 
+/// `max_bytes_per_second` paces forwarding: 3000 records (about 280 KB of stored
+/// batches) at 100 KB/s take seconds instead of a fraction of one, and all arrive once.
+#[test]
+fn a_bandwidth_cap_paces_forwarding() {
+    let central = common::BrokerProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"rig7\"\n\
+         topics = [\"telemetry\"]\nbatch_bytes = 16384\nmax_bytes_per_second = 100000\n",
+        central.bootstrap()
+    );
+    let edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
+    let acked = produce(&edge.kafka, &[("telemetry", 1)], 0, 3000);
+    let started = std::time::Instant::now();
+    edge.wait_uplink("caught up", Duration::from_secs(30), |u| {
+        forwarded(u) == 3000
+    });
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "3000 records in {took:?}"
+    );
+    assert_exactly_once(
+        &central.bootstrap(),
+        "telemetry",
+        "telemetry",
+        1,
+        "rig7",
+        &acked,
+    );
+}
+
 /// Not a CI test (`cargo test --release --test uplink -- --ignored --nocapture`): the
 /// catch-up rate after an outage, a backlog of 100k 200-byte records (20 MB) forwarded
 /// exactly once from a standing start with the link restored.

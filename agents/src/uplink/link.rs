@@ -96,6 +96,8 @@ pub struct Link {
     stop: watch::Receiver<bool>,
     /// Local topics the remote refused, with when to try them again.
     refused: HashMap<String, Instant>,
+    /// With a bandwidth cap: when the next batch may go.
+    paced_until: Option<tokio::time::Instant>,
 }
 
 impl Link {
@@ -112,6 +114,7 @@ impl Link {
             status,
             stop,
             refused: HashMap::new(),
+            paced_until: None,
         }
     }
 
@@ -252,6 +255,13 @@ impl Link {
                 }
                 continue;
             }
+            if let Some(until) = self.paced_until {
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = stop.changed() => return Ok(()),
+                }
+            }
             let mut stop = self.stop.clone();
             let sent = tokio::select! {
                 sent = self.send(producer, &batch) => sent,
@@ -270,6 +280,7 @@ impl Link {
                         self.status.set_topic_error(topic, None);
                     }
                     *backoff = MIN_BACKOFF;
+                    self.pace(batch.bytes);
                 }
                 Err(SendError::Refused { topic, reason }) => {
                     self.abort(producer).await?;
@@ -282,6 +293,17 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// With `max_bytes_per_second`, delays the next batch by this one's share of the
+    /// cap: a link shared with voice or control traffic is never saturated for long.
+    fn pace(&mut self, bytes: usize) {
+        let Some(cap) = self.def.max_bytes_per_second.filter(|cap| *cap > 0) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let from = self.paced_until.map_or(now, |until| until.max(now));
+        self.paced_until = Some(from + Duration::from_secs_f64(bytes as f64 / cap as f64));
     }
 
     /// Sets a local topic aside after the remote refused it; its data stays local.

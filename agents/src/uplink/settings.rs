@@ -15,6 +15,7 @@
 //! compression = "zstd"              # librdkafka compression.type towards the remote
 //! remote_timeout_ms = 30000         # longest remote call before the link counts as down
 //! retain_until_forwarded = true     # local retention keeps what is not forwarded yet
+//! max_bytes_per_second = 1000000    # bandwidth cap (stored batch bytes, before compression)
 //! [uplinks.properties]              # librdkafka pass-through (TLS, SASL, timeouts)
 //! "security.protocol" = "sasl_ssl"
 //! ```
@@ -102,6 +103,9 @@ pub struct UplinkDef {
     /// while the link is down, the edge's disk holds the backlog. The broker's free-disk
     /// guard still refuses produce when space runs out, so the disk never fills.
     pub retain_until_forwarded: Option<bool>,
+    /// Bandwidth cap: most bytes of local record batches (before the uplink's
+    /// compression) forwarded per second, averaged over batches (default: none).
+    pub max_bytes_per_second: Option<u64>,
 }
 
 /// An `[[uplinks]]` table is unusable.
