@@ -15,6 +15,7 @@ use std::time::Instant;
 use agentlog_agents::metrics::{
     llm_metrics, LlmMetricsSnapshot, MetricsSnapshot, LATENCY_BUCKETS_US,
 };
+use agentlog_agents::uplink::UplinkSnapshot;
 use agentlog_broker::Broker;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -47,6 +48,8 @@ pub struct Sources {
     /// The MCP server's settings when `mcp.server.enable` is on (`/mcp` is served
     /// only then).
     pub mcp: Option<crate::mcp_server::Settings>,
+    /// The edge uplinks' live status (`[[uplinks]]`; empty when none run).
+    pub uplinks: agentlog_agents::uplink::UplinkStatuses,
 }
 
 impl std::fmt::Debug for Sources {
@@ -122,11 +125,17 @@ struct AppState {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "uptime_seconds": state.sources.started.elapsed().as_secs(),
         "broker": state.sources.broker.is_some(),
     });
+    let uplinks = state.sources.uplinks.snapshot();
+    if !uplinks.is_empty() {
+        // Liveness stays "ok" while a link is down: store-and-forward is the point,
+        // and restarting the edge would not bring the link back.
+        body["uplinks"] = serde_json::to_value(uplinks).unwrap_or_default();
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -217,6 +226,7 @@ impl Collector for LiveCollector {
         )?;
         encode_agents(&mut encoder, &(sources.agents)())?;
         encode_llm(&mut encoder, &llm_metrics().snapshot())?;
+        encode_uplinks(&mut encoder, &sources.uplinks.snapshot())?;
         if let Some(broker) = &sources.broker {
             encode_broker(&mut encoder, broker)?;
         }
@@ -494,5 +504,82 @@ fn encode_broker(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(),
         "agentlog_consumer_lag",
         "Records a group has yet to consume: high watermark minus committed offset.",
         &lag,
+    )
+}
+
+/// Reads one counter out of an uplink's snapshot.
+type UplinkField = fn(&UplinkSnapshot) -> u64;
+/// Reads one gauge out of an uplink's snapshot.
+type UplinkGauge = fn(&UplinkSnapshot) -> i64;
+
+fn encode_uplinks(
+    encoder: &mut DescriptorEncoder,
+    uplinks: &[UplinkSnapshot],
+) -> Result<(), std::fmt::Error> {
+    let labels = |u: &UplinkSnapshot| -> Labels { vec![("uplink", u.name.clone())] };
+    let plain: [(&str, &str, UplinkField); 3] = [
+        (
+            "agentlog_uplink_records_forwarded",
+            "Local records an uplink forwarded (committed on the remote).",
+            |u| u.records_forwarded,
+        ),
+        (
+            "agentlog_uplink_bytes_forwarded",
+            "Key and value bytes an uplink forwarded.",
+            |u| u.bytes_forwarded,
+        ),
+        (
+            "agentlog_uplink_transactions",
+            "Batches an uplink committed on the remote (transactions in exactly-once mode).",
+            |u| u.transactions,
+        ),
+    ];
+    for (name, help, field) in plain {
+        let samples: Vec<(Labels, u64)> = uplinks.iter().map(|u| (labels(u), field(u))).collect();
+        counters(encoder, name, help, &samples)?;
+    }
+    let now_ms = agentlog_agents::event::now_ms();
+    let age = |since_ms: i64| {
+        if since_ms > 0 {
+            (now_ms - since_ms).max(0) / 1000
+        } else {
+            0
+        }
+    };
+    let gauge_rows: [(&str, &str, UplinkGauge); 4] = [
+        (
+            "agentlog_uplink_records_behind",
+            "Local records an uplink has not forwarded yet.",
+            |u| to_i64(u.records_behind),
+        ),
+        (
+            "agentlog_uplink_last_send_timestamp_seconds",
+            "When an uplink last committed a batch on the remote (0: never).",
+            |u| u.last_send_ms / 1000,
+        ),
+        (
+            "agentlog_uplink_topics_refused",
+            "Local topics an uplink sets aside because the remote refuses them (see /health).",
+            |u| u.topic_errors.len() as i64,
+        ),
+        (
+            "agentlog_uplink_up",
+            "1 while an uplink's link is up, else 0 (the reason is on /health and in the log).",
+            |u| i64::from(u.state == "up"),
+        ),
+    ];
+    for (name, help, field) in gauge_rows {
+        let samples: Vec<(Labels, i64)> = uplinks.iter().map(|u| (labels(u), field(u))).collect();
+        gauges(encoder, name, help, &samples)?;
+    }
+    let oldest: Vec<(Labels, i64)> = uplinks
+        .iter()
+        .map(|u| (labels(u), age(u.oldest_unforwarded_ms)))
+        .collect();
+    gauges(
+        encoder,
+        "agentlog_uplink_oldest_unforwarded_age_seconds",
+        "Age of the oldest local record an uplink has read but not forwarded yet (0: none waiting).",
+        &oldest,
     )
 }

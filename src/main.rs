@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentlog_agents::config::{start_declared, AgentsConfig, BackendChoice};
+use agentlog_agents::uplink::Uplinks;
 use agentlog_agents::{AgentHandle, EmbeddedBackend, KafkaBackend, Runtime};
 use agentlog_broker::{BrokerConfig, RunningBroker};
 use anyhow::Context;
@@ -98,7 +99,13 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let http = http.map(|addr| HttpSettings { addr, mcp });
-    runtime.block_on(serve(config, agents, http))
+    let outcome = runtime.block_on(serve(config, agents, http));
+    // `serve` has stopped and flushed everything it started. What may be left are
+    // blocking librdkafka calls of an uplink stopped mid-call (initialising or committing
+    // a transaction over a dead link, up to its remote timeout): nothing in them needs
+    // finishing, the remote aborts an unfinished transaction, so do not wait them out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 /// Logs go to stderr (stdout carries the machine-readable listening lines), filtered
@@ -191,6 +198,7 @@ async fn serve(
             agent_source(&runtime),
             None,
             runtime.indexes().clone(),
+            Default::default(),
             started,
         )
         .await?;
@@ -216,17 +224,20 @@ async fn serve(
     }
     tracing::info!(advertised = %running.bootstrap(), "broker started");
     let runtime = Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())));
+    let uplinks = Uplinks::start(&running.broker, &agents.uplinks)?;
     let http = start_http(
         http,
         agent_source(&runtime),
         Some(running.broker.clone()),
         runtime.indexes().clone(),
+        uplinks.statuses(),
         started,
     )
     .await?;
     let handles = start_declared(&runtime, &agents).await?;
     stop.wait().await;
     stop_agents(handles).await;
+    uplinks.stop().await;
     if let Some(http) = http {
         // Health stops answering before the broker goes away.
         http.stop().await;
@@ -252,6 +263,7 @@ async fn start_http(
     agents: http::AgentMetricsSource,
     broker: Option<Arc<agentlog_broker::Broker>>,
     indexes: Arc<agentlog_agents::rag::Indexes>,
+    uplinks: agentlog_agents::uplink::UplinkStatuses,
     started: Instant,
 ) -> anyhow::Result<Option<http::HttpServer>> {
     let Some(HttpSettings { addr, mcp }) = settings else {
@@ -263,6 +275,7 @@ async fn start_http(
         started,
         indexes,
         mcp,
+        uplinks,
     };
     let server = http::HttpServer::start(addr, sources)
         .await

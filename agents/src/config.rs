@@ -1,5 +1,6 @@
 //! Agents declared in agentlog's TOML configuration: the backend to run on and
-//! `[[agents]]` tables. The broker's own settings in the same file are ignored here
+//! `[[agents]]` tables (and the other tables the agent runtime owns: `[llm]`,
+//! `[inference]`, `[rag]`, `[[mcp_servers]]`, `[[uplinks]]`). The broker's own settings in the same file are ignored here
 //! (and these keys are ignored by the broker).
 //!
 //! ```toml
@@ -39,6 +40,7 @@ use crate::llm::LlmSettings;
 use crate::mcp::McpServerDef;
 use crate::rag::RagSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
+use crate::uplink::{UplinkConfigError, UplinkDef};
 
 /// The configuration is unusable.
 #[derive(Debug, Error)]
@@ -63,6 +65,12 @@ pub enum ConfigError {
         /// Its kind.
         kind: String,
     },
+    /// An `[[uplinks]]` table is wrong.
+    #[error(transparent)]
+    Uplink(#[from] UplinkConfigError),
+    /// Uplinks read the local broker's logs, which a `kafka` backend does not start.
+    #[error("[[uplinks]] need the embedded backend (they forward this process's broker)")]
+    UplinksNeedEmbedded,
     /// An agent's options are wrong.
     #[error("agent `{name}`: {reason}")]
     Options {
@@ -106,6 +114,8 @@ struct Document {
     rag: RagSettings,
     #[serde(default)]
     mcp_servers: Vec<McpServerDef>,
+    #[serde(default)]
+    uplinks: Vec<UplinkDef>,
 }
 
 /// One `[[agents]]` table.
@@ -161,6 +171,9 @@ pub struct AgentsConfig {
     pub rag: RagSettings,
     /// `[[mcp_servers]]`: MCP servers this process bridges onto topics.
     pub mcp_servers: Vec<McpServerDef>,
+    /// `[[uplinks]]`: links forwarding local topics to a central cluster (started by
+    /// `serve` next to the broker: they read its logs in-process).
+    pub uplinks: Vec<UplinkDef>,
     /// The process's data directory (not read from the file: `serve` sets it), where
     /// indexes keep their snapshots by default.
     pub data_dir: Option<PathBuf>,
@@ -204,6 +217,7 @@ impl AgentsConfig {
             inference: doc.inference,
             rag: doc.rag,
             mcp_servers: doc.mcp_servers,
+            uplinks: doc.uplinks,
             data_dir: None,
         };
         for def in &config.agents {
@@ -228,6 +242,10 @@ impl AgentsConfig {
                     reason: "declared twice".to_string(),
                 });
             }
+        }
+        crate::uplink::settings::validate_all(&config.uplinks)?;
+        if !config.uplinks.is_empty() && config.backend != BackendChoice::Embedded {
+            return Err(ConfigError::UplinksNeedEmbedded);
         }
         Ok(config)
     }
@@ -430,5 +448,24 @@ topics = ["events.dlq"]
             AgentsConfig::from_toml("").unwrap().backend,
             BackendChoice::Embedded
         );
+    }
+
+    #[test]
+    fn reads_uplinks_and_refuses_them_without_a_local_broker() {
+        let uplink = "[[uplinks]]\nname='c'\nbootstrap='central:9092'\nsite='rig7'\ntopics=['t']\n";
+        let config = AgentsConfig::from_toml(&format!("num.partitions = 3\n{uplink}")).unwrap();
+        assert_eq!(config.uplinks.len(), 1);
+        assert_eq!(
+            config.uplinks[0].progress_topic(),
+            "_agentlog.uplink.rig7.c"
+        );
+        assert!(matches!(
+            AgentsConfig::from_toml(&format!("backend='kafka'\nbootstrap='k:9092'\n{uplink}")),
+            Err(ConfigError::UplinksNeedEmbedded)
+        ));
+        assert!(matches!(
+            AgentsConfig::from_toml("[[uplinks]]\nname='c'\nbootstrap='b'\nsite='s'\n"),
+            Err(ConfigError::Uplink(UplinkConfigError::NoTopics(_)))
+        ));
     }
 }

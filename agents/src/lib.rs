@@ -46,7 +46,7 @@
 //! endpoints, durable calls, the `llm`, `llm_router` and `tool_agent` kinds, replay),
 //! `workflow` (`aggregate`, the fan-in), `dispatch` (key-ordered concurrency), `rag`
 //! (the vector index and its snapshots), `a2a` (A2A over topics: agent cards,
-//! inboxes, the client).
+//! inboxes, the client), `uplink` (edge store-and-forward to a central cluster).
 
 #![warn(missing_docs)]
 
@@ -68,6 +68,7 @@ pub mod rag;
 pub mod records;
 pub mod runtime;
 pub mod state;
+pub mod uplink;
 pub mod workflow;
 
 pub use agent::{Agent, Context, HandlerError};

@@ -770,9 +770,10 @@ fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
 }
 
 /// Top-level keys of the configuration file that belong to the agent runtime.
-const AGENT_KEYS: [&str; 8] = [
+const AGENT_KEYS: [&str; 9] = [
     "agents",
     "mcp_servers",
+    "uplinks",
     "agents_backend",
     "backend",
     "bootstrap",
@@ -955,7 +956,9 @@ mod tests {
             .apply_toml(
                 "backend = \"kafka\"\nbootstrap = \"k:9092\"\nnum.partitions = 2\n\
                  [agents_backend.properties]\n\"a.b\" = 1\n\
-                 [[agents]]\nname = \"r\"\ntopics = [\"t\"]\n",
+                 [[agents]]\nname = \"r\"\ntopics = [\"t\"]\n\
+                 [[uplinks]]\nname = \"c\"\nbootstrap = \"central:9092\"\n\
+                 [uplinks.properties]\n\"security.protocol\" = \"ssl\"\n",
             )
             .unwrap();
         assert_eq!(config.num_partitions(), 2);

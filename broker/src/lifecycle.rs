@@ -20,10 +20,10 @@
 //! Passes run on blocking threads, one partition at a time, and only take a log's
 //! locks briefly (see `storage`), so produce and fetch are not stalled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
@@ -47,6 +47,8 @@ pub struct Lifecycle {
     bytes_deleted: AtomicU64,
     compactions: AtomicU64,
     records_compacted_away: AtomicU64,
+    /// Per partition, the first offset each holder (an edge uplink) still needs.
+    retention_holds: Mutex<HashMap<(String, i32), BTreeMap<String, i64>>>,
 }
 
 impl Lifecycle {
@@ -87,6 +89,40 @@ impl Lifecycle {
     /// Records removed by compaction since start.
     pub fn records_compacted_away(&self) -> u64 {
         self.records_compacted_away.load(Ordering::Relaxed)
+    }
+
+    /// Holds `topic`-`partition` from `offset` on for `holder`: time and size retention
+    /// keep every segment from the one holding it (see `Retention::keep_from`), so a
+    /// reader that must see every record (an edge uplink with its link down) loses none.
+    /// Called again as the holder moves on.
+    pub fn hold_from(&self, holder: &str, topic: &str, partition: i32, offset: i64) {
+        self.retention_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .insert(holder.to_string(), offset);
+    }
+
+    /// Drops every hold of `holder`.
+    pub fn release_holds(&self, holder: &str) {
+        let mut holds = self
+            .retention_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for by_holder in holds.values_mut() {
+            by_holder.remove(holder);
+        }
+        holds.retain(|_, by_holder| !by_holder.is_empty());
+    }
+
+    /// The lowest held offset of a partition, if any holder holds it.
+    pub fn held_from(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.retention_holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic.to_string(), partition))
+            .and_then(|by_holder| by_holder.values().min().copied())
     }
 
     /// Updates the disk gauge from a free-space reading; logs once per transition.
@@ -215,8 +251,13 @@ pub fn retention_pass(broker: &Broker) {
                 -1
             },
             now_ms: now,
+            keep_from: None,
         };
         for partition in &topic.partitions {
+            let retention = Retention {
+                keep_from: broker.lifecycle.held_from(topic.name(), partition.index),
+                ..retention
+            };
             partition
                 .log
                 .set_roll_config(log_config.segment_bytes, log_config.segment_ms);

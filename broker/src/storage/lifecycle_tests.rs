@@ -110,6 +110,7 @@ fn time_retention_deletes_old_sealed_segments_and_moves_the_start_durably() {
                 retention_ms: 30_000,
                 retention_bytes: -1,
                 now_ms: now(),
+                keep_from: None,
             })
             .unwrap();
         assert!(outcome.segments_deleted > 0);
@@ -131,6 +132,42 @@ fn time_retention_deletes_old_sealed_segments_and_moves_the_start_durably() {
     ));
 }
 
+/// A held offset (an uplink that has not forwarded it yet) keeps its segment and every
+/// later one, however expired; segments wholly below it still go.
+#[test]
+fn retention_keeps_segments_from_a_held_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(300)).unwrap();
+    for i in 0..20 {
+        log.append(keyed(
+            &[(format!("k{i}"), Some("v".repeat(50)))],
+            now() - 60_000,
+            KpCompression::None,
+        ))
+        .unwrap();
+    }
+    let expire_all = |keep_from| Retention {
+        retention_ms: 1000,
+        retention_bytes: -1,
+        now_ms: now(),
+        keep_from,
+    };
+    log.apply_retention(expire_all(Some(7))).unwrap();
+    let start = log.log_start_offset();
+    assert!(
+        start > 0 && start <= 7,
+        "start {start}: below the hold goes, the hold stays"
+    );
+    assert_eq!(read_all(&log, start).first().map(|r| r.0), Some(start));
+    assert_eq!(read_all(&log, 7).len(), 13, "offsets 7..20 are kept");
+    log.apply_retention(expire_all(None)).unwrap();
+    assert_eq!(
+        log.log_start_offset(),
+        20,
+        "released: everything expired goes"
+    );
+}
+
 #[test]
 fn time_retention_rolls_an_expired_active_segment_so_an_idle_log_empties() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,6 +184,7 @@ fn time_retention_rolls_an_expired_active_segment_so_an_idle_log_empties() {
         retention_ms: 1000,
         retention_bytes: -1,
         now_ms: now(),
+        keep_from: None,
     })
     .unwrap();
     assert_eq!(log.log_start_offset(), 5);
@@ -176,6 +214,7 @@ fn size_retention_trims_to_the_limit_and_never_the_active_segment() {
         retention_ms: -1,
         retention_bytes: 1000,
         now_ms: now(),
+        keep_from: None,
     })
     .unwrap();
     assert!(
@@ -190,6 +229,7 @@ fn size_retention_trims_to_the_limit_and_never_the_active_segment() {
         retention_ms: -1,
         retention_bytes: 0,
         now_ms: now(),
+        keep_from: None,
     })
     .unwrap();
     assert_eq!(log.segment_count(), 1);

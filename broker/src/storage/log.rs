@@ -976,6 +976,10 @@ impl PartitionLog {
             let over_size = retention.retention_bytes >= 0
                 && total.saturating_sub(segment.size()) >= retention.retention_bytes as u64;
             let below_start = next_base <= self.log_start_offset();
+            let held = retention.keep_from.is_some_and(|keep| next_base > keep);
+            if (expired(segment) || over_size) && held && !below_start {
+                break;
+            }
             if expired(segment) || over_size || below_start {
                 total = total.saturating_sub(segment.size());
                 new_start = Some(next_base);
@@ -1086,6 +1090,10 @@ pub struct Retention {
     pub retention_bytes: i64,
     /// The current time in milliseconds since the epoch.
     pub now_ms: i64,
+    /// Keep every segment holding this offset or later, however old or large: a
+    /// reader that must not miss records (an edge uplink not yet forwarded) still needs
+    /// them. `None`: nothing held.
+    pub keep_from: Option<i64>,
 }
 
 /// What one retention pass removed.

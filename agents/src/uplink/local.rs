@@ -1,0 +1,330 @@
+//! The edge side of an uplink: the local partitions it forwards, read straight from
+//! the broker's logs in this process (no consumer group, no TCP), with positions that
+//! move only once the remote has committed what was read.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentlog_broker::partition::Partition;
+use agentlog_broker::Broker;
+use regex::Regex;
+use tokio::sync::watch;
+
+use crate::event::Event;
+use crate::records;
+
+/// A local topic-partition, as progress keys name it.
+pub type SourcePartition = (String, i32);
+
+/// One local partition being forwarded.
+struct Cursor {
+    topic: Arc<str>,
+    partition: Arc<Partition>,
+    /// Next offset to forward: everything before it is committed on the remote.
+    position: i64,
+    watch: watch::Receiver<i64>,
+}
+
+impl Cursor {
+    fn key(&self) -> SourcePartition {
+        (self.topic.to_string(), self.partition.index)
+    }
+
+    /// Where forwarding may read up to: the last stable offset, so records of a local
+    /// transaction still open are not sent before it is decided.
+    fn end(&self) -> i64 {
+        self.partition.last_stable_offset()
+    }
+}
+
+/// Records read for one remote transaction, and where each partition goes on after it.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// Records in offset order per partition.
+    pub events: Vec<Event>,
+    /// The next offset of every partition read, once this batch is committed.
+    pub next: BTreeMap<SourcePartition, i64>,
+    /// Stored batch bytes read (a measure of the batch's size).
+    pub bytes: usize,
+}
+
+/// A local partition holds a batch the uplink cannot decode: forwarding it stops there
+/// (the data stays), the rest of the uplink goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    /// The local topic.
+    pub topic: String,
+    /// The offset of the batch.
+    pub offset: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// The local partitions an uplink forwards.
+pub struct LocalTopics {
+    broker: Arc<Broker>,
+    /// Holds unforwarded records against retention under this name (`None`: not).
+    holder: Option<String>,
+    names: Vec<String>,
+    pattern: Option<Regex>,
+    cursors: Vec<Cursor>,
+    /// Rotates which partition is read first, so a busy one cannot starve the rest.
+    next_first: usize,
+}
+
+impl LocalTopics {
+    /// Forwards the topics named, and those matching `pattern`; with a `holder`, keeps
+    /// local retention from deleting what is not forwarded yet.
+    pub fn new(
+        broker: Arc<Broker>,
+        holder: Option<String>,
+        names: Vec<String>,
+        pattern: Option<Regex>,
+    ) -> LocalTopics {
+        LocalTopics {
+            broker,
+            holder,
+            names,
+            pattern,
+            cursors: Vec::new(),
+            next_first: 0,
+        }
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+            || self.pattern.as_ref().is_some_and(|p| p.is_match(name))
+    }
+
+    /// Picks up topics and partitions created since the last call, starting each at
+    /// its stored progress or at the log start. Returns the new topics with their
+    /// partition counts, which the remote must have.
+    pub fn discover(&mut self, progress: &HashMap<SourcePartition, i64>) -> Vec<(String, i32)> {
+        let known: HashSet<SourcePartition> = self.cursors.iter().map(Cursor::key).collect();
+        let mut added = Vec::new();
+        for topic in self.broker.topics.list() {
+            // Internal topics (offsets, transactions, the uplink's own) never go up
+            // unless named outright.
+            let name = topic.name();
+            if !self.selects(name)
+                || (name.starts_with("__") && !self.names.iter().any(|n| n == name))
+            {
+                continue;
+            }
+            let mut new_partitions = false;
+            for partition in &topic.partitions {
+                let key = (name.to_string(), partition.index);
+                if known.contains(&key) {
+                    continue;
+                }
+                let start = partition.log.log_start_offset();
+                let position = progress.get(&key).copied().unwrap_or(start);
+                self.cursors.push(Cursor {
+                    topic: Arc::from(name),
+                    watch: partition.log.subscribe(),
+                    partition: partition.clone(),
+                    position,
+                });
+                new_partitions = true;
+            }
+            if new_partitions {
+                added.push((name.to_string(), topic.partitions.len() as i32));
+            }
+        }
+        if !added.is_empty() {
+            self.hold();
+        }
+        added
+    }
+
+    /// Tells retention where each partition's unforwarded records start.
+    fn hold(&self) {
+        let Some(holder) = &self.holder else {
+            return;
+        };
+        for cursor in &self.cursors {
+            self.broker.lifecycle.hold_from(
+                holder,
+                &cursor.topic,
+                cursor.partition.index,
+                cursor.position,
+            );
+        }
+    }
+
+    /// Every forwarded topic with its partition count.
+    pub fn topics(&self) -> BTreeMap<String, i32> {
+        let mut out = BTreeMap::new();
+        for cursor in &self.cursors {
+            let count = out.entry(cursor.topic.to_string()).or_insert(0);
+            *count = (*count).max(cursor.partition.index + 1);
+        }
+        out
+    }
+
+    /// Restarts every partition at the remote's progress (a new session trusts only
+    /// what the remote committed). A position below the log start means retention
+    /// deleted records before they were forwarded: logged, never silent.
+    pub fn reset(&mut self, progress: &HashMap<SourcePartition, i64>) {
+        for cursor in &mut self.cursors {
+            let start = cursor.partition.log.log_start_offset();
+            let stored = progress.get(&cursor.key()).copied().unwrap_or(start);
+            if stored < start {
+                tracing::warn!(
+                    topic = %cursor.topic,
+                    partition = cursor.partition.index,
+                    forwarded_up_to = stored,
+                    log_start_offset = start,
+                    "uplink: records were deleted locally before they were forwarded"
+                );
+            }
+            cursor.position = stored.max(start);
+        }
+        self.hold();
+    }
+
+    /// Reads up to about `budget` bytes of unforwarded records, skipping `paused`
+    /// topics. Positions do not move: see [`LocalTopics::advance`].
+    pub fn read(
+        &mut self,
+        budget: usize,
+        paused: &HashSet<String>,
+    ) -> (ReadBatch, Vec<Undecodable>) {
+        let mut batch = ReadBatch::default();
+        let mut undecodable = Vec::new();
+        let count = self.cursors.len();
+        if count == 0 {
+            return (batch, undecodable);
+        }
+        let first = self.next_first % count;
+        self.next_first = self.next_first.wrapping_add(1);
+        for i in 0..count {
+            if batch.bytes >= budget {
+                break;
+            }
+            let cursor = &self.cursors[(first + i) % count];
+            if paused.contains(cursor.topic.as_ref()) {
+                continue;
+            }
+            let end = cursor.end();
+            if cursor.position >= end {
+                continue;
+            }
+            let Ok(read) = cursor
+                .partition
+                .log
+                .read(cursor.position, budget - batch.bytes)
+            else {
+                // Retention moved the start past us, or the log is closing: the next
+                // session's reset (or the next read) sees the new bounds.
+                continue;
+            };
+            if read.bytes.is_empty() {
+                continue;
+            }
+            let before = batch.events.len();
+            let decoded_next = records::decode_batches(
+                &cursor.topic,
+                cursor.partition.index,
+                &read.bytes,
+                cursor.position,
+                &mut batch.events,
+            );
+            let mut next = decoded_next.min(end);
+            let mut kept = before;
+            for index in before..batch.events.len() {
+                let event = &batch.events[index];
+                if event.offset >= end {
+                    break;
+                }
+                if let Some(reason) = &event.undecodable {
+                    undecodable.push(Undecodable {
+                        topic: cursor.topic.to_string(),
+                        offset: event.offset,
+                        reason: reason.clone(),
+                    });
+                    next = event.offset;
+                    break;
+                }
+                kept = index + 1;
+            }
+            batch.events.truncate(kept);
+            if next > cursor.position {
+                batch.bytes += read.bytes.len();
+                batch.next.insert(cursor.key(), next);
+            }
+        }
+        (batch, undecodable)
+    }
+
+    /// Moves positions on once a batch is committed on the remote.
+    pub fn advance(&mut self, next: &BTreeMap<SourcePartition, i64>) {
+        for cursor in &mut self.cursors {
+            if let Some(offset) = next.get(&cursor.key()) {
+                cursor.position = cursor.position.max(*offset);
+            }
+        }
+        self.hold();
+    }
+
+    /// Records not yet forwarded, over every partition.
+    pub fn records_behind(&self) -> u64 {
+        self.cursors
+            .iter()
+            .map(|c| u64::try_from(c.end() - c.position).unwrap_or(0))
+            .sum()
+    }
+
+    /// The timestamp of the oldest record not yet forwarded (first records of every
+    /// partition behind; 0 when none is), read from the logs: between sessions no
+    /// batch is read, and this is the figure an outage is watched by.
+    pub fn oldest_unforwarded_ms(&self) -> i64 {
+        let mut oldest: Option<i64> = None;
+        let mut events = Vec::new();
+        for cursor in &self.cursors {
+            if cursor.position >= cursor.end() {
+                continue;
+            }
+            let Ok(read) = cursor.partition.log.read(cursor.position, 1) else {
+                continue;
+            };
+            events.clear();
+            records::decode_batches(
+                &cursor.topic,
+                cursor.partition.index,
+                &read.bytes,
+                cursor.position,
+                &mut events,
+            );
+            if let Some(first) = events.first() {
+                oldest = Some(oldest.map_or(first.timestamp, |o| o.min(first.timestamp)));
+            }
+        }
+        oldest.unwrap_or(0)
+    }
+
+    /// Marks every log's current end as seen: called before a read, so records
+    /// appended after it wake [`LocalTopics::wait_for_records`] instead of being missed.
+    pub fn mark_seen(&mut self) {
+        for cursor in &mut self.cursors {
+            cursor.watch.borrow_and_update();
+        }
+    }
+
+    /// Waits until a forwarded partition's log grew since [`LocalTopics::mark_seen`],
+    /// or `max_wait`.
+    pub async fn wait_for_records(&mut self, max_wait: Duration) {
+        if self.cursors.is_empty() {
+            tokio::time::sleep(max_wait).await;
+            return;
+        }
+        let changed = futures::future::select_all(
+            self.cursors.iter_mut().map(|c| Box::pin(c.watch.changed())),
+        );
+        if let Ok((Err(_), _, _)) = tokio::time::timeout(max_wait, changed).await {
+            // A log is gone (topic deleted): do not spin on it.
+            tokio::time::sleep(max_wait).await;
+        }
+    }
+}
