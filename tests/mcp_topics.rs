@@ -17,19 +17,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn weather_server(extra: &str) -> McpServerDef {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/mcp-tools/weather_server.py"
-    );
-    let python = agents_common::python();
-    let text = format!(
-        "name = \"weather\"\ncommand = [{:?}, {script:?}]\n{extra}",
-        python.display().to_string()
-    );
-    toml::from_str(&text).unwrap()
-}
-
 async fn bridge<B: Backend>(runtime: &Runtime<B>, def: McpServerDef) -> AgentHandle {
     mcp::start_bridges(runtime, &[def]).await.unwrap().remove(0)
 }
@@ -120,7 +107,11 @@ async fn send<B: Backend>(backend: &B, records: Vec<OutRecord>) {
 /// errors of bad input: every request gets its one answer on the reply topic.
 async fn requests_are_answered_on_the_reply_topic<B: Backend>(backend: B) {
     let runtime = Runtime::new(backend.clone());
-    let _bridge = bridge(&runtime, weather_server("max_message_bytes = 4096")).await;
+    let _bridge = bridge(
+        &runtime,
+        agents_common::weather_server("max_message_bytes = 4096"),
+    )
+    .await;
     let init = call(
         "i1",
         "initialize",
@@ -264,7 +255,7 @@ async fn duplicates_cancellations_and_deadlines() {
         observations.display().to_string()
     );
     let runtime = Runtime::new(backend.clone());
-    let _bridge = bridge(&runtime, weather_server(&env)).await;
+    let _bridge = bridge(&runtime, agents_common::weather_server(&env)).await;
 
     let note = call(
         "o1",
@@ -326,10 +317,7 @@ async fn a_request_waits_for_a_server_that_is_down() {
     let (_broker, backend) = agents_common::embedded().await;
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("up");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/mcp-tools/weather_server.py"
-    );
+    let script = agents_common::WEATHER_SERVER;
     // The server starts only once the gate file exists.
     let text = format!(
         "name = \"weather\"\ncommand = [\"sh\", \"-c\", \"test -e {gate} && exec {python} {script}\"]",
@@ -373,7 +361,7 @@ async fn a_request_waits_for_a_server_that_is_down() {
 async fn the_tool_list_is_refreshed_when_it_changes() {
     let (_broker, backend) = agents_common::embedded().await;
     let runtime = Runtime::new(backend.clone());
-    let _bridge = bridge(&runtime, weather_server("")).await;
+    let _bridge = bridge(&runtime, agents_common::weather_server("")).await;
     let client = topic_client(&backend, WAIT).await;
     let names = |tools: &[Value]| -> Vec<String> {
         tools
@@ -430,10 +418,7 @@ async fn a_streamable_http_server_is_bridged_too() {
         .local_addr()
         .unwrap()
         .port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/mcp-tools/weather_server.py"
-    );
+    let script = agents_common::WEATHER_SERVER;
     let _server = Child(
         std::process::Command::new(agents_common::python())
             .args([script, "--http", &port.to_string()])

@@ -5,12 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{consumer_config, poll_until, producer_config, watermarks, BrokerProcess, Serve};
+use common::{
+    consumer_config, http_get, listening_addresses, poll_until, producer_config, watermarks,
+    BrokerProcess, Serve,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -61,45 +62,8 @@ fn serve(dir: &std::path::Path, config: &str) -> (Serve, Option<String>, String)
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let process = Serve(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut kafka, mut http) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("agentlog listening on ") {
-            kafka = Some(addr.trim().to_string());
-        } else if let Some(addr) = line.strip_prefix("agentlog http on ") {
-            http = Some(addr.trim().to_string());
-        }
-        if http.is_some() && (kafka.is_some() || !with_broker) {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let (kafka, http) = listening_addresses(stdout, with_broker);
     (process, kafka, http.expect("no http line"))
-}
-
-/// A plain HTTP/1.1 GET: (status code, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("no end of HTTP headers");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("no status code");
-    (status, body.to_string())
 }
 
 /// The value of the sample `name` whose labels include all of `labels`.
@@ -121,7 +85,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 fn scrape(http: &str) -> String {
-    let (status, body) = get(http, "/metrics");
+    let (status, body) = http_get(http, "/metrics");
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -139,7 +103,7 @@ fn metrics_report_agent_counters_and_consumer_lag() {
     let (_process, kafka, http) = serve(dir.path(), &format!("{BROKER}{ROUTER}"));
     let kafka = kafka.expect("no listening line");
 
-    let (status, body) = get(&http, "/health");
+    let (status, body) = http_get(&http, "/health");
     assert_eq!(status, 200);
     assert!(body.contains(r#""status":"ok""#), "{body}");
 
@@ -257,7 +221,7 @@ fn kafka_backend_serves_agent_metrics_without_broker_series() {
     let (_process, kafka, http) = serve(dir.path(), &config);
     assert!(kafka.is_none(), "no broker in kafka mode");
 
-    let (status, body) = get(&http, "/health");
+    let (status, body) = http_get(&http, "/health");
     assert_eq!(status, 200);
     assert!(body.contains(r#""broker":false"#), "{body}");
     let text = poll_until(Duration::from_secs(30), "router series", || {
@@ -277,7 +241,7 @@ fn kafka_backend_serves_agent_metrics_without_broker_series() {
 fn http_listen_in_the_config_file_starts_the_listener() {
     let dir = tempfile::tempdir().unwrap();
     let (process, _kafka, http) = serve(dir.path(), "http.listen = \"127.0.0.1:0\"\n");
-    let (status, _) = get(&http, "/health");
+    let (status, _) = http_get(&http, "/health");
     assert_eq!(status, 200);
     process.stop();
 }

@@ -383,15 +383,7 @@ timeout_ms = 60000
 async fn tool_agent_calls_an_mcp_server_tool_over_topics() {
     let (_broker, backend) = agents_common::embedded().await;
     let runtime = Runtime::new(backend.clone());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/mcp-tools/weather_server.py"
-    );
-    let server: agentlog_agents::mcp::McpServerDef = toml::from_str(&format!(
-        "name = \"weather\"\ncommand = [{:?}, {script:?}]",
-        agents_common::python().display().to_string()
-    ))
-    .unwrap();
+    let server = agents_common::weather_server("");
     let _bridge = agentlog_agents::mcp::start_bridges(&runtime, &[server])
         .await
         .unwrap();

@@ -62,6 +62,18 @@ fn behind(uplink: &serde_json::Value) -> u64 {
 /// Every acknowledged edge record reaches central exactly once, in order per
 /// partition, through a link cut mid-stream, a SIGKILL of the edge while forwarding
 /// and a SIGKILL of central while forwarding.
+/// The `topics` value of the uplinks that forward only `telemetry`.
+const TELEMETRY: &str = r#"["telemetry"]"#;
+
+/// An edge configuration with one uplink named `central` to `bootstrap`, from `site`,
+/// forwarding `topics` (a TOML array), with `extra` keys.
+fn uplink(bootstrap: &str, site: &str, topics: &str, extra: &str) -> String {
+    format!(
+        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{bootstrap}\"\nsite = \"{site}\"\n\
+         topics = {topics}\n{extra}"
+    )
+}
+
 #[test]
 fn exactly_once_across_link_cut_and_kills_of_both_sides() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +129,7 @@ fn exactly_once_across_link_cut_and_kills_of_both_sides() {
         let remote = format!("rig7.{topic}");
         assert_exactly_once(&central_addr, topic, &remote, partitions, "rig7", &acked);
     }
-    let metrics = uplink_common::http_get(&edge.http, "/metrics");
+    let (_, metrics) = common::http_get(&edge.http, "/metrics");
     assert!(
         metrics.contains("agentlog_uplink_up{uplink=\"central\"} 1"),
         "{metrics}"
@@ -182,10 +194,11 @@ fn the_readme_example_runs_verbatim() {
 fn a_refused_topic_is_set_aside_and_the_others_flow() {
     let central = common::BrokerProcess::start(&["message.max.bytes=16384"]);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"ship\"\n\
-         topics = [\"big\", \"small\"]\nremote_timeout_ms = 5000\n",
-        central.bootstrap()
+    let config = uplink(
+        &central.bootstrap(),
+        "ship",
+        r#"["big", "small"]"#,
+        "remote_timeout_ms = 5000\n",
     );
     let edge = Edge::start(dir.path(), &config);
     common::runtime().block_on(async {
@@ -215,7 +228,7 @@ fn a_refused_topic_is_set_aside_and_the_others_flow() {
     // The refused record is still at the edge.
     let kept = common::consume_exactly(&edge.kafka, "big", &[(0, 0)], 1, Duration::from_secs(10));
     assert_eq!(uplink_common::payload_len(&kept[0]), large.len());
-    let metrics = uplink_common::http_get(&edge.http, "/metrics");
+    let (_, metrics) = common::http_get(&edge.http, "/metrics");
     assert!(
         metrics.contains("agentlog_uplink_topics_refused{uplink=\"central\"} 1"),
         "{metrics}"
@@ -277,9 +290,13 @@ fn retention_keeps_what_the_uplink_has_not_forwarded() {
     let central_addr = proxy.addr.to_string();
     proxy.cut();
     let config = format!(
-        "log.retention.check.interval.ms = 100\n\
-         [[uplinks]]\nname = \"central\"\nbootstrap = \"{central_addr}\"\nsite = \"rig7\"\n\
-         topics = [\"telemetry\"]\nremote_timeout_ms = 3000\n"
+        "log.retention.check.interval.ms = 100\n{}",
+        uplink(
+            &central_addr,
+            "rig7",
+            TELEMETRY,
+            "remote_timeout_ms = 3000\n"
+        )
     );
     let edge = Edge::start(dir.path(), &config);
     let short_retention = [("retention.ms", "60000"), ("segment.bytes", "1024")];
@@ -338,10 +355,11 @@ fn sigterm_with_the_link_down_stops_cleanly() {
     let proxy = Proxy::start();
     let _central = central_behind(&proxy, &[]);
     proxy.cut();
-    let config = format!(
-        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"rig7\"\n\
-         topics = [\"telemetry\"]\nremote_timeout_ms = 20000\n",
-        proxy.addr
+    let config = uplink(
+        &proxy.addr.to_string(),
+        "rig7",
+        TELEMETRY,
+        "remote_timeout_ms = 20000\n",
     );
     let mut edge = Edge::start(dir.path(), &config);
     common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
@@ -360,10 +378,11 @@ fn sigterm_with_the_link_down_stops_cleanly() {
 fn a_bandwidth_cap_paces_forwarding() {
     let central = common::BrokerProcess::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"rig7\"\n\
-         topics = [\"telemetry\"]\nbatch_bytes = 16384\nmax_bytes_per_second = 100000\n",
-        central.bootstrap()
+    let config = uplink(
+        &central.bootstrap(),
+        "rig7",
+        TELEMETRY,
+        "batch_bytes = 16384\nmax_bytes_per_second = 100000\n",
     );
     let edge = Edge::start(dir.path(), &config);
     common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
@@ -398,10 +417,11 @@ fn catch_up_throughput() {
     let proxy = Proxy::start();
     let _central = central_behind(&proxy, &[]);
     proxy.cut();
-    let config = format!(
-        "[[uplinks]]\nname = \"central\"\nbootstrap = \"{}\"\nsite = \"rig7\"\n\
-         topics = [\"telemetry\"]\nremote_timeout_ms = 3000\n",
-        proxy.addr
+    let config = uplink(
+        &proxy.addr.to_string(),
+        "rig7",
+        TELEMETRY,
+        "remote_timeout_ms = 3000\n",
     );
     let edge = Edge::start(dir.path(), &config);
     common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 3, &[]));

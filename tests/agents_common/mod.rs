@@ -33,6 +33,21 @@ pub fn python() -> std::path::PathBuf {
     }
 }
 
+/// The MCP example server (official Python SDK), which the MCP tests bridge.
+pub const WEATHER_SERVER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/mcp-tools/weather_server.py"
+);
+
+/// A `[[mcp_servers]]` table for the example server over stdio, with `extra` keys.
+pub fn weather_server(extra: &str) -> agentlog_agents::mcp::McpServerDef {
+    let text = format!(
+        "name = \"weather\"\ncommand = [{:?}, {WEATHER_SERVER:?}]\n{extra}",
+        python().display().to_string()
+    );
+    toml::from_str(&text).unwrap()
+}
+
 /// An in-process broker for agent tests: one partition per new topic, and groups that
 /// form 100 ms after their first member (not Kafka's 3 s).
 pub async fn embedded() -> (EmbeddedBroker, EmbeddedBackend) {

@@ -718,9 +718,24 @@ pub fn serve_agentlog(dir: &Path, config: &str, env: &[(&str, &str)]) -> (Serve,
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut kafka = None;
-    let mut http = None;
+    let (kafka, http) = listening_addresses(child.stdout.take().unwrap(), true);
+    (
+        Serve(child),
+        kafka.expect("the broker listens"),
+        http.expect("the http listener"),
+    )
+}
+
+/// The Kafka and HTTP addresses `agentlog serve` prints on stdout (`agentlog listening
+/// on ADDR`, `agentlog http on ADDR`), read until the HTTP line and, with `want_kafka`,
+/// the Kafka line (there is none in `backend = "kafka"` mode); the rest of stdout is
+/// drained in the background so the process never blocks on a full pipe.
+pub fn listening_addresses(
+    stdout: std::process::ChildStdout,
+    want_kafka: bool,
+) -> (Option<String>, Option<String>) {
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut kafka, mut http) = (None, None);
     for line in lines.by_ref().map_while(Result::ok) {
         if let Some(addr) = line.strip_prefix("agentlog listening on ") {
             kafka = Some(addr.trim().to_string());
@@ -728,14 +743,34 @@ pub fn serve_agentlog(dir: &Path, config: &str, env: &[(&str, &str)]) -> (Serve,
         if let Some(addr) = line.strip_prefix("agentlog http on ") {
             http = Some(addr.trim().to_string());
         }
-        if kafka.is_some() && http.is_some() {
+        if http.is_some() && (kafka.is_some() || !want_kafka) {
             break;
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (
-        Serve(child),
-        kafka.expect("the broker listens"),
-        http.expect("the http listener"),
+    (kafka, http)
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("no end of HTTP headers");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("no status code");
+    (status, body.to_string())
 }

@@ -227,17 +227,9 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: 
         .collect()
 }
 
+/// The `/metrics` text of the HTTP listener at `http`.
 pub fn scrape(http: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(http).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
+    crate::common::http_get(http, "/metrics").1
 }
 
 /// The first TOML block of the README's "LLM agents" section, exactly as printed.

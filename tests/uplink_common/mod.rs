@@ -4,14 +4,14 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{http_get, listening_addresses};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -192,20 +192,7 @@ impl Edge {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut kafka, mut http) = (None, None);
-        for line in lines.by_ref().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("agentlog listening on ") {
-                kafka = Some(addr.trim().to_string());
-            }
-            if let Some(addr) = line.strip_prefix("agentlog http on ") {
-                http = Some(addr.trim().to_string());
-            }
-            if kafka.is_some() && http.is_some() {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
+        let (kafka, http) = listening_addresses(child.stdout.take().unwrap(), true);
         self.kafka = kafka.expect("the edge did not print its listening line");
         self.http = http.expect("the edge did not print its http line");
         self.child = Some(child);
@@ -251,7 +238,7 @@ impl Edge {
 
     /// The first uplink's entry of `/health`.
     pub fn uplink(&self) -> serde_json::Value {
-        let body = http_get(&self.http, "/health");
+        let (_, body) = http_get(&self.http, "/health");
         let health: serde_json::Value = serde_json::from_str(&body).unwrap();
         health["uplinks"][0].clone()
     }
@@ -282,25 +269,6 @@ impl Drop for Edge {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// `GET path` on `addr`, the body.
-pub fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------
