@@ -194,10 +194,16 @@ impl ReplyRoute {
     /// A record for the reply topic: the message, keyed and tagged with the
     /// correlation id, marked as a `response` or a `notification`.
     pub fn record(&self, message: &Value, kind: &str) -> OutRecord {
+        self.record_of_text(message.to_string(), kind)
+    }
+
+    /// [`ReplyRoute::record`] for a message already serialized (the bridge measures
+    /// its answers before writing them).
+    pub fn record_of_text(&self, message: String, kind: &str) -> OutRecord {
         let correlation = Bytes::copy_from_slice(self.correlation_id.as_bytes());
         OutRecord {
             key: Some(correlation.clone()),
-            value: Some(Bytes::from(message.to_string())),
+            value: Some(Bytes::from(message)),
             headers: vec![
                 (CORRELATION_ID.to_string(), correlation),
                 (

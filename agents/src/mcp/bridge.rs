@@ -101,19 +101,21 @@ impl<B: Backend> McpBridge<B> {
     }
 
     /// Answers on the requester's reply topic (written with the handler's outputs).
-    fn answer(&self, ctx: &mut Context, route: &ReplyRoute, mut message: Value) {
-        let size = message.to_string().len();
-        if size > self.max_message_bytes {
-            message = binding::error(
+    fn answer(&self, ctx: &mut Context, route: &ReplyRoute, message: Value) {
+        let mut text = message.to_string();
+        if text.len() > self.max_message_bytes {
+            let too_large = binding::error(
                 message["id"].clone(),
                 binding::MESSAGE_TOO_LARGE,
                 &format!(
-                    "the server's answer is {size} bytes; this bridge relays at most {}",
+                    "the server's answer is {} bytes; this bridge relays at most {}",
+                    text.len(),
                     self.max_message_bytes
                 ),
             );
+            text = too_large.to_string();
         }
-        ctx.emit_raw(&route.topic, route.record(&message, "response"));
+        ctx.emit_raw(&route.topic, route.record_of_text(text, "response"));
     }
 
     fn cancel(&self, event: &Event, params: &Value) {
