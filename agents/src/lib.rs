@@ -68,6 +68,8 @@ pub mod rag;
 pub mod records;
 pub mod runtime;
 pub mod state;
+#[cfg(test)]
+mod test_transactions;
 pub mod uplink;
 pub mod workflow;
 

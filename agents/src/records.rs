@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use agentlog_broker::partition::CommittedRead;
 use agentlog_protocol::batch::{BatchHeader, Batches, Compression};
 use agentlog_protocol::records::BatchRecords;
 use bytes::{Bytes, BytesMut};
@@ -65,6 +66,9 @@ pub const MAX_DECOMPRESSED_BATCH: usize = 64 << 20;
 ///
 /// A batch that cannot be decoded becomes one [`Event::undecodable`] event carrying its
 /// raw bytes instead of its records (none of which are emitted), so reading goes on.
+///
+/// This is what a read_uncommitted consumer sees; in-process readers of a broker's
+/// partitions use [`decode_committed`].
 pub fn decode_batches(
     topic: &Arc<str>,
     partition: i32,
@@ -72,10 +76,38 @@ pub fn decode_batches(
     from: i64,
     out: &mut Vec<Event>,
 ) -> i64 {
+    decode_skipping(topic, partition, bytes, from, out, |_| false)
+}
+
+/// [`decode_batches`] as a read_committed consumer sees a read: the batches of aborted
+/// transactions are skipped (the read already ends at the last stable offset). Agents
+/// and the uplink read this way, as the Kafka backend's consumers do, so an aborted
+/// transaction's records never reach a handler or the remote cluster.
+pub fn decode_committed(
+    topic: &Arc<str>,
+    partition: i32,
+    read: &CommittedRead,
+    from: i64,
+    out: &mut Vec<Event>,
+) -> i64 {
+    decode_skipping(topic, partition, &read.read.bytes, from, out, |header| {
+        read.is_aborted(header)
+    })
+}
+
+/// Decodes the batches `skip` does not reject (control batches are always skipped).
+fn decode_skipping(
+    topic: &Arc<str>,
+    partition: i32,
+    bytes: &Bytes,
+    from: i64,
+    out: &mut Vec<Event>,
+    skip: impl Fn(&BatchHeader) -> bool,
+) -> i64 {
     let mut next = from;
     for (header, range) in Batches::new(bytes) {
         next = next.max(header.next_offset());
-        if header.is_control() || header.last_offset() < from {
+        if header.is_control() || header.last_offset() < from || skip(&header) {
             continue;
         }
         let before = out.len();

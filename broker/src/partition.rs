@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentlog_protocol::batch::{self, BatchHeader, Batches};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::producers::{AbortedTxn, ProducerEntry, ProducerTable, SequenceCheck, SequenceError};
-use crate::storage::{AppendError, Appended, OpenError, PartitionLog, ReadError};
+use crate::storage::{AppendError, Appended, OpenError, PartitionLog, ReadBatches, ReadError};
 
 /// Read size used when replaying the log into the producer table.
 const REPLAY_CHUNK: usize = 1 << 20;
@@ -24,6 +24,46 @@ pub enum PartitionAppendError {
     /// The log refused the bytes or the disk failed.
     #[error(transparent)]
     Storage(#[from] AppendError),
+}
+
+/// What a read_committed consumer may see of one read: whole batches below the last
+/// stable offset, and the aborted transactions they overlap. The wire fetch hands both to
+/// the client, which skips the aborted records itself; in-process readers (agents, the
+/// uplink) ask [`CommittedRead::is_aborted`] per batch, so the rule lives here once.
+#[derive(Debug)]
+pub struct CommittedRead {
+    /// The read, its bytes cut at the last stable offset.
+    pub read: ReadBatches,
+    /// The last stable offset taken before the read (never past its high watermark).
+    pub last_stable_offset: i64,
+    /// Aborted transactions overlapping the returned batches (empty when they are).
+    pub aborted: Vec<AbortedTxn>,
+}
+
+impl CommittedRead {
+    /// Whether the batch with `header` belongs to an aborted transaction: a
+    /// transactional batch of an aborted producer between its transaction's first
+    /// offset and its abort marker. Control batches are not judged here.
+    pub fn is_aborted(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && self.aborted.iter().any(|a| {
+                a.producer_id == header.producer_id
+                    && a.first_offset <= header.base_offset
+                    && header.base_offset <= a.last_offset
+            })
+    }
+}
+
+/// The leading whole batches of `bytes` that end before `last_stable`.
+fn batches_below(bytes: Bytes, last_stable: i64) -> Bytes {
+    let mut keep = 0;
+    for (header, range) in Batches::new(&bytes) {
+        if header.last_offset() >= last_stable {
+            break;
+        }
+        keep = range.end;
+    }
+    bytes.slice(..keep)
 }
 
 /// One partition of a topic.
@@ -168,6 +208,29 @@ impl Partition {
     /// Aborted transactions overlapping `[from, to)`, for read_committed fetches.
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         self.lock_producers().aborted_between(from, to)
+    }
+
+    /// Reads up to `max_bytes` from `offset` as a read_committed consumer sees it:
+    /// nothing at or past the last stable offset (taken before the read, so the read
+    /// never returns data of a transaction decided after it), plus the aborted
+    /// transactions of what is returned.
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<CommittedRead, ReadError> {
+        let stable = self.last_stable_offset();
+        let mut read = self.log.read(offset, max_bytes)?;
+        read.bytes = batches_below(read.bytes, stable);
+        let aborted = match Batches::new(&read.bytes).last() {
+            Some((last, _)) => self.aborted_transactions(offset, last.next_offset()),
+            None => Vec::new(),
+        };
+        Ok(CommittedRead {
+            last_stable_offset: stable.min(read.high_watermark),
+            read,
+            aborted,
+        })
     }
 
     /// Where `producer_id`'s open transaction on this partition began, if it has one

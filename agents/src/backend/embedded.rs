@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentlog_broker::groups::{CommitError as GroupCommitError, CommitOffset, CommitParams};
+use agentlog_broker::partition::Partition;
 use agentlog_broker::storage::ReadError as LogReadError;
 use agentlog_broker::topics::{CreateTopicError, Topic};
 use agentlog_broker::Broker;
@@ -239,8 +240,7 @@ fn stamp_unset_timestamps(records: &mut [OutRecord], now: i64) {
 #[derive(Debug)]
 struct Assigned {
     topic: Arc<str>,
-    partition: i32,
-    log: Arc<agentlog_broker::storage::PartitionLog>,
+    partition: Arc<Partition>,
     position: i64,
     watch: watch::Receiver<i64>,
 }
@@ -274,24 +274,22 @@ impl EmbeddedSource {
             .collect();
         self.assigned.clear();
         for (topic, partition) in assignment {
-            let Some(log) = self
-                .broker
-                .topics
-                .get(&topic)
-                .and_then(|t| t.partition(partition).map(|p| p.log.clone()))
-            else {
+            let Some(found) = self.broker.topics.get(&topic).and_then(|t| {
+                usize::try_from(partition)
+                    .ok()
+                    .and_then(|index| t.partitions.get(index).cloned())
+            }) else {
                 continue;
             };
-            let start = log.log_start_offset();
+            let start = found.log.log_start_offset();
             let position = match committed.get(&(topic.clone(), partition)) {
                 Some(offset) if *offset >= start => *offset,
                 _ => start,
             };
             self.assigned.push(Assigned {
                 topic: Arc::from(topic.as_str()),
-                partition,
-                watch: log.subscribe(),
-                log,
+                watch: found.log.subscribe(),
+                partition: found,
                 position,
             });
         }
@@ -301,8 +299,11 @@ impl EmbeddedSource {
     fn read_available(&mut self) -> Result<Vec<Event>, ConsumeError> {
         let mut events = Vec::new();
         for assigned in &mut self.assigned {
-            let read = match assigned.log.read(assigned.position, MAX_READ_BYTES) {
-                Ok(read) => read,
+            let committed = match assigned
+                .partition
+                .read_committed(assigned.position, MAX_READ_BYTES)
+            {
+                Ok(committed) => committed,
                 Err(LogReadError::OffsetOutOfRange {
                     log_start_offset,
                     high_watermark,
@@ -312,7 +313,7 @@ impl EmbeddedSource {
                     if assigned.position < log_start_offset {
                         tracing::warn!(
                             topic = %assigned.topic,
-                            partition = assigned.partition,
+                            partition = assigned.partition.index,
                             position = assigned.position,
                             log_start_offset,
                             "records deleted before they were read (retention or DeleteRecords); skipping to the log start"
@@ -324,22 +325,24 @@ impl EmbeddedSource {
                 Err(error) => {
                     return Err(ConsumeError::Read {
                         topic: assigned.topic.to_string(),
-                        partition: assigned.partition,
+                        partition: assigned.partition.index,
                         reason: error.to_string(),
                     })
                 }
             };
-            if read.bytes.is_empty() {
+            if committed.read.bytes.is_empty() {
                 continue;
             }
-            let next = records::decode_batches(
+            let next = records::decode_committed(
                 &assigned.topic,
-                assigned.partition,
-                &read.bytes,
+                assigned.partition.index,
+                &committed,
                 assigned.position,
                 &mut events,
             );
-            assigned.position = next.min(read.high_watermark).max(assigned.position);
+            assigned.position = next
+                .min(committed.last_stable_offset)
+                .max(assigned.position);
         }
         Ok(events)
     }
@@ -421,7 +424,7 @@ impl Source for EmbeddedSource {
     fn assignment(&self) -> Vec<(String, i32)> {
         self.assigned
             .iter()
-            .map(|a| (a.topic.to_string(), a.partition))
+            .map(|a| (a.topic.to_string(), a.partition.index))
             .collect()
     }
 
@@ -467,12 +470,13 @@ impl Backend for EmbeddedBackend {
     }
 }
 
-/// Sends one partition's records from `from` up to its high watermark now. Each read
+/// Sends one partition's committed records from `from` up to its last stable offset now
+/// (a read_committed consumer's end). Each read
 /// decodes one chunk of batches (zero-copy events over it) and waits for room in the
 /// channel before reading the next, so at most a few chunks are alive at once.
 async fn stream_partition(
     topic: &Topic,
-    partition: &agentlog_broker::partition::Partition,
+    partition: &Partition,
     from: StartAt,
     sender: &tokio::sync::mpsc::Sender<Result<Event, ReadError>>,
 ) -> Result<(), ReadError> {
@@ -483,7 +487,7 @@ async fn stream_partition(
         reason,
     };
     let name: Arc<str> = Arc::from(topic.name());
-    let end = log.high_watermark();
+    let end = partition.last_stable_offset();
     let mut position = match from {
         StartAt::Earliest => log.log_start_offset(),
         StartAt::Offset(offset) => offset.clamp(log.log_start_offset(), end),
@@ -494,14 +498,14 @@ async fn stream_partition(
     };
     let mut events = Vec::new();
     while position < end {
-        let read = log
-            .read(position, MAX_READ_BYTES)
+        let committed = partition
+            .read_committed(position, MAX_READ_BYTES)
             .map_err(|e| fail(e.to_string()))?;
-        if read.bytes.is_empty() {
+        if committed.read.bytes.is_empty() {
             break;
         }
         let next =
-            records::decode_batches(&name, partition.index, &read.bytes, position, &mut events);
+            records::decode_committed(&name, partition.index, &committed, position, &mut events);
         for event in events.drain(..).take_while(|e| e.offset < end) {
             if sender.send(Ok(event)).await.is_err() {
                 return Ok(()); // the stream was dropped: nobody wants the rest
@@ -563,6 +567,59 @@ mod tests {
         assert_eq!(offsets, vec![0, 1, 2, 3], "records lost to retention");
         assert!(events[..3].iter().all(|e| e.timestamp >= before));
         assert_eq!(events[3].timestamp, 5);
+    }
+
+    /// Agents read as the Kafka backend's read_committed consumers do: an aborted
+    /// transaction's records never reach a handler, and an open one's only once it
+    /// commits; records after the open transaction wait for it.
+    #[tokio::test]
+    async fn agents_see_committed_records_only() {
+        use crate::backend::{Sink as _, Source};
+        use crate::test_transactions::{commit_open, values, write_outcomes, COMMITTED, OPEN};
+
+        let broker = agentlog_broker::EmbeddedBroker::start_with(|config| {
+            config.set("group.initial.rebalance.delay.ms", "0").unwrap();
+        })
+        .await
+        .unwrap();
+        let backend = EmbeddedBackend::new(broker.running().broker.clone());
+        backend.ensure_topic("tx", 1, false).await.unwrap();
+        let topic = backend.broker().topics.get("tx").unwrap();
+        write_outcomes(&topic.partitions[0]);
+
+        let read = backend
+            .read_topic("tx", StartAt::Earliest)
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
+        assert_eq!(values(&read), COMMITTED);
+
+        let mut source = backend
+            .subscribe("readers", &["tx".to_string()], "test")
+            .await
+            .unwrap();
+        let polled = source
+            .poll(std::time::Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(values(&polled), COMMITTED);
+        let waiting = source
+            .poll(std::time::Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(
+            waiting.is_empty(),
+            "an open transaction was read: {waiting:?}"
+        );
+
+        commit_open(&topic.partitions[0]);
+        let polled = source
+            .poll(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(values(&polled), [OPEN]);
     }
 
     #[test]

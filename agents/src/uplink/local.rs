@@ -213,21 +213,21 @@ impl LocalTopics {
             }
             let Ok(read) = cursor
                 .partition
-                .log
-                .read(cursor.position, budget - batch.bytes)
+                .read_committed(cursor.position, budget - batch.bytes)
             else {
                 // Retention moved the start past us, or the log is closing: the next
                 // session's reset (or the next read) sees the new bounds.
                 continue;
             };
-            if read.bytes.is_empty() {
+            if read.read.bytes.is_empty() {
                 continue;
             }
             let before = batch.events.len();
-            let decoded_next = records::decode_batches(
+            // Committed records only: an aborted local transaction never goes up.
+            let decoded_next = records::decode_committed(
                 &cursor.topic,
                 cursor.partition.index,
-                &read.bytes,
+                &read,
                 cursor.position,
                 &mut batch.events,
             );
@@ -251,7 +251,7 @@ impl LocalTopics {
             }
             batch.events.truncate(kept);
             if next > cursor.position {
-                batch.bytes += read.bytes.len();
+                batch.bytes += read.read.bytes.len();
                 batch.next.insert(cursor.key(), next);
             }
         }
@@ -286,14 +286,14 @@ impl LocalTopics {
             if cursor.position >= cursor.end() {
                 continue;
             }
-            let Ok(read) = cursor.partition.log.read(cursor.position, 1) else {
+            let Ok(read) = cursor.partition.read_committed(cursor.position, 1) else {
                 continue;
             };
             events.clear();
-            records::decode_batches(
+            records::decode_committed(
                 &cursor.topic,
                 cursor.partition.index,
-                &read.bytes,
+                &read,
                 cursor.position,
                 &mut events,
             );
@@ -326,5 +326,36 @@ impl LocalTopics {
             // A log is gone (topic deleted): do not spin on it.
             tokio::time::sleep(max_wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::LocalTopics;
+    use crate::test_transactions::{commit_open, values, write_outcomes, COMMITTED, OPEN};
+
+    /// An aborted local transaction never goes up, and an open one only once it commits:
+    /// the uplink forwards what a read_committed consumer of the edge would see.
+    #[tokio::test]
+    async fn only_committed_records_are_forwarded() {
+        let edge = agentlog_broker::EmbeddedBroker::start().await.unwrap();
+        let broker = edge.running().broker.clone();
+        let topic = broker.topics.create("tx", 1, Default::default()).unwrap();
+        write_outcomes(&topic.partitions[0]);
+
+        let mut local = LocalTopics::new(broker, None, vec!["tx".to_string()], None);
+        local.discover(&HashMap::new());
+        let (batch, undecodable) = local.read(1 << 20, &HashSet::new());
+        assert!(undecodable.is_empty());
+        assert_eq!(values(&batch.events), COMMITTED);
+        local.advance(&batch.next);
+
+        let (batch, _) = local.read(1 << 20, &HashSet::new());
+        assert!(batch.events.is_empty(), "an open transaction was read");
+        commit_open(&topic.partitions[0]);
+        let (batch, _) = local.read(1 << 20, &HashSet::new());
+        assert_eq!(values(&batch.events), [OPEN]);
     }
 }

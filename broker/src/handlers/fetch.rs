@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentlog_protocol::batch::Batches;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
@@ -140,30 +139,26 @@ fn read_all(
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let partition = w.topic.as_ref().and_then(|t| t.partition(w.partition));
-        // Taken before the read: the read then never returns data past it.
-        let stable = partition.map(|p| p.last_stable_offset());
-        let mut aborted = Vec::new();
-        let data = match log.read(w.fetch_offset, budget.max(1)) {
-            Ok(read) => {
-                let last_stable = stable.unwrap_or(read.high_watermark);
-                let mut bytes = read.bytes;
-                if read_committed {
-                    bytes = below(bytes, last_stable);
-                    if let Some(partition) = partition.filter(|_| !bytes.is_empty()) {
-                        let end = Batches::new(&bytes)
-                            .last()
-                            .map_or(w.fetch_offset, |(h, _)| h.next_offset());
-                        aborted = partition
-                            .aborted_transactions(w.fetch_offset, end)
-                            .into_iter()
-                            .map(|a| {
-                                AbortedTransaction::default()
-                                    .with_producer_id(ProducerId(a.producer_id))
-                                    .with_first_offset(a.first_offset)
-                            })
-                            .collect();
-                    }
-                }
+        let read = match partition.filter(|_| read_committed) {
+            Some(partition) => partition
+                .read_committed(w.fetch_offset, budget.max(1))
+                .map(|c| (c.read, c.last_stable_offset, c.aborted)),
+            None => log.read(w.fetch_offset, budget.max(1)).map(|read| {
+                let stable = partition.map_or(read.high_watermark, |p| p.last_stable_offset());
+                (read, stable, Vec::new())
+            }),
+        };
+        let data = match read {
+            Ok((read, last_stable, aborted)) => {
+                let bytes = read.bytes;
+                let mut aborted: Vec<AbortedTransaction> = aborted
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect();
                 // Only the first partition with data may exceed the limits (KIP-74),
                 // so that a batch larger than max_bytes can still be consumed.
                 let records = if total > 0 && bytes.len() > budget {
@@ -175,10 +170,12 @@ fn read_all(
                     aborted.clear();
                 }
                 total += records.len();
-                data.with_high_watermark(read.high_watermark)
+                let data = data
+                    .with_high_watermark(read.high_watermark)
                     .with_last_stable_offset(last_stable.min(read.high_watermark))
                     .with_log_start_offset(read.log_start_offset)
-                    .with_records(Some(records))
+                    .with_records(Some(records));
+                with_aborted(data, read_committed, aborted)
             }
             Err(ReadError::OffsetOutOfRange {
                 high_watermark,
@@ -186,11 +183,13 @@ fn read_all(
                 ..
             }) => {
                 failed = true;
-                data.with_error_code(ResponseError::OffsetOutOfRange.code())
+                let data = data
+                    .with_error_code(ResponseError::OffsetOutOfRange.code())
                     .with_high_watermark(high_watermark)
                     .with_last_stable_offset(high_watermark)
                     .with_log_start_offset(log_start_offset)
-                    .with_records(Some(Bytes::new()))
+                    .with_records(Some(Bytes::new()));
+                with_aborted(data, read_committed, Vec::new())
             }
             Err(error) => {
                 tracing::error!(%error, "fetch read failed");
@@ -201,27 +200,9 @@ fn read_all(
                 )
             }
         };
-        let data = if read_committed {
-            data.with_aborted_transactions(Some(aborted))
-        } else {
-            data
-        };
         out.push((w.topic_index, data));
     }
     (out, total, failed)
-}
-
-/// The whole batches of `bytes` that end below `last_stable`: a read_committed
-/// consumer must not see anything at or past the last stable offset.
-fn below(bytes: Bytes, last_stable: i64) -> Bytes {
-    let mut keep = 0;
-    for (header, range) in Batches::new(&bytes) {
-        if header.last_offset() >= last_stable {
-            break;
-        }
-        keep = range.end;
-    }
-    bytes.slice(..keep)
 }
 
 fn with_empty(data: PartitionData, read_committed: bool) -> PartitionData {
@@ -230,8 +211,18 @@ fn with_empty(data: PartitionData, read_committed: bool) -> PartitionData {
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
         .with_records(Some(Bytes::new()));
+    with_aborted(data, read_committed, Vec::new())
+}
+
+/// read_committed answers always carry an aborted-transactions list (empty or not);
+/// read_uncommitted ones never do.
+fn with_aborted(
+    data: PartitionData,
+    read_committed: bool,
+    aborted: Vec<AbortedTransaction>,
+) -> PartitionData {
     if read_committed {
-        data.with_aborted_transactions(Some(Vec::new()))
+        data.with_aborted_transactions(Some(aborted))
     } else {
         data
     }
