@@ -226,7 +226,12 @@ fn topic_num<T: std::str::FromStr>(
         .unwrap_or(fallback)
 }
 
-fn has_policy(config: &BrokerConfig, overrides: &BTreeMap<String, String>, word: &str) -> bool {
+/// Whether the topic's `cleanup.policy` (override or broker default) names `word`.
+pub(crate) fn has_policy(
+    config: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+    word: &str,
+) -> bool {
     config
         .topic_value(overrides, "cleanup.policy")
         .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == word))

@@ -103,3 +103,29 @@ def test_create_partitions_and_delete_records(broker):
         assert result[TopicPartition("py-grow", 0)]["low_watermark"] == 40, result
     finally:
         a.close()
+
+
+def test_a_compacted_topic_refuses_keyless_records(broker):
+    """Kafka refuses a record without a key on a compacted topic (INVALID_RECORD) and
+    writes nothing of its batch: the keyless record's future fails with the record error
+    (Produce v8+ record_errors), its batch-mate's with the batch's; keyed records go on."""
+    import pytest
+    from kafka.errors import InvalidRecordError, KafkaError
+
+    a = admin(broker)
+    try:
+        a.create_topics([NewTopic("py-compacted", 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        a.close()
+    p = producer(broker, linger_ms=50, retries=0)
+    try:
+        batch_mate = p.send("py-compacted", key=b"k", value=b"batched with a keyless one")
+        keyless = p.send("py-compacted", value=b"no key")
+        with pytest.raises(InvalidRecordError, match="without key in topic partition py-compacted-0"):
+            keyless.get(timeout=20)
+        with pytest.raises(KafkaError, match="part of a batch"):
+            batch_mate.get(timeout=20)
+        kept = p.send("py-compacted", key=b"k", value=b"kept").get(timeout=20)
+        assert kept.offset == 0, "the refused batch took offsets"
+    finally:
+        p.close()

@@ -17,6 +17,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod record_checks;
 pub mod transactions;
 
 use std::sync::Arc;

@@ -8,10 +8,13 @@ use std::time::Duration;
 use agentlog_protocol::batch::{self, BatchError, Batches, Compression};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use thiserror::Error;
 
+use super::record_checks::{self, RecordFault};
 use super::{str_bytes, topic_name, ReplyBody};
 use crate::broker::Broker;
 use crate::partition::PartitionAppendError;
@@ -60,6 +63,10 @@ pub enum ProduceError {
     /// INVALID_REQUIRED_ACKS.
     #[error("acks must be -1, 0 or 1, not {0}")]
     InvalidAcks(i16),
+    /// INVALID_RECORD: records failed Kafka's per-record checks (listed by index in
+    /// Produce v8+'s `record_errors`); nothing of the partition's append was written.
+    #[error("{}", record_checks::summary(.0))]
+    Records(Vec<RecordFault>),
     /// KAFKA_STORAGE_ERROR (retriable): free space on the data directory's filesystem
     /// is below `log.disk.free.min.bytes`.
     #[error("not enough free disk space (below log.disk.free.min.bytes)")]
@@ -72,7 +79,7 @@ impl ProduceError {
             ProduceError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
             ProduceError::Corrupt(_) => ResponseError::CorruptMessage,
             ProduceError::OldMagic(_) => ResponseError::UnsupportedForMessageFormat,
-            ProduceError::Invalid(_) => ResponseError::InvalidRecord,
+            ProduceError::Invalid(_) | ProduceError::Records(_) => ResponseError::InvalidRecord,
             ProduceError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
             ProduceError::TooLarge { .. } => ResponseError::MessageTooLarge,
             ProduceError::Storage(_) | ProduceError::Flush(_) | ProduceError::DiskFull => {
@@ -199,6 +206,17 @@ fn append(
     if let Err(error) = validate_batches(&records, max) {
         tracing::debug!(topic = topic.name(), partition = index, %error, "produce refused");
         return fail(error);
+    }
+    if crate::lifecycle::has_policy(&broker.config, &topic.record.configs, "compact") {
+        let faults = record_checks::keyless_in_compacted(&records, topic.name(), index);
+        if !faults.is_empty() {
+            tracing::debug!(
+                topic = topic.name(),
+                partition = index,
+                "keyless records refused"
+            );
+            return fail(ProduceError::Records(faults));
+        }
     }
     let log_append_time = broker
         .config
@@ -347,16 +365,29 @@ fn respond(topics: Vec<(TopicName, Vec<Outcome>)>, version: i16) -> ProduceRespo
                                 response
                             }
                         }
-                        Err(error) => {
-                            let response = response
+                        Err(error) if version >= 8 => {
+                            let record_errors = match &error {
+                                ProduceError::Records(faults) => faults
+                                    .iter()
+                                    .map(|f| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(f.index)
+                                            .with_batch_index_error_message(Some(str_bytes(
+                                                &f.message,
+                                            )))
+                                    })
+                                    .collect(),
+                                _ => Vec::new(),
+                            };
+                            response
                                 .with_error_code(error.code().code())
-                                .with_base_offset(-1);
-                            if version >= 8 {
-                                response.with_error_message(Some(str_bytes(&error.to_string())))
-                            } else {
-                                response
-                            }
+                                .with_base_offset(-1)
+                                .with_error_message(Some(str_bytes(&error.to_string())))
+                                .with_record_errors(record_errors)
                         }
+                        Err(error) => response
+                            .with_error_code(error.code().code())
+                            .with_base_offset(-1),
                     }
                 })
                 .collect();
