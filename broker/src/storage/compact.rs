@@ -4,7 +4,12 @@
 //! the first whose largest timestamp is younger than `min.compaction.lag.ms`. A pass
 //! runs when the bytes appended since the last cleaning (`cleaner-checkpoint`) are at
 //! least `min.cleanable.dirty.ratio` of that range, or when a tombstone kept by an
-//! earlier pass has become older than `delete.retention.ms`.
+//! earlier pass has become older than `delete.retention.ms`, or once when the log has
+//! stopped growing (its end unchanged since the previous pass) while sealed bytes are
+//! still dirty, whatever their ratio: a pass that ran while a producer was writing
+//! cleaned only part of the log, and what was sealed after it could otherwise stay
+//! below the ratio, duplicates and all, for good (Kafka's 15 s default backoff makes
+//! that rare there; our 2 s edge-friendly one did not).
 //!
 //! **How.** Pass one reads every batch of the range and maps each key to its latest
 //! offset (full keys, so no hash collision can drop a live record; bounded by
@@ -44,7 +49,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use agentlog_protocol::batch::{BatchHeader, Compression, HEADER_LEN};
@@ -73,6 +78,25 @@ const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
 const KEY_MAP_BYTES: usize = 128 << 20;
 /// Estimated bytes per map entry besides the key itself.
 const KEY_ENTRY_OVERHEAD: usize = 64;
+
+/// What the compactor remembers of a log between passes, in memory only (a restart
+/// costs at most one extra pass).
+#[derive(Debug)]
+pub struct CleanerMemory {
+    /// The log end offset the previous pass saw.
+    seen_end: AtomicI64,
+    /// The log end offset at which the last quiet pass ran: one per idle period.
+    quiet_pass_end: AtomicI64,
+}
+
+impl Default for CleanerMemory {
+    fn default() -> Self {
+        CleanerMemory {
+            seen_end: AtomicI64::new(-1),
+            quiet_pass_end: AtomicI64::new(-1),
+        }
+    }
+}
 
 /// What one compaction pass is asked to respect.
 #[derive(Debug, Clone, Copy)]
@@ -383,8 +407,17 @@ impl PartitionLog {
         let tombstones_due = checkpoint.oldest_tombstone >= 0
             && policy.now_ms.saturating_sub(checkpoint.oldest_tombstone)
                 > policy.delete_retention_ms;
-        if !ratio_due && !tombstones_due {
+        let end_now = self.log_end_offset();
+        let quiet = self.cleaner.seen_end.swap(end_now, Ordering::Relaxed) == end_now;
+        let quiet_due =
+            quiet && dirty > 0 && self.cleaner.quiet_pass_end.load(Ordering::Relaxed) != end_now;
+        if !ratio_due && !tombstones_due && !quiet_due {
             return Ok(None);
+        }
+        if quiet_due {
+            self.cleaner
+                .quiet_pass_end
+                .store(end_now, Ordering::Relaxed);
         }
         for (segment, _) in &range {
             segment.pin_files()?;

@@ -591,3 +591,43 @@ fn compaction_stops_below_a_transaction_that_has_no_marker_yet() {
         "{values:?}"
     );
 }
+
+/// A pass that ran while a producer was still writing leaves what was sealed after it
+/// dirty; when that is below `min.cleanable.dirty.ratio`, the ratio alone would keep its
+/// duplicates for good. Once the log stops growing, one more pass cleans them.
+#[test]
+fn duplicates_sealed_after_a_pass_are_cleaned_once_writes_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    let unique: Vec<(String, Option<String>)> = (0..200)
+        .map(|k| (format!("key-{k}"), Some(format!("first-{k}"))))
+        .collect();
+    log.append(keyed(&unique, now() - 10_000, KpCompression::None))
+        .unwrap();
+    log.set_roll_config(1, 60_000);
+    log.append(plain("key-tail", "t")).unwrap();
+    log.compact(policy(3_600_000))
+        .unwrap()
+        .expect("the first pass ran");
+
+    // A few updates, sealed: far below half of the (all unique) cleaned bytes.
+    log.append(plain("key-0", "second-0")).unwrap();
+    log.append(plain("key-1", "second-1")).unwrap();
+    log.append(plain("key-tail", "t2")).unwrap();
+    assert!(
+        log.compact(policy(3_600_000)).unwrap().is_none(),
+        "below the ratio while the log grows"
+    );
+    let outcome = log
+        .compact(policy(3_600_000))
+        .unwrap()
+        .expect("a pass once the log stopped growing");
+    assert!(outcome.records_removed >= 2, "{outcome:?}");
+    let values = keyed_values(&log);
+    for key in ["key-0", "key-1"] {
+        let found: Vec<_> = values.iter().filter(|(_, k, _)| k == key).collect();
+        assert_eq!(found.len(), 1, "{key}: {found:?}");
+    }
+    // One such pass per idle period.
+    assert!(log.compact(policy(3_600_000)).unwrap().is_none());
+}

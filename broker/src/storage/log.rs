@@ -119,6 +119,8 @@ pub struct PartitionLog {
     /// Held around every fsync of the active segment and the publishing of its outcome
     /// (see `sync_and_publish`); always the innermost lock.
     sync_lock: Mutex<()>,
+    /// The compactor's memory between passes (see `PartitionLog::compact`).
+    pub(super) cleaner: super::compact::CleanerMemory,
     /// Makes the next fsync report failure (tests only).
     #[cfg(test)]
     pub(crate) fail_next_fsync: AtomicBool,
@@ -222,6 +224,7 @@ impl PartitionLog {
             // Unknown until one is written: the file's point may be one open rejected.
             recovery_point: Mutex::new(None),
             sync_lock: Mutex::new(()),
+            cleaner: super::compact::CleanerMemory::default(),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
