@@ -700,7 +700,9 @@ fn metadata_auto_creates_only_when_allowed() {
         (3, 0),
         "still missing"
     );
-    // With allow_auto_topic_creation the broker creates it with num.partitions.
+    // With allow_auto_topic_creation the broker creates it with num.partitions,
+    // answering that request LEADER_NOT_AVAILABLE as Kafka does.
+    assert_eq!(raw_metadata(&b, "meta-created", true), (5, 0));
     assert_eq!(raw_metadata(&b, "meta-created", true), (0, 4));
     assert_eq!(raw_metadata(&b, "meta-created", false), (0, 4));
     assert_eq!(common::watermarks(&b, "meta-created", 3), (0, 0));

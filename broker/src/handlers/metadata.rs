@@ -1,5 +1,6 @@
 //! Metadata: the advertised broker, and every requested topic (created on the way when
-//! the request allows it and `auto.create.topics.enable` is on).
+//! the request allows it and `auto.create.topics.enable` is on; the creating request is
+//! answered LEADER_NOT_AVAILABLE, as Kafka does).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -83,7 +84,11 @@ fn lookup_or_create(
         .topics
         .create(name, broker.config.num_partitions(), BTreeMap::new())
     {
-        Ok(topic) => describe(broker.node_id, &topic, version),
+        // As Kafka answers the request that creates a topic: LEADER_NOT_AVAILABLE and no
+        // partitions (its controller elects leaders after the answer); clients retry
+        // metadata and find the topic served from the next request on. Some suites
+        // (kafka-go's after DeleteTopics) rely on exactly this answer.
+        Ok(topic) => error(ResponseError::LeaderNotAvailable).with_topic_id(topic.id()),
         // Another connection created it between our lookup and our create.
         Err(CreateTopicError::AlreadyExists(_)) => match broker.topics.get(name) {
             Some(topic) => describe(broker.node_id, &topic, version),

@@ -423,9 +423,15 @@ async fn metadata_auto_creates_only_when_allowed() {
     let refused = metadata::handle(&broker, ask("nope", false), 12);
     assert_eq!(refused.topics[0].error_code, 3);
     assert!(broker.topics.get("nope").is_none());
+    // Kafka answers the creating request LEADER_NOT_AVAILABLE with no partitions, and
+    // serves the topic from the next request on.
     let created = metadata::handle(&broker, ask("yes", true), 12);
-    assert_eq!(created.topics[0].error_code, 0);
-    assert_eq!(created.topics[0].partitions.len(), 1);
+    assert_eq!(created.topics[0].error_code, 5);
+    assert!(created.topics[0].partitions.is_empty());
+    let served = metadata::handle(&broker, ask("yes", true), 12);
+    assert_eq!(served.topics[0].error_code, 0);
+    assert_eq!(served.topics[0].partitions.len(), 1);
+    assert_eq!(served.topics[0].topic_id, created.topics[0].topic_id);
     let invalid = metadata::handle(&broker, ask("bad name!", true), 12);
     assert_eq!(invalid.topics[0].error_code, 17);
 }
