@@ -68,6 +68,23 @@ fn hb(member_id: &str, generation_id: i32, instance: Option<&str>) -> HeartbeatP
     }
 }
 
+/// One offset for t-0, as member `member_id` of generation `generation_id` commits it.
+fn commit(generation_id: i32, member_id: &str, offset: i64) -> CommitParams {
+    CommitParams {
+        group_id: "g".into(),
+        generation_id,
+        member_id: member_id.into(),
+        group_instance_id: None,
+        offsets: vec![CommitOffset {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: Some("m".into()),
+        }],
+    }
+}
+
 fn state(groups: &GroupCoordinator) -> GroupState {
     groups.describe("g").unwrap().state
 }
@@ -405,19 +422,6 @@ async fn a_restarted_static_member_takes_its_place_without_a_rebalance() {
 #[tokio::test]
 async fn commits_from_stale_generations_and_strangers_are_refused() {
     let f = fixture(0);
-    let commit = |generation_id: i32, member_id: &str, offset: i64| CommitParams {
-        group_id: "g".into(),
-        generation_id,
-        member_id: member_id.into(),
-        group_instance_id: None,
-        offsets: vec![CommitOffset {
-            topic: "t".into(),
-            partition: 0,
-            offset,
-            leader_epoch: -1,
-            metadata: Some("m".into()),
-        }],
-    };
     // Standalone consumers may commit to a group nobody is in.
     assert_eq!(
         f.groups.commit_offsets(commit(-1, "", 3)).await,
@@ -747,4 +751,41 @@ async fn offsets_of_groups_without_members_expire_after_the_retention() {
         .collect();
     assert_eq!(listed, vec!["g".to_string()]);
     assert_eq!(member.generation_id, 1);
+}
+
+/// Issue 19, item 9: kafkajs on a retriable error commits what it processed, sends
+/// LeaveGroup, restarts as a new member and asks OffsetFetch where to resume. The commit
+/// must be what the next generation reads; a commit the old incarnation sends after
+/// leaving is refused (UNKNOWN_MEMBER_ID, as Kafka answers) instead of being applied late.
+// Real clock: the commits wait for sled's (real) fsync, which a paused clock would let
+// the member's session timer overtake.
+#[tokio::test]
+async fn a_crashed_member_that_rejoins_resumes_from_its_last_commit() {
+    let f = fixture(0);
+    let old = form(&f.groups, vec![params("", None, &["t"])])
+        .await
+        .remove(0);
+    let committed = f
+        .groups
+        .commit_offsets(commit(old.generation_id, &old.member_id, 21));
+    assert_eq!(committed.await, Ok(vec![Ok(())]));
+    let leaving = LeavingMember {
+        member_id: old.member_id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(f.groups.leave("g", vec![leaving]).await, Ok(vec![Ok(())]));
+    assert_eq!(state(&f.groups), GroupState::Empty);
+    let late = f
+        .groups
+        .commit_offsets(commit(old.generation_id, &old.member_id, 25));
+    assert_eq!(late.await, Err(CommitError::UnknownMemberId));
+
+    let new = form(&f.groups, vec![params("", None, &["t"])])
+        .await
+        .remove(0);
+    assert!(new.generation_id > old.generation_id);
+    let asked = Some(vec![("t".to_string(), vec![0])]);
+    let resume = f.groups.fetch_offsets("g", asked).await.unwrap();
+    assert_eq!(resume.len(), 1);
+    assert_eq!(resume[0].offset, 21);
 }
