@@ -243,3 +243,26 @@ fn bad_logins_and_wrong_protocols_get_kafka_errors_and_the_broker_keeps_serving(
     assert!(!log.contains("wrong-password-xyz") && !log.contains("hunter2-pw"));
     assert!(log.contains("TLS handshake failed"), "{log}");
 }
+
+#[test]
+fn unauthenticated_connections_get_small_frames_and_a_deadline() {
+    let certs = certificates();
+    let broker = secured_broker(certs.path());
+    let address = broker.listener("SASL_PLAINTEXT");
+
+    // 100 KiB announced before authenticating: over the 64 KiB limit, closed.
+    let mut big = std::net::TcpStream::connect(&address).unwrap();
+    big.write_all(&(100 * 1024i32).to_be_bytes()).unwrap();
+    assert!(common::is_closed_within(&mut big, Duration::from_secs(5)));
+    // The same frame size is fine on the PLAINTEXT listener (1 MiB first-frame limit).
+    let mut plain = std::net::TcpStream::connect(broker.bootstrap()).unwrap();
+    plain.write_all(&(100 * 1024i32).to_be_bytes()).unwrap();
+    assert!(common::silent_for(&mut plain, Duration::from_secs(1)));
+
+    // A peer that connects and never authenticates is dropped after the 10 s deadline.
+    let mut idle = std::net::TcpStream::connect(&address).unwrap();
+    assert!(common::silent_for(&mut idle, Duration::from_secs(2)));
+    assert!(common::is_closed_within(&mut idle, Duration::from_secs(20)));
+    let log = std::fs::read_to_string(&broker.stderr_log).unwrap();
+    assert!(log.contains("not authenticated within"), "{log}");
+}

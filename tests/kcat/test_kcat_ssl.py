@@ -43,3 +43,26 @@ def test_kcat_produces_and_consumes_over_ssl(broker_factory):
         assert r.returncode != 0
         assert b"certificate verify failed" in r.stderr or b"SSL handshake failed" in r.stderr, r.stderr
         assert "TLS handshake failed" in b.stderr_tail()
+
+
+def test_kcat_with_a_client_certificate_when_ssl_client_auth_is_required(broker_factory):
+    with tempfile.TemporaryDirectory() as certs:
+        make_certs(certs)
+        b = broker_factory({"listeners": "SSL://127.0.0.1:0",
+                            "ssl.keystore.location": os.path.join(certs, "broker.pem"),
+                            "ssl.truststore.location": os.path.join(certs, "ca.crt"),
+                            "ssl.client.auth": "required"})
+        address = b.listener("SSL")
+        base = [KCAT, "-b", address, "-X", "security.protocol=ssl",
+                "-X", f"ssl.ca.location={os.path.join(certs, 'ca.crt')}",
+                "-X", "socket.timeout.ms=10000"]
+        with_cert = base + ["-X", f"ssl.certificate.location={os.path.join(certs, 'client.crt')}",
+                            "-X", f"ssl.key.location={os.path.join(certs, 'client.key')}"]
+        r = subprocess.run(with_cert + ["-L", "-m", "10"], capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert f"broker 1 at {address}".encode() in r.stdout or address.encode() in r.stdout
+
+        # Without a certificate the handshake fails and nothing is served.
+        r = subprocess.run(base + ["-L", "-m", "5"], capture_output=True, timeout=60)
+        assert r.returncode != 0
+        assert "TLS handshake failed" in b.stderr_tail()
