@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{producer_config, BrokerProcess, RawClient};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, MetadataRequest, SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -41,6 +42,7 @@ fn secured_broker(certs: &Path) -> BrokerProcess {
             certs.join("broker.pem").display()
         ),
         "num.partitions=1",
+        "connection.failed.authentication.delay.ms=1500",
     ])
 }
 
@@ -258,6 +260,24 @@ fn unauthenticated_connections_get_small_frames_and_a_deadline() {
     let mut plain = std::net::TcpStream::connect(broker.bootstrap()).unwrap();
     plain.write_all(&(100 * 1024i32).to_be_bytes()).unwrap();
     assert!(common::silent_for(&mut plain, Duration::from_secs(1)));
+
+    // A failed login is answered (SASL_AUTHENTICATION_FAILED) only after the configured
+    // delay, then the connection closes.
+    let mut raw = RawClient::connect(&address);
+    let handshake: SaslHandshakeResponse = raw.call(
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        1,
+    );
+    assert_eq!(handshake.error_code, 0);
+    let sent = std::time::Instant::now();
+    let failed: SaslAuthenticateResponse = raw.call(
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(bytes::Bytes::from_static(b"\0nobody\0guess")),
+        2,
+    );
+    assert!(sent.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(failed.error_code, 58);
+    assert!(raw.is_closed_within(Duration::from_secs(5)));
 
     // A peer that connects and never authenticates is dropped after the 10 s deadline.
     let mut idle = std::net::TcpStream::connect(&address).unwrap();

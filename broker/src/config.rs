@@ -175,6 +175,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("ssl.keystore.location", ConfigType::String, "", "PEM file with the broker's certificate chain and its private key (Kafka's PEM keystore), used by every SSL and SASL_SSL listener."),
     def("ssl.truststore.location", ConfigType::String, "", "PEM file with the CA certificates that client certificates must chain to (needed when ssl.client.auth is not none)."),
     checked(def("ssl.client.auth", ConfigType::String, "none", "none: TLS clients present no certificate; requested: they may, and it must be valid if they do; required: they must."), |v| matches!(v, "none" | "requested" | "required")),
+    checked(def("connection.failed.authentication.delay.ms", ConfigType::Int, "100", "How long a failed SASL login waits before its answer and the close, slowing password guessing (Kafka's setting)."), non_negative),
     checked(def("sasl.enabled.mechanisms", ConfigType::List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms the SASL_PLAINTEXT and SASL_SSL listeners offer (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); PLAIN checks passwords against the stored SCRAM credentials."), crate::security::sasl::valid_mechanism_list),
     checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
 ];

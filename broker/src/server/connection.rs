@@ -132,7 +132,18 @@ async fn serve_stream<S>(
                             authenticated = true;
                             limit = max_frame;
                         }
-                        Progress::Failed => close_after = true,
+                        Progress::Failed => {
+                            // Kafka's connection.failed.authentication.delay.ms: one
+                            // guess per delay and connection.
+                            close_after = true;
+                            let delay = broker
+                                .config
+                                .get_or("connection.failed.authentication.delay.ms", 100u64);
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                                () = super::stopped(&mut shutdown) => {}
+                            }
+                        }
                     }
                     reply
                 }
