@@ -96,10 +96,14 @@ install_system_deps() {
   if command -v dpkg-query >/dev/null 2>&1; then
     have_pkg libc6-dev || missing+=(libc6-dev)
     have_pkg zlib1g-dev || missing+=(zlib1g-dev)
+    # librdkafka's TLS and SCRAM (rdkafka's `ssl` feature) link the system OpenSSL.
+    have_pkg libssl-dev || missing+=(libssl-dev)
   fi
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # scripts/make-test-certs.sh (security tests and the README example).
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}" || return 1
   else

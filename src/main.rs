@@ -20,6 +20,7 @@ use std::time::Instant;
 use agentlog_agents::config::{start_declared, AgentsConfig, BackendChoice};
 use agentlog_agents::uplink::Uplinks;
 use agentlog_agents::{AgentHandle, EmbeddedBackend, KafkaBackend, Runtime};
+use agentlog_broker::security::listener::SecurityProtocol;
 use agentlog_broker::{BrokerConfig, RunningBroker};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -161,7 +162,7 @@ fn build_config(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, AgentsConfig)
             .with_context(|| format!("--set {setting}"))?;
     }
     if !args.listen.is_empty() {
-        config.listeners = args.listen.clone();
+        config.set_plaintext_listeners(&args.listen);
     }
     if let Some(advertise) = &args.advertise {
         config.set("advertise", advertise)?;
@@ -217,8 +218,14 @@ async fn serve(
     {
         // Scripts and tests parse these lines; their format is documented and stable.
         let mut stdout = std::io::stdout().lock();
-        for address in &running.local_addrs {
-            writeln!(stdout, "agentlog listening on {address}")?;
+        // PLAINTEXT listeners as bare host:port (what scripts took as bootstrap before
+        // listeners had protocols), the others as PROTOCOL://host:port.
+        for listener in &running.local_listeners {
+            if listener.protocol == SecurityProtocol::Plaintext {
+                writeln!(stdout, "agentlog listening on {}", listener.address)?;
+            } else {
+                writeln!(stdout, "agentlog listening on {listener}")?;
+            }
         }
         stdout.flush()?;
     }

@@ -316,7 +316,7 @@ async fn embedded_state_survives_broker_restart() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::with_data_dir(dir.path());
-    config.listeners = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.set_plaintext_listeners(&[std::net::SocketAddr::from(([127, 0, 0, 1], 0))]);
     config.set("group.initial.rebalance.delay.ms", "0").unwrap();
     let spec = AgentSpec::new("counter", &["counts"]);
     {

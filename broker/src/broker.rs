@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
 use crate::groups::{GroupCoordinator, GroupSettings};
-use crate::server;
+use crate::security::credentials::CredentialStore;
+use crate::security::listener::{Listener, SecurityProtocol};
+use crate::security::tls::TlsError;
+use crate::server::{self, ListenerContext};
 use crate::topics::{RegistryOpenError, TopicRegistry};
 use crate::transactions::{TransactionCoordinator, TxnSettings};
 
@@ -34,6 +37,8 @@ pub struct Broker {
     pub lifecycle: crate::lifecycle::Lifecycle,
     /// Transactional ids and their transactions.
     pub transactions: TransactionCoordinator,
+    /// SCRAM users, for SASL logins and the user-management APIs.
+    pub credentials: CredentialStore,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -78,6 +83,9 @@ pub enum StartError {
     /// `--advertise` is not `host:port`.
     #[error("advertised address `{0}` is not host:port")]
     Advertise(String),
+    /// A TLS listener's certificate, key or truststore is missing or unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl Broker {
@@ -121,7 +129,15 @@ impl Broker {
             },
         )
         .map_err(|error| StartError::Transactions(error.to_string()))?;
+        let credentials = CredentialStore::open(&db).map_err(|error| StartError::Metadata {
+            path: config.data_dir.join("meta"),
+            source: match error {
+                crate::security::credentials::CredentialError::Store(e) => e,
+                other => sled::Error::Unsupported(other.to_string()),
+            },
+        })?;
         Ok(Broker {
+            credentials,
             groups,
             transactions,
             node_id: config.node_id(),
@@ -231,46 +247,64 @@ fn cluster_id(db: &sled::Db) -> Result<String, sled::Error> {
 pub struct RunningBroker {
     /// Shared state, for in-process callers.
     pub broker: Arc<Broker>,
-    /// The addresses actually bound (port 0 resolved).
-    pub local_addrs: Vec<SocketAddr>,
+    /// The listeners actually bound (port 0 resolved), in configuration order.
+    pub local_listeners: Vec<Listener>,
     task: Option<JoinHandle<()>>,
 }
 
 impl RunningBroker {
     /// Opens the data directory, binds every listener and starts accepting.
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
-        let mut listeners = Vec::new();
-        for address in &config.listeners {
+        let mut bound = Vec::new();
+        for listener in &config.listeners {
+            let address = listener.address;
             match TcpListener::bind(address).await {
-                Ok(listener) => listeners.push(listener),
+                Ok(socket) => bound.push((socket, listener.protocol)),
                 // The default listens on IPv6 loopback too; a host without IPv6 should
                 // still start on IPv4 alone.
                 Err(source) if address.is_ipv6() && config.listeners.len() > 1 => {
                     tracing::warn!(%address, error = %source, "IPv6 listener unavailable; continuing without it");
                 }
-                Err(source) => {
-                    return Err(StartError::Bind {
-                        address: *address,
-                        source,
-                    })
-                }
+                Err(source) => return Err(StartError::Bind { address, source }),
             }
         }
-        let local_addrs: Vec<SocketAddr> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
+        let tls = if bound.iter().any(|(_, protocol)| protocol.uses_tls()) {
+            Some(crate::security::tls::acceptor(&config)?)
+        } else {
+            None
+        };
+        let mechanisms: Vec<String> = config
+            .value("sasl.enabled.mechanisms")
+            .map(|(v, _)| v)
+            .unwrap_or_default()
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
             .collect();
-        let advertised = match &config.advertised {
-            Some(text) => {
-                parse_host_port(text).ok_or_else(|| StartError::Advertise(text.clone()))?
-            }
-            None => {
-                let first = local_addrs
-                    .first()
-                    .copied()
-                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9092)));
-                (first.ip().to_string(), first.port())
-            }
+        let mut local_listeners = Vec::new();
+        let mut contexts = Vec::new();
+        for (socket, protocol) in bound {
+            let Ok(local) = socket.local_addr() else {
+                continue;
+            };
+            let advertised = advertised_for(&config, protocol, local)?;
+            local_listeners.push(Listener {
+                protocol,
+                address: local,
+            });
+            contexts.push((
+                socket,
+                ListenerContext {
+                    protocol,
+                    advertised,
+                    tls: tls.clone().filter(|_| protocol.uses_tls()),
+                    mechanisms: mechanisms.clone(),
+                },
+            ));
+        }
+        let advertised = match contexts.first() {
+            Some((_, context)) => context.advertised.clone(),
+            None => ("127.0.0.1".to_string(), 9092),
         };
         let broker = Broker::open(config)?;
         let _ = broker.advertised.set(advertised);
@@ -279,11 +313,11 @@ impl RunningBroker {
         // Transactions a crash interrupted are finished before any client is served.
         broker.transactions.recover(&broker);
         TransactionCoordinator::start_background(&broker);
-        let task = tokio::spawn(server::serve(listeners, broker.clone()));
+        let task = tokio::spawn(server::serve(contexts, broker.clone()));
         let _lifecycle_tasks = crate::lifecycle::spawn(&broker);
         Ok(RunningBroker {
             broker,
-            local_addrs,
+            local_listeners,
             task: Some(task),
         })
     }
@@ -314,6 +348,19 @@ impl Drop for RunningBroker {
             self.broker.begin_shutdown();
             self.broker.flush();
         }
+    }
+}
+
+/// What a listener tells its clients in Metadata: the configured
+/// `advertised.listeners` entry of its protocol, else the address it is bound to.
+fn advertised_for(
+    config: &BrokerConfig,
+    protocol: SecurityProtocol,
+    local: SocketAddr,
+) -> Result<(String, u16), StartError> {
+    match config.advertised.iter().find(|(p, _)| *p == protocol) {
+        Some((_, text)) => parse_host_port(text).ok_or_else(|| StartError::Advertise(text.clone())),
+        None => Ok((local.ip().to_string(), local.port())),
     }
 }
 

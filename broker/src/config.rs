@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::security::listener::{parse_advertised, parse_listeners, Listener, SecurityProtocol};
 use crate::storage::{FlushPolicy, LogConfig};
 
 /// The type of a setting's value, as DescribeConfigs v3+ reports it.
@@ -171,6 +172,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("mcp.server.max.records", ConfigType::Int, "100", "agentlog: most records one MCP read, search or resource returns."), positive),
     checked(def("mcp.server.max.bytes", ConfigType::Int, "65536", "agentlog: most bytes of JSON one MCP tool or resource result carries; longer results are cut and say so."), positive),
     def("mcp.server.allowed.hosts", ConfigType::List, "localhost,127.0.0.1,::1", "agentlog: Host header values (host or host:port) the MCP server answers; others get 403 (DNS-rebinding protection). Add the names clients use when http.listen is not a loopback address."),
+    def("ssl.keystore.location", ConfigType::String, "", "PEM file with the broker's certificate chain and its private key (Kafka's PEM keystore), used by every SSL and SASL_SSL listener."),
+    def("ssl.truststore.location", ConfigType::String, "", "PEM file with the CA certificates that client certificates must chain to (needed when ssl.client.auth is not none)."),
+    checked(def("ssl.client.auth", ConfigType::String, "none", "none: TLS clients present no certificate; requested: they may, and it must be valid if they do; required: they must."), |v| matches!(v, "none" | "requested" | "required")),
+    checked(def("connection.failed.authentication.delay.ms", ConfigType::Int, "100", "How long a failed SASL login waits before its answer and the close, slowing password guessing (Kafka's setting)."), non_negative),
+    checked(def("sasl.enabled.mechanisms", ConfigType::List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms the SASL_PLAINTEXT and SASL_SSL listeners offer (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); PLAIN checks passwords against the stored SCRAM credentials."), crate::security::sasl::valid_mechanism_list),
     checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
 ];
 
@@ -448,10 +454,11 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError>
 /// [`BROKER_CONFIGS`], plus the network and disk locations that have no Kafka name.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// Addresses to accept Kafka clients on.
-    pub listeners: Vec<SocketAddr>,
-    /// host:port given to clients in Metadata; the first listener when absent.
-    pub advertised: Option<String>,
+    /// Addresses to accept Kafka clients on, each with its security protocol.
+    pub listeners: Vec<Listener>,
+    /// host:port given in Metadata to the clients of each listener's protocol; a
+    /// listener without one advertises the address it is bound to.
+    pub advertised: Vec<(SecurityProtocol, String)>,
     /// Where logs and metadata live.
     pub data_dir: PathBuf,
     explicit: BTreeMap<&'static str, String>,
@@ -463,8 +470,11 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            listeners: default_listeners(9092),
-            advertised: None,
+            listeners: default_listeners(9092)
+                .into_iter()
+                .map(Listener::plaintext)
+                .collect(),
+            advertised: Vec::new(),
             data_dir: PathBuf::from("./agentlog-data"),
             explicit: BTreeMap::new(),
             dynamic: Arc::default(),
@@ -490,6 +500,16 @@ impl BrokerConfig {
         }
     }
 
+    /// Replaces the PLAINTEXT listeners (what `--listen` means) and keeps the secured
+    /// ones, so a config file's SASL_SSL listener survives a `--listen` override.
+    pub fn set_plaintext_listeners(&mut self, addresses: &[SocketAddr]) {
+        self.listeners
+            .retain(|l| l.protocol != SecurityProtocol::Plaintext);
+        let secured = std::mem::take(&mut self.listeners);
+        self.listeners = addresses.iter().copied().map(Listener::plaintext).collect();
+        self.listeners.extend(secured);
+    }
+
     /// Sets a setting by any accepted spelling of its name, validating the value.
     /// `listeners`/`listen`, `advertise`/`advertised.listeners` and `data.dir`/`log.dirs`
     /// are accepted too.
@@ -501,11 +521,7 @@ impl BrokerConfig {
                 return Ok(());
             }
             "advertise" | "advertised.listeners" | "advertised.listener" => {
-                let address = strip_scheme(value);
-                if address.rsplit_once(':').is_none() {
-                    return Err(ConfigError::Address(value.to_string()));
-                }
-                self.advertised = Some(address.to_string());
+                self.advertised = parse_advertised(value)?;
                 return Ok(());
             }
             "data.dir" | "log.dirs" | "log.dir" => {
@@ -753,22 +769,6 @@ impl BrokerConfig {
     }
 }
 
-fn strip_scheme(value: &str) -> &str {
-    value.split_once("://").map_or(value, |(_, rest)| rest)
-}
-
-fn parse_listeners(value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    value
-        .split(',')
-        .map(|part| {
-            let address = strip_scheme(part.trim());
-            address
-                .parse::<SocketAddr>()
-                .map_err(|_| ConfigError::Address(part.to_string()))
-        })
-        .collect()
-}
-
 /// Top-level keys of the configuration file that belong to the agent runtime.
 const AGENT_KEYS: [&str; 9] = [
     "agents",
@@ -806,7 +806,9 @@ fn flatten(
             toml::Value::Integer(i) => out.push((name, i.to_string())),
             toml::Value::Float(f) => out.push((name, f.to_string())),
             toml::Value::Boolean(b) => out.push((name, b.to_string())),
-            toml::Value::Array(items) if name == "listen" || name == "listeners" => {
+            // Lists (`listeners`, `advertised.listeners`, `sasl.enabled.mechanisms`):
+            // Kafka's comma-separated form.
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => {
                 let parts: Vec<String> = items
                     .iter()
                     .map(|v| {
@@ -913,7 +915,10 @@ mod tests {
         assert_eq!(config.listeners.len(), 2);
         assert!(config.set("listen", "nonsense").is_err());
         config.set("advertise", "example.com:9092").unwrap();
-        assert_eq!(config.advertised.as_deref(), Some("example.com:9092"));
+        assert_eq!(
+            config.advertised,
+            vec![(SecurityProtocol::Plaintext, "example.com:9092".to_string())]
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl EmbeddedBroker {
             })?;
         let mut config = BrokerConfig::default();
         adjust(&mut config);
-        config.listeners = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+        config.set_plaintext_listeners(&[std::net::SocketAddr::from(([127, 0, 0, 1], 0))]);
         config.data_dir = data_dir.path().to_path_buf();
         let running = RunningBroker::start(config).await?;
         Ok(EmbeddedBroker {

@@ -1,5 +1,5 @@
 //! Operator commands for any Kafka-protocol cluster (`topic`, `group`, `produce`,
-//! `consume`, `cluster`, `decisions`), so that looking inside agentlog (or any Kafka)
+//! `consume`, `cluster`, `decisions`, `users`), so that looking inside agentlog (or any Kafka)
 //! needs neither kcat nor Kafka's JVM scripts.
 //!
 //! Every command talks to the cluster over the wire through librdkafka (`rdkafka`), never
@@ -12,8 +12,10 @@ mod consume;
 mod decisions;
 mod group;
 mod produce;
+mod raw;
 mod table;
 mod topic;
+mod users;
 
 pub use table::Rows;
 
@@ -34,6 +36,8 @@ pub enum OperatorCommand {
     Cluster(cluster::ClusterCommandArgs),
     /// Pretty-print an agent's decisions (`agent.decisions.<agent>`).
     Decisions(decisions::DecisionsArgs),
+    /// Add, remove and list SCRAM users (over a PLAINTEXT listener).
+    Users(users::UsersArgs),
 }
 
 /// How results are printed: aligned columns for people, JSON for scripts.
@@ -64,6 +68,7 @@ pub fn run(command: OperatorCommand) -> ! {
         OperatorCommand::Consume(args) => consume::run(args),
         OperatorCommand::Cluster(args) => cluster::run(args),
         OperatorCommand::Decisions(args) => decisions::run(args),
+        OperatorCommand::Users(args) => users::run(args),
     };
     match result {
         Ok(()) => std::process::exit(0),

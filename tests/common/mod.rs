@@ -28,6 +28,8 @@ pub struct BrokerProcess {
     /// Where the broker's stderr goes (one file per start, appended).
     pub stderr_log: PathBuf,
     starts: u32,
+    /// Later stdout lines (the listening lines of secured listeners among them).
+    stdout_lines: Option<std::sync::Mutex<(mpsc::Receiver<String>, Vec<String>)>>,
 }
 
 impl BrokerProcess {
@@ -61,6 +63,7 @@ impl BrokerProcess {
             _temp: None,
             stderr_log,
             starts: 0,
+            stdout_lines: None,
         }
     }
 
@@ -138,6 +141,25 @@ impl BrokerProcess {
         };
         self.bootstrap = address;
         self.child = Some(child);
+        self.stdout_lines = Some(std::sync::Mutex::new((rx, Vec::new())));
+    }
+
+    /// `host:port` of the listener with this security protocol (`SASL_SSL`, ...), from
+    /// its `agentlog listening on PROTOCOL://host:port` line.
+    pub fn listener(&self, protocol: &str) -> String {
+        let prefix = format!("agentlog listening on {protocol}://");
+        let lines = self.stdout_lines.as_ref().expect("broker started");
+        let mut lines = lines.lock().unwrap();
+        let (rx, seen) = &mut *lines;
+        loop {
+            if let Some(address) = seen.iter().find_map(|l| l.trim().strip_prefix(&prefix)) {
+                return address.to_string();
+            }
+            let line = rx
+                .recv_timeout(START_TIMEOUT)
+                .unwrap_or_else(|_| panic!("no {protocol} listening line"));
+            seen.push(line);
+        }
     }
 
     /// `host:port` for `bootstrap.servers`.

@@ -11,6 +11,7 @@ const { Kafka, logLevel, Partitioners } = require('kafkajs')
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..')
 const LISTEN_RE = /^agentlog listening on (\S+):(\d+)$/
+const SECURED_LISTEN_RE = /^agentlog listening on ([A-Z_]+):\/\/(\S+:\d+)$/
 
 function agentlogBin () {
   let p = process.env.AGENTLOG_BIN || path.join(REPO_ROOT, 'target', 'debug', 'agentlog')
@@ -40,8 +41,18 @@ async function startBroker (settings = { 'num.partitions': 3 }, timeoutMs = 3000
     try { return fs.readFileSync(stderrPath, 'utf8').slice(-4000) } catch { return '' }
   }
 
+  // Secured listeners print PROTOCOL://host:port lines; kept for listener(protocol).
+  const secured = {}
+  const securedWaiters = []
   const listen = await new Promise((resolve, reject) => {
     const rl = readline.createInterface({ input: proc.stdout })
+    rl.on('line', line => {
+      const m = SECURED_LISTEN_RE.exec(line.trim())
+      if (m) {
+        secured[m[1]] = m[2]
+        securedWaiters.splice(0).forEach(wake => wake())
+      }
+    })
     const timer = setTimeout(() => {
       proc.kill('SIGKILL')
       reject(new Error(`broker did not print its listen line within ${timeoutMs}ms\n${stderrTail()}`))
@@ -65,6 +76,15 @@ async function startBroker (settings = { 'num.partitions': 3 }, timeoutMs = 3000
     port: listen.port,
     bootstrap: `${listen.host}:${listen.port}`,
     stderrTail,
+    // host:port of the listener with this security protocol ('SASL_SSL', ...)
+    async listener (protocol, waitMs = 10000) {
+      const deadline = Date.now() + waitMs
+      while (!(protocol in secured)) {
+        if (Date.now() > deadline) throw new Error(`no ${protocol} listening line`)
+        await new Promise(resolve => { securedWaiters.push(resolve); setTimeout(resolve, 100) })
+      }
+      return secured[protocol]
+    },
     // SIGTERM, wait, return the exit code (null + signal if killed)
     async stop (waitMs = 30000) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM')
@@ -153,4 +173,4 @@ async function readPartition (kafka, topic, partition, { idleMs = 10000, maxByte
   }
 }
 
-module.exports = { startBroker, kafkaFor, producerFor, readPartition, createCluster, REPO_ROOT }
+module.exports = { startBroker, kafkaFor, producerFor, readPartition, createCluster, agentlogBin, REPO_ROOT }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTEN_RE = re.compile(r"^agentlog listening on (\S+):(\d+)$")
+SECURED_LISTEN_RE = re.compile(r"^agentlog listening on ([A-Z_]+)://(\S+):(\d+)$")
 
 
 def agentlog_bin():
@@ -56,6 +57,8 @@ class Broker:
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
                                      stdin=subprocess.DEVNULL, env=broker_env(env))
+        self._stdout_buf = b""
+        self._secured = {}
         self.host, self.port = self._await_listen_line(startup_timeout)
         self.bootstrap = f"{self.host}:{self.port}"
         self.exit_code = None
@@ -75,8 +78,14 @@ class Broker:
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    m = LISTEN_RE.match(line.decode(errors="replace").strip())
+                    text = line.decode(errors="replace").strip()
+                    secured = SECURED_LISTEN_RE.match(text)
+                    if secured:
+                        self._secured[secured.group(1)] = f"{secured.group(2)}:{secured.group(3)}"
+                        continue
+                    m = LISTEN_RE.match(text)
                     if m:
+                        self._stdout_buf = buf
                         return m.group(1), int(m.group(2))
         finally:
             sel.close()
@@ -85,6 +94,33 @@ class Broker:
         raise RuntimeError(
             f"broker did not print 'agentlog listening on HOST:PORT' within {timeout}s; "
             f"stdout so far={buf!r}; stderr:\n{self.stderr_tail()}")
+
+    def listener(self, protocol, timeout=10.0):
+        """host:port of the listener with this security protocol ("SASL_SSL", ...), from
+        its 'agentlog listening on PROTOCOL://host:port' line."""
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            while protocol not in self._secured:
+                while b"\n" in self._stdout_buf:
+                    line, self._stdout_buf = self._stdout_buf.split(b"\n", 1)
+                    m = SECURED_LISTEN_RE.match(line.decode(errors="replace").strip())
+                    if m:
+                        self._secured[m.group(1)] = f"{m.group(2)}:{m.group(3)}"
+                if protocol in self._secured:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"no {protocol} listening line")
+                if sel.select(timeout=left):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        raise RuntimeError(f"broker closed stdout before a {protocol} line")
+                    self._stdout_buf += chunk
+        finally:
+            sel.close()
+        return self._secured[protocol]
 
     def stderr_tail(self, n=4000):
         try:

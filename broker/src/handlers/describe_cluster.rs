@@ -15,6 +15,7 @@ pub fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     version: i16,
+    (host, port): (&str, u16),
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&broker.cluster_id))
@@ -28,7 +29,6 @@ pub fn handle(
                 .with_error_message(Some(str_bytes("only broker endpoints are served here")));
         }
     }
-    let (host, port) = broker.advertised();
     response.with_brokers(vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(broker.node_id))
         .with_host(str_bytes(host))

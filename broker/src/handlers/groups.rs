@@ -34,8 +34,8 @@ pub fn find_coordinator(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    (host, port): (&str, u16),
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised();
     // 0: group, 1: transaction. Share-group keys (2) belong to a protocol we lack.
     let supported = matches!(request.key_type, 0 | 1);
     let error = if supported {

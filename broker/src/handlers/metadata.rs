@@ -16,8 +16,12 @@ use crate::broker::Broker;
 use crate::topics::{CreateTopicError, Topic};
 
 /// Answers a Metadata request.
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = broker.advertised();
+pub fn handle(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+    (host, port): (&str, u16),
+) -> MetadataResponse {
     let mut response =
         MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(broker.node_id))

@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod record_checks;
+pub mod scram_users;
 pub mod transactions;
 
 use std::sync::Arc;
@@ -73,6 +74,12 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::DescribeTransactions, 0, 0),
     // v2 adds a transactional id regex filter (KIP-1152), not implemented.
     ApiRange::new(ApiKey::ListTransactions, 0, 1),
+    // Security. SaslHandshake v0 would be followed by raw (unframed) SASL tokens, which
+    // no maintained client still sends; v1 moves them into SaslAuthenticate.
+    ApiRange::new(ApiKey::SaslHandshake, 1, 1),
+    ApiRange::new(ApiKey::SaslAuthenticate, 0, 2),
+    ApiRange::new(ApiKey::DescribeUserScramCredentials, 0, 0),
+    ApiRange::new(ApiKey::AlterUserScramCredentials, 0, 0),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -106,17 +113,36 @@ impl ReplyBody {
     }
 }
 
-/// Applies a request's side effects now and returns its (possibly pending) response.
-pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
-    dispatch_from(broker, request, None).await
+/// Where a request came from: group members report their host, and Metadata,
+/// FindCoordinator and DescribeCluster advertise the listener the client connected to.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The connection's listener's advertised host and port (the broker's primary one
+    /// when absent, as for in-process callers).
+    pub advertised: Option<(String, u16)>,
 }
 
-/// [`dispatch`] for a request from a known peer (group members report their host).
-pub async fn dispatch_from(
-    broker: &Arc<Broker>,
-    request: Request,
-    peer: Option<std::net::SocketAddr>,
-) -> Reply {
+impl Origin {
+    /// The host and port to advertise to this client.
+    pub fn endpoint<'a>(&'a self, broker: &'a Broker) -> (&'a str, u16) {
+        match &self.advertised {
+            Some((host, port)) => (host.as_str(), *port),
+            None => broker.advertised(),
+        }
+    }
+}
+
+/// Applies a request's side effects now and returns its (possibly pending) response.
+pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
+    dispatch_from(broker, request, &Origin::default()).await
+}
+
+/// [`dispatch`] for a request from a known client connection.
+pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Origin) -> Reply {
+    let peer = origin.peer;
+    let endpoint = origin.endpoint(broker);
     let version = request.version;
     let client_id = request.client_id.clone().unwrap_or_default();
     let body = match request.body {
@@ -124,7 +150,7 @@ pub async fn dispatch_from(
             ReplyBody::ready(ResponseKind::ApiVersions(api_versions::handle()))
         }
         RequestKind::Metadata(req) => ReplyBody::ready(ResponseKind::Metadata(metadata::handle(
-            broker, req, version,
+            broker, req, version, endpoint,
         ))),
         RequestKind::Produce(req) => produce::handle(broker, req, version),
         RequestKind::Fetch(req) => {
@@ -148,7 +174,7 @@ pub async fn dispatch_from(
             describe_configs::handle(broker, req, version),
         )),
         RequestKind::DescribeCluster(req) => ReplyBody::ready(ResponseKind::DescribeCluster(
-            describe_cluster::handle(broker, req, version),
+            describe_cluster::handle(broker, req, version, endpoint),
         )),
         RequestKind::InitProducerId(req) => ReplyBody::ready(ResponseKind::InitProducerId(
             init_producer_id::handle(broker, req, version),
@@ -173,7 +199,7 @@ pub async fn dispatch_from(
             transactions::list_transactions(broker, req, version),
         )),
         RequestKind::FindCoordinator(req) => ReplyBody::ready(ResponseKind::FindCoordinator(
-            groups::find_coordinator(broker, req, version),
+            groups::find_coordinator(broker, req, version, endpoint),
         )),
         RequestKind::JoinGroup(req) => {
             let host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
@@ -210,6 +236,15 @@ pub async fn dispatch_from(
         RequestKind::CreatePartitions(req) => ReplyBody::ready(ResponseKind::CreatePartitions(
             create_partitions::handle(broker, req),
         )),
+        RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+            scram_users::sasl_on_unsecured_listener(request.api_key)
+        }
+        RequestKind::DescribeUserScramCredentials(req) => ReplyBody::ready(
+            ResponseKind::DescribeUserScramCredentials(scram_users::describe(broker, req)),
+        ),
+        RequestKind::AlterUserScramCredentials(req) => ReplyBody::ready(
+            ResponseKind::AlterUserScramCredentials(scram_users::alter(broker, req)),
+        ),
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather
             // than panic if they ever drift.

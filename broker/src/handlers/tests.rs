@@ -360,6 +360,29 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
             ListTransactionsRequest::default()
                 .with_state_filters(vec![str_bytes("Ongoing"), str_bytes("Weird")]),
         ),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeRequest::default()
+                .with_mechanism(str_bytes("SCRAM-SHA-256")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateRequest::default()
+                .with_auth_bytes(bytes::Bytes::from_static(b"n,,n=u,r=x")),
+        ),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            kafka_protocol::messages::DescribeUserScramCredentialsRequest::default(),
+        ),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            kafka_protocol::messages::AlterUserScramCredentialsRequest::default().with_upsertions(
+                vec![
+                    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(str_bytes("u"))
+                        .with_mechanism(1)
+                        .with_iterations(4096)
+                        .with_salt(bytes::Bytes::from_static(b"salt"))
+                        .with_salted_password(bytes::Bytes::from_static(b"salted")),
+                ],
+            ),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }
@@ -420,19 +443,19 @@ async fn metadata_auto_creates_only_when_allowed() {
                 MetadataRequestTopic::default().with_name(Some(topic_name(name)))
             ]))
     };
-    let refused = metadata::handle(&broker, ask("nope", false), 12);
+    let refused = metadata::handle(&broker, ask("nope", false), 12, broker.advertised());
     assert_eq!(refused.topics[0].error_code, 3);
     assert!(broker.topics.get("nope").is_none());
     // Kafka answers the creating request LEADER_NOT_AVAILABLE with no partitions, and
     // serves the topic from the next request on.
-    let created = metadata::handle(&broker, ask("yes", true), 12);
+    let created = metadata::handle(&broker, ask("yes", true), 12, broker.advertised());
     assert_eq!(created.topics[0].error_code, 5);
     assert!(created.topics[0].partitions.is_empty());
-    let served = metadata::handle(&broker, ask("yes", true), 12);
+    let served = metadata::handle(&broker, ask("yes", true), 12, broker.advertised());
     assert_eq!(served.topics[0].error_code, 0);
     assert_eq!(served.topics[0].partitions.len(), 1);
     assert_eq!(served.topics[0].topic_id, created.topics[0].topic_id);
-    let invalid = metadata::handle(&broker, ask("bad name!", true), 12);
+    let invalid = metadata::handle(&broker, ask("bad name!", true), 12, broker.advertised());
     assert_eq!(invalid.topics[0].error_code, 17);
 }
 

@@ -10,18 +10,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use agentlog_protocol::request::{decode_request, RequestError};
+use agentlog_protocol::request::{decode_request, Request, RequestError};
 use agentlog_protocol::response::encode_response;
-use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::frame::{read_frame, FrameError};
+use super::ListenerContext;
 use crate::broker::Broker;
-use crate::handlers::{self, Reply, ReplyBody};
+use crate::handlers::{self, Origin, Reply, ReplyBody};
+use crate::security::sasl::{Authenticator, Progress};
 
 /// Requests a connection may have in flight before we stop reading from it.
 const MAX_IN_FLIGHT: usize = 64;
@@ -30,24 +33,78 @@ const MAX_IN_FLIGHT: usize = 64;
 /// less than a client that has shown it speaks Kafka.
 const FIRST_FRAME_LIMIT: usize = 1 << 20;
 
-/// Serves one connection until the peer closes it, it misbehaves, or shutdown begins.
+/// Frame limit on a SASL listener until the client has authenticated: ApiVersions and
+/// SASL messages are a few hundred bytes.
+const UNAUTHENTICATED_FRAME_LIMIT: usize = 64 * 1024;
+
+/// How long a connection may take from accept to the end of its TLS handshake and SASL
+/// exchange; a peer that stalls in between is dropped rather than held.
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one connection until the peer closes it, it misbehaves, or shutdown begins:
+/// first the TLS handshake on SSL and SASL_SSL listeners.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerContext>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (reader, writer) = stream.into_split();
+    let deadline = Instant::now() + AUTHENTICATION_TIMEOUT;
+    let Some(acceptor) = listener.tls.clone() else {
+        return serve_stream(stream, peer, listener, broker, shutdown, deadline).await;
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+        () = super::stopped(&mut shutdown) => return,
+    };
+    match accepted {
+        Ok(Ok(tls)) => serve_stream(tls, peer, listener, broker, shutdown, deadline).await,
+        Ok(Err(error)) => tracing::warn!(%peer, %error, "closing connection: TLS handshake failed"),
+        Err(_) => tracing::warn!(%peer, "closing connection: TLS handshake timed out"),
+    }
+}
+
+/// The request loop over a plain or TLS stream.
+async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    listener: Arc<ListenerContext>,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+    deadline: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let (replies, pending) = mpsc::channel(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_replies(writer, pending, peer));
     let max_frame = broker.config.max_frame_bytes();
-    let mut limit = FIRST_FRAME_LIMIT.min(max_frame);
+    let mut auth = listener
+        .protocol
+        .uses_sasl()
+        .then(|| Authenticator::new(listener.mechanisms.clone()));
+    let mut authenticated = auth.is_none();
+    let mut limit = if authenticated {
+        FIRST_FRAME_LIMIT.min(max_frame)
+    } else {
+        UNAUTHENTICATED_FRAME_LIMIT.min(max_frame)
+    };
+    let origin = Origin {
+        peer: Some(peer),
+        advertised: Some(listener.advertised.clone()),
+    };
 
     loop {
+        let until = (!authenticated).then_some(deadline);
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, limit) => frame,
+            frame = read_until(&mut reader, limit, until) => frame,
             () = super::stopped(&mut shutdown) => break,
+        };
+        let Some(frame) = frame else {
+            tracing::warn!(%peer, "closing connection: not authenticated within {AUTHENTICATION_TIMEOUT:?}");
+            break;
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -61,11 +118,46 @@ pub async fn serve(
                 break;
             }
         };
+        let mut close_after = false;
         let reply = match decode_request(frame, &handlers::SUPPORTED) {
-            Ok(request) => {
-                limit = max_frame;
-                handlers::dispatch_from(&broker, request, Some(peer)).await
-            }
+            Ok(request) => match auth
+                .as_mut()
+                .and_then(|a| sasl_step(a, &broker, &request, peer))
+            {
+                Some((reply, progress)) => {
+                    match progress {
+                        Progress::Pending => {}
+                        Progress::Authenticated(user) => {
+                            tracing::info!(%peer, %user, protocol = %listener.protocol, "authenticated");
+                            authenticated = true;
+                            limit = max_frame;
+                        }
+                        Progress::Failed => {
+                            // Kafka's connection.failed.authentication.delay.ms: one
+                            // guess per delay and connection.
+                            close_after = true;
+                            let delay = broker
+                                .config
+                                .get_or("connection.failed.authentication.delay.ms", 100u64);
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                                () = super::stopped(&mut shutdown) => {}
+                            }
+                        }
+                    }
+                    reply
+                }
+                None if !authenticated && request.api_key != ApiKey::ApiVersions => {
+                    tracing::warn!(%peer, api = ?request.api_key, "closing connection: request before SASL authentication");
+                    break;
+                }
+                None => {
+                    if authenticated {
+                        limit = max_frame;
+                    }
+                    handlers::dispatch_from(&broker, request, &origin).await
+                }
+            },
             Err(RequestError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
@@ -80,16 +172,58 @@ pub async fn serve(
                 break;
             }
         };
-        if replies.send(reply).await.is_err() {
-            break; // the writer stopped: the socket is gone
+        if replies.send(reply).await.is_err() || close_after {
+            break; // the writer stopped (the socket is gone), or SASL failed
         }
     }
     drop(replies);
     let _ = writer_task.await;
 }
 
-async fn write_replies(
-    writer: OwnedWriteHalf,
+/// Reads a frame, giving up (`None`) at `deadline` if there is one.
+async fn read_until<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+    deadline: Option<Instant>,
+) -> Option<Result<Option<bytes::Bytes>, FrameError>> {
+    match deadline {
+        None => Some(read_frame(reader, limit).await),
+        Some(deadline) => tokio::time::timeout_at(deadline, read_frame(reader, limit))
+            .await
+            .ok(),
+    }
+}
+
+/// Answers SaslHandshake and SaslAuthenticate on a SASL listener; `None` for any other
+/// request.
+fn sasl_step(
+    auth: &mut Authenticator,
+    broker: &Broker,
+    request: &Request,
+    peer: SocketAddr,
+) -> Option<(Reply, Progress)> {
+    let (body, progress) = match &request.body {
+        RequestKind::SaslHandshake(req) => {
+            let (response, progress) = auth.handshake(req);
+            (ResponseKind::SaslHandshake(response), progress)
+        }
+        RequestKind::SaslAuthenticate(req) => {
+            let (response, progress) = auth.authenticate(&broker.credentials, req, peer);
+            (ResponseKind::SaslAuthenticate(response), progress)
+        }
+        _ => return None,
+    };
+    let reply = Reply {
+        api_key: request.api_key,
+        version: request.version,
+        correlation_id: request.correlation_id,
+        body: ReplyBody::ready(body),
+    };
+    Some((reply, progress))
+}
+
+async fn write_replies<W: AsyncWrite + Unpin>(
+    writer: W,
     mut pending: mpsc::Receiver<Reply>,
     peer: SocketAddr,
 ) {

@@ -10,19 +10,53 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
+use crate::security::listener::SecurityProtocol;
+
+/// What every connection accepted on one listener shares.
+#[derive(Clone)]
+pub struct ListenerContext {
+    /// What clients must speak here.
+    pub protocol: SecurityProtocol,
+    /// host and port this listener's clients are given in Metadata.
+    pub advertised: (String, u16),
+    /// The TLS acceptor, on SSL and SASL_SSL listeners.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// SASL mechanisms offered, on SASL listeners.
+    pub mechanisms: Vec<String>,
+}
+
+impl std::fmt::Debug for ListenerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerContext")
+            .field("protocol", &self.protocol)
+            .field("advertised", &self.advertised)
+            .field("mechanisms", &self.mechanisms)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Accepts on every listener until the broker begins to shut down, then waits for every
 /// connection to finish its in-flight requests.
-pub async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
+pub async fn serve(listeners: Vec<(TcpListener, ListenerContext)>, broker: Arc<Broker>) {
     let shutdown = broker.shutdown_signal();
     let mut accept_loops = JoinSet::new();
-    for listener in listeners {
-        accept_loops.spawn(accept_loop(listener, broker.clone(), shutdown.clone()));
+    for (listener, context) in listeners {
+        accept_loops.spawn(accept_loop(
+            listener,
+            Arc::new(context),
+            broker.clone(),
+            shutdown.clone(),
+        ));
     }
     while accept_loops.join_next().await.is_some() {}
 }
 
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<ListenerContext>,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
@@ -30,7 +64,7 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
+                    connections.spawn(connection::serve(stream, peer, context.clone(), broker.clone(), shutdown.clone()));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off rather than spin.

@@ -1621,6 +1621,96 @@ pub(super) fn consumer_group_describe_request_consumer_group_describe_request(
     m
 }
 
+pub(super) fn describe_user_scram_credentials_request_describe_user_scram_credentials_request(
+    v: i16,
+) -> describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest {
+    let mut m =
+        describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest::default();
+    if (0..=0).contains(&v) {
+        m.users = Some(vec![
+            describe_user_scram_credentials_request_user_name(v),
+            describe_user_scram_credentials_request_user_name(v),
+        ]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_user_scram_credentials_request_user_name(
+    v: i16,
+) -> describe_user_scram_credentials_request::UserName {
+    let mut m = describe_user_scram_credentials_request::UserName::default();
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn alter_user_scram_credentials_request_alter_user_scram_credentials_request(
+    v: i16,
+) -> alter_user_scram_credentials_request::AlterUserScramCredentialsRequest {
+    let mut m = alter_user_scram_credentials_request::AlterUserScramCredentialsRequest::default();
+    if (0..=0).contains(&v) {
+        m.deletions = vec![
+            alter_user_scram_credentials_request_scram_credential_deletion(v),
+            alter_user_scram_credentials_request_scram_credential_deletion(v),
+        ];
+    }
+    if (0..=0).contains(&v) {
+        m.upsertions = vec![
+            alter_user_scram_credentials_request_scram_credential_upsertion(v),
+            alter_user_scram_credentials_request_scram_credential_upsertion(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_user_scram_credentials_request_scram_credential_deletion(
+    v: i16,
+) -> alter_user_scram_credentials_request::ScramCredentialDeletion {
+    let mut m = alter_user_scram_credentials_request::ScramCredentialDeletion::default();
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.mechanism = 7i8.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_user_scram_credentials_request_scram_credential_upsertion(
+    v: i16,
+) -> alter_user_scram_credentials_request::ScramCredentialUpsertion {
+    let mut m = alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.mechanism = 7i8.into();
+    }
+    if (0..=0).contains(&v) {
+        m.iterations = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.salt = b();
+    }
+    if (0..=0).contains(&v) {
+        m.salted_password = b();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
 /// Encodes the sample request for `api` at `v`.
 pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
     match api {
@@ -1724,6 +1814,14 @@ pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
         ),
         ApiKey::ConsumerGroupDescribe => super::tests::encode(
             &consumer_group_describe_request_consumer_group_describe_request(v),
+            v,
+        ),
+        ApiKey::DescribeUserScramCredentials => super::tests::encode(
+            &describe_user_scram_credentials_request_describe_user_scram_credentials_request(v),
+            v,
+        ),
+        ApiKey::AlterUserScramCredentials => super::tests::encode(
+            &alter_user_scram_credentials_request_alter_user_scram_credentials_request(v),
             v,
         ),
         _ => unreachable!("not covered"),
@@ -2134,6 +2232,32 @@ pub(super) fn rust_sizes() -> Vec<(ApiKey, &'static str, usize)> {
             "ConsumerGroupDescribeRequest",
             size_of::<consumer_group_describe_request::ConsumerGroupDescribeRequest>(),
         ),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            "DescribeUserScramCredentialsRequest",
+            size_of::<describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest>(
+            ),
+        ),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            "UserName",
+            size_of::<describe_user_scram_credentials_request::UserName>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            "AlterUserScramCredentialsRequest",
+            size_of::<alter_user_scram_credentials_request::AlterUserScramCredentialsRequest>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            "ScramCredentialDeletion",
+            size_of::<alter_user_scram_credentials_request::ScramCredentialDeletion>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            "ScramCredentialUpsertion",
+            size_of::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(),
+        ),
     ]
 }
 
@@ -2178,6 +2302,12 @@ pub(super) fn default_kind(api: ApiKey) -> RequestKind {
         ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(Default::default()),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(Default::default()),
+        ApiKey::DescribeUserScramCredentials => {
+            RequestKind::DescribeUserScramCredentials(Default::default())
+        }
+        ApiKey::AlterUserScramCredentials => {
+            RequestKind::AlterUserScramCredentials(Default::default())
+        }
         _ => unreachable!("not covered"),
     }
 }

@@ -23,7 +23,8 @@ COVERED = [
     "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn", "TxnOffsetCommit",
     "WriteTxnMarkers", "DescribeProducers", "ListTransactions", "DescribeTransactions",
     "OffsetForLeaderEpoch", "SaslHandshake", "SaslAuthenticate",
-    "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
+    "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeUserScramCredentials",
+    "AlterUserScramCredentials",
 ]
 
 SCALARS = {

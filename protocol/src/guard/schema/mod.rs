@@ -8,6 +8,7 @@ use super::walk::Message;
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
+pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
@@ -21,6 +22,7 @@ pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
 pub(crate) mod describe_producers;
 pub(crate) mod describe_transactions;
+pub(crate) mod describe_user_scram_credentials;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -98,5 +100,13 @@ pub(crate) const COVERED: &[(ApiKey, &Message)] = &[
     (
         ApiKey::ConsumerGroupDescribe,
         &consumer_group_describe::MESSAGE,
+    ),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        &describe_user_scram_credentials::MESSAGE,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        &alter_user_scram_credentials::MESSAGE,
     ),
 ];
