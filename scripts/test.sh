@@ -100,6 +100,8 @@ install_system_deps() {
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # tests/console.rs drives the web console in headless Chromium.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-liberation)
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}" || return 1
   else
@@ -107,6 +109,7 @@ install_system_deps() {
   fi
   echo "kcat: $(kcat -V 2>&1 | grep -m1 Version || true)"
   echo "node: $(node --version 2>&1), npm: $(npm --version 2>&1), python3: $(python3 --version 2>&1)"
+  echo "chromium: $(chromium --version 2>&1)"
 }
 
 setup_python() {
