@@ -353,6 +353,8 @@ async fn console_actions_are_refused_unless_enabled_and_bad_input_is_answered() 
     let (status, body) = http_request("POST", &http, "/ui/api/groups/billing/reset?to=earliest");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("console.actions = true"), "{body}");
+    let (status, _) = http_request("POST", &http, "/ui/api/dlq/orders.dlq/replay");
+    assert_eq!(status, 403);
     let (status, body) = http_get(&http, "/ui/api/topics/nope/records");
     assert_eq!(
         (status, body.as_str()),
@@ -398,5 +400,50 @@ async fn console_actions_are_refused_unless_enabled_and_bad_input_is_answered() 
     );
     let (status, _) = http_request("POST", &http, "/ui/api/groups/billing/reset?to=sideways");
     assert_eq!(status, 400);
+
+    // A dead letter goes back to its topic once, without its dlq.* headers.
+    let created = agentlog(&["topic", "create", "orders.dlq", "-p", "1", "-b", &kafka]);
+    assert!(created.status.success());
+    let producer: BaseProducer = producer_config(&kafka).create().unwrap();
+    let headers = rdkafka::message::OwnedHeaders::new()
+        .insert(rdkafka::message::Header {
+            key: "dlq.original.topic",
+            value: Some("orders"),
+        })
+        .insert(rdkafka::message::Header {
+            key: "dlq.attempts",
+            value: Some("3"),
+        })
+        .insert(rdkafka::message::Header {
+            key: "source",
+            value: Some("test"),
+        });
+    producer
+        .send(
+            BaseRecord::to("orders.dlq")
+                .key("k")
+                .payload("d")
+                .headers(headers),
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    for expected in [1, 0] {
+        let (status, body) = http_request("POST", &http, "/ui/api/dlq/orders.dlq/replay");
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            answer["replayed"]["orders"].as_u64().unwrap_or(0),
+            expected,
+            "{body}"
+        );
+    }
+    let replayed = json_of(&[
+        "consume", "orders", "--from", "offset:3", "-e", "-o", "json", "-b", &kafka,
+    ]);
+    assert_eq!(replayed["value"], "d");
+    assert_eq!(
+        replayed["headers"],
+        serde_json::json!({"source": "test", "dlq.replayed": "3"})
+    );
     serve.stop();
 }

@@ -149,7 +149,7 @@ pub fn name_value(text: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// A tokio runtime for the commands that drive rdkafka's async admin API.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,10 +10,12 @@
 //! from the samples it takes while a page is open.
 //!
 //! Read-only unless `console.actions = true`: the endpoints that change something
-//! (`POST .../reset`) answer 403 otherwise.
+//! (`POST .../reset`, `POST /ui/api/dlq/T/replay`) answer 403 otherwise.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod dlq;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -94,6 +96,7 @@ pub fn routes(console: Console) -> Router {
         .route("/ui/api/groups", get(groups))
         .route("/ui/api/groups/{group}", get(group_detail))
         .route("/ui/api/groups/{group}/reset", post(reset))
+        .route("/ui/api/dlq/{topic}/replay", post(replay_dlq))
         .route("/ui/api/agents", get(agents_view))
         .route("/ui/api/steps", get(recent_steps))
         .route("/ui/api/traces/{trace}", get(trace))
@@ -274,12 +277,7 @@ async fn reset(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    if !console.actions {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "the console is read-only: set console.actions = true to reset offsets".into(),
-        ));
-    }
+    refuse_unless_allowed(&console)?;
     let to = match query.get("to").map(String::as_str) {
         Some("earliest") => group::ResetTo::Earliest,
         Some("latest") => group::ResetTo::Latest,
@@ -307,6 +305,32 @@ async fn reset(
         Ok(Json(
             json!({"group": name, "dry_run": dry_run, "offsets": plan.to_json()}),
         ))
+    })
+    .await
+}
+
+/// The 403 of a read-only console.
+fn refuse_unless_allowed(console: &Console) -> Result<(), ApiError> {
+    if console.actions {
+        return Ok(());
+    }
+    Err(ApiError(
+        StatusCode::FORBIDDEN,
+        "the console is read-only: set console.actions = true to reset offsets or replay dead letters"
+            .into(),
+    ))
+}
+
+/// `POST /ui/api/dlq/{topic}/replay`: see `dlq`; refused unless `console.actions = true`.
+async fn replay_dlq(
+    State(console): Shared,
+    Path(topic): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    refuse_unless_allowed(&console)?;
+    let cluster = console.cluster.clone();
+    blocking(move || {
+        let replayed = dlq::replay(&cluster, &topic)?;
+        Ok(Json(json!({"topic": topic, "replayed": replayed})))
     })
     .await
 }

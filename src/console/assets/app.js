@@ -206,8 +206,18 @@ async function topicPage(name, params) {
   const seek = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go(); } },
     "from", fromInput, partitionInput, el("button", { type: "submit" }, "Seek"),
     el("span", { class: "muted" }, "beginning · end · offset:N · last:N · time:2024-05-01T12:00:00Z"));
+  const replay = settings.actions && name.endsWith(".dlq")
+    ? el("div", { class: "controls" }, el("button", {
+      onclick: async () => {
+        try {
+          const done = await api("dlq/" + encodeURIComponent(name) + "/replay", { method: "POST" });
+          alert("replayed: " + JSON.stringify(done.replayed));
+        } catch (error) { fail(error); }
+      },
+    }, "Replay dead letters to their topics"))
+    : null;
   show("Topic " + name,
-    table(["partition", "leader", "low", "high"], detail.partitions),
+    table(["partition", "leader", "low", "high"], detail.partitions), replay,
     el("h2", {}, "Records"), seek, el("div", { id: "records" }, "Loading…"));
   const records = document.getElementById("records");
   try {
