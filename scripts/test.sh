@@ -104,6 +104,8 @@ install_system_deps() {
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   # scripts/make-test-certs.sh (security tests and the README example).
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # tests/console.rs drives the web console in headless Chromium.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-liberation)
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}" || return 1
   else
@@ -111,6 +113,7 @@ install_system_deps() {
   fi
   echo "kcat: $(kcat -V 2>&1 | grep -m1 Version || true)"
   echo "node: $(node --version 2>&1), npm: $(npm --version 2>&1), python3: $(python3 --version 2>&1)"
+  echo "chromium: $(chromium --version 2>&1)"
 }
 
 setup_python() {

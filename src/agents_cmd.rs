@@ -10,6 +10,9 @@
 //!
 //! `agentlog agents cards [--bootstrap HOST:PORT | --config FILE] [--output json]`
 //! lists the A2A agent cards in the `a2a.registry` topic (see `cards_cmd`).
+//!
+//! `agentlog agents list|status [AGENT] [--bootstrap HOST:PORT] [--http HOST:PORT]` shows
+//! the agents (see `cli::agents`).
 
 use agentlog_agents::config::{AgentsConfig, BackendChoice};
 use agentlog_agents::llm::replay::{replay_agent, ReplayComparison};
@@ -32,6 +35,11 @@ enum AgentsCommand {
     /// List the A2A agent cards in the registry topic (the latest per agent, withdrawn
     /// agents left out).
     Cards(crate::cards_cmd::CardsArgs),
+    /// Every agent: its group and instances, lag, decisions and model calls recorded in
+    /// the cluster, and with --http the running process's counters.
+    List(crate::cli::agents::ListArgs),
+    /// One agent, with its group's lag per partition.
+    Status(crate::cli::agents::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +74,8 @@ pub fn run(args: AgentsArgs) -> anyhow::Result<()> {
             runtime.block_on(replay(args))
         }
         AgentsCommand::Cards(args) => crate::cards_cmd::run(args),
+        AgentsCommand::List(args) => crate::cli::exit_with(crate::cli::agents::list(args)),
+        AgentsCommand::Status(args) => crate::cli::exit_with(crate::cli::agents::status(args)),
     }
 }
 

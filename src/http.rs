@@ -1,6 +1,7 @@
 //! `serve --http ADDR`: a small HTTP listener for operators, serving `GET /health`
 //! (liveness, JSON) and `GET /metrics` (Prometheus text format 0.0.4), the RAG
-//! search routes of `search_http`, and `/mcp` (`mcp_server`) when enabled.
+//! search routes of `search_http`, the web console at `/ui` (`console`), and `/mcp`
+//! (`mcp_server`) when enabled.
 //!
 //! Nothing is copied into a metrics registry ahead of time: every scrape reads the live
 //! sources (the agent runtime's atomics, the group coordinator's committed offsets, the
@@ -50,6 +51,8 @@ pub struct Sources {
     pub mcp: Option<crate::mcp_server::Settings>,
     /// The edge uplinks' live status (`[[uplinks]]`; empty when none run).
     pub uplinks: agentlog_agents::uplink::UplinkStatuses,
+    /// The web console's cluster and settings (`/ui`).
+    pub console: crate::console::Console,
 }
 
 impl std::fmt::Debug for Sources {
@@ -83,12 +86,14 @@ impl HttpServer {
             .mcp
             .clone()
             .map(|settings| crate::mcp_server::routes(settings, sources.broker.clone()));
+        let console = crate::console::routes(sources.console.clone());
         let state = Arc::new(AppState { sources, registry });
         let mut app = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
             .with_state(state)
-            .merge(search);
+            .merge(search)
+            .merge(console);
         if let Some(mcp) = mcp {
             app = app.merge(mcp);
         }

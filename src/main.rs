@@ -5,6 +5,7 @@ mod agents_cmd;
 mod bench;
 mod cards_cmd;
 mod cli;
+mod console;
 mod consumer_lag;
 mod http;
 mod mcp_server;
@@ -187,6 +188,9 @@ async fn serve(
     http: Option<HttpSettings>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    let console_actions = config
+        .value("console.actions")
+        .is_some_and(|(value, _)| value == "true");
     // Before anything is printed: a script that sends SIGTERM right after reading the
     // listening line must get a graceful stop, not the default action (death).
     let mut stop = StopSignals::install()?;
@@ -194,9 +198,17 @@ async fn serve(
         // Agents on an external cluster: no broker here, so /metrics has agent series
         // only (the cluster's consumer lag is the cluster's to report).
         let runtime = Arc::new(Runtime::new(KafkaBackend::new(kafka.clone())?));
+        let agents_source = agent_source(&runtime);
+        let console = console::Console::new(
+            &kafka.bootstrap,
+            &kafka.properties,
+            console_actions,
+            agents_source.clone(),
+        );
         let http = start_http(
             http,
-            agent_source(&runtime),
+            agents_source,
+            console,
             None,
             runtime.indexes().clone(),
             Default::default(),
@@ -232,9 +244,17 @@ async fn serve(
     tracing::info!(advertised = %running.bootstrap(), "broker started");
     let runtime = Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())));
     let uplinks = Uplinks::start(&running.broker, &agents.uplinks)?;
+    let agents_source = agent_source(&runtime);
+    let console = console::Console::new(
+        &running.bootstrap(),
+        &Default::default(),
+        console_actions,
+        agents_source.clone(),
+    );
     let http = start_http(
         http,
-        agent_source(&runtime),
+        agents_source,
+        console,
         Some(running.broker.clone()),
         runtime.indexes().clone(),
         uplinks.statuses(),
@@ -268,6 +288,7 @@ fn agent_source<B: agentlog_agents::Backend>(
 async fn start_http(
     settings: Option<HttpSettings>,
     agents: http::AgentMetricsSource,
+    console: console::Console,
     broker: Option<Arc<agentlog_broker::Broker>>,
     indexes: Arc<agentlog_agents::rag::Indexes>,
     uplinks: agentlog_agents::uplink::UplinkStatuses,
@@ -283,6 +304,7 @@ async fn start_http(
         indexes,
         mcp,
         uplinks,
+        console,
     };
     let server = http::HttpServer::start(addr, sources)
         .await

@@ -167,6 +167,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
     checked(def("transaction.max.timeout.ms", ConfigType::Int, "900000", "Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above it)."), positive),
     checked(def("http.listen", ConfigType::String, "", "agentlog: address (host:port) for GET /health and GET /metrics (Prometheus); empty: no HTTP listener. The --http flag overrides it."), empty_or_socket_address),
+    def("console.actions", ConfigType::Boolean, "false", "agentlog: the web console at /ui may change things (reset a group's offsets, replay a dead-letter topic); off, it is read-only and refuses them."),
     def("mcp.server.enable", ConfigType::Boolean, "false", "agentlog: serve MCP (streamable HTTP) at /mcp on the HTTP listener (http.listen or --http)."),
     def("mcp.server.read.only", ConfigType::Boolean, "true", "agentlog: the MCP server refuses to write (its produce tool answers with an error) unless this is false."),
     checked(def("mcp.server.max.records", ConfigType::Int, "100", "agentlog: most records one MCP read, search or resource returns."), positive),

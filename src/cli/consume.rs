@@ -159,6 +159,10 @@ impl Reader {
                 StartFrom::Offset(n) => Offset::Offset(n),
                 StartFrom::Time(time) => super::group::offset_at(&probe, topic, id, time)?
                     .map_or(Offset::End, Offset::Offset),
+                StartFrom::Last(count) => {
+                    let (low, high) = probe.watermarks(topic, id)?;
+                    Offset::Offset(high.saturating_sub(count).max(low))
+                }
             };
             assignment
                 .add_partition_offset(topic, id, offset)
@@ -261,13 +265,14 @@ pub fn headers(message: &BorrowedMessage<'_>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// One record as a JSON object (the `--output json` line).
-fn record_json(message: &BorrowedMessage<'_>) -> serde_json::Value {
+/// One record as a JSON object (the `--output json` line, and the console's): key and
+/// value through [`text_or_hex`], plus `value_base64` for a value that is not UTF-8.
+pub fn record_json(message: &BorrowedMessage<'_>) -> serde_json::Value {
     let headers: serde_json::Map<String, serde_json::Value> = headers(message)
         .into_iter()
         .map(|(k, v)| (k, json!(v)))
         .collect();
-    json!({
+    let mut record = json!({
         "topic": message.topic(),
         "partition": message.partition(),
         "offset": message.offset(),
@@ -275,7 +280,15 @@ fn record_json(message: &BorrowedMessage<'_>) -> serde_json::Value {
         "key": message.key().map(text_or_hex),
         "value": message.payload().map(text_or_hex),
         "headers": headers,
-    })
+    });
+    if let Some(binary) = message
+        .payload()
+        .filter(|v| std::str::from_utf8(v).is_err())
+    {
+        use base64::Engine;
+        record["value_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(binary));
+    }
+    record
 }
 
 /// The format string with one record's fields substituted.

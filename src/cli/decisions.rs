@@ -73,16 +73,8 @@ pub fn run(args: DecisionsArgs) -> anyhow::Result<()> {
 /// is not an envelope is shown as it is, never dropped.
 fn describe(message: &BorrowedMessage<'_>, trace: Option<&str>, output: Output) -> Option<String> {
     let value = message.payload().unwrap_or_default();
-    let headers = headers(message);
     let envelope = serde_json::from_slice::<Envelope>(value).ok();
-    let trace_of = envelope.as_ref().map(|e| e.trace_id.clone()).or_else(|| {
-        headers
-            .iter()
-            .find(|(k, _)| k == "ce_traceid")
-            .map(|(_, v)| v.clone())
-    });
-    // Case-insensitive, as the MCP server's `search_decisions` compares trace ids.
-    if trace.is_some_and(|wanted| !trace_of.is_some_and(|t| t.eq_ignore_ascii_case(wanted))) {
+    if !of_trace(message, envelope.as_ref(), trace) {
         return None;
     }
     let position = format!("{}/{}", message.partition(), message.offset());
@@ -100,6 +92,101 @@ fn describe(message: &BorrowedMessage<'_>, trace: Option<&str>, output: Output) 
             format!("{position}  (not an envelope) {}\n\n", text_or_hex(value))
         }
     })
+}
+
+/// Whether a record belongs to `trace` (any record when None): by its envelope's trace
+/// id, else its `ce_traceid` header; compared case-insensitively, as the MCP server's
+/// `search_decisions` does.
+fn of_trace(
+    message: &BorrowedMessage<'_>,
+    envelope: Option<&Envelope>,
+    trace: Option<&str>,
+) -> bool {
+    let Some(wanted) = trace else {
+        return true;
+    };
+    let found = envelope.map(|e| e.trace_id.clone()).or_else(|| {
+        headers(message)
+            .into_iter()
+            .find(|(k, _)| k == "ce_traceid")
+            .map(|(_, v)| v)
+    });
+    found.is_some_and(|t| t.eq_ignore_ascii_case(wanted))
+}
+
+/// The topics agents record their steps in: every `agent.decisions.<agent>` and
+/// `agent.traces` (the tool agents' step log).
+fn step_topics(cluster: &ClusterArgs) -> anyhow::Result<Vec<String>> {
+    let metadata = cluster.consumer(None)?.metadata(None)?;
+    let mut topics: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|name| {
+            name.starts_with(crate::mcp_server::decisions::TOPIC_PREFIX)
+                || name == agentlog_agents::llm::tools::TRACES_TOPIC
+        })
+        .collect();
+    topics.sort();
+    Ok(topics)
+}
+
+/// One recorded step as the console shows it: where it is, its time, and the envelope
+/// (or, for a record that is not one, its value).
+fn step_json(message: &BorrowedMessage<'_>, envelope: Option<Envelope>) -> serde_json::Value {
+    let mut step = super::consume::record_json(message);
+    if let Some(envelope) = envelope {
+        step["time"] = serde_json::json!(envelope.timestamp);
+        step["envelope"] = serde_json::json!(envelope);
+    } else {
+        step["time"] = step["timestamp"].clone();
+    }
+    step
+}
+
+/// Every step of one trace across all agents' step topics, in time order.
+pub fn trace_steps(cluster: &ClusterArgs, trace: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut steps = Vec::new();
+    for topic in step_topics(cluster)? {
+        let reader = Reader::open(cluster, &topic, StartFrom::Beginning, None, None)?;
+        let stop = Stop {
+            num: None,
+            at_end: true,
+        };
+        reader.each(stop, |message| {
+            let envelope = message
+                .payload()
+                .and_then(|v| serde_json::from_slice::<Envelope>(v).ok());
+            if of_trace(message, envelope.as_ref(), Some(trace)) {
+                steps.push(step_json(message, envelope));
+            }
+            Ok(true)
+        })?;
+    }
+    steps.sort_by_key(|s| s["time"].as_i64().unwrap_or(0));
+    Ok(steps)
+}
+
+/// The latest `limit` steps of each agent, newest first, so an operator can pick a trace.
+pub fn recent_steps(cluster: &ClusterArgs, limit: i64) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut steps = Vec::new();
+    for topic in step_topics(cluster)? {
+        let reader = Reader::open(cluster, &topic, StartFrom::Last(limit), None, None)?;
+        let stop = Stop {
+            num: None,
+            at_end: true,
+        };
+        reader.each(stop, |message| {
+            let envelope = message
+                .payload()
+                .and_then(|v| serde_json::from_slice::<Envelope>(v).ok());
+            steps.push(step_json(message, envelope));
+            Ok(true)
+        })?;
+    }
+    steps.sort_by_key(|s| std::cmp::Reverse(s["time"].as_i64().unwrap_or(0)));
+    steps.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(steps)
 }
 
 /// A header line (time, agent, decision, trace, position) and the details, indented.

@@ -75,25 +75,8 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     let output = args.output.output;
     let cluster = &args.cluster;
     match args.command {
-        GroupCommand::List => {
-            let consumer = cluster.consumer(None)?;
-            let list = consumer
-                .fetch_group_list(None, consumer.timeout)
-                .map_err(|e| consumer.explain("listing groups", e))?;
-            let mut groups: Vec<_> = list.groups().iter().collect();
-            groups.sort_by_key(|g| g.name());
-            let mut rows = Rows::new(&["group", "state", "protocol_type", "members"]);
-            for group in groups {
-                rows.push(vec![
-                    json!(group.name()),
-                    json!(group.state()),
-                    json!(group.protocol_type()),
-                    json!(group.members().len()),
-                ]);
-            }
-            rows.print(output);
-        }
-        GroupCommand::Describe { group } => describe(cluster, &group, output)?,
+        GroupCommand::List => list(cluster)?.print(output),
+        GroupCommand::Describe { group } => describe(cluster, &group)?.print(output),
         GroupCommand::Delete { groups } => {
             let admin = cluster.admin()?;
             let names: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -108,9 +91,33 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
             }
             print_done(output, &format!("deleted {}", groups.join(", ")));
         }
-        GroupCommand::ResetOffsets(reset) => reset_offsets(cluster, reset, output)?,
+        GroupCommand::ResetOffsets(args) => {
+            let to = args.target()?;
+            let plan = reset_offsets(cluster, &args.group, &args.topics, to, args.dry_run)?;
+            print_reset(&args.group, &plan, args.dry_run, output);
+        }
     }
     Ok(())
+}
+
+/// Every consumer group with its state, protocol type and member count.
+pub fn list(cluster: &ClusterArgs) -> anyhow::Result<Rows> {
+    let consumer = cluster.consumer(None)?;
+    let list = consumer
+        .fetch_group_list(None, consumer.timeout)
+        .map_err(|e| consumer.explain("listing groups", e))?;
+    let mut groups: Vec<_> = list.groups().iter().collect();
+    groups.sort_by_key(|g| g.name());
+    let mut rows = Rows::new(&["group", "state", "protocol_type", "members"]);
+    for group in groups {
+        rows.push(vec![
+            json!(group.name()),
+            json!(group.state()),
+            json!(group.protocol_type()),
+            json!(group.members().len()),
+        ]);
+    }
+    Ok(rows)
 }
 
 /// The state of one group as DescribeGroups reports it.
@@ -183,7 +190,47 @@ fn committed(
     Ok(offsets)
 }
 
-fn describe(cluster: &ClusterArgs, group: &str, output: Output) -> anyhow::Result<()> {
+/// One group as `group describe` shows it: state, members, and lag per partition.
+#[derive(Debug)]
+pub struct Description {
+    /// The group id.
+    pub group: String,
+    /// `Stable`, `Empty`, `Dead`, ...
+    pub state: String,
+    /// Member id, client id and host of each member.
+    pub members: Rows,
+    /// Committed offset, high watermark and lag per partition.
+    pub offsets: Rows,
+}
+
+impl Description {
+    /// The `--output json` document (also the console's).
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({"group": self.group, "state": self.state, "members": self.members.to_json(), "offsets": self.offsets.to_json()})
+    }
+
+    fn print(&self, output: Output) {
+        match output {
+            Output::Json => println!("{}", self.to_json()),
+            Output::Table => {
+                println!(
+                    "group {}: {} ({} members)\n",
+                    self.group,
+                    self.state,
+                    self.members.len()
+                );
+                if !self.members.is_empty() {
+                    println!("{}", self.members.to_table());
+                }
+                print!("{}", self.offsets.to_table());
+            }
+        }
+    }
+}
+
+/// A group's state, members and lag; an error when the group has neither members nor
+/// committed offsets (Kafka answers "Dead" for a group it never heard of).
+pub fn describe(cluster: &ClusterArgs, group: &str) -> anyhow::Result<Description> {
     let consumer = cluster.consumer(Some(group))?;
     let state = group_state(&consumer, group)?;
     let mut lag = Rows::new(&["topic", "partition", "committed", "high_watermark", "lag"]);
@@ -206,65 +253,101 @@ fn describe(cluster: &ClusterArgs, group: &str, output: Output) -> anyhow::Resul
     for (id, client, host) in &state.members {
         members.push(vec![json!(id), json!(client), json!(host)]);
     }
+    Ok(Description {
+        group: group.to_string(),
+        state: state.state,
+        members,
+        offsets: lag,
+    })
+}
+
+/// Where `reset-offsets` moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first offset of each partition.
+    Earliest,
+    /// The end of each partition.
+    Latest,
+    /// This offset (clamped to each partition's range).
+    Offset(i64),
+    /// The first record at or after this time (ms since the epoch).
+    Time(i64),
+    /// By this many records from the committed offset.
+    Shift(i64),
+}
+
+impl ResetArgs {
+    fn target(&self) -> anyhow::Result<ResetTo> {
+        Ok(if self.to_earliest {
+            ResetTo::Earliest
+        } else if self.to_latest {
+            ResetTo::Latest
+        } else if let Some(offset) = self.to_offset {
+            ResetTo::Offset(offset)
+        } else if let Some(shift) = self.shift_by {
+            ResetTo::Shift(shift)
+        } else if let Some(time) = &self.to_datetime {
+            ResetTo::Time(parse_time(time)?)
+        } else {
+            anyhow::bail!(
+                "give one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by"
+            )
+        })
+    }
+}
+
+fn print_reset(group: &str, plan: &Rows, dry_run: bool, output: Output) {
     match output {
         Output::Json => println!(
             "{}",
-            json!({"group": group, "state": state.state, "members": members.to_json(), "offsets": lag.to_json()})
+            json!({"group": group, "dry_run": dry_run, "offsets": plan.to_json()})
         ),
         Output::Table => {
-            println!(
-                "group {group}: {} ({} members)\n",
-                state.state,
-                state.members.len()
-            );
-            if !state.members.is_empty() {
-                println!("{}", members.to_table());
+            print!("{}", plan.to_table());
+            if dry_run {
+                println!("(dry run: nothing committed)");
             }
-            print!("{}", lag.to_table());
         }
     }
-    Ok(())
 }
 
-fn reset_offsets(cluster: &ClusterArgs, args: ResetArgs, output: Output) -> anyhow::Result<()> {
-    let group = &args.group;
+/// Moves `group`'s committed offsets on `topics` (default: those it committed on) to
+/// `to`, or with `dry_run` only computes where; the old and new offsets per partition.
+pub fn reset_offsets(
+    cluster: &ClusterArgs,
+    group: &str,
+    topics: &[String],
+    to: ResetTo,
+    dry_run: bool,
+) -> anyhow::Result<Rows> {
     let consumer = cluster.consumer(Some(group))?;
     let state = group_state(&consumer, group)?;
-    if !args.dry_run && !matches!(state.state.as_str(), "Empty" | "Dead") {
+    if !dry_run && !matches!(state.state.as_str(), "Empty" | "Dead") {
         anyhow::bail!(
             "group {group} is {} with {} members: stop its consumers first (or use --dry-run)",
             state.state,
             state.members.len()
         );
     }
-    let current = committed(&consumer, group, &args.topics)?;
+    let current = committed(&consumer, group, topics)?;
     let targets: Vec<_> = current
         .into_iter()
-        .filter(|(_, _, offset)| offset.is_some() || !args.topics.is_empty())
+        .filter(|(_, _, offset)| offset.is_some() || !topics.is_empty())
         .collect();
     anyhow::ensure!(
         !targets.is_empty(),
         "group {group} has no committed offsets: name the topics with --topic"
     );
-    let at_time = args.to_datetime.as_deref().map(parse_time).transpose()?;
     let mut plan = Rows::new(&["topic", "partition", "old", "new"]);
     let mut commit = TopicPartitionList::new();
     for (topic, partition, old) in targets {
         let (low, high) = consumer.watermarks(&topic, partition)?;
-        let new = if args.to_earliest {
-            low
-        } else if args.to_latest {
-            high
-        } else if let Some(offset) = args.to_offset {
-            offset
-        } else if let Some(shift) = args.shift_by {
-            old.unwrap_or(low).saturating_add(shift)
-        } else if let Some(time) = at_time {
-            offset_at(&consumer, &topic, partition, time)?.unwrap_or(high)
-        } else {
-            anyhow::bail!(
-                "give one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by"
-            )
+        let new = match to {
+            ResetTo::Earliest => low,
+            ResetTo::Latest => high,
+            ResetTo::Offset(offset) => offset,
+            ResetTo::Shift(shift) => old.unwrap_or(low).saturating_add(shift),
+            ResetTo::Time(time) => offset_at(&consumer, &topic, partition, time)?.unwrap_or(high),
         }
         .clamp(low, high);
         plan.push(vec![json!(topic), json!(partition), json!(old), json!(new)]);
@@ -272,24 +355,12 @@ fn reset_offsets(cluster: &ClusterArgs, args: ResetArgs, output: Output) -> anyh
             .add_partition_offset(&topic, partition, Offset::Offset(new))
             .map_err(|e| anyhow::anyhow!("{topic}/{partition}: {e}"))?;
     }
-    if !args.dry_run {
+    if !dry_run {
         consumer.commit(&commit, CommitMode::Sync).map_err(|e| {
             consumer.explain(&format!("committing the offsets of group {group}"), e)
         })?;
     }
-    match output {
-        Output::Json => println!(
-            "{}",
-            json!({"group": group, "dry_run": args.dry_run, "offsets": plan.to_json()})
-        ),
-        Output::Table => {
-            print!("{}", plan.to_table());
-            if args.dry_run {
-                println!("(dry run: nothing committed)");
-            }
-        }
-    }
-    Ok(())
+    Ok(plan)
 }
 
 /// The offset of the first record at or after `time` in one partition (None: none yet).

@@ -6,15 +6,16 @@
 //! in-process, so the same binary works against a remote cluster. Errors are printed as
 //! one line on stderr with exit code 1.
 
-mod client;
+pub mod agents;
+pub mod client;
 mod cluster;
-mod consume;
-mod decisions;
-mod group;
+pub mod consume;
+pub mod decisions;
+pub mod group;
 mod produce;
 mod raw;
 mod table;
-mod topic;
+pub mod topic;
 mod users;
 
 pub use table::Rows;
@@ -61,7 +62,7 @@ pub struct OutputArgs {
 /// Runs an operator command; an error ends the process with one line on stderr and
 /// exit code 1 (the top-level `anyhow` report spans several lines).
 pub fn run(command: OperatorCommand) -> ! {
-    let result = match command {
+    exit_with(match command {
         OperatorCommand::Topic(args) => topic::run(args),
         OperatorCommand::Group(args) => group::run(args),
         OperatorCommand::Produce(args) => produce::run(args),
@@ -69,7 +70,11 @@ pub fn run(command: OperatorCommand) -> ! {
         OperatorCommand::Cluster(args) => cluster::run(args),
         OperatorCommand::Decisions(args) => decisions::run(args),
         OperatorCommand::Users(args) => users::run(args),
-    };
+    })
+}
+
+/// Ends the process: exit code 0, or one line on stderr and exit code 1.
+pub fn exit_with(result: anyhow::Result<()>) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(error) => {
@@ -81,8 +86,8 @@ pub fn run(command: OperatorCommand) -> ! {
     }
 }
 
-/// A point in a partition: `beginning`, `end`, `offset:N` or `time:T` (T an RFC 3339 time
-/// or ms since the epoch), as `consume --from` and `decisions tail --from` take it.
+/// A point in a partition: `beginning`, `end`, `offset:N`, `last:N` or `time:T` (T an
+/// RFC 3339 time or ms since the epoch), as `consume --from` and `decisions tail --from` take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
     /// The log start offset.
@@ -93,6 +98,8 @@ pub enum StartFrom {
     Offset(i64),
     /// The first record at or after this time (ms since the epoch).
     Time(i64),
+    /// The last N records of every partition (fewer where it holds fewer).
+    Last(i64),
 }
 
 impl std::str::FromStr for StartFrom {
@@ -111,10 +118,17 @@ impl std::str::FromStr for StartFrom {
             anyhow::ensure!(offset >= 0, "{text}: the offset must not be negative");
             return Ok(StartFrom::Offset(offset));
         }
+        if let Some(count) = text.strip_prefix("last:") {
+            let count: i64 = count
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{text}: the count is not an integer"))?;
+            anyhow::ensure!(count >= 0, "{text}: the count must not be negative");
+            return Ok(StartFrom::Last(count));
+        }
         if let Some(time) = text.strip_prefix("time:") {
             return parse_time(time).map(StartFrom::Time);
         }
-        anyhow::bail!("{text}: expected beginning, end, offset:N or time:T")
+        anyhow::bail!("{text}: expected beginning, end, offset:N, last:N or time:T")
     }
 }
 
@@ -140,7 +154,7 @@ pub fn name_value(text: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// A tokio runtime for the commands that drive rdkafka's async admin API.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,6 +184,8 @@ mod tests {
             StartFrom::Time(1_714_564_800_123)
         );
         assert_eq!("time:5".parse::<StartFrom>().unwrap(), StartFrom::Time(5));
+        assert_eq!("last:3".parse::<StartFrom>().unwrap(), StartFrom::Last(3));
+        assert!("last:-3".parse::<StartFrom>().is_err());
         assert!("offset:-1".parse::<StartFrom>().is_err());
         assert!("time:yesterday".parse::<StartFrom>().is_err());
         assert!("middle".parse::<StartFrom>().is_err());

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::Output;
 
 /// Rows with named columns, printable as a table or as a JSON array of objects.
+#[derive(Debug)]
 pub struct Rows {
     columns: Vec<&'static str>,
     rows: Vec<Vec<Value>>,
@@ -23,6 +24,11 @@ impl Rows {
     /// Adds a row; its values follow the column order.
     pub fn push(&mut self, row: Vec<Value>) {
         self.rows.push(row);
+    }
+
+    /// How many rows were added.
+    pub fn len(&self) -> usize {
+        self.rows.len()
     }
 
     /// Whether no row was added.

@@ -164,7 +164,8 @@ fn check(results: Vec<rdkafka::admin::TopicResult>, doing: &str) -> anyhow::Resu
     Ok(())
 }
 
-fn list(cluster: &ClusterArgs) -> anyhow::Result<Rows> {
+/// Every topic with its partition count.
+pub fn list(cluster: &ClusterArgs) -> anyhow::Result<Rows> {
     let metadata = cluster.consumer(None)?.metadata(None)?;
     let mut topics: Vec<_> = metadata.topics().iter().collect();
     topics.sort_by_key(|t| t.name());
@@ -176,7 +177,7 @@ fn list(cluster: &ClusterArgs) -> anyhow::Result<Rows> {
 }
 
 /// The partitions (with offsets) and the configs of a topic.
-fn describe(cluster: &ClusterArgs, topic: &str) -> anyhow::Result<(Rows, Rows)> {
+pub fn describe(cluster: &ClusterArgs, topic: &str) -> anyhow::Result<(Rows, Rows)> {
     let consumer = cluster.consumer(None)?;
     let metadata = consumer.metadata(Some(topic))?;
     let mut partitions = Rows::new(&["partition", "leader", "replicas", "isr", "low", "high"]);
@@ -208,6 +209,32 @@ fn describe(cluster: &ClusterArgs, topic: &str) -> anyhow::Result<(Rows, Rows)> 
         ]);
     }
     Ok((partitions, configs))
+}
+
+/// Every topic with its partitions, the records it holds (high minus low watermark,
+/// all partitions) and the sum of its high watermarks (records ever written: the
+/// console's throughput is its change over time).
+pub fn sizes(cluster: &ClusterArgs) -> anyhow::Result<Rows> {
+    let consumer = cluster.consumer(None)?;
+    let metadata = consumer.metadata(None)?;
+    let mut topics: Vec<_> = metadata.topics().iter().collect();
+    topics.sort_by_key(|t| t.name());
+    let mut rows = Rows::new(&["topic", "partitions", "records", "end_offsets"]);
+    for topic in topics {
+        let (mut records, mut end) = (0, 0);
+        for partition in topic.partitions() {
+            let (low, high) = consumer.watermarks(topic.name(), partition.id())?;
+            records += high - low;
+            end += high;
+        }
+        rows.push(vec![
+            json!(topic.name()),
+            json!(topic.partitions().len()),
+            json!(records),
+            json!(end),
+        ]);
+    }
+    Ok(rows)
 }
 
 fn topic_configs(

@@ -775,13 +775,18 @@ pub fn listening_addresses(
 
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_request("GET", addr, path)
+}
+
+/// A plain HTTP/1.1 request without a body: (status code, body).
+pub fn http_request(method: &str, addr: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
