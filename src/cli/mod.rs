@@ -14,6 +14,7 @@ mod group;
 mod produce;
 mod table;
 mod topic;
+mod uplinks;
 
 pub use table::Rows;
 
@@ -34,6 +35,8 @@ pub enum OperatorCommand {
     Cluster(cluster::ClusterCommandArgs),
     /// Pretty-print an agent's decisions (`agent.decisions.<agent>`).
     Decisions(decisions::DecisionsArgs),
+    /// The edge uplinks of a running `agentlog serve` (read from its `/health`).
+    Uplinks(uplinks::UplinksArgs),
 }
 
 /// How results are printed: aligned columns for people, JSON for scripts.
@@ -64,6 +67,7 @@ pub fn run(command: OperatorCommand) -> ! {
         OperatorCommand::Consume(args) => consume::run(args),
         OperatorCommand::Cluster(args) => cluster::run(args),
         OperatorCommand::Decisions(args) => decisions::run(args),
+        OperatorCommand::Uplinks(args) => uplinks::run(args),
     };
     match result {
         Ok(()) => std::process::exit(0),

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -165,6 +165,28 @@ pub fn producer(def: &UplinkDef) -> Result<LinkProducer, RemoteError> {
     client_config(def, &defaults)
         .create_with_context(LinkContext::new(&def.name))
         .map_err(RemoteError::kafka("creating the remote producer"))
+}
+
+/// The consumer of a `direction = "down"` uplink: `read_committed` (records of remote
+/// transactions that abort never come down), partitions assigned by hand, nothing
+/// committed on the remote (the progress is local, see `mirror`). The group id is
+/// only librdkafka's requirement for assigning.
+pub fn consumer(def: &UplinkDef) -> Result<StreamConsumer<LinkContext>, RemoteError> {
+    let defaults = [
+        (
+            "group.id",
+            format!("agentlog-downlink-{}-{}", def.site, def.name),
+        ),
+        ("enable.auto.commit", "false".to_string()),
+        ("enable.auto.offset.store", "false".to_string()),
+        ("isolation.level", "read_committed".to_string()),
+        ("auto.offset.reset", "earliest".to_string()),
+        ("reconnect.backoff.ms", "100".to_string()),
+        ("reconnect.backoff.max.ms", "5000".to_string()),
+    ];
+    client_config(def, &defaults)
+        .create_with_context(LinkContext::new(&def.name))
+        .map_err(RemoteError::kafka("creating the remote consumer"))
 }
 
 /// Runs a blocking librdkafka call off the async workers.
