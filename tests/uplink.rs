@@ -351,14 +351,7 @@ fn a_bandwidth_cap_paces_forwarding() {
         took >= Duration::from_millis(1500),
         "3000 records in {took:?}"
     );
-    assert_exactly_once(
-        &central.bootstrap(),
-        "telemetry",
-        "telemetry",
-        1,
-        "rig7",
-        &acked,
-    );
+    assert_telemetry_once(&central.bootstrap(), 1, &acked);
 }
 
 /// Not a CI test (`cargo test --release --test uplink -- --ignored --nocapture`): the
@@ -477,4 +470,41 @@ fn records_deleted_before_forwarding_are_counted_and_skipped() {
         "{metrics}"
     );
     assert!(metrics.contains("agentlog_uplink_bytes_behind{uplink=\"central\"} 0"));
+}
+
+/// Partitions added to a forwarded local topic (CreatePartitions) after the uplink
+/// started are picked up: the remote topic grows, and records of the new partitions
+/// reach central exactly once like the others.
+#[test]
+fn partitions_added_locally_are_forwarded() {
+    let central = common::BrokerProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = uplink(&central.bootstrap(), "rig7", TELEMETRY, "");
+    let edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
+    let mut acked = produce(&edge.kafka, &[("telemetry", 1)], 0, 50);
+    edge.wait_uplink(
+        "the first partition forwarded",
+        Duration::from_secs(30),
+        |u| forwarded(u) == 50,
+    );
+    let admin = common::admin(&edge.kafka);
+    let grow = rdkafka::admin::NewPartitions::new("telemetry", 3);
+    let options = rdkafka::admin::AdminOptions::new();
+    let results = common::runtime()
+        .block_on(admin.create_partitions([&grow], &options))
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    acked.extend(produce(&edge.kafka, &[("telemetry", 3)], 50, 150));
+    assert_eq!(acked.len(), 200);
+    edge.wait_uplink("every partition forwarded", Duration::from_secs(30), |u| {
+        forwarded(u) == 200 && behind(u) == 0
+    });
+    assert_telemetry_once(&central.bootstrap(), 3, &acked);
+}
+
+/// Asserts central's `telemetry` (not renamed, from site `rig7`) holds the acknowledged
+/// `telemetry` records exactly once.
+fn assert_telemetry_once(central: &str, partitions: i32, acked: &[Sent]) {
+    assert_exactly_once(central, "telemetry", "telemetry", partitions, "rig7", acked);
 }

@@ -219,8 +219,9 @@ impl Link {
             .map_err(|_| RemoteError::Task("loading progress"))??;
         self.local.discover(&stored);
         self.status.add_lost(self.local.reset(&stored));
-        let mut ensured = HashSet::new();
-        self.ensure_remote_topics(&topics, &mut ensured).await;
+        let mut ensured = HashMap::new();
+        self.ensure_remote_topics(producer, &topics, &mut ensured)
+            .await;
         self.status.set_state(LinkState::Up);
         tracing::info!(uplink = %self.def.name, partitions = stored.len(), "uplink resumed from remote progress");
         let mut discovered_at = Instant::now();
@@ -231,7 +232,8 @@ impl Link {
             if discovered_at.elapsed() >= DISCOVER_EVERY {
                 discovered_at = Instant::now();
                 if !self.local.discover(&stored).is_empty() {
-                    self.ensure_remote_topics(&topics, &mut ensured).await;
+                    self.ensure_remote_topics(producer, &topics, &mut ensured)
+                        .await;
                 }
                 self.retry_refused(&mut ensured);
             }
@@ -307,7 +309,7 @@ impl Link {
 
     /// Puts refused topics whose wait is over back in (their remote topic is checked
     /// again first).
-    fn retry_refused(&mut self, ensured: &mut HashSet<String>) {
+    fn retry_refused(&mut self, ensured: &mut HashMap<String, i32>) {
         let now = Instant::now();
         self.refused.retain(|topic, retry_at| {
             let keep = *retry_at > now;
@@ -319,18 +321,34 @@ impl Link {
     }
 
     /// Creates the remote topic of every forwarded local topic not yet checked this
-    /// session; a topic the remote will not have is set aside, the others go on.
-    async fn ensure_remote_topics(&mut self, topics: &RemoteTopics, ensured: &mut HashSet<String>) {
+    /// session with its current partition count (so partitions added locally are
+    /// added remotely too); a topic the remote will not have is set aside, the others
+    /// go on.
+    async fn ensure_remote_topics(
+        &mut self,
+        producer: &LinkProducer,
+        topics: &RemoteTopics,
+        ensured: &mut HashMap<String, i32>,
+    ) {
         for (local, partitions) in self.local.topics() {
-            if ensured.contains(&local) || self.refused.contains_key(&local) {
+            let done = ensured
+                .get(&local)
+                .is_some_and(|count| *count >= partitions);
+            if done || self.refused.contains_key(&local) {
                 continue;
             }
-            match topics
-                .ensure(&self.def.remote_topic(&local), partitions, false)
-                .await
-            {
+            let remote_topic = self.def.remote_topic(&local);
+            match topics.ensure(&remote_topic, partitions, false).await {
                 Ok(()) => {
-                    ensured.insert(local);
+                    ensured.insert(local, partitions);
+                    // The producer learns of a topic's new partitions only from its
+                    // next metadata, which may be minutes away: ask now.
+                    let asking = producer.clone();
+                    let timeout = self.def.remote_timeout();
+                    let _ = remote::blocking("reading remote topic metadata", move || {
+                        asking.client().fetch_metadata(Some(&remote_topic), timeout)
+                    })
+                    .await;
                 }
                 Err(reason) => self.refuse(&local, reason),
             }

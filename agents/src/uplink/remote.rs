@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
@@ -218,8 +218,9 @@ impl RemoteTopics {
         })
     }
 
-    /// Creates `topic` with `partitions` unless it exists; `compacted` for progress.
-    /// Returns `Err` with the remote's reason when it will not.
+    /// Creates `topic` with `partitions` unless it exists, and grows an existing one
+    /// with fewer; `compacted` for progress. Returns `Err` with the remote's reason
+    /// when it will not.
     pub async fn ensure(
         &self,
         topic: &str,
@@ -258,9 +259,25 @@ impl RemoteTopics {
             .find(|t| t.name() == topic)
             .map_or(0, |t| t.partitions().len() as i32);
         if found < partitions {
-            return Err(format!(
-                "remote topic `{topic}` has {found} partitions, the local one {partitions}"
-            ));
+            // Partitions added locally (CreatePartitions) after the remote topic was
+            // made: add them there too, or say why not.
+            let grow = NewPartitions::new(topic, partitions as usize);
+            let refused = |reason: String| {
+                format!(
+                    "remote topic `{topic}` has {found} partitions, the local one \
+                     {partitions}, and cannot grow: {reason}"
+                )
+            };
+            let results = self
+                .admin
+                .create_partitions([&grow], &options)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            for result in results {
+                if let Err((_, code)) = result {
+                    return Err(refused(code.to_string()));
+                }
+            }
         }
         Ok(())
     }
