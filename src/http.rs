@@ -522,7 +522,7 @@ fn encode_uplinks(
     uplinks: &[UplinkSnapshot],
 ) -> Result<(), std::fmt::Error> {
     let labels = |u: &UplinkSnapshot| -> Labels { vec![("uplink", u.name.clone())] };
-    let plain: [(&str, &str, UplinkField); 3] = [
+    let plain: [(&str, &str, UplinkField); 4] = [
         (
             "agentlog_uplink_records_forwarded",
             "Local records an uplink forwarded (committed on the remote).",
@@ -538,6 +538,11 @@ fn encode_uplinks(
             "Batches an uplink committed on the remote (transactions in exactly-once mode).",
             |u| u.transactions,
         ),
+        (
+            "agentlog_uplink_records_lost",
+            "Records deleted locally before an uplink forwarded them (disk floor, DeleteRecords; offsets in the log).",
+            |u| u.records_lost,
+        ),
     ];
     for (name, help, field) in plain {
         let samples: Vec<(Labels, u64)> = uplinks.iter().map(|u| (labels(u), field(u))).collect();
@@ -551,11 +556,16 @@ fn encode_uplinks(
             0
         }
     };
-    let gauge_rows: [(&str, &str, UplinkGauge); 4] = [
+    let gauge_rows: [(&str, &str, UplinkGauge); 5] = [
         (
             "agentlog_uplink_records_behind",
-            "Local records an uplink has not forwarded yet.",
+            "Records an uplink has not forwarded yet (up: local ones; down: remote ones).",
             |u| to_i64(u.records_behind),
+        ),
+        (
+            "agentlog_uplink_bytes_behind",
+            "Stored bytes an uplink has not forwarded yet (estimated from average record sizes).",
+            |u| to_i64(u.bytes_behind),
         ),
         (
             "agentlog_uplink_last_send_timestamp_seconds",

@@ -9,8 +9,8 @@ mod uplink_common;
 use std::time::Duration;
 
 use uplink_common::{
-    assert_at_least_once, assert_exactly_once, central_behind, produce, produce_at, Edge, Proxy,
-    Sent,
+    assert_at_least_once, assert_exactly_once, behind, central_behind, forwarded, produce,
+    produce_at, Edge, Proxy, Sent,
 };
 
 /// Local topics of the tests, with their partition counts.
@@ -51,14 +51,6 @@ fn create_edge_topics(edge: &Edge) {
     });
 }
 
-fn forwarded(uplink: &serde_json::Value) -> u64 {
-    uplink["records_forwarded"].as_u64().unwrap_or(0)
-}
-
-fn behind(uplink: &serde_json::Value) -> u64 {
-    uplink["records_behind"].as_u64().unwrap_or(0)
-}
-
 /// Every acknowledged edge record reaches central exactly once, in order per
 /// partition, through a link cut mid-stream, a SIGKILL of the edge while forwarding
 /// and a SIGKILL of central while forwarding.
@@ -95,19 +87,12 @@ fn exactly_once_across_link_cut_and_kills_of_both_sides() {
     proxy.cut();
     eprintln!("link cut at {at_cut}");
     acked.extend(produce(&edge.kafka, &TOPICS, PHASE, PHASE));
-    let down = edge.wait_uplink("the link down", wait, |u| {
-        u["state"].as_str().is_some_and(|s| s.starts_with("down"))
-    });
+    let down = edge.wait_link_down(wait);
     assert!(behind(&down) > 0, "{down}");
     proxy.restore();
 
     // 2. The edge is SIGKILLed while it catches up, and restarted.
-    let before_kill = forwarded(&edge.uplink());
-    let at_kill = edge.wait_uplink("catching up", wait, |u| {
-        forwarded(u) > before_kill && behind(u) > 0
-    });
-    edge.restart();
-    eprintln!("edge killed at {at_kill}");
+    edge.kill_while_catching_up(wait);
     acked.extend(produce(&edge.kafka, &TOPICS, 2 * PHASE, PHASE));
 
     // 3. Central is SIGKILLed while the restarted edge forwards, and restarted.
@@ -137,36 +122,12 @@ fn exactly_once_across_link_cut_and_kills_of_both_sides() {
     assert!(metrics.contains("agentlog_uplink_records_behind{uplink=\"central\"} 0"));
 }
 
-/// The README's `## Edge uplink` example, as printed.
-fn readme_example() -> String {
-    let readme = include_str!("../README.md");
-    let section = &readme[readme.find("## Edge uplink").expect("the README section")..];
-    let start = section.find("```toml\n").expect("its TOML block") + "```toml\n".len();
-    let end = start + section[start..].find("```").expect("the block's end");
-    section[start..end].to_string()
-}
-
 /// The README example runs verbatim but for its `bootstrap` line, which names a
 /// central cluster the test cannot have: it becomes this test's central broker.
 #[test]
 fn the_readme_example_runs_verbatim() {
-    let example = readme_example();
     let central = common::BrokerProcess::start(&[]);
-    let bootstrap_lines = example
-        .lines()
-        .filter(|l| l.starts_with("bootstrap = "))
-        .count();
-    assert_eq!(bootstrap_lines, 1, "one bootstrap line to substitute");
-    let config: String = example
-        .lines()
-        .map(|line| {
-            if line.starts_with("bootstrap = ") {
-                format!("bootstrap = \"{}\"\n", central.bootstrap())
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
+    let config = uplink_common::readme_example(0, &central.bootstrap());
     let dir = tempfile::tempdir().unwrap();
     let edge = Edge::start(dir.path(), &config);
     create_edge_topics(&edge);
@@ -253,15 +214,9 @@ fn at_least_once_loses_nothing_across_a_cut_and_an_edge_kill() {
     edge.wait_uplink("forwarding", wait, |u| forwarded(u) > 0 && behind(u) > 0);
     proxy.cut();
     acked.extend(produce(&edge.kafka, &TOPICS, PHASE, PHASE));
-    edge.wait_uplink("the link down", wait, |u| {
-        u["state"].as_str().is_some_and(|s| s.starts_with("down"))
-    });
+    edge.wait_link_down(wait);
     proxy.restore();
-    let before_kill = forwarded(&edge.uplink());
-    edge.wait_uplink("catching up", wait, |u| {
-        forwarded(u) > before_kill && behind(u) > 0
-    });
-    edge.restart();
+    edge.kill_while_catching_up(wait);
     proxy.slow(Duration::ZERO);
     acked.extend(produce(&edge.kafka, &TOPICS, 2 * PHASE, PHASE));
 
@@ -396,14 +351,7 @@ fn a_bandwidth_cap_paces_forwarding() {
         took >= Duration::from_millis(1500),
         "3000 records in {took:?}"
     );
-    assert_exactly_once(
-        &central.bootstrap(),
-        "telemetry",
-        "telemetry",
-        1,
-        "rig7",
-        &acked,
-    );
+    assert_telemetry_once(&central.bootstrap(), 1, &acked);
 }
 
 /// Not a CI test (`cargo test --release --test uplink -- --ignored --nocapture`): the
@@ -457,4 +405,106 @@ fn catch_up_throughput() {
         bytes / 1e6 / seconds,
         done["transactions"]
     );
+}
+
+/// Records deleted at the edge before they were forwarded (DeleteRecords while the
+/// link is down; the free-disk floor would do the same) are counted as lost on
+/// `/health` and `/metrics`, and the uplink skips them cleanly: central gets exactly
+/// the records after them, once each.
+#[test]
+fn records_deleted_before_forwarding_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start();
+    let _central = central_behind(&proxy, &[]);
+    let central_addr = proxy.addr.to_string();
+    proxy.cut();
+    let config = uplink(
+        &central_addr,
+        "rig7",
+        TELEMETRY,
+        "remote_timeout_ms = 3000\n",
+    );
+    let edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
+    let acked = produce(&edge.kafka, &[("telemetry", 1)], 0, 100);
+    edge.wait_uplink("the backlog counted", Duration::from_secs(10), |u| {
+        behind(u) == 100
+    });
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset("telemetry", 0, rdkafka::Offset::Offset(40))
+        .unwrap();
+    let admin = common::admin(&edge.kafka);
+    let options = rdkafka::admin::AdminOptions::new();
+    common::runtime()
+        .block_on(admin.delete_records(&offsets, &options))
+        .unwrap();
+    let lost = edge.wait_uplink("the loss counted", Duration::from_secs(10), |u| {
+        u["records_lost"] == 40 && behind(u) == 60
+    });
+    assert!(lost["bytes_behind"].as_u64().unwrap() > 0, "{lost}");
+
+    proxy.restore();
+    let done = edge.wait_uplink("caught up", Duration::from_secs(30), |u| {
+        u["state"] == "up" && behind(u) == 0 && forwarded(u) == 60
+    });
+    assert_eq!(done["records_lost"], 40, "counted once: {done}");
+    let held = uplink_common::read_committed(&central_addr, "telemetry", 1);
+    let got: Vec<(String, String)> = held[&0]
+        .iter()
+        .map(|m| {
+            let key = rdkafka::Message::key(m).unwrap_or_default();
+            let origin = uplink_common::header(m, "origin.offset").unwrap();
+            (String::from_utf8_lossy(key).into_owned(), origin)
+        })
+        .collect();
+    let expected: Vec<(String, String)> = acked[40..]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.key.clone(), (40 + i).to_string()))
+        .collect();
+    assert_eq!(got, expected);
+    let (_, metrics) = common::http_get(&edge.http, "/metrics");
+    assert!(
+        metrics.contains("agentlog_uplink_records_lost_total{uplink=\"central\"} 40"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("agentlog_uplink_bytes_behind{uplink=\"central\"} 0"));
+}
+
+/// Partitions added to a forwarded local topic (CreatePartitions) after the uplink
+/// started are picked up: the remote topic grows, and records of the new partitions
+/// reach central exactly once like the others.
+#[test]
+fn partitions_added_locally_are_forwarded() {
+    let central = common::BrokerProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = uplink(&central.bootstrap(), "rig7", TELEMETRY, "");
+    let edge = Edge::start(dir.path(), &config);
+    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 1, &[]));
+    let mut acked = produce(&edge.kafka, &[("telemetry", 1)], 0, 50);
+    edge.wait_uplink(
+        "the first partition forwarded",
+        Duration::from_secs(30),
+        |u| forwarded(u) == 50,
+    );
+    let admin = common::admin(&edge.kafka);
+    let grow = rdkafka::admin::NewPartitions::new("telemetry", 3);
+    let options = rdkafka::admin::AdminOptions::new();
+    let results = common::runtime()
+        .block_on(admin.create_partitions([&grow], &options))
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    acked.extend(produce(&edge.kafka, &[("telemetry", 3)], 50, 150));
+    assert_eq!(acked.len(), 200);
+    edge.wait_uplink("every partition forwarded", Duration::from_secs(30), |u| {
+        forwarded(u) == 200 && behind(u) == 0
+    });
+    assert_telemetry_once(&central.bootstrap(), 3, &acked);
+}
+
+/// Asserts central's `telemetry` (not renamed, from site `rig7`) holds the acknowledged
+/// `telemetry` records exactly once.
+fn assert_telemetry_once(central: &str, partitions: i32, acked: &[Sent]) {
+    assert_exactly_once(central, "telemetry", "telemetry", partitions, "rig7", acked);
 }

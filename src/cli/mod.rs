@@ -16,6 +16,7 @@ mod produce;
 mod raw;
 mod table;
 pub mod topic;
+mod uplinks;
 mod users;
 
 pub use table::Rows;
@@ -39,6 +40,8 @@ pub enum OperatorCommand {
     Decisions(decisions::DecisionsArgs),
     /// Add, remove and list SCRAM users (over a PLAINTEXT listener).
     Users(users::UsersArgs),
+    /// The edge uplinks of a running `agentlog serve` (read from its `/health`).
+    Uplinks(uplinks::UplinksArgs),
 }
 
 /// How results are printed: aligned columns for people, JSON for scripts.
@@ -70,6 +73,7 @@ pub fn run(command: OperatorCommand) -> ! {
         OperatorCommand::Cluster(args) => cluster::run(args),
         OperatorCommand::Decisions(args) => decisions::run(args),
         OperatorCommand::Users(args) => users::run(args),
+        OperatorCommand::Uplinks(args) => uplinks::run(args),
     })
 }
 

@@ -152,6 +152,39 @@ pub fn central_behind(proxy: &Proxy, settings: &[&str]) -> common::BrokerProcess
 // ---------------------------------------------------------------------------------
 // The edge: `agentlog serve --config edge.toml`
 
+/// The README's `## Edge uplink` TOML example number `index`, as printed but for its
+/// one `bootstrap` line, which names a central cluster the tests cannot have: it
+/// becomes `bootstrap`.
+pub fn readme_example(index: usize, bootstrap: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("## Edge uplink").expect("the README section");
+    let end = start
+        + readme[start + 3..]
+            .find("\n## ")
+            .expect("the section's end")
+        + 3;
+    let block = readme[start..end]
+        .split("```toml\n")
+        .nth(index + 1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the TOML block");
+    let bootstrap_lines = block
+        .lines()
+        .filter(|l| l.starts_with("bootstrap = "))
+        .count();
+    assert_eq!(bootstrap_lines, 1, "one bootstrap line to substitute");
+    block
+        .lines()
+        .map(|line| {
+            if line.starts_with("bootstrap = ") {
+                format!("bootstrap = \"{bootstrap}\"\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
 /// The edge process, restartable on its data directory (its ports change).
 pub struct Edge {
     dir: PathBuf,
@@ -263,6 +296,38 @@ impl Edge {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+impl Edge {
+    /// Waits until the first uplink reports its link down (after a cut).
+    pub fn wait_link_down(&self, timeout: Duration) -> serde_json::Value {
+        self.wait_uplink("the link down", timeout, |u| {
+            u["state"].as_str().is_some_and(|s| s.starts_with("down"))
+        })
+    }
+
+    /// SIGKILLs the edge while its first uplink catches up (it forwarded more since
+    /// this call and still has a backlog), restarts it, and returns the status at the
+    /// kill.
+    pub fn kill_while_catching_up(&mut self, timeout: Duration) -> serde_json::Value {
+        let before = forwarded(&self.uplink());
+        let at_kill = self.wait_uplink("catching up", timeout, |u| {
+            forwarded(u) > before && behind(u) > 0
+        });
+        self.restart();
+        eprintln!("edge killed at {at_kill}");
+        at_kill
+    }
+}
+
+/// Records an uplink's `/health` entry says it forwarded.
+pub fn forwarded(uplink: &serde_json::Value) -> u64 {
+    uplink["records_forwarded"].as_u64().unwrap_or(0)
+}
+
+/// Records an uplink's `/health` entry says it is behind.
+pub fn behind(uplink: &serde_json::Value) -> u64 {
+    uplink["records_behind"].as_u64().unwrap_or(0)
 }
 
 impl Drop for Edge {

@@ -17,6 +17,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use super::local::{LocalTopics, ReadBatch};
+use super::pacer::Pacer;
 use super::progress::{self, LoadProgressError};
 use super::remote::{self, LinkProducer, RemoteError, RemoteTopics};
 use super::settings::{Mode, UplinkDef};
@@ -96,8 +97,8 @@ pub struct Link {
     stop: watch::Receiver<bool>,
     /// Local topics the remote refused, with when to try them again.
     refused: HashMap<String, Instant>,
-    /// With a bandwidth cap: when the next batch may go.
-    paced_until: Option<tokio::time::Instant>,
+    /// The bandwidth cap.
+    pacer: Pacer,
 }
 
 impl Link {
@@ -109,12 +110,12 @@ impl Link {
         stop: watch::Receiver<bool>,
     ) -> Link {
         Link {
+            pacer: Pacer::new(def.max_bytes_per_second),
             def,
             local,
             status,
             stop,
             refused: HashMap::new(),
-            paced_until: None,
         }
     }
 
@@ -129,7 +130,7 @@ impl Link {
         // nothing is known to be forwarded until the remote's progress is read.
         self.local.discover(&HashMap::new());
         while !self.stopping() {
-            self.status.set_records_behind(self.local.records_behind());
+            self.status.set_behind(self.local.behind());
             self.status.set_state(LinkState::Connecting);
             let producer = match remote::producer(&self.def) {
                 Ok(producer) => producer,
@@ -178,8 +179,9 @@ impl Link {
                 out = &mut work => return out,
                 _ = tick.tick() => {
                     self.local.discover(&HashMap::new());
+                    self.status.add_lost(self.local.skip_deleted());
                     self.status.set_lag(
-                        self.local.records_behind(),
+                        self.local.behind(),
                         self.local.oldest_unforwarded_ms(),
                     );
                 }
@@ -216,9 +218,10 @@ impl Link {
             .await
             .map_err(|_| RemoteError::Task("loading progress"))??;
         self.local.discover(&stored);
-        self.local.reset(&stored);
-        let mut ensured = HashSet::new();
-        self.ensure_remote_topics(&topics, &mut ensured).await;
+        self.status.add_lost(self.local.reset(&stored));
+        let mut ensured = HashMap::new();
+        self.ensure_remote_topics(producer, &topics, &mut ensured)
+            .await;
         self.status.set_state(LinkState::Up);
         tracing::info!(uplink = %self.def.name, partitions = stored.len(), "uplink resumed from remote progress");
         let mut discovered_at = Instant::now();
@@ -229,10 +232,12 @@ impl Link {
             if discovered_at.elapsed() >= DISCOVER_EVERY {
                 discovered_at = Instant::now();
                 if !self.local.discover(&stored).is_empty() {
-                    self.ensure_remote_topics(&topics, &mut ensured).await;
+                    self.ensure_remote_topics(producer, &topics, &mut ensured)
+                        .await;
                 }
                 self.retry_refused(&mut ensured);
             }
+            self.status.add_lost(self.local.skip_deleted());
             let paused: HashSet<String> = self.refused.keys().cloned().collect();
             self.local.mark_seen();
             let (batch, undecodable) = self.local.read(self.def.batch_bytes(), &paused);
@@ -246,7 +251,7 @@ impl Link {
                 );
             }
             let oldest = batch.events.iter().map(|e| e.timestamp).min().unwrap_or(0);
-            self.status.set_lag(self.local.records_behind(), oldest);
+            self.status.set_lag(self.local.behind(), oldest);
             if batch.next.is_empty() {
                 let mut stop = self.stop.clone();
                 tokio::select! {
@@ -255,7 +260,7 @@ impl Link {
                 }
                 continue;
             }
-            if let Some(until) = self.paced_until {
+            if let Some(until) = self.pacer.next_at() {
                 let mut stop = self.stop.clone();
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}
@@ -275,12 +280,12 @@ impl Link {
                     let bytes: usize = batch.events.iter().map(record_bytes).sum();
                     self.status
                         .record_sent(batch.events.len() as u64, bytes as u64, now_ms());
-                    self.status.set_lag(self.local.records_behind(), 0);
+                    self.status.set_lag(self.local.behind(), 0);
                     for (topic, _) in batch.next.keys() {
                         self.status.set_topic_error(topic, None);
                     }
                     *backoff = MIN_BACKOFF;
-                    self.pace(batch.bytes);
+                    self.pacer.sent(batch.bytes);
                 }
                 Err(SendError::Refused { topic, reason }) => {
                     self.abort(producer).await?;
@@ -295,17 +300,6 @@ impl Link {
         }
     }
 
-    /// With `max_bytes_per_second`, delays the next batch by this one's share of the
-    /// cap: a link shared with voice or control traffic is never saturated for long.
-    fn pace(&mut self, bytes: usize) {
-        let Some(cap) = self.def.max_bytes_per_second.filter(|cap| *cap > 0) else {
-            return;
-        };
-        let now = tokio::time::Instant::now();
-        let from = self.paced_until.map_or(now, |until| until.max(now));
-        self.paced_until = Some(from + Duration::from_secs_f64(bytes as f64 / cap as f64));
-    }
-
     /// Sets a local topic aside after the remote refused it; its data stays local.
     fn refuse(&mut self, topic: &str, reason: String) {
         self.status.set_topic_error(topic, Some(reason));
@@ -315,7 +309,7 @@ impl Link {
 
     /// Puts refused topics whose wait is over back in (their remote topic is checked
     /// again first).
-    fn retry_refused(&mut self, ensured: &mut HashSet<String>) {
+    fn retry_refused(&mut self, ensured: &mut HashMap<String, i32>) {
         let now = Instant::now();
         self.refused.retain(|topic, retry_at| {
             let keep = *retry_at > now;
@@ -327,18 +321,34 @@ impl Link {
     }
 
     /// Creates the remote topic of every forwarded local topic not yet checked this
-    /// session; a topic the remote will not have is set aside, the others go on.
-    async fn ensure_remote_topics(&mut self, topics: &RemoteTopics, ensured: &mut HashSet<String>) {
+    /// session with its current partition count (so partitions added locally are
+    /// added remotely too); a topic the remote will not have is set aside, the others
+    /// go on.
+    async fn ensure_remote_topics(
+        &mut self,
+        producer: &LinkProducer,
+        topics: &RemoteTopics,
+        ensured: &mut HashMap<String, i32>,
+    ) {
         for (local, partitions) in self.local.topics() {
-            if ensured.contains(&local) || self.refused.contains_key(&local) {
+            let done = ensured
+                .get(&local)
+                .is_some_and(|count| *count >= partitions);
+            if done || self.refused.contains_key(&local) {
                 continue;
             }
-            match topics
-                .ensure(&self.def.remote_topic(&local), partitions, false)
-                .await
-            {
+            let remote_topic = self.def.remote_topic(&local);
+            match topics.ensure(&remote_topic, partitions, false).await {
                 Ok(()) => {
-                    ensured.insert(local);
+                    ensured.insert(local, partitions);
+                    // The producer learns of a topic's new partitions only from its
+                    // next metadata, which may be minutes away: ask now.
+                    let asking = producer.clone();
+                    let timeout = self.def.remote_timeout();
+                    let _ = remote::blocking("reading remote topic metadata", move || {
+                        asking.client().fetch_metadata(Some(&remote_topic), timeout)
+                    })
+                    .await;
                 }
                 Err(reason) => self.refuse(&local, reason),
             }

@@ -69,6 +69,9 @@ pub struct LocalTopics {
     names: Vec<String>,
     pattern: Option<Regex>,
     cursors: Vec<Cursor>,
+    /// Per partition, the offset up to which deleted unforwarded records were counted
+    /// as lost (so a range is counted once, however many sessions find it).
+    lost_until: HashMap<SourcePartition, i64>,
     /// Rotates which partition is read first, so a busy one cannot starve the rest.
     next_first: usize,
 }
@@ -88,6 +91,7 @@ impl LocalTopics {
             names,
             pattern,
             cursors: Vec::new(),
+            lost_until: HashMap::new(),
             next_first: 0,
         }
     }
@@ -164,24 +168,17 @@ impl LocalTopics {
     }
 
     /// Restarts every partition at the remote's progress (a new session trusts only
-    /// what the remote committed). A position below the log start means retention
-    /// deleted records before they were forwarded: logged, never silent.
-    pub fn reset(&mut self, progress: &HashMap<SourcePartition, i64>) {
+    /// what the remote committed). A position below the log start means records were
+    /// deleted before they were forwarded: counted, logged and skipped, never silent.
+    /// Returns how many records were newly lost.
+    pub fn reset(&mut self, progress: &HashMap<SourcePartition, i64>) -> u64 {
         for cursor in &mut self.cursors {
             let start = cursor.partition.log.log_start_offset();
-            let stored = progress.get(&cursor.key()).copied().unwrap_or(start);
-            if stored < start {
-                tracing::warn!(
-                    topic = %cursor.topic,
-                    partition = cursor.partition.index,
-                    forwarded_up_to = stored,
-                    log_start_offset = start,
-                    "uplink: records were deleted locally before they were forwarded"
-                );
-            }
-            cursor.position = stored.max(start);
+            cursor.position = progress.get(&cursor.key()).copied().unwrap_or(start);
         }
+        let lost = self.skip_deleted();
         self.hold();
+        lost
     }
 
     /// Reads up to about `budget` bytes of unforwarded records, skipping `paused`
@@ -268,12 +265,55 @@ impl LocalTopics {
         self.hold();
     }
 
-    /// Records not yet forwarded, over every partition.
-    pub fn records_behind(&self) -> u64 {
-        self.cursors
-            .iter()
-            .map(|c| u64::try_from(c.end() - c.position).unwrap_or(0))
-            .sum()
+    /// Records and stored bytes not yet forwarded, over every partition; the bytes are
+    /// estimated from each log's average stored record size (the log keeps no index
+    /// from offsets to bytes).
+    pub fn behind(&self) -> (u64, u64) {
+        let mut records = 0u64;
+        let mut bytes = 0u64;
+        for cursor in &self.cursors {
+            let behind = u64::try_from(cursor.end() - cursor.position).unwrap_or(0);
+            let held = cursor.end() - cursor.partition.log.log_start_offset();
+            records += behind;
+            if let Ok(held) = u64::try_from(held) {
+                let size = u128::from(cursor.partition.log.size_bytes());
+                let share = size * u128::from(behind) / u128::from(held.max(1));
+                bytes += u64::try_from(share).unwrap_or(u64::MAX);
+            }
+        }
+        (records, bytes)
+    }
+
+    /// Moves every partition whose unforwarded records were deleted locally (retention
+    /// forced by the free-disk floor, DeleteRecords) on to its log start, logging the
+    /// offsets lost once per partition and range. Returns how many records were newly
+    /// lost (a range is counted once per process: after a restart, a partition nothing
+    /// was forwarded from since is counted again, as the remote's progress still points
+    /// before it).
+    pub fn skip_deleted(&mut self) -> u64 {
+        let mut lost = 0u64;
+        for cursor in &mut self.cursors {
+            let start = cursor.partition.log.log_start_offset();
+            if cursor.position >= start {
+                continue;
+            }
+            let key = cursor.key();
+            let counted = self.lost_until.get(&key).copied().unwrap_or(i64::MIN);
+            let first = cursor.position.max(counted);
+            if first < start {
+                tracing::warn!(
+                    topic = %cursor.topic,
+                    partition = cursor.partition.index,
+                    first_lost_offset = first,
+                    last_lost_offset = start - 1,
+                    "uplink: records were deleted locally before they were forwarded; skipping them"
+                );
+                lost += u64::try_from(start - first).unwrap_or(0);
+                self.lost_until.insert(key, start);
+            }
+            cursor.position = start;
+        }
+        lost
     }
 
     /// The timestamp of the oldest record not yet forwarded (first records of every

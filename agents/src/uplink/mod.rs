@@ -10,13 +10,20 @@
 //! crashes of either side. Only the Kafka protocol is used towards the remote, so it
 //! may be agentlog, Apache Kafka or Redpanda.
 //!
+//! With `direction = "down"` remote topics (commands, model updates) are mirrored
+//! into local ones instead, the progress kept locally inside the mirrored records (see
+//! [`mirror`]).
+//!
 //! Module map: `settings` (the TOML table), `local` (reading the local logs),
 //! `remote` (librdkafka clients and remote topics), `progress` (the progress topic),
-//! `link` (the forwarding loop), `status` (link state and lag for `/metrics` and
-//! `/health`).
+//! `link` (the forwarding loop), `down` and `mirror` (the down direction), `pacer`
+//! (the bandwidth cap), `status` (link state and lag for `/metrics` and `/health`).
 
+pub mod down;
 pub mod link;
 pub mod local;
+pub mod mirror;
+pub mod pacer;
 pub mod progress;
 pub mod remote;
 pub mod settings;
@@ -59,7 +66,20 @@ impl Uplinks {
         let mut statuses = Vec::with_capacity(defs.len());
         let mut tasks = Vec::with_capacity(defs.len());
         for def in defs {
-            let status = Arc::new(UplinkStatus::new(&def.name));
+            let status = Arc::new(UplinkStatus::new(&def.name, def.direction));
+            statuses.push(status.clone());
+            if def.direction == Direction::Down {
+                let down = down::Downlink::new(
+                    def.clone(),
+                    broker.clone(),
+                    def.pattern()?,
+                    status,
+                    stopped.clone(),
+                );
+                tracing::info!(uplink = %def.name, bootstrap = %def.bootstrap, "down uplink started");
+                tasks.push(tokio::spawn(down.run()));
+                continue;
+            }
             let holder = def
                 .retain_until_forwarded()
                 .then(|| format!("uplink:{}", def.name));
@@ -68,7 +88,6 @@ impl Uplinks {
             let link = link::Link::new(def.clone(), local, status.clone(), stopped.clone());
             tracing::info!(uplink = %def.name, bootstrap = %def.bootstrap, mode = ?def.mode, "uplink started");
             tasks.push(tokio::spawn(link.run()));
-            statuses.push(status);
         }
         Ok(Uplinks {
             statuses: UplinkStatuses(statuses),

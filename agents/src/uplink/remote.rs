@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -167,6 +167,28 @@ pub fn producer(def: &UplinkDef) -> Result<LinkProducer, RemoteError> {
         .map_err(RemoteError::kafka("creating the remote producer"))
 }
 
+/// The consumer of a `direction = "down"` uplink: `read_committed` (records of remote
+/// transactions that abort never come down), partitions assigned by hand, nothing
+/// committed on the remote (the progress is local, see `mirror`). The group id is
+/// only librdkafka's requirement for assigning.
+pub fn consumer(def: &UplinkDef) -> Result<StreamConsumer<LinkContext>, RemoteError> {
+    let defaults = [
+        (
+            "group.id",
+            format!("agentlog-downlink-{}-{}", def.site, def.name),
+        ),
+        ("enable.auto.commit", "false".to_string()),
+        ("enable.auto.offset.store", "false".to_string()),
+        ("isolation.level", "read_committed".to_string()),
+        ("auto.offset.reset", "earliest".to_string()),
+        ("reconnect.backoff.ms", "100".to_string()),
+        ("reconnect.backoff.max.ms", "5000".to_string()),
+    ];
+    client_config(def, &defaults)
+        .create_with_context(LinkContext::new(&def.name))
+        .map_err(RemoteError::kafka("creating the remote consumer"))
+}
+
 /// Runs a blocking librdkafka call off the async workers.
 pub async fn blocking<T: Send + 'static>(
     what: &'static str,
@@ -196,8 +218,9 @@ impl RemoteTopics {
         })
     }
 
-    /// Creates `topic` with `partitions` unless it exists; `compacted` for progress.
-    /// Returns `Err` with the remote's reason when it will not.
+    /// Creates `topic` with `partitions` unless it exists, and grows an existing one
+    /// with fewer; `compacted` for progress. Returns `Err` with the remote's reason
+    /// when it will not.
     pub async fn ensure(
         &self,
         topic: &str,
@@ -236,9 +259,25 @@ impl RemoteTopics {
             .find(|t| t.name() == topic)
             .map_or(0, |t| t.partitions().len() as i32);
         if found < partitions {
-            return Err(format!(
-                "remote topic `{topic}` has {found} partitions, the local one {partitions}"
-            ));
+            // Partitions added locally (CreatePartitions) after the remote topic was
+            // made: add them there too, or say why not.
+            let grow = NewPartitions::new(topic, partitions as usize);
+            let refused = |reason: String| {
+                format!(
+                    "remote topic `{topic}` has {found} partitions, the local one \
+                     {partitions}, and cannot grow: {reason}"
+                )
+            };
+            let results = self
+                .admin
+                .create_partitions([&grow], &options)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            for result in results {
+                if let Err((_, code)) = result {
+                    return Err(refused(code.to_string()));
+                }
+            }
         }
         Ok(())
     }

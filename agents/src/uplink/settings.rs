@@ -3,7 +3,7 @@
 //! ```toml
 //! [[uplinks]]
 //! name = "central"
-//! direction = "up"                  # local -> remote (only "up" runs so far)
+//! direction = "up"                  # local -> remote, or "down": remote -> local
 //! bootstrap = "central-kafka:9092"  # the remote cluster
 //! site = "rig7"                     # this edge's origin id (headers, ids, progress topic)
 //! topics = ["telemetry", "alarms"]  # and/or
@@ -43,8 +43,8 @@ pub enum Direction {
     /// Local topics forwarded to the remote cluster.
     #[default]
     Up,
-    /// Remote topics mirrored into local ones (declared, not implemented yet: refused
-    /// at start-up rather than silently ignored).
+    /// Remote topics mirrored into local ones (commands, model updates), progress kept
+    /// locally in the mirrored records (see `mirror`).
     Down,
 }
 
@@ -76,12 +76,14 @@ pub struct UplinkDef {
     /// override the uplink's defaults (TLS and SASL settings go here).
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
-    /// Local topics forwarded, by name.
+    /// Topics forwarded, by name: local ones going up, remote ones coming down.
     #[serde(default)]
     pub topics: Vec<String>,
-    /// Local topics forwarded, by pattern (matched anywhere unless anchored).
+    /// Topics forwarded, by pattern (matched anywhere unless anchored): local ones
+    /// going up, remote ones coming down.
     pub topics_regex: Option<String>,
-    /// Prepended to each local topic name to name its remote topic.
+    /// Prepended to a topic's name to name its copy: the remote topic going up, the
+    /// local one coming down.
     #[serde(default)]
     pub rename_prefix: String,
     /// This edge's origin id: the `origin.site` header, and part of the remote ids, so
@@ -141,9 +143,6 @@ pub enum UplinkConfigError {
     /// Two uplinks with one name would share a transactional id and fence each other.
     #[error("uplink `{0}` is declared twice")]
     Duplicate(String),
-    /// `direction = "down"` is not implemented yet.
-    #[error("uplink `{0}`: direction \"down\" is not supported yet")]
-    DownNotSupported(String),
 }
 
 fn is_topic_safe(text: &str) -> bool {
@@ -183,9 +182,6 @@ impl UplinkDef {
             return Err(UplinkConfigError::NoTopics(uplink()));
         }
         self.pattern()?;
-        if self.direction == Direction::Down {
-            return Err(UplinkConfigError::DownNotSupported(uplink()));
-        }
         Ok(())
     }
 
@@ -299,10 +295,8 @@ mod tests {
             Err(UplinkConfigError::BadName { field: "site", .. })
         ));
         let down = parse(&format!("{MINIMAL}direction='down'\n"));
-        assert!(matches!(
-            down.validate(),
-            Err(UplinkConfigError::DownNotSupported(_))
-        ));
+        down.validate().unwrap();
+        assert_eq!(down.direction, Direction::Down);
         assert!(toml::from_str::<UplinkDef>(&format!("{MINIMAL}nope=1\n")).is_err());
         let twice = [parse(MINIMAL), parse(MINIMAL)];
         assert!(matches!(

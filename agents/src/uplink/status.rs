@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::settings::Direction;
+
 /// The state of the link to the remote cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
@@ -38,12 +40,15 @@ impl fmt::Display for LinkState {
 #[derive(Debug)]
 pub struct UplinkStatus {
     name: String,
+    direction: Direction,
     state: Mutex<LinkState>,
     records_forwarded: AtomicU64,
     bytes_forwarded: AtomicU64,
     transactions: AtomicU64,
     last_send_ms: AtomicI64,
     records_behind: AtomicU64,
+    bytes_behind: AtomicU64,
+    records_lost: AtomicU64,
     oldest_unforwarded_ms: AtomicI64,
     topic_errors: Mutex<BTreeMap<String, String>>,
 }
@@ -53,6 +58,8 @@ pub struct UplinkStatus {
 pub struct UplinkSnapshot {
     /// The uplink's name.
     pub name: String,
+    /// `up` (local to remote) or `down` (remote to local).
+    pub direction: &'static str,
     /// `connecting`, `up`, `down: ...` or `error: ...`.
     pub state: String,
     /// Records forwarded (committed on the remote) since start.
@@ -63,8 +70,14 @@ pub struct UplinkSnapshot {
     pub transactions: u64,
     /// When the last batch was committed on the remote (ms since the epoch, 0: never).
     pub last_send_ms: i64,
-    /// Local records not yet forwarded, over every forwarded partition.
+    /// Records not yet forwarded, over every forwarded partition.
     pub records_behind: u64,
+    /// Stored bytes not yet forwarded (going up: estimated from each log's average
+    /// stored record size; coming down: from the average mirrored record).
+    pub bytes_behind: u64,
+    /// Records deleted locally before they were forwarded (retention forced by the
+    /// disk, DeleteRecords): counted and logged with their offsets, never silent.
+    pub records_lost: u64,
     /// Timestamp of the oldest local record not yet forwarded (0: none waiting).
     pub oldest_unforwarded_ms: i64,
     /// Local topics not forwarded because the remote refuses them, with why.
@@ -73,15 +86,18 @@ pub struct UplinkSnapshot {
 
 impl UplinkStatus {
     /// Fresh status of uplink `name`, connecting.
-    pub fn new(name: &str) -> UplinkStatus {
+    pub fn new(name: &str, direction: Direction) -> UplinkStatus {
         UplinkStatus {
             name: name.to_string(),
+            direction,
             state: Mutex::new(LinkState::Connecting),
             records_forwarded: AtomicU64::new(0),
             bytes_forwarded: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
             last_send_ms: AtomicI64::new(0),
             records_behind: AtomicU64::new(0),
+            bytes_behind: AtomicU64::new(0),
+            records_lost: AtomicU64::new(0),
             oldest_unforwarded_ms: AtomicI64::new(0),
             topic_errors: Mutex::new(BTreeMap::new()),
         }
@@ -117,16 +133,24 @@ impl UplinkStatus {
         self.last_send_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// Sets the lag figures computed from the local logs.
-    pub fn set_lag(&self, records_behind: u64, oldest_unforwarded_ms: i64) {
-        self.records_behind.store(records_behind, Ordering::Relaxed);
+    /// Sets the lag figures: records and bytes behind, and the timestamp of the oldest
+    /// record waiting.
+    pub fn set_lag(&self, (records, bytes): (u64, u64), oldest_unforwarded_ms: i64) {
+        self.set_behind((records, bytes));
         self.oldest_unforwarded_ms
             .store(oldest_unforwarded_ms, Ordering::Relaxed);
     }
 
-    /// Sets the records behind alone (between sessions, when no batch is read).
-    pub fn set_records_behind(&self, records_behind: u64) {
-        self.records_behind.store(records_behind, Ordering::Relaxed);
+    /// Sets the records and bytes behind alone (between sessions, when no batch is
+    /// read).
+    pub fn set_behind(&self, (records, bytes): (u64, u64)) {
+        self.records_behind.store(records, Ordering::Relaxed);
+        self.bytes_behind.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts records deleted before they were forwarded.
+    pub fn add_lost(&self, records: u64) {
+        self.records_lost.fetch_add(records, Ordering::Relaxed);
     }
 
     /// Marks a local topic as refused by the remote (`None`: forwarding again), logging
@@ -152,12 +176,18 @@ impl UplinkStatus {
     pub fn snapshot(&self) -> UplinkSnapshot {
         UplinkSnapshot {
             name: self.name.clone(),
+            direction: match self.direction {
+                Direction::Up => "up",
+                Direction::Down => "down",
+            },
             state: self.state().to_string(),
             records_forwarded: self.records_forwarded.load(Ordering::Relaxed),
             bytes_forwarded: self.bytes_forwarded.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
             last_send_ms: self.last_send_ms.load(Ordering::Relaxed),
             records_behind: self.records_behind.load(Ordering::Relaxed),
+            bytes_behind: self.bytes_behind.load(Ordering::Relaxed),
+            records_lost: self.records_lost.load(Ordering::Relaxed),
             oldest_unforwarded_ms: self.oldest_unforwarded_ms.load(Ordering::Relaxed),
             topic_errors: self
                 .topic_errors
@@ -174,13 +204,14 @@ mod tests {
 
     #[test]
     fn state_text_and_counters() {
-        let status = UplinkStatus::new("c");
+        let status = UplinkStatus::new("c", Direction::Up);
         assert_eq!(status.snapshot().state, "connecting");
         status.set_state(LinkState::Error("TopicAuthorizationFailed".into()));
         assert_eq!(status.snapshot().state, "error: TopicAuthorizationFailed");
         status.set_state(LinkState::Up);
         status.record_sent(3, 30, 7);
-        status.set_lag(2, 5);
+        status.set_lag((2, 20), 5);
+        status.add_lost(4);
         status.set_topic_error("t", Some("too large".into()));
         let snapshot = status.snapshot();
         assert_eq!(snapshot.state, "up");
@@ -193,6 +224,7 @@ mod tests {
             (snapshot.records_behind, snapshot.oldest_unforwarded_ms),
             (2, 5)
         );
+        assert_eq!((snapshot.bytes_behind, snapshot.records_lost), (20, 4));
         assert_eq!(snapshot.topic_errors["t"], "too large");
         status.set_topic_error("t", None);
         assert!(status.snapshot().topic_errors.is_empty());
