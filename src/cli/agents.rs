@@ -174,24 +174,12 @@ fn fetch(
     timeout: std::time::Duration,
 ) -> anyhow::Result<serde_json::Value> {
     let url = format!("http://{addr}/ui/api/{path}");
-    super::runtime()?.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .context("building the HTTP client")?;
-        let response = client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let body = response
-            .text()
-            .await
-            .with_context(|| format!("reading {url}"))?;
-        anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
-        serde_json::from_str(&body).with_context(|| format!("{url} did not answer JSON"))
-    })
+    let (status, json) = super::http_get_json(&url, timeout)?;
+    anyhow::ensure!(
+        (200..300).contains(&status),
+        "{url} answered {status}: {json}"
+    );
+    Ok(json)
 }
 
 /// The agents the cluster shows: named by their topics, with their groups' members and

@@ -166,6 +166,35 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// `GET url` of a running agentlog's HTTP listener: the status and the body, parsed as
+/// JSON. `agents --http` and `uplinks status` read the process this way; the caller
+/// decides what a status means (/health answers 503 with a body worth showing).
+pub fn http_get_json(
+    url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use anyhow::Context;
+    runtime()?.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("building the HTTP client")?;
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        let json = serde_json::from_str(&body)
+            .with_context(|| format!("{url} answered {status}, not JSON: {body}"))?;
+        Ok((status, json))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

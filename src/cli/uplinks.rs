@@ -78,24 +78,11 @@ pub fn run(args: UplinksArgs) -> anyhow::Result<()> {
 /// GETs `/health` of the process at `http` and parses it.
 fn fetch_health(http: &str, timeout: Duration) -> anyhow::Result<Value> {
     let url = format!("http://{http}/health");
-    let body = super::runtime()?.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .context("building the HTTP client")?;
-        let response = client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("{url}: is `agentlog serve --http {http}` running?"))?;
-        // /health answers 503 with the same body while something is unhealthy (a link
-        // down is one of the things it reports), so the status code is not an error.
-        response
-            .text()
-            .await
-            .with_context(|| format!("{url}: reading the answer"))
-    })?;
-    serde_json::from_str(&body).with_context(|| format!("{url}: not JSON"))
+    // /health answers 503 with the same body while something is unhealthy (a link down
+    // is one of the things it reports), so the status code is not an error.
+    let (_status, json) = super::http_get_json(&url, timeout)
+        .with_context(|| format!("is `agentlog serve --http {http}` running?"))?;
+    Ok(json)
 }
 
 /// One row per uplink; ages in seconds relative to `now_ms`.

@@ -229,11 +229,8 @@ fn decode_name(raw: &str) -> Result<String, ScramError> {
 mod tests {
     use super::*;
 
-    /// Every truncation and many single-byte mutations of both client messages, fed
-    /// to fresh exchanges: each is answered or refused, nothing panics, and no mutated
-    /// final message authenticates.
-    #[test]
-    fn mangled_client_messages_are_refused_without_panicking() {
+    /// A store holding RFC 7677's user: "user", password "pencil", its salt, 4096 rounds.
+    fn rfc7677_store() -> (tempfile::TempDir, CredentialStore) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let store = CredentialStore::open(&db).unwrap();
@@ -247,6 +244,16 @@ mod tests {
                 &ScramCredential::from_salted(mech, salt, &salted, 4096),
             )
             .unwrap();
+        (dir, store)
+    }
+
+    /// Every truncation and many single-byte mutations of both client messages, fed
+    /// to fresh exchanges: each is answered or refused, nothing panics, and no mutated
+    /// final message authenticates.
+    #[test]
+    fn mangled_client_messages_are_refused_without_panicking() {
+        let (_dir, store) = rfc7677_store();
+        let mech = ScramMechanism::Sha256;
         let nonce = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         let first: &[u8] = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
         let last: &[u8] = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
@@ -280,19 +287,8 @@ mod tests {
     /// RFC 7677 section 3, byte for byte.
     #[test]
     fn rfc7677_exchange() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let store = CredentialStore::open(&db).unwrap();
+        let (_dir, store) = rfc7677_store();
         let mech = ScramMechanism::Sha256;
-        let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let salted = mech.salted_password(b"pencil", &salt, 4096);
-        store
-            .put(
-                "user",
-                mech,
-                &ScramCredential::from_salted(mech, salt, &salted, 4096),
-            )
-            .unwrap();
 
         let mut server = ScramServer::with_nonce(mech, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into());
         let first = server
