@@ -104,3 +104,43 @@ fn produce_then_consume_reports_json() {
     );
     assert!(consumed["seconds"].as_f64().is_some(), "{consumed}");
 }
+
+/// `bench agents` runs the pass-through agent on both backends against its own broker
+/// and reports both, their ratio, and the latency phase, as the procedure in
+/// benches/README.md reads them.
+#[test]
+fn agents_compares_both_backends_in_one_report() {
+    let report = bench(&[
+        "agents",
+        "--records",
+        "3000",
+        "--rate",
+        "500",
+        "--duration",
+        "1",
+        "--flush-policy",
+        "none",
+    ]);
+    assert_eq!(report["mode"], "agents", "{report}");
+    for backend in ["embedded", "kafka"] {
+        let measured = &report["backends"][backend];
+        assert_eq!(measured["records"], 3000, "{report}");
+        assert!(measured["records_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(measured["cpu_seconds_per_million_records"].is_number());
+        assert!(
+            measured["latency_records"].as_u64().unwrap() > 0,
+            "{report}"
+        );
+        assert!(measured["append_to_handler_ms"]["p99"].as_f64().unwrap() > 0.0);
+        assert!(
+            measured["handler_to_durable_ms"]["p50"].is_number(),
+            "{report}"
+        );
+    }
+    assert!(
+        report["embedded_over_kafka"]["records_per_sec"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}

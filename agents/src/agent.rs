@@ -3,9 +3,13 @@
 //! metrics. Nothing it does through the context is visible until the handler returns
 //! `Ok`: then the runtime writes the emits, decisions and state changes, waits until
 //! they are durable, and only then commits the input (at-least-once).
+//!
+//! The runtime hands an instance its events in batches ([`Agent::handle_batch`]): the
+//! outputs of a whole batch are written together (one append per output partition), made
+//! durable once and committed once, so the per-event cost is the handler's own.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -78,13 +82,60 @@ pub trait Agent: Send + Sync + 'static {
         event: &Event,
         ctx: &mut Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Handles a batch of events in offset order (per partition), all through one
+    /// context: what it emits for the whole batch is written together once every event
+    /// is handled. Call [`Context::start_event`] before each event so that its trace and
+    /// inherited headers apply to what it emits, and so that a failure discards only
+    /// that event's outputs. The default calls [`Agent::handle`] for each event.
+    ///
+    /// On `Err`, the events before [`BatchError::index`] count as handled (when
+    /// `start_event` was called for each) and the failed one is retried on its own with
+    /// [`Agent::handle`] per the retry policy, then the rest of the batch follows.
+    fn handle_batch(
+        &self,
+        events: &[Event],
+        ctx: &mut Context,
+    ) -> impl Future<Output = Result<(), BatchError>> + Send {
+        async move {
+            for (index, event) in events.iter().enumerate() {
+                ctx.start_event(event);
+                self.handle(event, ctx)
+                    .await
+                    .map_err(|error| BatchError { index, error })?;
+            }
+            Ok(())
+        }
+    }
 }
 
-/// Everything an agent may do while handling one event, buffered until it succeeds.
+/// An event of a batch failed (see [`Agent::handle_batch`]).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("event {index} of the batch failed: {error}")]
+pub struct BatchError {
+    /// Index of the failed event in the batch.
+    pub index: usize,
+    /// Why it failed.
+    pub error: HandlerError,
+}
+
+/// Where the current event's outputs start in a batch context, so that its failure
+/// discards only its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub(crate) emits: usize,
+    pub(crate) decisions: usize,
+    pub(crate) state_writes: usize,
+}
+
+/// Everything an agent may do while handling one event (or a batch), buffered until it
+/// succeeds.
 #[derive(Debug)]
 pub struct Context {
     agent_id: Arc<str>,
-    trace_id: Option<String>,
+    /// Known from the event, or started on first use: most raw records carry no trace,
+    /// and an agent that never asks should not pay for a new id per event.
+    trace_id: OnceLock<String>,
     attempt: u32,
     state: Arc<StateStore>,
     metrics: Arc<AgentMetrics>,
@@ -92,6 +143,10 @@ pub struct Context {
     pub(crate) emits: Vec<(String, OutRecord)>,
     pub(crate) decisions: Vec<OutRecord>,
     pub(crate) state_writes: Vec<(String, Option<serde_json::Value>)>,
+    /// Where the current event's outputs start.
+    pub(crate) marks: Marks,
+    /// How many events [`Context::start_event`] has started.
+    pub(crate) started: usize,
 }
 
 impl Context {
@@ -102,9 +157,13 @@ impl Context {
         state: Arc<StateStore>,
         metrics: Arc<AgentMetrics>,
     ) -> Context {
+        let known = OnceLock::new();
+        if let Some(id) = trace_id {
+            let _ = known.set(id);
+        }
         Context {
             agent_id,
-            trace_id,
+            trace_id: known,
             attempt,
             state,
             metrics,
@@ -112,13 +171,61 @@ impl Context {
             emits: Vec::new(),
             decisions: Vec::new(),
             state_writes: Vec::new(),
+            marks: Marks::default(),
+            started: 0,
         }
+    }
+
+    /// Starts handling `event` in a batch: its trace and inherited headers apply from
+    /// now on, and its outputs are marked so that its failure discards only them.
+    /// Handlers of single events never need this.
+    pub fn start_event(&mut self, event: &Event) {
+        self.marks = Marks {
+            emits: self.emits.len(),
+            decisions: self.decisions.len(),
+            state_writes: self.state_writes.len(),
+        };
+        self.started += 1;
+        self.trace_id = OnceLock::new();
+        if !event.headers.is_empty() {
+            // A header-less record has no trace to continue: leave it to first use.
+            if let Some(id) = event.trace_id() {
+                let _ = self.trace_id.set(id);
+            }
+        }
+        self.set_inherited(event);
+    }
+
+    /// Discards the outputs of the current event (it failed).
+    pub(crate) fn discard_current(&mut self) {
+        self.emits.truncate(self.marks.emits);
+        self.decisions.truncate(self.marks.decisions);
+        self.state_writes.truncate(self.marks.state_writes);
+    }
+
+    /// Continues `trace` (a retried event keeps the trace of its first attempt).
+    pub(crate) fn set_trace(&mut self, trace: String) {
+        self.trace_id = OnceLock::from(trace);
+    }
+
+    /// Sets the attempt number reported to the handler.
+    pub(crate) fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = attempt;
     }
 
     /// Carries the workflow headers of `event` ([`INHERITED_HEADERS`]) onto every
     /// record emitted with [`Context::emit`], so a fan-out's results find their
     /// fan-in whichever agents they pass through.
     pub(crate) fn inheriting(mut self, event: &Event) -> Context {
+        self.set_inherited(event);
+        self
+    }
+
+    fn set_inherited(&mut self, event: &Event) {
+        self.inherited.clear();
+        if event.headers.is_empty() {
+            return;
+        }
         self.inherited = event
             .headers
             .iter()
@@ -132,7 +239,6 @@ impl Context {
                 Some((name, h.value.clone()?))
             })
             .collect();
-        self
     }
 
     /// The inherited workflow header `name` of the event being handled.
@@ -151,7 +257,7 @@ impl Context {
     /// The trace the current event belongs to (a new one is started for events that
     /// carry none, so everything emitted while handling one event shares a trace).
     pub fn trace_id(&self) -> &str {
-        self.trace_id.as_deref().unwrap_or_default()
+        self.trace_id.get_or_init(crate::envelope::new_trace_id)
     }
 
     /// 1 for the first attempt at this event, 2 for the first retry, and so on.
@@ -167,7 +273,12 @@ impl Context {
         event_type: &str,
         data: serde_json::Value,
     ) {
-        let envelope = Envelope::new(event_type, &self.agent_id, self.trace_id.clone(), data);
+        let envelope = Envelope::new(
+            event_type,
+            &self.agent_id,
+            Some(self.trace_id().to_string()),
+            data,
+        );
         let mut record = envelope.to_record(key);
         record.headers.extend(self.inherited.iter().cloned());
         self.emits.push((topic.to_string(), record));
@@ -182,7 +293,12 @@ impl Context {
     /// type `decision` whose data holds `decision` and `details`.
     pub fn decide(&mut self, decision: &str, details: serde_json::Value) {
         let data = serde_json::json!({ "decision": decision, "details": details });
-        let envelope = Envelope::new("decision", &self.agent_id, self.trace_id.clone(), data);
+        let envelope = Envelope::new(
+            "decision",
+            &self.agent_id,
+            Some(self.trace_id().to_string()),
+            data,
+        );
         self.decisions.push(envelope.to_record(None));
     }
 

@@ -139,6 +139,8 @@ pub struct AgentDef {
     pub dlq_topic: Option<String>,
     /// Events one instance handles at once (default 1); same-key events stay in order.
     pub max_in_flight: Option<usize>,
+    /// Most events handed to the agent as one batch (default 1000).
+    pub max_batch: Option<usize>,
     /// Kind-specific options.
     #[serde(default)]
     pub options: toml::Table,
@@ -285,6 +287,10 @@ impl AgentDef {
         };
         spec.dlq_topic = self.dlq_topic.clone();
         spec.max_in_flight = self.max_in_flight.unwrap_or(1).max(1);
+        spec.max_batch = self
+            .max_batch
+            .unwrap_or(crate::runtime::DEFAULT_MAX_BATCH)
+            .max(1);
         spec.a2a = self.a2a.as_ref().map(|decl| decl.0.clone());
         spec
     }

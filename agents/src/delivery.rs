@@ -52,7 +52,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32
             .checked_shl(attempt.saturating_sub(1))
             .unwrap_or(u32::MAX);
@@ -193,7 +193,7 @@ impl<A: Agent> Delivery<A> {
             .await
     }
 
-    fn undelivered(&self, event: &Event, reason: NotDelivered) -> DeliveryError {
+    pub(crate) fn undelivered(&self, event: &Event, reason: NotDelivered) -> DeliveryError {
         DeliveryError {
             topic: event.topic.to_string(),
             partition: event.partition,
@@ -224,24 +224,37 @@ impl<A: Agent> Delivery<A> {
             state_writes,
             ..
         } = ctx;
-        // One produce per topic, so one batch per partition per emit.
+        self.write(sink, emits, Vec::new(), decisions, state_writes)
+            .await
+    }
+
+    /// Writes a handler's (or a whole batch's) outputs, and a batch's dead letters: one
+    /// produce per topic, all appended before any is awaited, so one batch per
+    /// partition and one durable wait. The state writes are applied to the in-memory
+    /// view once they are durable.
+    pub(crate) async fn write<S: Sink>(
+        &self,
+        sink: &S,
+        emits: Vec<(String, OutRecord)>,
+        dead_letters: Vec<(String, OutRecord)>,
+        decisions: Vec<OutRecord>,
+        state_writes: Vec<(String, Option<serde_json::Value>)>,
+    ) -> Result<(), ProduceError> {
         let mut by_topic: Vec<(String, Vec<OutRecord>)> = Vec::new();
         let emitted = emits.len() as u64;
-        for (topic, record) in emits {
-            match by_topic.iter_mut().find(|(t, _)| *t == topic) {
-                Some((_, records)) => records.push(record),
-                None => by_topic.push((topic, vec![record])),
+        for (topic, record) in emits.into_iter().chain(dead_letters) {
+            match by_topic.last_mut() {
+                // Most batches emit to one topic: the last group is nearly always it.
+                Some((t, records)) if *t == topic => records.push(record),
+                _ => match by_topic.iter_mut().find(|(t, _)| *t == topic) {
+                    Some((_, records)) => records.push(record),
+                    None => by_topic.push((topic, vec![record])),
+                },
             }
         }
-        for (topic, records) in by_topic {
-            sink.produce(&topic, records).await?;
-        }
-        inc(&self.metrics.emits, emitted);
+        let decided = decisions.len() as u64;
         if !decisions.is_empty() {
-            let count = decisions.len() as u64;
-            sink.produce(&decisions_topic(&self.agent_id), decisions)
-                .await?;
-            inc(&self.metrics.decisions, count);
+            by_topic.push((decisions_topic(&self.agent_id), decisions));
         }
         if !state_writes.is_empty() {
             let now = crate::event::now_ms();
@@ -256,7 +269,15 @@ impl<A: Agent> Delivery<A> {
                     timestamp: now,
                 })
                 .collect();
-            sink.produce(&state_topic(&self.agent_id), records).await?;
+            by_topic.push((state_topic(&self.agent_id), records));
+        }
+        if by_topic.is_empty() {
+            return Ok(());
+        }
+        sink.produce_all(by_topic).await?;
+        inc(&self.metrics.emits, emitted);
+        inc(&self.metrics.decisions, decided);
+        if !state_writes.is_empty() {
             self.state.apply(&state_writes);
         }
         Ok(())
@@ -269,6 +290,17 @@ impl<A: Agent> Delivery<A> {
         error: &HandlerError,
         attempts: u32,
     ) -> Result<(), ProduceError> {
+        let (topic, record) = self.dead_letter_record(event, error, attempts);
+        sink.produce(&topic, vec![record]).await
+    }
+
+    /// The record that dead-letters `event`, and its topic.
+    pub(crate) fn dead_letter_record(
+        &self,
+        event: &Event,
+        error: &HandlerError,
+        attempts: u32,
+    ) -> (String, OutRecord) {
         let topic = self
             .dlq_topic
             .clone()
@@ -300,12 +332,12 @@ impl<A: Agent> Delivery<A> {
             headers,
             timestamp: event.timestamp,
         };
-        sink.produce(&topic, vec![record]).await
+        (topic, record)
     }
 }
 
 /// Resolves once `stop` is true (never, if its sender is gone while false).
-async fn stopped(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
     }

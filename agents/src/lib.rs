@@ -53,6 +53,7 @@
 pub mod a2a;
 pub mod agent;
 pub mod backend;
+mod batch;
 pub mod builtins;
 pub mod config;
 pub mod delivery;
@@ -73,7 +74,7 @@ mod test_transactions;
 pub mod uplink;
 pub mod workflow;
 
-pub use agent::{Agent, Context, HandlerError};
+pub use agent::{Agent, BatchError, Context, HandlerError};
 pub use backend::{
     Backend, EmbeddedBackend, EventStream, KafkaBackend, KafkaConfig, Sink, Source, StartAt,
 };

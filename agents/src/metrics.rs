@@ -76,13 +76,20 @@ impl AgentMetrics {
 
     /// Records one handling latency.
     pub fn observe_latency(&self, latency: Duration) {
-        let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.observe_latencies(latency, 1);
+    }
+
+    /// Records `count` handler latencies of `each` (the events of one batch, which are
+    /// timed together), with one update of the histogram.
+    pub fn observe_latencies(&self, each: Duration, count: u64) {
+        let us = each.as_micros().min(u128::from(u64::MAX)) as u64;
         let bucket = LATENCY_BUCKETS_US
             .iter()
             .position(|bound| us <= *bound)
             .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_buckets[bucket].fetch_add(count, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(us.saturating_mul(count), Ordering::Relaxed);
     }
 
     /// Adds to a custom counter.

@@ -40,9 +40,17 @@ pub struct AgentSpec {
     /// Events one instance handles concurrently (at least 1). Events with the same key
     /// are still handled one after another, in offset order.
     pub max_in_flight: usize,
+    /// Most events handed to the agent as one batch (at least 1): their outputs are
+    /// written together and made durable once. Applies when `max_in_flight` is 1.
+    pub max_batch: usize,
     /// Serve A2A requests and publish an agent card (`[agents.a2a]`); `None`: off.
     pub a2a: Option<crate::a2a::A2aSettings>,
 }
+
+/// Events per batch unless configured: large enough that a batch's one append and one
+/// durable wait cost little per event, small enough that its outputs (the batch's
+/// worth of records) stay a modest append.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
 
 impl AgentSpec {
     /// One instance of agent `name` on `topics`, in group `name`, default retries.
@@ -56,6 +64,7 @@ impl AgentSpec {
             dlq_topic: None,
             poll_wait: Duration::from_millis(200),
             max_in_flight: 1,
+            max_batch: DEFAULT_MAX_BATCH,
             a2a: None,
         }
     }
@@ -81,6 +90,12 @@ impl AgentSpec {
     /// Handles up to `n` events at once per instance (same-key events in order).
     pub fn max_in_flight(mut self, n: usize) -> AgentSpec {
         self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Hands the agent at most `n` events per batch.
+    pub fn max_batch(mut self, n: usize) -> AgentSpec {
+        self.max_batch = n.max(1);
         self
     }
 
@@ -546,6 +561,43 @@ async fn commit_due<S: Source>(spec: &AgentSpec, source: &mut S, dispatch: &mut 
     }
 }
 
+/// The next offset to commit per partition, as a batch's events are done.
+#[derive(Default)]
+struct Positions(Vec<(Arc<str>, i32, i64)>);
+
+impl Positions {
+    /// Everything up to the last of `events` in each partition is done.
+    fn advance(&mut self, events: &[Event]) {
+        for event in events {
+            // Events of one partition come in runs: the last entry is nearly always it.
+            let found = match self.0.last_mut() {
+                Some(last) if last.1 == event.partition && last.0 == event.topic => Some(last),
+                _ => self
+                    .0
+                    .iter_mut()
+                    .find(|(t, p, _)| *p == event.partition && *t == event.topic),
+            };
+            match found {
+                Some(entry) => entry.2 = entry.2.max(event.offset + 1),
+                None => self
+                    .0
+                    .push((event.topic.clone(), event.partition, event.offset + 1)),
+            }
+        }
+    }
+
+    fn into_commit(self) -> Vec<Position> {
+        self.0
+            .into_iter()
+            .map(|(topic, partition, next_offset)| Position {
+                topic: topic.to_string(),
+                partition,
+                next_offset,
+            })
+            .collect()
+    }
+}
+
 async fn run_instance<B: Backend, A: Agent>(
     backend: B,
     delivery: Arc<Delivery<A>>,
@@ -601,33 +653,25 @@ async fn run_instance<B: Backend, A: Agent>(
                 }
             };
             *assignment.lock().unwrap_or_else(|p| p.into_inner()) = source.assignment();
-            let mut positions: BTreeMap<(Arc<str>, i32), i64> = BTreeMap::new();
+            let mut positions = Positions::default();
             let mut failed = false;
-            for event in &events {
+            for batch in events.chunks(spec.max_batch.max(1)) {
                 if stopped(&stop) {
                     break;
                 }
-                match delivery.deliver(&backend, event, &stop).await {
-                    Ok(_) => {
-                        positions.insert((event.topic.clone(), event.partition), event.offset + 1);
-                    }
-                    Err(error) => {
+                match delivery.deliver_batch(&backend, batch, &stop).await {
+                    Ok(()) => positions.advance(batch),
+                    Err(partial) => {
                         // Neither handled nor dead-lettered: commit nothing past it and
                         // re-read from the committed positions.
-                        tracing::error!(agent = %spec.name, %error, "delivery failed; will re-read");
+                        positions.advance(&batch[..partial.delivered]);
+                        tracing::error!(agent = %spec.name, error = %partial.error, "delivery failed; will re-read");
                         failed = true;
                         break;
                     }
                 }
             }
-            let positions = positions
-                .into_iter()
-                .map(|((topic, partition), next_offset)| Position {
-                    topic: topic.to_string(),
-                    partition,
-                    next_offset,
-                })
-                .collect();
+            let positions = positions.into_commit();
             match source.commit(positions).await {
                 Ok(()) => {}
                 Err(CommitError::Rebalanced(reason)) => {

@@ -98,6 +98,12 @@ impl Drop for Sampler {
     }
 }
 
+/// CPU seconds (user plus system, all threads) this process has used so far: `bench
+/// agents` runs the broker and the agents in-process, so this is their whole cost.
+pub fn process_cpu_seconds() -> anyhow::Result<f64> {
+    Ok(cpu_ticks(std::process::id())? as f64 / clock_ticks_per_second())
+}
+
 fn proc_path(pid: u32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }

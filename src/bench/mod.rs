@@ -7,12 +7,14 @@
 //! Module map: `options` (flags and client settings), `stats` (counters, latency
 //! histogram, progress line, final report), `broker_proc` (broker CPU and RSS from
 //! `/proc`), `topic` (create-if-missing), `payload` (record values and keys), `produce`,
-//! `consume`, `e2e`.
+//! `consume`, `e2e`, and `agents` with `pass_through` (the agent-runtime comparison).
 
+mod agents;
 mod broker_proc;
 mod consume;
 mod e2e;
 mod options;
+mod pass_through;
 mod payload;
 mod produce;
 mod stats;
@@ -42,22 +44,23 @@ pub enum Mode {
     /// Consume from the end while producing at `--rate`; latency is produce time
     /// (embedded in each value) to receipt.
     E2e(Options),
+    /// The same pass-through agent on the embedded and the Kafka backend against one
+    /// in-process broker: records/s, latencies and CPU per record side by side.
+    Agents(agents::AgentsOptions),
 }
 
 /// Runs one benchmark and prints its report; the only entry point `main` needs.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (name, options) = match &args.mode {
-        Mode::Produce(o) => ("produce", o),
-        Mode::Consume(o) => ("consume", o),
-        Mode::E2e(o) => ("e2e", o),
-    };
+    let (name, options, workload): (_, _, fn(&Options) -> anyhow::Result<stats::Report>) =
+        match &args.mode {
+            Mode::Agents(o) => return agents::run(o),
+            Mode::Produce(o) => ("produce", o, produce::run),
+            Mode::Consume(o) => ("consume", o, consume::run),
+            Mode::E2e(o) => ("e2e", o, e2e::run),
+        };
     options.validate(name)?;
     let sampler = broker_proc::Sampler::start(options.broker_pid)?;
-    let mut report = match &args.mode {
-        Mode::Produce(o) => produce::run(o)?,
-        Mode::Consume(o) => consume::run(o)?,
-        Mode::E2e(o) => e2e::run(o)?,
-    };
+    let mut report = workload(options)?;
     report.mode = name;
     if let Some(sampler) = sampler {
         report.broker = Some(sampler.finish()?);

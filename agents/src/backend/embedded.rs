@@ -155,8 +155,23 @@ pub fn murmur2(data: &[u8]) -> u32 {
     h
 }
 
-impl Sink for EmbeddedBackend {
-    async fn produce(&self, topic: &str, mut records: Vec<OutRecord>) -> Result<(), ProduceError> {
+/// An appended batch whose durable point is still to be awaited.
+struct Appended {
+    topic: String,
+    partition: Arc<agentlog_broker::partition::Partition>,
+    next_offset: i64,
+}
+
+impl EmbeddedBackend {
+    /// Appends `records` to `topic`, one encoded batch per partition, without waiting
+    /// for durability: a batch's outputs to several partitions and topics are all
+    /// appended first, so their fsyncs can be one group commit.
+    fn append(
+        &self,
+        topic: &str,
+        mut records: Vec<OutRecord>,
+        appended: &mut Vec<Appended>,
+    ) -> Result<(), ProduceError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -164,9 +179,13 @@ impl Sink for EmbeddedBackend {
         let found = self.topic_or_create(topic)?;
         let count = found.partitions.len().max(1);
         let mut by_partition: BTreeMap<usize, Vec<OutRecord>> = BTreeMap::new();
-        for record in records {
-            let index = self.partition_for(record.key.as_deref(), count);
-            by_partition.entry(index).or_default().push(record);
+        if count == 1 {
+            by_partition.insert(0, records);
+        } else {
+            for record in records {
+                let index = self.partition_for(record.key.as_deref(), count);
+                by_partition.entry(index).or_default().push(record);
+            }
         }
         for (index, records) in by_partition {
             let partition = found
@@ -177,23 +196,57 @@ impl Sink for EmbeddedBackend {
                     reason: format!("partition {index} missing"),
                 })?;
             let batch = records::encode_batch(&records, self.compression)?;
-            let append_error = |reason: String| ProduceError::Append {
-                topic: topic.to_string(),
-                partition: partition.index,
-                reason,
-            };
             // Through the partition, like a wire produce, so the partition's producer
             // state stays in step with everything in its log.
-            let appended = partition
+            let done = partition
                 .append(batch, None)
-                .map_err(|e| append_error(e.to_string()))?;
-            partition
-                .log
-                .wait_durable(appended.last_offset + 1)
-                .await
-                .map_err(|e| append_error(e.to_string()))?;
+                .map_err(|e| ProduceError::Append {
+                    topic: topic.to_string(),
+                    partition: partition.index,
+                    reason: e.to_string(),
+                })?;
+            appended.push(Appended {
+                topic: topic.to_string(),
+                partition: partition.clone(),
+                next_offset: done.last_offset + 1,
+            });
         }
         Ok(())
+    }
+}
+
+/// Waits until every appended batch is durable.
+async fn wait_durable(appended: Vec<Appended>) -> Result<(), ProduceError> {
+    for done in appended {
+        done.partition
+            .log
+            .wait_durable(done.next_offset)
+            .await
+            .map_err(|e| ProduceError::Append {
+                topic: done.topic,
+                partition: done.partition.index,
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+impl Sink for EmbeddedBackend {
+    async fn produce(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        let mut appended = Vec::new();
+        self.append(topic, records, &mut appended)?;
+        wait_durable(appended).await
+    }
+
+    async fn produce_all(
+        &self,
+        outputs: Vec<(String, Vec<OutRecord>)>,
+    ) -> Result<(), ProduceError> {
+        let mut appended = Vec::new();
+        for (topic, records) in outputs {
+            self.append(&topic, records, &mut appended)?;
+        }
+        wait_durable(appended).await
     }
 
     async fn ensure_topic(

@@ -145,6 +145,17 @@ impl Sink for KafkaBackend {
         try_join_all(sends).await.map(|_| ())
     }
 
+    async fn produce_all(
+        &self,
+        outputs: Vec<(String, Vec<OutRecord>)>,
+    ) -> Result<(), ProduceError> {
+        // Every topic's records in flight at once: one wait for all acknowledgements.
+        let sends = outputs
+            .into_iter()
+            .map(|(topic, records)| async move { self.produce(&topic, records).await });
+        try_join_all(sends).await.map(|_| ())
+    }
+
     async fn ensure_topic(
         &self,
         topic: &str,

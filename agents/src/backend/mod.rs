@@ -150,6 +150,22 @@ pub trait Sink: Send + Sync {
         records: Vec<OutRecord>,
     ) -> impl Future<Output = Result<(), ProduceError>> + Send;
 
+    /// Writes records to several topics at once (a batch's emits, decisions and state
+    /// writes); resolves when all are durable. Backends that can append everything
+    /// before waiting for durability override the default, which writes topic after
+    /// topic.
+    fn produce_all(
+        &self,
+        outputs: Vec<(String, Vec<OutRecord>)>,
+    ) -> impl Future<Output = Result<(), ProduceError>> + Send {
+        async move {
+            for (topic, records) in outputs {
+                self.produce(&topic, records).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Creates `topic` if it does not exist (compacted when asked), so state and audit
     /// topics have the right cleanup policy from their first record.
     fn ensure_topic(
