@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::agent::{Agent, BatchError, Context, HandlerError};
 use crate::backend::Sink;
-use crate::delivery::{stopped, Delivery, DeliveryError, NotDelivered};
+use crate::delivery::{stopped, AfterFailure, Delivery, DeliveryError, NotDelivered, Tally};
 use crate::event::{Event, OutRecord};
 use crate::metrics::inc;
 
@@ -163,25 +163,23 @@ impl<A: Agent> Delivery<A> {
         // Every attempt continues the trace the first one had.
         let trace = ctx.trace_id().to_string();
         ctx.discard_current();
-        let attempts = self.retry.max_attempts.max(1);
-        let (mut failures, mut waits, mut attempt) = (0, 0, 1);
+        let mut tally = Tally::new(&self.retry);
+        let mut attempt = 1;
         let mut error = first;
         loop {
-            inc(&self.metrics.errors, 1);
-            tracing::debug!(agent = %self.agent_id, topic = %event.topic, offset = event.offset, attempt, %error, "handler failed");
-            if error.unavailable {
-                inc(&self.metrics.unavailable, 1);
-                if *stop.borrow() {
-                    return Err(self.undelivered(event, NotDelivered::Stopped(error.message)));
+            let waits = match self.after_failure(event, attempt, &error, &mut tally, stop) {
+                AfterFailure::Retry(waits) => waits,
+                AfterFailure::Stop => {
+                    return Err(self.undelivered(event, NotDelivered::Stopped(error.message)))
                 }
-                waits += 1;
-            } else {
-                failures += 1;
-                if failures >= attempts {
-                    return Ok(Some(self.dead_letter_record(event, &error, attempts)));
+                AfterFailure::GiveUp => {
+                    return Ok(Some(self.dead_letter_record(
+                        event,
+                        &error,
+                        tally.max_attempts,
+                    )))
                 }
-                waits = failures;
-            }
+            };
             inc(&self.metrics.retries, 1);
             tokio::select! {
                 _ = tokio::time::sleep(self.retry.backoff(waits)) => {}

@@ -96,6 +96,37 @@ pub enum NotDelivered {
     Stopped(String),
 }
 
+/// An event's failed attempts so far: failures count towards `max_attempts`, waits for
+/// an unavailable dependency do not (they only lengthen the backoff).
+#[derive(Debug)]
+pub(crate) struct Tally {
+    failures: u32,
+    waits: u32,
+    /// When to give up and dead-letter.
+    pub(crate) max_attempts: u32,
+}
+
+impl Tally {
+    pub(crate) fn new(retry: &RetryPolicy) -> Tally {
+        Tally {
+            failures: 0,
+            waits: 0,
+            max_attempts: retry.max_attempts.max(1),
+        }
+    }
+}
+
+/// What comes after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Wait this many backoff steps, then try again.
+    Retry(u32),
+    /// The instance is stopping and the event was not at fault: leave it undelivered.
+    Stop,
+    /// Out of attempts: dead-letter it.
+    GiveUp,
+}
+
 /// Everything needed to deliver events to one agent.
 #[derive(Debug)]
 pub(crate) struct Delivery<A> {
@@ -134,8 +165,7 @@ impl<A: Agent> Delivery<A> {
         let trace_id = event
             .trace_id()
             .or_else(|| Some(crate::envelope::new_trace_id()));
-        let attempts = self.retry.max_attempts.max(1);
-        let mut failures = 0;
+        let mut tally = Tally::new(&self.retry);
         let mut waits = 0;
         let mut attempt = 0;
         let last_error = loop {
@@ -171,26 +201,46 @@ impl<A: Agent> Delivery<A> {
                 }
                 Err(error) => error,
             };
-            inc(&self.metrics.errors, 1);
-            tracing::debug!(agent = %self.agent_id, topic = %event.topic, offset = event.offset, attempt, %error, "handler failed");
-            if error.unavailable {
-                // Not the event's fault: keep its place, wait, and try again for as
-                // long as it takes, unless the instance is being stopped.
-                inc(&self.metrics.unavailable, 1);
-                if *stop.borrow() {
-                    return Err(self.undelivered(event, NotDelivered::Stopped(error.message)));
+            match self.after_failure(event, attempt, &error, &mut tally, stop) {
+                AfterFailure::Retry(step) => waits = step,
+                AfterFailure::Stop => {
+                    return Err(self.undelivered(event, NotDelivered::Stopped(error.message)))
                 }
-                waits += 1;
-                continue;
+                AfterFailure::GiveUp => break error,
             }
-            failures += 1;
-            if failures >= attempts {
-                break error;
-            }
-            waits = failures;
         };
-        self.dead_letter_durably(sink, event, &last_error, attempts)
+        self.dead_letter_durably(sink, event, &last_error, tally.max_attempts)
             .await
+    }
+
+    /// Counts a failed attempt of `event` and says what comes next. Shared by the
+    /// one-event and the batch paths, so both retry alike.
+    pub(crate) fn after_failure(
+        &self,
+        event: &Event,
+        attempt: u32,
+        error: &HandlerError,
+        tally: &mut Tally,
+        stop: &watch::Receiver<bool>,
+    ) -> AfterFailure {
+        inc(&self.metrics.errors, 1);
+        tracing::debug!(agent = %self.agent_id, topic = %event.topic, offset = event.offset, attempt, %error, "handler failed");
+        if error.unavailable {
+            // Not the event's fault: keep its place, wait, and try again for as long
+            // as it takes, unless the instance is being stopped.
+            inc(&self.metrics.unavailable, 1);
+            if *stop.borrow() {
+                return AfterFailure::Stop;
+            }
+            tally.waits += 1;
+            return AfterFailure::Retry(tally.waits);
+        }
+        tally.failures += 1;
+        if tally.failures >= tally.max_attempts {
+            return AfterFailure::GiveUp;
+        }
+        tally.waits = tally.failures;
+        AfterFailure::Retry(tally.waits)
     }
 
     pub(crate) fn undelivered(&self, event: &Event, reason: NotDelivered) -> DeliveryError {
