@@ -31,16 +31,19 @@ after(async () => {
   fs.rmSync(certs, { recursive: true, force: true })
 })
 
-function secureKafka (password) {
+// The wrong-password client does not retry (its refusal is the answer); the right one
+// retries as clients do by default: the produce auto-creates its topic, which Kafka (and
+// agentlog) answers LEADER_NOT_AVAILABLE first.
+function secureKafka (password, retry = { retries: 0 }) {
   return kafkaFor({ bootstrap: address }, {
     ssl: { ca: [fs.readFileSync(path.join(certs, 'ca.crt'))] },
     sasl: { mechanism: 'scram-sha-256', username: 'dave', password },
-    retry: { retries: 0 }
+    retry
   })
 }
 
 test('SCRAM-SHA-256 over SASL_SSL produces and reads back', async () => {
-  const kafka = secureKafka('d4ve-pw')
+  const kafka = secureKafka('d4ve-pw', { retries: 5, initialRetryTime: 100 })
   const producer = producerFor(kafka)
   await producer.connect()
   await producer.send({ topic: 'js-secure', messages: [{ value: 'a' }, { value: 'b' }] })
