@@ -283,6 +283,13 @@ fn unauthenticated_connections_get_small_frames_and_a_deadline() {
     let mut idle = std::net::TcpStream::connect(&address).unwrap();
     assert!(common::silent_for(&mut idle, Duration::from_secs(2)));
     assert!(common::is_closed_within(&mut idle, Duration::from_secs(20)));
-    let log = std::fs::read_to_string(&broker.stderr_log).unwrap();
-    assert!(log.contains("not authenticated within"), "{log}");
+    // The broker's stderr reaches the file after the close the client saw: wait for it.
+    let logged = |log: &str| log.contains("not authenticated within");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut log = std::fs::read_to_string(&broker.stderr_log).unwrap();
+    while !logged(&log) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        log = std::fs::read_to_string(&broker.stderr_log).unwrap();
+    }
+    assert!(logged(&log), "{log}");
 }

@@ -81,7 +81,7 @@ fn fetch_health(http: &str, timeout: Duration) -> anyhow::Result<Value> {
     // /health answers 503 with the same body while something is unhealthy (a link down
     // is one of the things it reports), so the status code is not an error.
     let (_status, json) = super::http_get_json(&url, timeout)
-        .with_context(|| format!("is `agentlog serve --http {http}` running?"))?;
+        .with_context(|| format!("{url}: is `agentlog serve --http {http}` running?"))?;
     Ok(json)
 }
 
