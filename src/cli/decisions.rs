@@ -147,22 +147,11 @@ fn step_json(message: &BorrowedMessage<'_>, envelope: Option<Envelope>) -> serde
 /// Every step of one trace across all agents' step topics, in time order.
 pub fn trace_steps(cluster: &ClusterArgs, trace: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut steps = Vec::new();
-    for topic in step_topics(cluster)? {
-        let reader = Reader::open(cluster, &topic, StartFrom::Beginning, None, None)?;
-        let stop = Stop {
-            num: None,
-            at_end: true,
-        };
-        reader.each(stop, |message| {
-            let envelope = message
-                .payload()
-                .and_then(|v| serde_json::from_slice::<Envelope>(v).ok());
-            if of_trace(message, envelope.as_ref(), Some(trace)) {
-                steps.push(step_json(message, envelope));
-            }
-            Ok(true)
-        })?;
-    }
+    each_step(cluster, StartFrom::Beginning, |message, envelope| {
+        if of_trace(message, envelope.as_ref(), Some(trace)) {
+            steps.push(step_json(message, envelope));
+        }
+    })?;
     steps.sort_by_key(|s| s["time"].as_i64().unwrap_or(0));
     Ok(steps)
 }
@@ -170,8 +159,23 @@ pub fn trace_steps(cluster: &ClusterArgs, trace: &str) -> anyhow::Result<Vec<ser
 /// The latest `limit` steps of each agent, newest first, so an operator can pick a trace.
 pub fn recent_steps(cluster: &ClusterArgs, limit: i64) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut steps = Vec::new();
+    each_step(cluster, StartFrom::Last(limit), |message, envelope| {
+        steps.push(step_json(message, envelope));
+    })?;
+    steps.sort_by_key(|s| std::cmp::Reverse(s["time"].as_i64().unwrap_or(0)));
+    steps.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(steps)
+}
+
+/// Reads every agent's step topic from `from` to its end now, handing each record and
+/// its envelope (when it parses as one) to `step`.
+fn each_step(
+    cluster: &ClusterArgs,
+    from: StartFrom,
+    mut step: impl FnMut(&BorrowedMessage<'_>, Option<Envelope>),
+) -> anyhow::Result<()> {
     for topic in step_topics(cluster)? {
-        let reader = Reader::open(cluster, &topic, StartFrom::Last(limit), None, None)?;
+        let reader = Reader::open(cluster, &topic, from, None, None)?;
         let stop = Stop {
             num: None,
             at_end: true,
@@ -180,13 +184,11 @@ pub fn recent_steps(cluster: &ClusterArgs, limit: i64) -> anyhow::Result<Vec<ser
             let envelope = message
                 .payload()
                 .and_then(|v| serde_json::from_slice::<Envelope>(v).ok());
-            steps.push(step_json(message, envelope));
+            step(message, envelope);
             Ok(true)
         })?;
     }
-    steps.sort_by_key(|s| std::cmp::Reverse(s["time"].as_i64().unwrap_or(0)));
-    steps.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok(steps)
+    Ok(())
 }
 
 /// A header line (time, agent, decision, trace, position) and the details, indented.
