@@ -22,14 +22,11 @@ use tokio::sync::watch;
 use super::mirror::{self, Fetched, MirrorError};
 use super::pacer::Pacer;
 use super::remote::{self, LinkContext, RemoteError};
+use super::session::{self, Backoff, Sessions};
 use super::settings::UplinkDef;
 use super::status::{LinkState, UplinkStatus};
 use crate::event::{now_ms, OutRecord};
 
-/// First wait after a failed session; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// Longest wait between sessions.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often remote topics are looked for and the link is checked (a metadata call
 /// that fails ends the session, as a consumer alone would wait silently forever).
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
@@ -116,45 +113,12 @@ impl Downlink {
         *self.stop.borrow()
     }
 
-    /// Runs sessions until stopped, backing off after each failure.
-    pub async fn run(mut self) {
-        let mut backoff = MIN_BACKOFF;
-        while !self.stopping() {
-            self.status.set_state(LinkState::Connecting);
-            let consumer = match remote::consumer(&self.def) {
-                Ok(consumer) => Arc::new(consumer),
-                Err(error) => {
-                    self.status.set_state(DownError::Remote(error).state());
-                    let _ = self.stop.changed().await;
-                    return;
-                }
-            };
-            let mut stop = self.stop.clone();
-            let outcome = tokio::select! {
-                outcome = self.session(&consumer, &mut backoff) => Some(outcome),
-                _ = stop.wait_for(|stopped| *stopped) => None,
-            };
-            // Dropping a consumer waits for its threads: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
-            match outcome {
-                None | Some(Ok(())) => return,
-                Some(Err(error)) => self.status.set_state(error.state()),
-            }
-            let mut stop = self.stop.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
     /// One consumer's life: resume from the local logs, mirror until stopped or a
     /// failure.
-    async fn session(
+    async fn mirror(
         &mut self,
         consumer: &Arc<DownConsumer>,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), DownError> {
         self.mirrored.clear();
         self.discover(consumer).await?;
@@ -181,7 +145,7 @@ impl Downlink {
             self.status.record_sent(records, bytes, now_ms());
             self.seen = (self.seen.0 + records, self.seen.1 + bytes);
             self.status.set_lag(self.behind(), 0);
-            *backoff = MIN_BACKOFF;
+            backoff.reset();
             self.pacer.sent(bytes as usize);
         }
     }
@@ -406,5 +370,43 @@ impl Downlink {
                 .lifecycle
                 .hold_from(holder, local_topic, partition, local_offset);
         }
+    }
+}
+
+impl Sessions for Downlink {
+    type Client = Arc<DownConsumer>;
+    type Error = DownError;
+
+    fn status(&self) -> &Arc<UplinkStatus> {
+        &self.status
+    }
+
+    fn stop(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
+    fn state_after(error: &DownError) -> LinkState {
+        error.state()
+    }
+
+    fn connect(&mut self) -> Result<Arc<DownConsumer>, RemoteError> {
+        remote::consumer(&self.def).map(Arc::new)
+    }
+
+    async fn session(
+        &mut self,
+        consumer: &Arc<DownConsumer>,
+        backoff: &mut Backoff,
+    ) -> Result<(), DownError> {
+        self.mirror(consumer, backoff).await
+    }
+
+    async fn retire(consumer: Arc<DownConsumer>) {
+        // Dropping a consumer waits for its threads: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    }
+
+    async fn pause(&mut self, wait: Duration) {
+        session::sleep_unless_stopped(wait, self.stop.clone()).await
     }
 }

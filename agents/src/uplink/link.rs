@@ -20,14 +20,11 @@ use super::local::{LocalTopics, ReadBatch};
 use super::pacer::Pacer;
 use super::progress::{self, LoadProgressError};
 use super::remote::{self, LinkProducer, RemoteError, RemoteTopics};
+use super::session::{self, Backoff, Sessions};
 use super::settings::{Mode, UplinkDef};
 use super::status::{LinkState, UplinkStatus};
 use crate::event::{now_ms, Event};
 
-/// First wait after a failed session; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// Longest wait between sessions: a link back after a long outage is used within it.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a topic the remote refused is set aside before it is tried again.
 const REFUSED_RETRY: Duration = Duration::from_secs(30);
 /// How often new local topics matching the uplink are looked for (a topic not yet
@@ -123,49 +120,6 @@ impl Link {
         *self.stop.borrow()
     }
 
-    /// Runs sessions until stopped, backing off after each failure.
-    pub async fn run(mut self) {
-        let mut backoff = MIN_BACKOFF;
-        // Before the remote is reached: hold (and count as behind) everything local, as
-        // nothing is known to be forwarded until the remote's progress is read.
-        self.local.discover(&HashMap::new());
-        while !self.stopping() {
-            self.status.set_behind(self.local.behind());
-            self.status.set_state(LinkState::Connecting);
-            let producer = match remote::producer(&self.def) {
-                Ok(producer) => producer,
-                Err(error) => {
-                    // A configuration librdkafka refuses does not get better: report it
-                    // and wait for a restart with a fixed file.
-                    self.status.set_state(SessionError::Remote(error).state());
-                    let _ = self.stop.changed().await;
-                    return;
-                }
-            };
-            let mut stop = self.stop.clone();
-            // Stopping does not wait out a remote call in progress (up to the remote
-            // timeout over a dead link): whatever it was doing, the remote aborts.
-            let outcome = tokio::select! {
-                outcome = self.session(&producer, &mut backoff) => Some(outcome),
-                _ = stop.wait_for(|stopped| *stopped) => None,
-            };
-            remote::retire(producer).await;
-            match outcome {
-                None | Some(Ok(())) => return,
-                Some(Err(error)) => self.status.set_state(error.state()),
-            }
-            let mut stop = self.stop.clone();
-            self.discovering(async {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
-            })
-            .await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
     /// Runs `work` (a remote call or a wait, borrowing nothing of the link) while
     /// picking up new local topics, so that even with the remote unreachable their
     /// records are held against retention and counted as behind. Positions found here
@@ -190,10 +144,10 @@ impl Link {
     }
 
     /// One producer's life: fence, load progress, forward until stopped or a failure.
-    async fn session(
+    async fn forward(
         &mut self,
         producer: &LinkProducer,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let timeout = self.def.remote_timeout();
         if self.def.mode == Mode::ExactlyOnce {
@@ -284,7 +238,7 @@ impl Link {
                     for (topic, _) in batch.next.keys() {
                         self.status.set_topic_error(topic, None);
                     }
-                    *backoff = MIN_BACKOFF;
+                    backoff.reset();
                     self.pacer.sent(batch.bytes);
                 }
                 Err(SendError::Refused { topic, reason }) => {
@@ -517,4 +471,47 @@ fn failure(topic: Option<String>, error: KafkaError) -> SendError {
 
 fn record_bytes(event: &Event) -> usize {
     event.key.as_ref().map_or(0, |k| k.len()) + event.value.as_ref().map_or(0, |v| v.len())
+}
+
+impl Sessions for Link {
+    type Client = LinkProducer;
+    type Error = SessionError;
+
+    fn status(&self) -> &Arc<UplinkStatus> {
+        &self.status
+    }
+
+    fn stop(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
+    fn state_after(error: &SessionError) -> LinkState {
+        error.state()
+    }
+
+    fn connect(&mut self) -> Result<LinkProducer, RemoteError> {
+        // Before the remote is reached: hold (and count as behind) everything local, as
+        // nothing is known to be forwarded until the remote's progress is read.
+        self.local.discover(&HashMap::new());
+        self.status.set_behind(self.local.behind());
+        remote::producer(&self.def)
+    }
+
+    async fn session(
+        &mut self,
+        producer: &LinkProducer,
+        backoff: &mut Backoff,
+    ) -> Result<(), SessionError> {
+        self.forward(producer, backoff).await
+    }
+
+    async fn retire(producer: LinkProducer) {
+        remote::retire(producer).await
+    }
+
+    async fn pause(&mut self, wait: Duration) {
+        let stop = self.stop.clone();
+        self.discovering(session::sleep_unless_stopped(wait, stop))
+            .await
+    }
 }

@@ -24,6 +24,9 @@ struct Cursor {
     /// Next offset to forward: everything before it is committed on the remote.
     position: i64,
     watch: watch::Receiver<i64>,
+    /// Index of the first `priority` entry the topic matches (unlisted topics come
+    /// after every entry): lower is read first.
+    rank: usize,
 }
 
 impl Cursor {
@@ -68,28 +71,34 @@ pub struct LocalTopics {
     holder: Option<String>,
     names: Vec<String>,
     pattern: Option<Regex>,
+    /// The uplink's `priority` entries, highest first.
+    priorities: Vec<Regex>,
     cursors: Vec<Cursor>,
     /// Per partition, the offset up to which deleted unforwarded records were counted
     /// as lost (so a range is counted once, however many sessions find it).
     lost_until: HashMap<SourcePartition, i64>,
-    /// Rotates which partition is read first, so a busy one cannot starve the rest.
+    /// Rotates which partition of a priority rank is read first, so a busy one cannot
+    /// starve the rest of its rank.
     next_first: usize,
 }
 
 impl LocalTopics {
-    /// Forwards the topics named, and those matching `pattern`; with a `holder`, keeps
-    /// local retention from deleting what is not forwarded yet.
+    /// Forwards the topics named, and those matching `pattern`, those matching
+    /// `priorities` first; with a `holder`, keeps local retention from deleting what is
+    /// not forwarded yet.
     pub fn new(
         broker: Arc<Broker>,
         holder: Option<String>,
         names: Vec<String>,
         pattern: Option<Regex>,
+        priorities: Vec<Regex>,
     ) -> LocalTopics {
         LocalTopics {
             broker,
             holder,
             names,
             pattern,
+            priorities,
             cursors: Vec::new(),
             lost_until: HashMap::new(),
             next_first: 0,
@@ -117,6 +126,11 @@ impl LocalTopics {
                 continue;
             }
             let mut new_partitions = false;
+            let rank = self
+                .priorities
+                .iter()
+                .position(|p| p.is_match(name))
+                .unwrap_or(self.priorities.len());
             for partition in &topic.partitions {
                 let key = (name.to_string(), partition.index);
                 if known.contains(&key) {
@@ -129,6 +143,7 @@ impl LocalTopics {
                     watch: partition.log.subscribe(),
                     partition: partition.clone(),
                     position,
+                    rank,
                 });
                 new_partitions = true;
             }
@@ -196,11 +211,15 @@ impl LocalTopics {
         }
         let first = self.next_first % count;
         self.next_first = self.next_first.wrapping_add(1);
-        for i in 0..count {
+        // Rotated, then (stably) by rank: each rank drained before the next, its
+        // partitions taking turns at going first.
+        let mut order: Vec<usize> = (0..count).map(|i| (first + i) % count).collect();
+        order.sort_by_key(|&i| self.cursors[i].rank);
+        for i in order {
             if batch.bytes >= budget {
                 break;
             }
-            let cursor = &self.cursors[(first + i) % count];
+            let cursor = &self.cursors[i];
             if paused.contains(cursor.topic.as_ref()) {
                 continue;
             }
@@ -385,7 +404,7 @@ mod tests {
         let topic = broker.topics.create("tx", 1, Default::default()).unwrap();
         write_outcomes(&topic.partitions[0]);
 
-        let mut local = LocalTopics::new(broker, None, vec!["tx".to_string()], None);
+        let mut local = LocalTopics::new(broker, None, vec!["tx".to_string()], None, Vec::new());
         local.discover(&HashMap::new());
         let (batch, undecodable) = local.read(1 << 20, &HashSet::new());
         assert!(undecodable.is_empty());
@@ -397,5 +416,80 @@ mod tests {
         commit_open(&topic.partitions[0]);
         let (batch, _) = local.read(1 << 20, &HashSet::new());
         assert_eq!(values(&batch.events), [OPEN]);
+    }
+
+    /// Appends one stored batch holding one record `value` (a batch is the smallest
+    /// unit a read returns, so a budget of one byte reads exactly one).
+    fn append_one(partition: &agentlog_broker::partition::Partition, value: &str) {
+        use agentlog_protocol::fixtures::{encode, record};
+        let one = record(
+            0,
+            None,
+            Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+            1,
+        );
+        partition
+            .append(
+                encode(&[one], kafka_protocol::records::Compression::None),
+                None,
+            )
+            .unwrap();
+        partition.log.flush().unwrap();
+    }
+
+    /// With `priority`, every read starts with the highest-ranked topic that has
+    /// records, whichever partition the rotation would start at; below it, the rotation
+    /// still takes turns, and lower ranks are read once higher ones are drained.
+    #[tokio::test]
+    async fn priority_topics_are_read_first() {
+        let edge = agentlog_broker::EmbeddedBroker::start().await.unwrap();
+        let broker = edge.running().broker.clone();
+        let telemetry = broker
+            .topics
+            .create("telemetry", 3, Default::default())
+            .unwrap();
+        let alarms = broker
+            .topics
+            .create("alarms", 1, Default::default())
+            .unwrap();
+        for partition in &telemetry.partitions {
+            append_one(partition, "telemetry");
+        }
+        for value in ["alarm-1", "alarm-2"] {
+            append_one(&alarms.partitions[0], value);
+        }
+        let priority = vec![regex::Regex::new("^(?:alarms)$").unwrap()];
+        let mut local = LocalTopics::new(
+            broker,
+            None,
+            vec!["telemetry".into(), "alarms".into()],
+            None,
+            priority,
+        );
+        local.discover(&HashMap::new());
+
+        // Budget 1: one stored batch per read. Four reads cover every rotation start.
+        for _ in 0..4 {
+            let (batch, _) = local.read(1, &HashSet::new());
+            assert_eq!(values(&batch.events), ["alarm-1"]);
+        }
+        let (batch, _) = local.read(1, &HashSet::new());
+        local.advance(&batch.next);
+        let (batch, _) = local.read(1, &HashSet::new());
+        assert_eq!(values(&batch.events), ["alarm-2"]);
+        local.advance(&batch.next);
+        // Alarms drained: the telemetry partitions take turns at going first.
+        let mut firsts = HashSet::new();
+        for _ in 0..3 {
+            let (batch, _) = local.read(1, &HashSet::new());
+            assert_eq!(values(&batch.events), ["telemetry"]);
+            firsts.insert(batch.next.keys().next().unwrap().1);
+        }
+        assert_eq!(firsts.len(), 3, "the rotation within a rank is kept");
+        // A whole budget takes alarms first, then the rest.
+        append_one(&alarms.partitions[0], "alarm-3");
+        let (batch, _) = local.read(1 << 20, &HashSet::new());
+        assert_eq!(values(&batch.events)[0], "alarm-3");
+        assert_eq!(batch.events.len(), 4);
     }
 }

@@ -26,6 +26,7 @@ pub mod mirror;
 pub mod pacer;
 pub mod progress;
 pub mod remote;
+mod session;
 pub mod settings;
 pub mod status;
 
@@ -77,17 +78,22 @@ impl Uplinks {
                     stopped.clone(),
                 );
                 tracing::info!(uplink = %def.name, bootstrap = %def.bootstrap, "down uplink started");
-                tasks.push(tokio::spawn(down.run()));
+                tasks.push(tokio::spawn(session::run(down)));
                 continue;
             }
             let holder = def
                 .retain_until_forwarded()
                 .then(|| format!("uplink:{}", def.name));
-            let local =
-                local::LocalTopics::new(broker.clone(), holder, def.topics.clone(), def.pattern()?);
+            let local = local::LocalTopics::new(
+                broker.clone(),
+                holder,
+                def.topics.clone(),
+                def.pattern()?,
+                def.priorities()?,
+            );
             let link = link::Link::new(def.clone(), local, status.clone(), stopped.clone());
             tracing::info!(uplink = %def.name, bootstrap = %def.bootstrap, mode = ?def.mode, "uplink started");
-            tasks.push(tokio::spawn(link.run()));
+            tasks.push(tokio::spawn(session::run(link)));
         }
         Ok(Uplinks {
             statuses: UplinkStatuses(statuses),

@@ -8,6 +8,7 @@
 //! site = "rig7"                     # this edge's origin id (headers, ids, progress topic)
 //! topics = ["telemetry", "alarms"]  # and/or
 //! topics_regex = "^sensors\\..*"
+//! priority = ["alarms", "sensors\\.critical\\..*"]  # forwarded first, in this order
 //! rename_prefix = "rig7."           # remote topic = prefix + local name
 //! mode = "exactly_once"             # or "at_least_once" (remote without transactions)
 //! batch_bytes = 1048576             # most bytes read into one transaction
@@ -82,6 +83,14 @@ pub struct UplinkDef {
     /// Topics forwarded, by pattern (matched anywhere unless anchored): local ones
     /// going up, remote ones coming down.
     pub topics_regex: Option<String>,
+    /// Topics forwarded before the others, highest first (`direction = "up"` only):
+    /// each entry is a pattern matched against the whole local topic name (a plain
+    /// name matches itself). Every batch is filled from the first entry's topics, then
+    /// the next's, then the unlisted ones, so after a long outage alarms are on the
+    /// remote before the telemetry backlog; a listed topic that never runs dry holds
+    /// the others back, as strict priority must.
+    #[serde(default)]
+    pub priority: Vec<String>,
     /// Prepended to a topic's name to name its copy: the remote topic going up, the
     /// local one coming down.
     #[serde(default)]
@@ -124,14 +133,19 @@ pub enum UplinkConfigError {
     /// Neither `topics` nor `topics_regex`.
     #[error("uplink `{0}`: give `topics` and/or `topics_regex`")]
     NoTopics(String),
-    /// `topics_regex` does not compile.
-    #[error("uplink `{uplink}`: topics_regex: {reason}")]
+    /// `topics_regex` or a `priority` entry does not compile.
+    #[error("uplink `{uplink}`: {field}: {reason}")]
     Regex {
         /// The uplink.
         uplink: String,
+        /// The field.
+        field: &'static str,
         /// Why.
         reason: String,
     },
+    /// `priority` on a `direction = "down"` uplink, whose order is the remote's.
+    #[error("uplink `{0}`: `priority` applies to direction = \"up\" only")]
+    PriorityDown(String),
     /// A name that becomes part of a topic name has characters Kafka refuses.
     #[error("uplink `{uplink}`: `{field}` may hold only letters, digits, '.', '_' and '-'")]
     BadName {
@@ -182,6 +196,10 @@ impl UplinkDef {
             return Err(UplinkConfigError::NoTopics(uplink()));
         }
         self.pattern()?;
+        self.priorities()?;
+        if self.direction == Direction::Down && !self.priority.is_empty() {
+            return Err(UplinkConfigError::PriorityDown(uplink()));
+        }
         Ok(())
     }
 
@@ -193,8 +211,23 @@ impl UplinkDef {
             .transpose()
             .map_err(|e| UplinkConfigError::Regex {
                 uplink: self.name.clone(),
+                field: "topics_regex",
                 reason: e.to_string(),
             })
+    }
+
+    /// The compiled `priority` entries, highest first, each anchored to the whole name.
+    pub fn priorities(&self) -> Result<Vec<Regex>, UplinkConfigError> {
+        self.priority
+            .iter()
+            .map(|entry| {
+                Regex::new(&format!("^(?:{entry})$")).map_err(|e| UplinkConfigError::Regex {
+                    uplink: self.name.clone(),
+                    field: "priority",
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// The transactional id: stable across restarts, so a restarted edge fences its
@@ -278,6 +311,20 @@ mod tests {
     }
 
     #[test]
+    fn priority_entries_match_whole_names() {
+        let def = parse(&format!(
+            "{MINIMAL}priority=['alarms', 'sensors\\.critical\\..*']\n"
+        ));
+        def.validate().unwrap();
+        let priorities = def.priorities().unwrap();
+        assert!(priorities[0].is_match("alarms"));
+        assert!(!priorities[0].is_match("alarms-old"));
+        assert!(!priorities[0].is_match("old-alarms"));
+        assert!(priorities[1].is_match("sensors.critical.pump"));
+        assert!(!priorities[1].is_match("sensors.criticalpump"));
+    }
+
+    #[test]
     fn refuses_bad_tables() {
         let no_topics = parse("name='c'\nbootstrap='h'\nsite='s'\n");
         assert!(matches!(
@@ -293,6 +340,19 @@ mod tests {
         assert!(matches!(
             bad_site.validate(),
             Err(UplinkConfigError::BadName { field: "site", .. })
+        ));
+        let bad_priority = parse(&format!("{MINIMAL}priority=['a(']\n"));
+        assert!(matches!(
+            bad_priority.validate(),
+            Err(UplinkConfigError::Regex {
+                field: "priority",
+                ..
+            })
+        ));
+        let down_priority = parse(&format!("{MINIMAL}direction='down'\npriority=['t']\n"));
+        assert!(matches!(
+            down_priority.validate(),
+            Err(UplinkConfigError::PriorityDown(_))
         ));
         let down = parse(&format!("{MINIMAL}direction='down'\n"));
         down.validate().unwrap();
