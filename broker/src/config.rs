@@ -15,7 +15,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::security::listener::{parse_advertised, parse_listeners, Listener, SecurityProtocol};
-use crate::storage::{FlushPolicy, LogConfig};
+use crate::storage::{CacheBudget, FlushPolicy, LogConfig, DEFAULT_CACHE_BUDGET};
 
 /// The type of a setting's value, as DescribeConfigs v3+ reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
     def("log.preallocate", ConfigType::Boolean, "true", "agentlog: reserve disk space (fallocate) ahead of the active segment's appends under 2 KiB, in steps of 64 KiB to 8 MiB, so that a group commit's fdatasync does not also write a new file size. Kafka's default is false (it would preallocate whole segments)."),
     checked(def("log.tail.cache.bytes", ConfigType::Long, "4194304", "agentlog: bytes of recently appended batches kept in memory per partition for tailing readers."), non_negative),
+    checked(def("log.cache.budget.bytes", ConfigType::Long, "67108864", "agentlog: bytes all partitions' tail caches may hold together; beyond it, reads are served from the segment files (the OS page cache), so memory follows this setting, not the number of partitions."), non_negative),
     checked(def("log.retention.check.interval.ms", ConfigType::Long, "5000", "agentlog: how often retention (retention.ms, retention.bytes, DeleteRecords leftovers) is enforced. Kafka's default is 300000; an edge box checks more often."), positive),
     checked(def("log.cleaner.backoff.ms", ConfigType::Long, "2000", "How long the compactor sleeps between passes over compacted topics."), positive),
     checked(def("log.disk.free.min.bytes", ConfigType::Long, "104857600", "agentlog: produce is refused with KAFKA_STORAGE_ERROR (retriable) while the data directory's filesystem has less free space than this (0: never)."), non_negative),
@@ -466,6 +467,9 @@ pub struct BrokerConfig {
     /// Runtime overrides of [`DYNAMIC_BROKER_CONFIGS`], shared by every clone of this
     /// config (the broker and its topic registry see the same values).
     dynamic: Arc<RwLock<BTreeMap<&'static str, String>>>,
+    /// The memory every partition's tail cache shares, sized by
+    /// `log.cache.budget.bytes`; shared by every clone, like `dynamic`.
+    cache_budget: Arc<CacheBudget>,
 }
 
 impl Default for BrokerConfig {
@@ -479,6 +483,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("./agentlog-data"),
             explicit: BTreeMap::new(),
             dynamic: Arc::default(),
+            cache_budget: CacheBudget::new(DEFAULT_CACHE_BUDGET),
         }
     }
 }
@@ -758,8 +763,17 @@ impl BrokerConfig {
             index_interval_bytes: topic("index.interval.bytes", 4096) as u32,
             flush: self.flush_policy(),
             tail_cache_bytes: self.get("log.tail.cache.bytes", 4 << 20),
+            cache_budget: self.cache_budget(),
             preallocate: self.get("log.preallocate", true),
         }
+    }
+
+    /// The tail caches' shared budget, sized by `log.cache.budget.bytes` (read here
+    /// rather than at construction, as settings are applied to a built config).
+    pub fn cache_budget(&self) -> Arc<CacheBudget> {
+        self.cache_budget
+            .set_limit(self.get("log.cache.budget.bytes", DEFAULT_CACHE_BUDGET));
+        self.cache_budget.clone()
     }
 
     /// Largest batch accepted for a topic.

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod groups;
 pub mod handlers;
 pub mod lifecycle;
+pub mod memory;
 pub mod partition;
 pub mod producers;
 pub mod security;

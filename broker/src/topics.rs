@@ -337,6 +337,7 @@ impl TopicRegistry {
             }
         });
         tracing::info!(topic = topic.name(), "deleted topic");
+        crate::memory::release_freed_memory_soon();
         Ok(())
     }
 

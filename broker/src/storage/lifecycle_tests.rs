@@ -18,6 +18,7 @@ fn config(segment_bytes: u64) -> LogConfig {
         index_interval_bytes: 200,
         flush: FlushPolicy::Never,
         tail_cache_bytes: 1 << 20,
+        cache_budget: super::CacheBudget::new(super::DEFAULT_CACHE_BUDGET),
         preallocate: true,
     }
 }

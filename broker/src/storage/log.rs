@@ -38,6 +38,7 @@ use self::files::{list_segments, read_checkpoint, read_log_start};
 pub(in crate::storage) use self::files::{sync_dir, write_atomically};
 pub use self::retention::{DeleteRecordsError, Retention, RetentionOutcome};
 use self::tail_cache::TailCache;
+pub use self::tail_cache::{CacheBudget, DEFAULT_CACHE_BUDGET};
 use super::segment::{rlock, wlock, ActiveRecovery, Checkpoint, Segment};
 use super::{
     AppendError, Appended, FlushError, FlushPolicy, LogConfig, OpenError, ReadBatches, ReadError,
@@ -209,7 +210,7 @@ impl PartitionLog {
             }),
             shared: RwLock::new(Shared {
                 segments,
-                cache: TailCache::new(config.tail_cache_bytes),
+                cache: TailCache::new(config.tail_cache_bytes, config.cache_budget.clone()),
                 max_timestamp,
                 pending_max: VecDeque::new(),
             }),

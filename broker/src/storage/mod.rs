@@ -52,7 +52,10 @@ use thiserror::Error;
 
 pub use compact::{cleaned_up_to, CompactError, Compaction, CompactionOutcome};
 pub(crate) use log::replace_file;
-pub use log::{DeleteRecordsError, PartitionLog, Retention, RetentionOutcome};
+pub use log::{
+    CacheBudget, DeleteRecordsError, PartitionLog, Retention, RetentionOutcome,
+    DEFAULT_CACHE_BUDGET,
+};
 
 /// When appended bytes are forced to disk, and so when they become visible and acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct LogConfig {
     /// holds the appended `Bytes` themselves, so an append that is a slice of a larger
     /// request buffer keeps that buffer alive until evicted.
     pub tail_cache_bytes: usize,
+    /// The budget every tail cache of the broker shares (`log.cache.budget.bytes`).
+    pub cache_budget: std::sync::Arc<CacheBudget>,
     /// Reserve file space ahead of appends (see `Segment::reserve`): an fdatasync then
     /// leaves the inode alone, which on ext4 saves a journal commit per group commit.
     pub preallocate: bool,
@@ -193,6 +198,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush: FlushPolicy::EveryBatch,
             tail_cache_bytes: 1 << 20,
+            cache_budget: CacheBudget::new(DEFAULT_CACHE_BUDGET),
             preallocate: true,
         }
     }

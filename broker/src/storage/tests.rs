@@ -42,6 +42,7 @@ fn config(segment_bytes: u64, flush: FlushPolicy, cache: usize) -> LogConfig {
         index_interval_bytes: 200,
         flush,
         tail_cache_bytes: cache,
+        cache_budget: super::CacheBudget::new(super::DEFAULT_CACHE_BUDGET),
         preallocate: true,
     }
 }
