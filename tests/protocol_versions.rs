@@ -179,3 +179,96 @@ fn hex(text: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// The cluster-administration APIs at every advertised version, over the wire and
+/// through the guard, answered as a one-broker KRaft cluster would.
+#[test]
+fn cluster_admin_apis_answer_as_one_broker_at_every_version() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, BrokerId, DescribeLogDirsRequest,
+        DescribeQuorumRequest, ElectLeadersRequest, ListPartitionReassignmentsRequest,
+    };
+
+    let broker = BrokerProcess::start(&[]);
+    let mut client = RawClient::connect(&broker.bootstrap());
+    let name = |s: &'static str| TopicName(StrBytes::from_static_str(s));
+    let created = client.call(
+        &CreateTopicsRequest::default().with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(name("ops"))
+                .with_num_partitions(2)
+                .with_replication_factor(1),
+        ]),
+        4,
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+
+    for version in 0..=2 {
+        let response = client.call(
+            &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(name("ops"))
+                    .with_partitions(vec![0, 5]),
+            ])),
+            version,
+        );
+        let codes: Vec<i16> = response.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            [84, 3],
+            "ELECTION_NOT_NEEDED, UNKNOWN_TOPIC v{version}"
+        );
+    }
+    for version in 1..=4 {
+        let response = client.call(&DescribeLogDirsRequest::default(), version);
+        let [dir] = &response.results[..] else {
+            panic!("one log dir, v{version}")
+        };
+        assert!(dir.topics.iter().any(|t| t.name.0.as_str() == "ops"));
+    }
+    // Two replicas on one broker: the broker named twice (INVALID_REPLICA_ASSIGNMENT, 39)
+    // where the factor may change (always before v1), else INVALID_REPLICATION_FACTOR.
+    for (version, allow, expected) in [(0, false, 39), (1, false, 38), (1, true, 39)] {
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_allow_replication_factor_change(allow)
+            .with_topics(vec![
+                kafka_protocol::messages::alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(name("ops"))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_replicas(Some(vec![BrokerId(1), BrokerId(1)])),
+                    ]),
+            ]);
+        let response = client.call(&request, version);
+        let code = response.responses[0].partitions[0].error_code;
+        assert_eq!(code, expected, "v{version} allow={allow}");
+    }
+    let listed = client.call(&ListPartitionReassignmentsRequest::default(), 0);
+    assert!(listed.topics.is_empty());
+    for version in 0..=2 {
+        let response = client.call(
+            &DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+                .with_topic_name(name("__cluster_metadata"))
+                .with_partitions(vec![PartitionData::default()])]),
+            version,
+        );
+        assert_eq!(response.error_code, 0);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.leader_id, BrokerId(1));
+        assert_eq!(partition.current_voters.len(), 1);
+        assert_eq!(response.nodes.len(), usize::from(version >= 2));
+    }
+    let wrong = client.call(
+        &DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(name("ops"))
+            .with_partitions(vec![PartitionData::default()])]),
+        1,
+    );
+    assert_eq!(wrong.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+}

@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod partition;
 pub mod producers;
+pub mod quotas;
 pub mod security;
 pub mod server;
 pub mod storage;

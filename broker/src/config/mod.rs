@@ -17,344 +17,12 @@ use thiserror::Error;
 use crate::security::listener::{parse_advertised, parse_listeners, Listener, SecurityProtocol};
 use crate::storage::{FlushPolicy, LogConfig};
 
-/// The type of a setting's value, as DescribeConfigs v3+ reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigType {
-    /// true / false.
-    Boolean,
-    /// A 32-bit integer.
-    Int,
-    /// A 64-bit integer.
-    Long,
-    /// A floating point number.
-    Double,
-    /// Free text, or one of a set of words.
-    String,
-    /// A comma-separated list.
-    List,
-}
+mod catalog;
+pub mod group;
 
-impl ConfigType {
-    /// Kafka's numeric code for the type in DescribeConfigs responses.
-    pub fn kafka_code(self) -> i8 {
-        match self {
-            ConfigType::Boolean => 1,
-            ConfigType::String => 2,
-            ConfigType::Int => 3,
-            ConfigType::Long => 5,
-            ConfigType::Double => 6,
-            ConfigType::List => 7,
-        }
-    }
-
-    fn validate(self, value: &str) -> bool {
-        match self {
-            ConfigType::Boolean => matches!(value, "true" | "false"),
-            ConfigType::Int => value.parse::<i32>().is_ok(),
-            ConfigType::Long => value.parse::<i64>().is_ok(),
-            ConfigType::Double => value.parse::<f64>().is_ok(),
-            ConfigType::String | ConfigType::List => true,
-        }
-    }
-}
-
-/// One setting the broker understands.
-#[derive(Debug, Clone, Copy)]
-pub struct ConfigDef {
-    /// Kafka's name for it.
-    pub name: &'static str,
-    /// Its type.
-    pub kind: ConfigType,
-    /// The built-in default, as text.
-    pub default: &'static str,
-    /// Whether it can only be set at start-up.
-    pub read_only: bool,
-    /// What it does, for DescribeConfigs' documentation field and the README.
-    pub doc: &'static str,
-    /// Extra check beyond the type (e.g. a range or a set of words).
-    pub check: Option<fn(&str) -> bool>,
-}
-
-const fn def(
-    name: &'static str,
-    kind: ConfigType,
-    default: &'static str,
-    doc: &'static str,
-) -> ConfigDef {
-    ConfigDef {
-        name,
-        kind,
-        default,
-        read_only: true,
-        doc,
-        check: None,
-    }
-}
-
-const fn checked(mut d: ConfigDef, check: fn(&str) -> bool) -> ConfigDef {
-    d.check = Some(check);
-    d
-}
-
-fn positive(v: &str) -> bool {
-    v.parse::<i64>().map(|n| n > 0).unwrap_or(false)
-}
-
-fn non_negative(v: &str) -> bool {
-    v.parse::<i64>().map(|n| n >= 0).unwrap_or(false)
-}
-
-fn at_least_minus_one(v: &str) -> bool {
-    v.parse::<i64>().map(|n| n >= -1).unwrap_or(false)
-}
-
-fn empty_or_socket_address(v: &str) -> bool {
-    v.is_empty() || v.parse::<std::net::SocketAddr>().is_ok()
-}
-
-fn flush_policy_word(v: &str) -> bool {
-    matches!(v, "batch" | "interval" | "none")
-}
-
-fn cleanup_policy(v: &str) -> bool {
-    !v.is_empty()
-        && v.split(',')
-            .all(|p| matches!(p.trim(), "delete" | "compact"))
-}
-
-fn timestamp_type(v: &str) -> bool {
-    matches!(v, "CreateTime" | "LogAppendTime")
-}
-
-fn compression_type(v: &str) -> bool {
-    matches!(
-        v,
-        "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
-    )
-}
-
-fn ratio(v: &str) -> bool {
-    v.parse::<f64>()
-        .map(|r| (0.0..=1.0).contains(&r))
-        .unwrap_or(false)
-}
-
-/// Every broker-level setting.
-pub static BROKER_CONFIGS: &[ConfigDef] = &[
-    def("node.id", ConfigType::Int, "1", "This broker's id in Metadata responses."),
-    def("broker.id", ConfigType::Int, "1", "Synonym of node.id, as older Kafka names it."),
-    checked(def("num.partitions", ConfigType::Int, "1", "Partitions of an auto-created topic, and of CreateTopics with num_partitions -1."), positive),
-    def("auto.create.topics.enable", ConfigType::Boolean, "true", "Whether Metadata requests that allow it create missing topics."),
-    checked(def("default.replication.factor", ConfigType::Int, "1", "Replication factor reported for topics (a single node holds one replica)."), positive),
-    checked(def("log.segment.bytes", ConfigType::Int, "1073741824", "Roll the active segment when it would grow past this size."), positive),
-    checked(def("log.roll.ms", ConfigType::Long, "604800000", "Roll the active segment when its first batch is older than this."), positive),
-    checked(def("log.index.interval.bytes", ConfigType::Int, "4096", "Bytes of log between two sparse index entries."), positive),
-    checked(def("message.max.bytes", ConfigType::Int, "1048588", "Largest record batch a producer may send (MESSAGE_TOO_LARGE above it)."), positive),
-    checked(def("socket.request.max.bytes", ConfigType::Int, "104857600", "Largest request frame accepted; larger frames close the connection."), positive),
-    checked(def("log.retention.ms", ConfigType::Long, "604800000", "Default retention.ms: sealed segments whose newest record is older are deleted (-1: forever)."), at_least_minus_one),
-    checked(def("log.retention.bytes", ConfigType::Long, "-1", "Default size a partition is trimmed to (-1: unlimited)."), at_least_minus_one),
-    checked(def("log.flush.policy", ConfigType::String, "batch", "agentlog: when appended data is fsynced: batch (before acks=all and before consumers see it; group commit), interval, or none."), flush_policy_word),
-    checked(def("log.flush.interval.ms", ConfigType::Long, "1000", "With log.flush.policy=interval, how often to fsync."), positive),
-    def("log.preallocate", ConfigType::Boolean, "true", "agentlog: reserve disk space (fallocate) ahead of the active segment's appends under 2 KiB, in steps of 64 KiB to 8 MiB, so that a group commit's fdatasync does not also write a new file size. Kafka's default is false (it would preallocate whole segments)."),
-    checked(def("log.tail.cache.bytes", ConfigType::Long, "4194304", "agentlog: bytes of recently appended batches kept in memory per partition for tailing readers."), non_negative),
-    checked(def("log.retention.check.interval.ms", ConfigType::Long, "5000", "agentlog: how often retention (retention.ms, retention.bytes, DeleteRecords leftovers) is enforced. Kafka's default is 300000; an edge box checks more often."), positive),
-    checked(def("log.cleaner.backoff.ms", ConfigType::Long, "2000", "How long the compactor sleeps between passes over compacted topics."), positive),
-    checked(def("log.disk.free.min.bytes", ConfigType::Long, "104857600", "agentlog: produce is refused with KAFKA_STORAGE_ERROR (retriable) while the data directory's filesystem has less free space than this (0: never)."), non_negative),
-    def("log.cleanup.policy", ConfigType::List, "delete", "Default cleanup.policy of new topics."),
-    checked(def("group.initial.rebalance.delay.ms", ConfigType::Int, "3000", "How long the first rebalance of an empty group waits for more members before completing (Kafka's default; tests set it low)."), non_negative),
-    checked(def("group.min.session.timeout.ms", ConfigType::Int, "6000", "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below it)."), positive),
-    checked(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above it)."), positive),
-    checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
-    checked(def("transaction.max.timeout.ms", ConfigType::Int, "900000", "Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above it)."), positive),
-    checked(def("http.listen", ConfigType::String, "", "agentlog: address (host:port) for GET /health and GET /metrics (Prometheus); empty: no HTTP listener. The --http flag overrides it."), empty_or_socket_address),
-    def("console.actions", ConfigType::Boolean, "false", "agentlog: the web console at /ui may change things (reset a group's offsets, replay a dead-letter topic); off, it is read-only and refuses them."),
-    def("mcp.server.enable", ConfigType::Boolean, "false", "agentlog: serve MCP (streamable HTTP) at /mcp on the HTTP listener (http.listen or --http)."),
-    def("mcp.server.read.only", ConfigType::Boolean, "true", "agentlog: the MCP server refuses to write (its produce tool answers with an error) unless this is false."),
-    checked(def("mcp.server.max.records", ConfigType::Int, "100", "agentlog: most records one MCP read, search or resource returns."), positive),
-    checked(def("mcp.server.max.bytes", ConfigType::Int, "65536", "agentlog: most bytes of JSON one MCP tool or resource result carries; longer results are cut and say so."), positive),
-    def("mcp.server.allowed.hosts", ConfigType::List, "localhost,127.0.0.1,::1", "agentlog: Host header values (host or host:port) the MCP server answers; others get 403 (DNS-rebinding protection). Add the names clients use when http.listen is not a loopback address."),
-    def("ssl.keystore.location", ConfigType::String, "", "PEM file with the broker's certificate chain and its private key (Kafka's PEM keystore), used by every SSL and SASL_SSL listener."),
-    def("ssl.truststore.location", ConfigType::String, "", "PEM file with the CA certificates that client certificates must chain to (needed when ssl.client.auth is not none)."),
-    checked(def("ssl.client.auth", ConfigType::String, "none", "none: TLS clients present no certificate; requested: they may, and it must be valid if they do; required: they must."), |v| matches!(v, "none" | "requested" | "required")),
-    checked(def("connection.failed.authentication.delay.ms", ConfigType::Int, "100", "How long a failed SASL login waits before its answer and the close, slowing password guessing (Kafka's setting)."), non_negative),
-    checked(def("sasl.enabled.mechanisms", ConfigType::List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms the SASL_PLAINTEXT and SASL_SSL listeners offer (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); PLAIN checks passwords against the stored SCRAM credentials."), crate::security::sasl::valid_mechanism_list),
-    checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
-];
-
-/// Broker settings that AlterConfigs / IncrementalAlterConfigs may change at runtime
-/// (persisted in the metadata store, applied without a restart); every other broker
-/// setting is read-only, as DescribeConfigs reports.
-pub static DYNAMIC_BROKER_CONFIGS: &[&str] = &[
-    "log.retention.ms",
-    "log.retention.bytes",
-    "log.cleanup.policy",
-    "log.segment.bytes",
-    "log.roll.ms",
-    "message.max.bytes",
-    "log.retention.check.interval.ms",
-    "log.cleaner.backoff.ms",
-    "log.disk.free.min.bytes",
-];
-
-/// Every topic-level setting, and the broker setting it defaults to.
-pub static TOPIC_CONFIGS: &[(ConfigDef, Option<&str>)] = &[
-    (
-        checked(
-            def(
-                "cleanup.policy",
-                ConfigType::List,
-                "delete",
-                "delete, compact, or both.",
-            ),
-            cleanup_policy,
-        ),
-        Some("log.cleanup.policy"),
-    ),
-    (
-        checked(
-            def(
-                "retention.ms",
-                ConfigType::Long,
-                "604800000",
-                "How long to keep a segment (-1: forever).",
-            ),
-            at_least_minus_one,
-        ),
-        Some("log.retention.ms"),
-    ),
-    (
-        checked(
-            def(
-                "retention.bytes",
-                ConfigType::Long,
-                "-1",
-                "Size a partition is trimmed to (-1: unlimited).",
-            ),
-            at_least_minus_one,
-        ),
-        Some("log.retention.bytes"),
-    ),
-    (
-        checked(
-            def(
-                "segment.bytes",
-                ConfigType::Int,
-                "1073741824",
-                "Segment size.",
-            ),
-            positive,
-        ),
-        Some("log.segment.bytes"),
-    ),
-    (
-        checked(
-            def(
-                "segment.ms",
-                ConfigType::Long,
-                "604800000",
-                "Segment age before rolling.",
-            ),
-            positive,
-        ),
-        Some("log.roll.ms"),
-    ),
-    (
-        checked(
-            def(
-                "max.message.bytes",
-                ConfigType::Int,
-                "1048588",
-                "Largest record batch accepted for this topic.",
-            ),
-            positive,
-        ),
-        Some("message.max.bytes"),
-    ),
-    (
-        checked(
-            def(
-                "index.interval.bytes",
-                ConfigType::Int,
-                "4096",
-                "Bytes between sparse index entries.",
-            ),
-            positive,
-        ),
-        Some("log.index.interval.bytes"),
-    ),
-    (
-        checked(
-            def(
-                "message.timestamp.type",
-                ConfigType::String,
-                "CreateTime",
-                "CreateTime or LogAppendTime.",
-            ),
-            timestamp_type,
-        ),
-        None,
-    ),
-    (
-        checked(
-            def(
-                "compression.type",
-                ConfigType::String,
-                "producer",
-                "Batches are stored as the producer compressed them.",
-            ),
-            compression_type,
-        ),
-        None,
-    ),
-    (
-        checked(
-            def(
-                "min.insync.replicas",
-                ConfigType::Int,
-                "1",
-                "Replicas that must acknowledge acks=all (one on a single node).",
-            ),
-            positive,
-        ),
-        None,
-    ),
-    (
-        checked(
-            def(
-                "delete.retention.ms",
-                ConfigType::Long,
-                "86400000",
-                "How long tombstones survive compaction.",
-            ),
-            non_negative,
-        ),
-        None,
-    ),
-    (
-        checked(
-            def(
-                "min.compaction.lag.ms",
-                ConfigType::Long,
-                "0",
-                "Minimum age before a record may be compacted.",
-            ),
-            non_negative,
-        ),
-        None,
-    ),
-    (
-        checked(
-            def(
-                "min.cleanable.dirty.ratio",
-                ConfigType::Double,
-                "0.5",
-                "Dirty fraction that triggers compaction.",
-            ),
-            ratio,
-        ),
-        None,
-    ),
-];
+pub use catalog::{
+    ConfigDef, ConfigType, BROKER_CONFIGS, DYNAMIC_BROKER_CONFIGS, GROUP_CONFIGS, TOPIC_CONFIGS,
+};
 
 /// Where a setting's value came from, with Kafka's DescribeConfigs source codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +35,8 @@ pub enum ConfigSource {
     StaticBroker,
     /// The built-in default.
     Default,
+    /// Set on a group (IncrementalAlterConfigs of a GROUP resource).
+    Group,
 }
 
 impl ConfigSource {
@@ -377,6 +47,7 @@ impl ConfigSource {
             ConfigSource::DynamicBroker => 2,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
+            ConfigSource::Group => 8,
         }
     }
 }
@@ -401,6 +72,9 @@ pub enum ConfigError {
     /// A listen or advertise address does not parse.
     #[error("invalid address `{0}`")]
     Address(String),
+    /// A value outside the bounds other settings set (Kafka's message).
+    #[error("{0}")]
+    Bound(String),
 }
 
 /// A runtime change of a broker setting was refused.
@@ -433,7 +107,7 @@ pub fn find_topic_def(name: &str) -> Option<&'static (ConfigDef, Option<&'static
     TOPIC_CONFIGS.iter().find(|(d, _)| d.name == name)
 }
 
-fn check_value(d: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_value(d: &ConfigDef, value: &str) -> Result<(), ConfigError> {
     let ok = d.kind.validate(value) && d.check.is_none_or(|check| check(value));
     if ok {
         Ok(())
@@ -586,6 +260,9 @@ impl BrokerConfig {
     /// The current value of a broker setting and where it came from.
     pub fn value(&self, name: &str) -> Option<(String, ConfigSource)> {
         let d = find_broker_def(name)?;
+        if let Some(value) = self.derived(d.name) {
+            return Some((value, ConfigSource::StaticBroker));
+        }
         let canonical = if d.name == "broker.id" {
             "node.id"
         } else {
@@ -604,6 +281,32 @@ impl BrokerConfig {
             Some(v) => (v.clone(), ConfigSource::StaticBroker),
             None => (d.default.to_string(), ConfigSource::Default),
         })
+    }
+
+    /// The settings held outside the name-to-value map (the node's listeners and data
+    /// directory, and its fixed roles), as Kafka spells them.
+    fn derived(&self, name: &str) -> Option<String> {
+        let listeners = || {
+            self.listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.protocol, l.address))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match name {
+            "listeners" => Some(listeners()),
+            "advertised.listeners" if self.advertised.is_empty() => Some(listeners()),
+            "advertised.listeners" => Some(
+                self.advertised
+                    .iter()
+                    .map(|(protocol, address)| format!("{protocol}://{address}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            "log.dirs" | "log.dir" => Some(self.data_dir.display().to_string()),
+            "process.roles" => Some("broker,controller".to_string()),
+            _ => None,
+        }
     }
 
     /// The value from the file, environment or flags (ignoring dynamic overrides).
@@ -713,6 +416,15 @@ impl BrokerConfig {
         )
     }
 
+    /// The windows client quota rates are measured over (`quota.window.num` samples of
+    /// `quota.window.size.seconds`).
+    pub fn quota_window(&self) -> crate::quotas::rate::RateConfig {
+        crate::quotas::rate::RateConfig {
+            samples: self.get("quota.window.num", 11usize),
+            window_ms: self.get("quota.window.size.seconds", 1i64).saturating_mul(1000),
+        }
+    }
+
     /// Largest request frame.
     pub fn max_frame_bytes(&self) -> usize {
         self.get("socket.request.max.bytes", 104_857_600usize)
@@ -743,6 +455,18 @@ impl BrokerConfig {
             return Some((v, source));
         }
         Some((d.default.to_string(), ConfigSource::Default))
+    }
+
+    /// A numeric topic setting's effective value, or `fallback`.
+    pub fn topic_number<T: std::str::FromStr>(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        name: &str,
+        fallback: T,
+    ) -> T {
+        self.topic_value(overrides, name)
+            .and_then(|(v, _)| v.trim().parse().ok())
+            .unwrap_or(fallback)
     }
 
     /// The storage settings of a topic's partition logs.
@@ -885,6 +609,14 @@ mod tests {
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_topic_config("cleanup.policy", "shred").is_err());
         assert!(validate_topic_config("retention.ms", "-2").is_err());
+        // Kafka 4.2: an empty policy is no cleanup at all.
+        assert!(validate_topic_config("cleanup.policy", "").is_ok());
+        assert!(validate_topic_config("remote.storage.enable", "true").is_err());
+        assert!(validate_topic_config("remote.storage.enable", "false").is_ok());
+        assert!(validate_topic_config("local.retention.ms", "-2").is_ok());
+        assert!(validate_topic_config("max.compaction.lag.ms", "0").is_err());
+        assert!(config.set("process.roles", "broker").is_err());
+        assert!(config.set("num.io.threads", "16").is_ok());
     }
 
     #[test]
@@ -908,6 +640,30 @@ mod tests {
     }
 
     #[test]
+    fn identity_settings_report_the_values_in_force() {
+        let mut config = BrokerConfig::with_data_dir("/data");
+        config
+            .set("listeners", "PLAINTEXT://127.0.0.1:9092")
+            .unwrap();
+        let value = |name| config.value(name).map(|(v, _)| v);
+        assert_eq!(
+            value("listeners").as_deref(),
+            Some("PLAINTEXT://127.0.0.1:9092")
+        );
+        assert_eq!(value("advertised.listeners"), value("listeners"));
+        assert_eq!(value("log.dirs").as_deref(), Some("/data"));
+        assert_eq!(value("process.roles").as_deref(), Some("broker,controller"));
+        // A topic setting's broker default comes under Kafka's synonym.
+        config
+            .set("log.message.timestamp.after.max.ms", "1000")
+            .unwrap();
+        assert_eq!(
+            config.topic_value(&BTreeMap::new(), "message.timestamp.after.max.ms"),
+            Some(("1000".into(), ConfigSource::StaticBroker))
+        );
+    }
+
+    #[test]
     fn listeners_parse_with_or_without_scheme() {
         let mut config = BrokerConfig::default();
         config
@@ -924,11 +680,12 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_setting() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let names = BROKER_CONFIGS
             .iter()
             .map(|d| d.name)
-            .chain(TOPIC_CONFIGS.iter().map(|(d, _)| d.name));
+            .chain(TOPIC_CONFIGS.iter().map(|(d, _)| d.name))
+            .chain(GROUP_CONFIGS.iter().map(|(d, _, _)| d.name));
         for name in names {
             assert!(
                 readme.contains(&format!("`{name}`")),
@@ -939,7 +696,7 @@ mod tests {
 
     #[test]
     fn the_readme_toml_example_is_accepted_verbatim() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let example = readme
             .split("```toml\n")
             .nth(1)
