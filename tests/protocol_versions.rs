@@ -226,7 +226,10 @@ fn cluster_admin_apis_answer_as_one_broker_at_every_version() {
         );
     }
     for version in 1..=4 {
-        let response = client.call(&DescribeLogDirsRequest::default().with_topics(None), version);
+        let response = client.call(
+            &DescribeLogDirsRequest::default().with_topics(None),
+            version,
+        );
         let [dir] = &response.results[..] else {
             panic!("one log dir, v{version}")
         };
@@ -325,7 +328,10 @@ fn client_quotas_are_described_and_throttle_produce() {
             .map(|e| e.values[0].key.to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(describe(0, Some("agentlog-raw-test"), true), ["producer_byte_rate"]);
+    assert_eq!(
+        describe(0, Some("agentlog-raw-test"), true),
+        ["producer_byte_rate"]
+    );
     assert_eq!(describe(1, None, false), ["consumer_byte_rate"]);
     assert_eq!(describe(2, None, false), ["producer_byte_rate"]);
 

@@ -138,10 +138,12 @@ impl Broker {
                 other => sled::Error::Unsupported(other.to_string()),
             },
         })?;
-        let quotas = crate::quotas::QuotaManager::open(&db, config.quota_window())
-            .map_err(|source| StartError::Metadata {
-                path: config.data_dir.join("meta"),
-                source,
+        let quotas =
+            crate::quotas::QuotaManager::open(&db, config.quota_window()).map_err(|source| {
+                StartError::Metadata {
+                    path: config.data_dir.join("meta"),
+                    source,
+                }
             })?;
         Ok(Broker {
             quotas,

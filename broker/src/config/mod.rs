@@ -421,7 +421,9 @@ impl BrokerConfig {
     pub fn quota_window(&self) -> crate::quotas::rate::RateConfig {
         crate::quotas::rate::RateConfig {
             samples: self.get("quota.window.num", 11usize),
-            window_ms: self.get("quota.window.size.seconds", 1i64).saturating_mul(1000),
+            window_ms: self
+                .get("quota.window.size.seconds", 1i64)
+                .saturating_mul(1000),
         }
     }
 

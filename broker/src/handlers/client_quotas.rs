@@ -44,7 +44,9 @@ fn filter(request: &DescribeClientQuotasRequest) -> Result<BTreeMap<String, Want
             other => return Err(format!("Unknown match type {other}")),
         };
         if wanted.insert(kind.clone(), want).is_some() {
-            return Err(format!("Entity type {kind} cannot appear more than once in the filter."));
+            return Err(format!(
+                "Entity type {kind} cannot appear more than once in the filter."
+            ));
         }
     }
     if wanted.contains_key(IP) && (wanted.contains_key(USER) || wanted.contains_key(CLIENT_ID)) {
@@ -54,16 +56,21 @@ fn filter(request: &DescribeClientQuotasRequest) -> Result<BTreeMap<String, Want
 }
 
 fn matches(entity: &Entity, wanted: &BTreeMap<String, Wanted>, strict: bool) -> bool {
-    let each = wanted.iter().all(|(kind, want)| match (entity.get(kind), want) {
-        (None, _) => false,
-        (Some(name), Wanted::Exactly(wanted)) => name == wanted,
-        (Some(name), Wanted::Specified) => name.is_some(),
-    });
+    let each = wanted
+        .iter()
+        .all(|(kind, want)| match (entity.get(kind), want) {
+            (None, _) => false,
+            (Some(name), Wanted::Exactly(wanted)) => name == wanted,
+            (Some(name), Wanted::Specified) => name.is_some(),
+        });
     each && (!strict || entity.keys().all(|k| wanted.contains_key(k)))
 }
 
 /// The quotas of every entity the filter matches.
-pub fn describe(broker: &Broker, request: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
+pub fn describe(
+    broker: &Broker,
+    request: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
     let wanted = match filter(&request) {
         Ok(wanted) => wanted,
         Err(message) => {

@@ -172,7 +172,13 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
             let started = std::time::Instant::now();
             let bytes = throttle::produce_bytes(&req);
             let body = produce::handle(broker, req, version);
-            throttle::produce(broker, throttle::Client::anonymous(&client_id), bytes, started, body)
+            throttle::produce(
+                broker,
+                throttle::Client::anonymous(&client_id),
+                bytes,
+                started,
+                body,
+            )
         }
         RequestKind::Fetch(req) => {
             let broker = broker.clone();

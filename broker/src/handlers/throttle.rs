@@ -59,7 +59,13 @@ pub fn produce(
 ) -> ReplyBody {
     let now = crate::lifecycle::now_ms();
     let quotas = &broker.quotas;
-    let bandwidth = quotas.record(QuotaKind::Produce, &client.user, &client.client_id, bytes, now);
+    let bandwidth = quotas.record(
+        QuotaKind::Produce,
+        &client.user,
+        &client.client_id,
+        bytes,
+        now,
+    );
     let time = quotas.record(
         QuotaKind::Request,
         &client.user,
@@ -78,9 +84,11 @@ pub fn produce(
     };
     match body {
         ReplyBody::Ready(response) => ReplyBody::ready(stamp(*response)),
-        ReplyBody::Later(task) => ReplyBody::Later(tokio::spawn(async move {
-            task.await.ok().flatten().map(stamp)
-        })),
+        ReplyBody::Later(task) => {
+            ReplyBody::Later(tokio::spawn(
+                async move { task.await.ok().flatten().map(stamp) },
+            ))
+        }
         ReplyBody::None => ReplyBody::None,
     }
 }
@@ -105,7 +113,13 @@ pub fn fetch(
     let now = crate::lifecycle::now_ms();
     let quotas = &broker.quotas;
     let bytes = fetched_bytes(&response);
-    let bandwidth = quotas.record(QuotaKind::Fetch, &client.user, &client.client_id, bytes, now);
+    let bandwidth = quotas.record(
+        QuotaKind::Fetch,
+        &client.user,
+        &client.client_id,
+        bytes,
+        now,
+    );
     let time = quotas.record(
         QuotaKind::Request,
         &client.user,
@@ -118,7 +132,13 @@ pub fn fetch(
         return response;
     }
     tracing::debug!(client = %client.client_id, throttle, "fetch throttled by quota");
-    quotas.unrecord(QuotaKind::Fetch, &client.user, &client.client_id, bytes, now);
+    quotas.unrecord(
+        QuotaKind::Fetch,
+        &client.user,
+        &client.client_id,
+        bytes,
+        now,
+    );
     FetchResponse::default()
         .with_throttle_time_ms(throttle)
         .with_session_id(response.session_id)

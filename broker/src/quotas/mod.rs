@@ -75,11 +75,15 @@ pub enum QuotaError {
 /// Checks an entity's shape: known types, and `ip` on its own.
 pub fn validate_entity(entity: &Entity) -> Result<(), QuotaError> {
     if entity.is_empty() {
-        return Err(QuotaError::Invalid("Invalid empty client quota entity".into()));
+        return Err(QuotaError::Invalid(
+            "Invalid empty client quota entity".into(),
+        ));
     }
     for kind in entity.keys() {
         if ![USER, CLIENT_ID, IP].contains(&kind.as_str()) {
-            return Err(QuotaError::Invalid(format!("Unhandled client quota entity type: {kind}")));
+            return Err(QuotaError::Invalid(format!(
+                "Unhandled client quota entity type: {kind}"
+            )));
         }
     }
     if entity.contains_key(IP) && entity.len() > 1 {
@@ -102,7 +106,7 @@ fn validate_op(entity: &Entity, key: &str, value: Option<f64>) -> Result<(), Quo
         )));
     }
     if let Some(value) = value {
-        if !(value > 0.0) || !value.is_finite() {
+        if value.is_nan() || value <= 0.0 || value.is_infinite() {
             return Err(QuotaError::Invalid(format!(
                 "Quota {key} must be greater than 0, not {value}"
             )));
@@ -203,7 +207,12 @@ impl QuotaManager {
     /// measured under, by Kafka's precedence: user and client id, user and default
     /// client, user alone, default user and client id, default user and default
     /// client, default user, client id alone, default client.
-    fn resolve(&self, kind: QuotaKind, user: &str, client_id: &str) -> Option<(f64, (String, String))> {
+    fn resolve(
+        &self,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+    ) -> Option<(f64, (String, String))> {
         let quotas = self.quotas.read().unwrap_or_else(|p| p.into_inner());
         if quotas.is_empty() {
             return None;
@@ -227,8 +236,16 @@ impl QuotaManager {
                 .collect();
             let bound = *quotas.get(&entity)?.get(kind.key())?;
             let tags = (
-                if entity.contains_key(USER) { user.to_string() } else { String::new() },
-                if entity.contains_key(CLIENT_ID) { client_id.to_string() } else { String::new() },
+                if entity.contains_key(USER) {
+                    user.to_string()
+                } else {
+                    String::new()
+                },
+                if entity.contains_key(CLIENT_ID) {
+                    client_id.to_string()
+                } else {
+                    String::new()
+                },
             );
             Some((bound, tags))
         })
@@ -236,7 +253,14 @@ impl QuotaManager {
 
     /// Records `value` (bytes, or percent-seconds of handler time) for a client and
     /// returns the throttle time in ms its quota calls for (0 without a quota).
-    pub fn record(&self, kind: QuotaKind, user: &str, client_id: &str, value: f64, now_ms: i64) -> i32 {
+    pub fn record(
+        &self,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        value: f64,
+        now_ms: i64,
+    ) -> i32 {
         let Some((bound, (user_tag, client_tag))) = self.resolve(kind, user, client_id) else {
             return 0;
         };
@@ -279,7 +303,11 @@ mod tests {
         let quotas = QuotaManager::open(&db, RateConfig::default()).unwrap();
         let set = |e: &Entity, v| quotas.alter(e, &[("producer_byte_rate".into(), Some(v))], false);
         set(&entity(&[(CLIENT_ID, None)]), 1000.0).unwrap();
-        set(&entity(&[(USER, Some("alice")), (CLIENT_ID, Some("app"))]), 10.0).unwrap();
+        set(
+            &entity(&[(USER, Some("alice")), (CLIENT_ID, Some("app"))]),
+            10.0,
+        )
+        .unwrap();
         let bound = |u, c| quotas.resolve(QuotaKind::Produce, u, c).map(|(b, _)| b);
         assert_eq!(bound("alice", "app"), Some(10.0));
         assert_eq!(bound("alice", "other"), Some(1000.0));
@@ -288,10 +316,19 @@ mod tests {
         // Refused as Kafka refuses them.
         assert!(set(&entity(&[(IP, None), (USER, None)]), 1.0).is_err());
         assert!(set(&entity(&[(USER, None)]), 1.5).is_err());
-        assert!(quotas.alter(&entity(&[(USER, None)]), &[("nope".into(), Some(1.0))], false).is_err());
+        assert!(quotas
+            .alter(
+                &entity(&[(USER, None)]),
+                &[("nope".into(), Some(1.0))],
+                false
+            )
+            .is_err());
         drop(quotas);
         let reopened = QuotaManager::open(&db, RateConfig::default()).unwrap();
         assert_eq!(reopened.describe(|_| true).len(), 2);
-        assert_eq!(reopened.record(QuotaKind::Produce, "alice", "app", 1000.0, 0), 90_000);
+        assert_eq!(
+            reopened.record(QuotaKind::Produce, "alice", "app", 1000.0, 0),
+            90_000
+        );
     }
 }
