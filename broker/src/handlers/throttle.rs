@@ -39,6 +39,22 @@ fn percent_seconds(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 100.0
 }
 
+/// Records a request's bytes against its byte-rate quota and its handler time against
+/// `request_percentage`; the larger throttle is the one Kafka applies.
+fn record(
+    broker: &Broker,
+    client: &Client,
+    kind: QuotaKind,
+    bytes: f64,
+    started: Instant,
+    now: i64,
+) -> i32 {
+    let (user, id) = (&client.user, &client.client_id);
+    let bandwidth = broker.quotas.record(kind, user, id, bytes, now);
+    let time = (broker.quotas).record(QuotaKind::Request, user, id, percent_seconds(started), now);
+    bandwidth.max(time)
+}
+
 /// The bytes a produce request brings.
 pub fn produce_bytes(request: &ProduceRequest) -> f64 {
     request
@@ -58,22 +74,7 @@ pub fn produce(
     body: ReplyBody,
 ) -> ReplyBody {
     let now = crate::lifecycle::now_ms();
-    let quotas = &broker.quotas;
-    let bandwidth = quotas.record(
-        QuotaKind::Produce,
-        &client.user,
-        &client.client_id,
-        bytes,
-        now,
-    );
-    let time = quotas.record(
-        QuotaKind::Request,
-        &client.user,
-        &client.client_id,
-        percent_seconds(started),
-        now,
-    );
-    let throttle = bandwidth.max(time);
+    let throttle = record(broker, &client, QuotaKind::Produce, bytes, started, now);
     if throttle == 0 {
         return body;
     }
@@ -111,28 +112,13 @@ pub fn fetch(
     response: FetchResponse,
 ) -> FetchResponse {
     let now = crate::lifecycle::now_ms();
-    let quotas = &broker.quotas;
     let bytes = fetched_bytes(&response);
-    let bandwidth = quotas.record(
-        QuotaKind::Fetch,
-        &client.user,
-        &client.client_id,
-        bytes,
-        now,
-    );
-    let time = quotas.record(
-        QuotaKind::Request,
-        &client.user,
-        &client.client_id,
-        percent_seconds(started),
-        now,
-    );
-    let throttle = bandwidth.max(time);
+    let throttle = record(broker, client, QuotaKind::Fetch, bytes, started, now);
     if throttle == 0 {
         return response;
     }
     tracing::debug!(client = %client.client_id, throttle, "fetch throttled by quota");
-    quotas.unrecord(
+    broker.quotas.unrecord(
         QuotaKind::Fetch,
         &client.user,
         &client.client_id,
