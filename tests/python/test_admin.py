@@ -269,3 +269,24 @@ def test_cluster_admin_apis_answer_as_a_one_broker_kraft_cluster(broker):
         assert "finalized" not in features["transaction.version"]
     finally:
         a.close()
+
+
+def test_confluent_kafka_admin_elect_leaders_and_describe_topics(broker):
+    """confluent-kafka 2.16 (librdkafka): ElectLeaders answers ELECTION_NOT_NEEDED per
+    partition; describe_topics and describe_cluster see this broker as the only replica,
+    leader and controller."""
+    from confluent_kafka import ElectionType, TopicCollection, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic("ck-ops", 2, 1)])["ck-ops"].result(timeout=20)
+    result = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition("ck-ops", 0),
+                                                      TopicPartition("ck-ops", 1)]).result(timeout=20)
+    assert sorted(tp.partition for tp in result) == [0, 1]
+    assert all(err is not None and err.code() == 84 for err in result.values()), result
+    [described] = a.describe_topics(TopicCollection(["ck-ops"])).values()
+    topic = described.result(timeout=20)
+    assert [p.leader.id for p in topic.partitions] == [1, 1]
+    assert all([r.id for r in p.replicas] == [1] for p in topic.partitions)
+    cluster = a.describe_cluster().result(timeout=20)
+    assert cluster.controller.id == 1 and [n.id for n in cluster.nodes] == [1]
