@@ -371,4 +371,32 @@ fn client_quotas_are_described_and_throttle_produce() {
     let started = std::time::Instant::now();
     let _ = client.call(&ApiVersionsRequest::default(), 3);
     assert!(started.elapsed() >= Duration::from_millis(u64::try_from(throttle - 50).unwrap()));
+
+    // A fetch over the client's consumer_byte_rate returns no data, only the throttle.
+    let altered = client.call(
+        &AlterClientQuotasRequest::default().with_entries(vec![entry(
+            Some("agentlog-raw-test"),
+            "consumer_byte_rate",
+            1000.0,
+        )]),
+        1,
+    );
+    assert_eq!(altered.entries[0].error_code, 0);
+    let fetch = |client: &mut RawClient| {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        client.call(
+            &FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(TopicName(s("quota")))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition_max_bytes(1 << 20)])]),
+            12,
+        )
+    };
+    let mut fresh = RawClient::connect(&broker.bootstrap());
+    let throttled = fetch(&mut fresh);
+    assert!(throttled.throttle_time_ms > 0, "{throttled:?}");
+    assert!(throttled.responses.is_empty(), "no data while throttled");
 }
