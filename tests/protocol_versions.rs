@@ -390,8 +390,9 @@ fn client_quotas_are_described_and_throttle_produce() {
                 .with_max_bytes(1 << 20)
                 .with_topics(vec![FetchTopic::default()
                     .with_topic(TopicName(s("quota")))
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition_max_bytes(1 << 20)])]),
+                    .with_partitions(vec![
+                        FetchPartition::default().with_partition_max_bytes(1 << 20)
+                    ])]),
             12,
         )
     };

@@ -403,3 +403,22 @@ fn spawn_loop(
         }
     })
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use std::collections::BTreeMap;
+
+    use super::has_policy;
+    use crate::config::BrokerConfig;
+
+    /// Kafka 4.2: an empty `cleanup.policy` is neither delete nor compact, so neither
+    /// retention nor compaction touches the topic; unset, the broker's default applies.
+    #[test]
+    fn an_empty_cleanup_policy_neither_deletes_nor_compacts() {
+        let config = BrokerConfig::default();
+        let empty = BTreeMap::from([("cleanup.policy".to_string(), String::new())]);
+        assert!(!has_policy(&config, &empty, "delete"));
+        assert!(!has_policy(&config, &empty, "compact"));
+        assert!(has_policy(&config, &BTreeMap::new(), "delete"));
+    }
+}
