@@ -184,10 +184,9 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
             let broker = broker.clone();
             let client = throttle::Client::anonymous(&client_id);
             ReplyBody::Later(tokio::spawn(async move {
-                let started = std::time::Instant::now();
                 let response = fetch::handle(broker.clone(), req, version).await;
                 Some(ResponseKind::Fetch(throttle::fetch(
-                    &broker, &client, started, response,
+                    &broker, &client, response,
                 )))
             }))
         }

@@ -6,7 +6,7 @@
 //! reads nothing more from the client for that long (see [`throttle_of`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{FetchResponse, ProduceRequest, ResponseKind};
 
@@ -35,8 +35,8 @@ impl Client {
 
 /// Kafka's `request_percentage` unit: the handler's time as percent-seconds of one
 /// thread.
-fn percent_seconds(started: Instant) -> f64 {
-    started.elapsed().as_secs_f64() * 100.0
+fn percent_seconds(handler_time: Duration) -> f64 {
+    handler_time.as_secs_f64() * 100.0
 }
 
 /// Records a request's bytes against its byte-rate quota and its handler time against
@@ -46,12 +46,18 @@ fn record(
     client: &Client,
     kind: QuotaKind,
     bytes: f64,
-    started: Instant,
+    handler_time: Duration,
     now: i64,
 ) -> i32 {
     let (user, id) = (&client.user, &client.client_id);
     let bandwidth = broker.quotas.record(kind, user, id, bytes, now);
-    let time = (broker.quotas).record(QuotaKind::Request, user, id, percent_seconds(started), now);
+    let time = (broker.quotas).record(
+        QuotaKind::Request,
+        user,
+        id,
+        percent_seconds(handler_time),
+        now,
+    );
     bandwidth.max(time)
 }
 
@@ -74,7 +80,15 @@ pub fn produce(
     body: ReplyBody,
 ) -> ReplyBody {
     let now = crate::lifecycle::now_ms();
-    let throttle = record(broker, &client, QuotaKind::Produce, bytes, started, now);
+    let handler_time = started.elapsed();
+    let throttle = record(
+        broker,
+        &client,
+        QuotaKind::Produce,
+        bytes,
+        handler_time,
+        now,
+    );
     if throttle == 0 {
         return body;
     }
@@ -104,16 +118,13 @@ fn fetched_bytes(response: &FetchResponse) -> f64 {
 }
 
 /// Records a fetch's answer against the client's quotas; over quota, the answer is
-/// empty but for the throttle time, as Kafka's `getThrottledResponse`.
-pub fn fetch(
-    broker: &Broker,
-    client: &Client,
-    started: Instant,
-    response: FetchResponse,
-) -> FetchResponse {
+/// empty but for the throttle time, as Kafka's `getThrottledResponse`. A fetch's time
+/// is mostly its long-poll wait, which Kafka does not count as handler time; its reads
+/// are not timed apart from it, so fetches are charged bytes only.
+pub fn fetch(broker: &Broker, client: &Client, response: FetchResponse) -> FetchResponse {
     let now = crate::lifecycle::now_ms();
     let bytes = fetched_bytes(&response);
-    let throttle = record(broker, client, QuotaKind::Fetch, bytes, started, now);
+    let throttle = record(broker, client, QuotaKind::Fetch, bytes, Duration::ZERO, now);
     if throttle == 0 {
         return response;
     }
