@@ -39,6 +39,8 @@ pub struct Broker {
     pub transactions: TransactionCoordinator,
     /// SCRAM users, for SASL logins and the user-management APIs.
     pub credentials: CredentialStore,
+    /// Client quotas and the rates measured against them.
+    pub quotas: crate::quotas::QuotaManager,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -136,7 +138,15 @@ impl Broker {
                 other => sled::Error::Unsupported(other.to_string()),
             },
         })?;
+        let quotas =
+            crate::quotas::QuotaManager::open(&db, config.quota_window()).map_err(|source| {
+                StartError::Metadata {
+                    path: config.data_dir.join("meta"),
+                    source,
+                }
+            })?;
         Ok(Broker {
+            quotas,
             credentials,
             groups,
             transactions,

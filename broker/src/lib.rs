@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod partition;
 pub mod producers;
+pub mod quotas;
 pub mod security;
 pub mod server;
 pub mod storage;

@@ -147,8 +147,17 @@ impl Lifecycle {
 
 /// Free bytes available to unprivileged writers on the filesystem holding `dir`.
 pub fn free_disk_bytes(dir: &Path) -> std::io::Result<u64> {
+    disk_bytes(dir).map(|(_, usable)| usable)
+}
+
+/// The size of the filesystem holding `dir` and the bytes unprivileged writers may
+/// still use on it (DescribeLogDirs' `total_bytes` and `usable_bytes`).
+pub fn disk_bytes(dir: &Path) -> std::io::Result<(u64, u64)> {
     let stat = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    Ok((
+        stat.f_blocks.saturating_mul(stat.f_frsize),
+        stat.f_bavail.saturating_mul(stat.f_frsize),
+    ))
 }
 
 /// Loads persisted dynamic broker settings into `config` (at open). A stored value
@@ -208,22 +217,11 @@ pub fn set_dynamic_configs(
     Ok(())
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, as Kafka timestamps are.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn topic_num<T: std::str::FromStr>(
-    config: &BrokerConfig,
-    overrides: &BTreeMap<String, String>,
-    name: &str,
-    fallback: T,
-) -> T {
-    config
-        .topic_value(overrides, name)
-        .and_then(|(v, _)| v.trim().parse().ok())
-        .unwrap_or(fallback)
 }
 
 /// Whether the topic's `cleanup.policy` (override or broker default) names `word`.
@@ -246,12 +244,12 @@ pub fn retention_pass(broker: &Broker) {
         let delete = has_policy(&broker.config, configs, "delete");
         let retention = Retention {
             retention_ms: if delete {
-                topic_num(&broker.config, configs, "retention.ms", -1)
+                broker.config.topic_number(configs, "retention.ms", -1)
             } else {
                 -1
             },
             retention_bytes: if delete {
-                topic_num(&broker.config, configs, "retention.bytes", -1)
+                broker.config.topic_number(configs, "retention.bytes", -1)
             } else {
                 -1
             },
@@ -294,15 +292,15 @@ pub fn compaction_pass(broker: &Broker) {
         }
         let policy = Compaction {
             now_ms: now,
-            delete_retention_ms: topic_num(
-                &broker.config,
+            delete_retention_ms: broker.config.topic_number(
                 configs,
                 "delete.retention.ms",
                 86_400_000,
             ),
-            min_compaction_lag_ms: topic_num(&broker.config, configs, "min.compaction.lag.ms", 0),
-            min_cleanable_dirty_ratio: topic_num(
-                &broker.config,
+            min_compaction_lag_ms: broker
+                .config
+                .topic_number(configs, "min.compaction.lag.ms", 0),
+            min_cleanable_dirty_ratio: broker.config.topic_number(
                 configs,
                 "min.cleanable.dirty.ratio",
                 0.5,
@@ -404,4 +402,23 @@ fn spawn_loop(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use std::collections::BTreeMap;
+
+    use super::has_policy;
+    use crate::config::BrokerConfig;
+
+    /// Kafka 4.2: an empty `cleanup.policy` is neither delete nor compact, so neither
+    /// retention nor compaction touches the topic; unset, the broker's default applies.
+    #[test]
+    fn an_empty_cleanup_policy_neither_deletes_nor_compacts() {
+        let config = BrokerConfig::default();
+        let empty = BTreeMap::from([("cleanup.policy".to_string(), String::new())]);
+        assert!(!has_policy(&config, &empty, "delete"));
+        assert!(!has_policy(&config, &empty, "compact"));
+        assert!(has_policy(&config, &BTreeMap::new(), "delete"));
+    }
 }

@@ -192,3 +192,101 @@ def test_describe_cluster(broker):
     assert (b["host"], b["port"]) == (broker.host, broker.port)
     assert info["controller_id"] == b["broker_id"]
     assert not b.get("is_fenced")
+
+
+def test_cluster_admin_apis_answer_as_a_one_broker_kraft_cluster(broker):
+    """DescribeLogDirs, AlterReplicaLogDirs, ElectLeaders, Alter/ListPartitionReassignments,
+    DescribeQuorum, DescribeTopicPartitions and the features in ApiVersions, through
+    kafka-python's admin client, answered as a one-broker KRaft cluster would."""
+    from kafka.structs import TopicPartition, TopicPartitionReplica
+
+    a = admin(broker)
+    try:
+        a.create_topics({"py-ops": {"num_partitions": 3, "replication_factor": 1}})
+        p = producer(broker)
+        try:
+            for i in range(50):
+                p.send("py-ops", value=b"x" * 100, partition=1)
+            p.flush()
+        finally:
+            p.close()
+
+        # One log dir holding every partition, with partition 1's bytes counted.
+        [entry] = a.describe_log_dirs({"py-ops": [0, 1, 2]})
+        [log_dir] = entry["log_dirs"]
+        assert log_dir["error_code"] == 0
+        sizes = {p["partition_index"]: p["partition_size"]
+                 for t in log_dir["topics"] if t["name"] == "py-ops" for p in t["partitions"]}
+        assert set(sizes) == {0, 1, 2}, log_dir
+        assert sizes[1] > 5000 and sizes[0] == 0, sizes
+        assert log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
+        path = log_dir["log_dir"]
+
+        # Moving a replica into the one dir is a no-op; another dir is not ours.
+        moved = a.alter_replica_log_dirs({
+            TopicPartitionReplica("py-ops", 0, 1): path,
+            TopicPartitionReplica("py-ops", 1, 1): "/nonexistent",
+        })
+        assert moved[TopicPartitionReplica("py-ops", 0, 1)] is Errors.NoError
+        assert moved[TopicPartitionReplica("py-ops", 1, 1)].errno == 57  # LOG_DIR_NOT_FOUND
+
+        # Elections are never needed (the client ignores ELECTION_NOT_NEEDED).
+        response = a.elect_leaders(0, {"py-ops": [0, 1]})
+        codes = {pr.partition_id: pr.error_code
+                 for r in response.replica_election_results for pr in r.partition_result}
+        assert codes == {0: 84, 1: 84}, response
+
+        # The only valid assignment is this broker; nothing is ever in progress.
+        done = a.alter_partition_reassignments({
+            TopicPartition("py-ops", 0): [1],
+            TopicPartition("py-ops", 1): [1, 2],
+            TopicPartition("py-ops", 2): None,
+        })
+        assert done[TopicPartition("py-ops", 0)] is None, done
+        assert done[TopicPartition("py-ops", 1)].errno == 39  # INVALID_REPLICA_ASSIGNMENT
+        assert done[TopicPartition("py-ops", 2)].errno == 85  # NO_REASSIGNMENT_IN_PROGRESS
+        assert a.list_partition_reassignments() == {}
+
+        quorum = a.describe_metadata_quorum()
+        [partition] = quorum["topics"][0]["partitions"]
+        assert partition["leader_id"] == 1 and partition["error"] is None
+        assert [v["replica_id"] for v in partition["current_voters"]] == [1]
+        assert partition["observers"] == []
+
+        # Pagination: two partitions a page, resuming from the cursor.
+        page = a.describe_topic_partitions(["py-ops"], response_partition_limit=2)
+        assert [p["partition_index"] for p in page["topics"][0]["partitions"]] == [0, 1]
+        assert page["next_cursor"] == {"topic_name": "py-ops", "partition_index": 2}
+        page = a.describe_topic_partitions(["py-ops"], cursor=page["next_cursor"])
+        [topic] = page["topics"]
+        assert [p["partition_index"] for p in topic["partitions"]] == [2]
+        assert topic["partitions"][0]["isr_nodes"] == [1] and page["next_cursor"] is None
+        missing = a.describe_topic_partitions(["py-no-such-topic"])["topics"][0]
+        assert missing["error_code"] == 3
+
+        features = a.describe_features()
+        assert features["metadata.version"]["finalized"] == (25, 25)
+        assert "finalized" not in features["transaction.version"]
+    finally:
+        a.close()
+
+
+def test_confluent_kafka_admin_elect_leaders_and_describe_topics(broker):
+    """confluent-kafka 2.16 (librdkafka): ElectLeaders answers ELECTION_NOT_NEEDED per
+    partition; describe_topics and describe_cluster see this broker as the only replica,
+    leader and controller."""
+    from confluent_kafka import ElectionType, TopicCollection, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic("ck-ops", 2, 1)])["ck-ops"].result(timeout=20)
+    result = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition("ck-ops", 0),
+                                                      TopicPartition("ck-ops", 1)]).result(timeout=20)
+    assert sorted(tp.partition for tp in result) == [0, 1]
+    assert all(err is not None and err.code() == 84 for err in result.values()), result
+    [described] = a.describe_topics(TopicCollection(["ck-ops"])).values()
+    topic = described.result(timeout=20)
+    assert [p.leader.id for p in topic.partitions] == [1, 1]
+    assert all([r.id for r in p.replicas] == [1] for p in topic.partitions)
+    cluster = a.describe_cluster().result(timeout=20)
+    assert cluster.controller.id == 1 and [n.id for n in cluster.nodes] == [1]

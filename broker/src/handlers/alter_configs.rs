@@ -1,5 +1,5 @@
-//! AlterConfigs (v0-2): replaces the whole set of dynamic settings of a topic or of
-//! the broker, as Kafka does (settings not named return to their defaults). The
+//! AlterConfigs (v0-2): replaces the whole set of dynamic settings of a topic, of the
+//! broker or of a group, as Kafka does (settings not named return to their defaults). The
 //! helpers here are shared with IncrementalAlterConfigs.
 
 use std::collections::BTreeMap;
@@ -8,9 +8,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::config::group::{load_group_configs, store_group_configs, validate_group_configs};
 use crate::lifecycle::{self, AlterBrokerError};
 use crate::topics::AlterTopicError;
 
@@ -68,6 +69,8 @@ pub(crate) enum Resource {
     Topic(String),
     /// This broker (its id, or "" for the cluster-wide default).
     Broker,
+    /// A group, by name (it need not exist).
+    Group(String),
 }
 
 /// Resolves a resource type and name.
@@ -77,6 +80,10 @@ pub(crate) fn resource(broker: &Broker, kind: i8, name: &str) -> Result<Resource
         RESOURCE_BROKER if name.is_empty() || name == broker.node_id.to_string() => {
             Ok(Resource::Broker)
         }
+        RESOURCE_GROUP if name.is_empty() => Err(AlterError::InvalidRequest(
+            "a group resource needs a group name".to_string(),
+        )),
+        RESOURCE_GROUP => Ok(Resource::Group(name.to_string())),
         RESOURCE_BROKER => Err(AlterError::InvalidRequest(format!(
             "this is broker {}, not {name}",
             broker.node_id
@@ -99,6 +106,8 @@ pub(crate) fn current(
             .map(|t| t.record.configs.clone())
             .ok_or(AlterError::UnknownTopic),
         Resource::Broker => Ok(broker.config.dynamic_values()),
+        Resource::Group(group) => load_group_configs(broker.metadata_db(), group)
+            .map_err(|e| AlterError::Storage(e.to_string())),
     }
 }
 
@@ -114,6 +123,14 @@ pub(crate) fn replace(
             broker.topics.alter_configs(name, configs, validate_only)?;
         }
         Resource::Broker => lifecycle::set_dynamic_configs(broker, &configs, validate_only)?,
+        Resource::Group(group) => {
+            validate_group_configs(&broker.config, &configs)
+                .map_err(|e| AlterError::InvalidConfig(e.to_string()))?;
+            if !validate_only {
+                store_group_configs(broker.metadata_db(), group, &configs)
+                    .map_err(|e| AlterError::Storage(e.to_string()))?;
+            }
+        }
     }
     Ok(())
 }

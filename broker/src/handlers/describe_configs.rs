@@ -1,5 +1,7 @@
-//! DescribeConfigs: every topic or broker setting with its value, source, synonyms,
-//! type and documentation, read from the one settings table in [`crate::config`].
+//! DescribeConfigs: every topic, broker or group setting with its value, source,
+//! synonyms, type and documentation, read from the one settings table in
+//! [`crate::config`]. Secrets (PASSWORD settings) are described with a null value and
+//! `is_sensitive`, as Kafka does.
 
 use std::collections::BTreeMap;
 
@@ -11,12 +13,17 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::config::{BrokerConfig, ConfigDef, ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::group::{group_value, load_group_configs};
+use crate::config::{
+    BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, GROUP_CONFIGS, TOPIC_CONFIGS,
+};
 
 /// Kafka's resource type code for topics.
 pub const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's resource type code for brokers.
 pub const RESOURCE_BROKER: i8 = 4;
+/// Kafka's resource type code for groups (Kafka 4.0, KIP-848).
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// One setting as a client sees it.
 #[derive(Debug, Clone)]
@@ -109,6 +116,22 @@ fn describe_broker(broker: &Broker) -> Vec<DescribedConfig> {
         .collect()
 }
 
+/// Every group-level setting of a group with these overrides.
+fn describe_group(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<DescribedConfig> {
+    GROUP_CONFIGS
+        .iter()
+        .filter_map(|(def, _, _)| {
+            let (value, source) = group_value(&broker.config, overrides, def.name)?;
+            Some(DescribedConfig {
+                def,
+                synonyms: vec![(def.name.to_string(), value.clone(), source)],
+                value,
+                source,
+            })
+        })
+        .collect()
+}
+
 /// Describes each requested resource.
 pub fn handle(
     broker: &Broker,
@@ -143,6 +166,17 @@ pub fn handle(
                     }
                     (describe_broker(broker), true)
                 }
+                RESOURCE_GROUP if !resource.resource_name.is_empty() => {
+                    match load_group_configs(broker.metadata_db(), &resource.resource_name) {
+                        Ok(overrides) => (describe_group(broker, &overrides), false),
+                        Err(error) => {
+                            tracing::error!(%error, "reading group configs failed");
+                            return result
+                                .with_error_code(ResponseError::KafkaStorageError.code())
+                                .with_error_message(Some(str_bytes(&error.to_string())));
+                        }
+                    }
+                }
                 other => {
                     return result
                         .with_error_code(ResponseError::InvalidRequest.code())
@@ -163,9 +197,12 @@ pub fn handle(
                         .is_none_or(|keys| keys.iter().any(|k| k == c.def.name))
                 })
                 .map(|c| {
+                    let secret = c.def.kind == ConfigType::Password;
+                    let shown = |value: &str| (!secret).then(|| str_bytes(value));
                     let mut entry = DescribeConfigsResourceResult::default()
                         .with_name(str_bytes(c.def.name))
-                        .with_value(Some(str_bytes(&c.value)))
+                        .with_value(shown(&c.value))
+                        .with_is_sensitive(secret)
                         .with_read_only(read_only && !BrokerConfig::is_dynamic(c.def.name))
                         .with_config_source(c.source.kafka_code());
                     if request.include_synonyms {
@@ -175,7 +212,7 @@ pub fn handle(
                                 .map(|(name, value, source)| {
                                     DescribeConfigsSynonym::default()
                                         .with_name(str_bytes(name))
-                                        .with_value(Some(str_bytes(value)))
+                                        .with_value(shown(value))
                                         .with_source(source.kafka_code())
                                 })
                                 .collect(),

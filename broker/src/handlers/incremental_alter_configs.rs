@@ -1,6 +1,6 @@
 //! IncrementalAlterConfigs (v0-1): SET, DELETE, APPEND and SUBTRACT on single settings
-//! of a topic or of the broker; APPEND and SUBTRACT only for list settings
-//! (`cleanup.policy`), starting from the effective value.
+//! of a topic, of the broker or of a group (resource type 32); APPEND and SUBTRACT
+//! only for list settings (`cleanup.policy`), starting from the effective value.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use super::alter_configs::{current, replace, resource, AlterError, Resource};
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::config::group::{find_group_def, group_value, load_group_configs};
 use crate::config::{find_topic_def, ConfigType, BROKER_CONFIGS};
 
 const SET: i8 = 0;
@@ -25,6 +26,7 @@ fn kind_of(resource: &Resource, name: &str) -> Option<ConfigType> {
             .iter()
             .find(|d| d.name == name)
             .map(|d| d.kind),
+        Resource::Group(_) => find_group_def(name).map(|(d, _, _)| d.kind),
     }
 }
 
@@ -35,6 +37,10 @@ fn effective(broker: &Broker, resource: &Resource, name: &str) -> Option<String>
             broker.config.topic_value(&configs, name).map(|(v, _)| v)
         }
         Resource::Broker => broker.config.value(name).map(|(v, _)| v),
+        Resource::Group(group) => {
+            let configs = load_group_configs(broker.metadata_db(), group).ok()?;
+            group_value(&broker.config, &configs, name).map(|(v, _)| v)
+        }
     }
 }
 

@@ -3,22 +3,28 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod groups;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 pub mod record_checks;
 pub mod scram_users;
+pub mod throttle;
 pub mod transactions;
 
 use std::sync::Arc;
@@ -80,6 +86,16 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::SaslAuthenticate, 0, 2),
     ApiRange::new(ApiKey::DescribeUserScramCredentials, 0, 0),
     ApiRange::new(ApiKey::AlterUserScramCredentials, 0, 0),
+    // Cluster administration, answered as a one-broker KRaft cluster would.
+    ApiRange::new(ApiKey::DescribeLogDirs, 1, 4),
+    ApiRange::new(ApiKey::AlterReplicaLogDirs, 1, 2),
+    ApiRange::new(ApiKey::ElectLeaders, 0, 2),
+    ApiRange::new(ApiKey::AlterPartitionReassignments, 0, 1),
+    ApiRange::new(ApiKey::ListPartitionReassignments, 0, 0),
+    ApiRange::new(ApiKey::DescribeQuorum, 0, 2),
+    ApiRange::new(ApiKey::DescribeTopicPartitions, 0, 0),
+    ApiRange::new(ApiKey::DescribeClientQuotas, 0, 1),
+    ApiRange::new(ApiKey::AlterClientQuotas, 0, 1),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -152,13 +168,26 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
         RequestKind::Metadata(req) => ReplyBody::ready(ResponseKind::Metadata(metadata::handle(
             broker, req, version, endpoint,
         ))),
-        RequestKind::Produce(req) => produce::handle(broker, req, version),
+        RequestKind::Produce(req) => {
+            let started = std::time::Instant::now();
+            let bytes = throttle::produce_bytes(&req);
+            let body = produce::handle(broker, req, version);
+            throttle::produce(
+                broker,
+                throttle::Client::anonymous(&client_id),
+                bytes,
+                started,
+                body,
+            )
+        }
         RequestKind::Fetch(req) => {
             let broker = broker.clone();
+            let client = throttle::Client::anonymous(&client_id);
             ReplyBody::Later(tokio::spawn(async move {
-                Some(ResponseKind::Fetch(
-                    fetch::handle(broker, req, version).await,
-                ))
+                let response = fetch::handle(broker.clone(), req, version).await;
+                Some(ResponseKind::Fetch(throttle::fetch(
+                    &broker, &client, response,
+                )))
             }))
         }
         RequestKind::ListOffsets(req) => ReplyBody::ready(ResponseKind::ListOffsets(
@@ -245,6 +274,33 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
         RequestKind::AlterUserScramCredentials(req) => ReplyBody::ready(
             ResponseKind::AlterUserScramCredentials(scram_users::alter(broker, req)),
         ),
+        RequestKind::DescribeLogDirs(req) => ReplyBody::ready(ResponseKind::DescribeLogDirs(
+            log_dirs::describe(broker, req),
+        )),
+        RequestKind::AlterReplicaLogDirs(req) => ReplyBody::ready(
+            ResponseKind::AlterReplicaLogDirs(log_dirs::alter(broker, req)),
+        ),
+        RequestKind::ElectLeaders(req) => ReplyBody::ready(ResponseKind::ElectLeaders(
+            reassignments::elect_leaders(broker, req),
+        )),
+        RequestKind::AlterPartitionReassignments(req) => ReplyBody::ready(
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(broker, req, version)),
+        ),
+        RequestKind::ListPartitionReassignments(req) => ReplyBody::ready(
+            ResponseKind::ListPartitionReassignments(reassignments::list(broker, req)),
+        ),
+        RequestKind::DescribeQuorum(req) => ReplyBody::ready(ResponseKind::DescribeQuorum(
+            describe_quorum::handle(broker, req, version, endpoint),
+        )),
+        RequestKind::DescribeTopicPartitions(req) => ReplyBody::ready(
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, req)),
+        ),
+        RequestKind::DescribeClientQuotas(req) => ReplyBody::ready(
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(broker, req)),
+        ),
+        RequestKind::AlterClientQuotas(req) => ReplyBody::ready(ResponseKind::AlterClientQuotas(
+            client_quotas::alter(broker, req),
+        )),
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather
             // than panic if they ever drift.

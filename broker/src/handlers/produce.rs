@@ -67,6 +67,10 @@ pub enum ProduceError {
     /// Produce v8+'s `record_errors`); nothing of the partition's append was written.
     #[error("{}", record_checks::summary(.0))]
     Records(Vec<RecordFault>),
+    /// INVALID_TIMESTAMP: CreateTime records outside the topic's
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (listed as for `Records`).
+    #[error("{}", record_checks::summary(.0))]
+    Timestamps(Vec<RecordFault>),
     /// KAFKA_STORAGE_ERROR (retriable): free space on the data directory's filesystem
     /// is below `log.disk.free.min.bytes`.
     #[error("not enough free disk space (below log.disk.free.min.bytes)")]
@@ -80,6 +84,7 @@ impl ProduceError {
             ProduceError::Corrupt(_) => ResponseError::CorruptMessage,
             ProduceError::OldMagic(_) => ResponseError::UnsupportedForMessageFormat,
             ProduceError::Invalid(_) | ProduceError::Records(_) => ResponseError::InvalidRecord,
+            ProduceError::Timestamps(_) => ResponseError::InvalidTimestamp,
             ProduceError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
             ProduceError::TooLarge { .. } => ResponseError::MessageTooLarge,
             ProduceError::Storage(_) | ProduceError::Flush(_) | ProduceError::DiskFull => {
@@ -223,6 +228,27 @@ fn append(
         .topic_value(&topic.record.configs, "message.timestamp.type")
         .filter(|(value, _)| value == "LogAppendTime")
         .map(|_| now_ms());
+    if log_append_time.is_none() {
+        let limit = |name| {
+            broker
+                .config
+                .topic_number(&topic.record.configs, name, i64::MAX)
+        };
+        let bounds = record_checks::TimestampBounds {
+            now: now_ms(),
+            before_max_ms: limit("message.timestamp.before.max.ms"),
+            after_max_ms: limit("message.timestamp.after.max.ms"),
+        };
+        let faults = record_checks::timestamps_out_of_range(&records, bounds);
+        if !faults.is_empty() {
+            tracing::debug!(
+                topic = topic.name(),
+                partition = index,
+                "timestamps out of range"
+            );
+            return fail(ProduceError::Timestamps(faults));
+        }
+    }
     // Appending patches headers in place, so it needs the bytes to itself. `records` is
     // a slice of the request frame; when it is the request's only partition it is most
     // of the frame, and nothing else holds the frame any more (see `handle`), so taking
@@ -367,7 +393,8 @@ fn respond(topics: Vec<(TopicName, Vec<Outcome>)>, version: i16) -> ProduceRespo
                         }
                         Err(error) if version >= 8 => {
                             let record_errors = match &error {
-                                ProduceError::Records(faults) => faults
+                                ProduceError::Records(faults)
+                                | ProduceError::Timestamps(faults) => faults
                                     .iter()
                                     .map(|f| {
                                         BatchIndexAndErrorMessage::default()

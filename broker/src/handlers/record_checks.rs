@@ -61,6 +61,64 @@ pub fn keyless_in_compacted(records: &Bytes, topic: &str, partition: i32) -> Vec
     faults
 }
 
+/// The timestamps a CreateTime topic accepts, from `message.timestamp.before.max.ms`
+/// and `message.timestamp.after.max.ms` around the broker's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampBounds {
+    /// The broker's clock, in ms since the epoch.
+    pub now: i64,
+    /// How far in the past a record may be.
+    pub before_max_ms: i64,
+    /// How far in the future a record may be.
+    pub after_max_ms: i64,
+}
+
+impl TimestampBounds {
+    fn lowest(&self) -> i64 {
+        self.now.saturating_sub(self.before_max_ms)
+    }
+
+    fn highest(&self) -> i64 {
+        self.now.saturating_add(self.after_max_ms)
+    }
+}
+
+/// Kafka's timestamp check of CreateTime records: a record stamped further than the
+/// topic allows from the broker's clock is refused with INVALID_TIMESTAMP. The batch
+/// header's max timestamp settles the usual case (no lower bound set, nothing in the
+/// future) without reading a record; otherwise records are read, as Kafka does.
+pub fn timestamps_out_of_range(records: &Bytes, bounds: TimestampBounds) -> Vec<RecordFault> {
+    let (lowest, highest) = (bounds.lowest(), bounds.highest());
+    let mut faults = Vec::new();
+    for (header, range) in Batches::new(records) {
+        let lower_bound_set = bounds.before_max_ms != i64::MAX;
+        if header.max_timestamp <= highest && !lower_bound_set {
+            continue;
+        }
+        let Ok(batch) = BatchRecords::new(records.slice(range), MAX_DECOMPRESSED) else {
+            continue;
+        };
+        for (index, record) in (0i32..).zip(batch) {
+            let Ok(record) = record else { continue };
+            let ts = record.timestamp;
+            if ts != NO_TIMESTAMP && (ts < lowest || ts > highest) {
+                faults.push(RecordFault {
+                    index,
+                    message: format!(
+                        "Timestamp {ts} of message with offset {} is out of range. The \
+                         timestamp should be within [{lowest}, {highest}]",
+                        record.offset
+                    ),
+                });
+            }
+        }
+    }
+    faults
+}
+
+/// Kafka's "no timestamp" (a record from before timestamps existed).
+const NO_TIMESTAMP: i64 = -1;
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -85,6 +143,32 @@ mod tests {
             record(2, key(), None, 1),
         ];
         encode(&records, codec).freeze()
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_named_by_index() {
+        let now = 1_700_000_000_000;
+        let records = [
+            record(0, None, None, now),
+            record(1, None, None, now + 7_200_000),
+            record(2, None, None, now - 1_000_000),
+        ];
+        let batch = encode(&records, Compression::None).freeze();
+        let bounds = |before_max_ms, after_max_ms| super::TimestampBounds {
+            now,
+            before_max_ms,
+            after_max_ms,
+        };
+        let faults = super::timestamps_out_of_range(&batch, bounds(i64::MAX, 3_600_000));
+        assert_eq!(faults.len(), 1);
+        assert_eq!(faults[0].index, 1);
+        assert!(faults[0].message.starts_with(&format!(
+            "Timestamp {} of message with offset 1 is out of range.",
+            now + 7_200_000
+        )));
+        let faults = super::timestamps_out_of_range(&batch, bounds(1000, i64::MAX));
+        assert_eq!(faults.iter().map(|f| f.index).collect::<Vec<_>>(), [2]);
+        assert!(super::timestamps_out_of_range(&batch, bounds(i64::MAX, i64::MAX)).is_empty());
     }
 
     #[test]

@@ -383,6 +383,76 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                 ],
             ),
         ),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(
+            DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic)
+                    .with_partitions(vec![0, 1]),
+            ])),
+        ),
+        ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(
+            AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(str_bytes("/elsewhere"))
+                    .with_topics(vec![
+                        alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                            .with_name(topic)
+                            .with_partitions(vec![0]),
+                    ]),
+            ]),
+        ),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(topic)
+                    .with_partitions(vec![0, 7]),
+            ])),
+        ),
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(topic)
+                    .with_partitions(vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_replicas(Some(vec![BrokerId(1)])),
+                    ]),
+            ]),
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default(),
+        ),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(
+            DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(topic_name(describe_quorum::METADATA_TOPIC))
+                    .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ]),
+        ),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(1)
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default().with_name(topic),
+                ]),
+        ),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+            DescribeClientQuotasRequest::default().with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(str_bytes("client-id"))
+                    .with_match_type(1),
+            ]),
+        ),
+        ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(
+            AlterClientQuotasRequest::default().with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(str_bytes("client-id"))
+                        .with_entity_name(Some(str_bytes("sample")))])
+                    .with_ops(vec![alter_client_quotas_request::OpData::default()
+                        .with_key(str_bytes("producer_byte_rate"))
+                        .with_value(1e9)]),
+            ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

@@ -79,7 +79,10 @@ async fn serve_stream<S>(
     let (reader, writer) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let (replies, pending) = mpsc::channel(MAX_IN_FLIGHT);
-    let writer_task = tokio::spawn(write_replies(writer, pending, peer));
+    // Set by the writer when a response carries a quota throttle: the reader then
+    // takes no request from the client until it passes, as Kafka mutes the channel.
+    let (muted_tx, mut muted) = watch::channel(None::<Instant>);
+    let writer_task = tokio::spawn(write_replies(writer, pending, peer, muted_tx));
     let max_frame = broker.config.max_frame_bytes();
     let mut auth = listener
         .protocol
@@ -118,6 +121,13 @@ async fn serve_stream<S>(
                 break;
             }
         };
+        let mute = *muted.borrow_and_update();
+        if let Some(until) = mute.filter(|until| *until > Instant::now()) {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = super::stopped(&mut shutdown) => break,
+            }
+        }
         let mut close_after = false;
         let reply = match decode_request(frame, &handlers::SUPPORTED) {
             Ok(request) => match auth
@@ -226,6 +236,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     writer: W,
     mut pending: mpsc::Receiver<Reply>,
     peer: SocketAddr,
+    muted: watch::Sender<Option<Instant>>,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(reply) = pending.recv().await {
@@ -241,6 +252,11 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             },
         };
         if let Some(body) = body {
+            let throttle = handlers::throttle::throttle_of(&body);
+            if throttle > 0 {
+                let millis = u64::try_from(throttle).unwrap_or_default();
+                muted.send_replace(Some(Instant::now() + Duration::from_millis(millis)));
+            }
             match encode_response(reply.api_key, reply.version, reply.correlation_id, &body) {
                 Ok(frame) => {
                     if writer.write_all(&frame).await.is_err() {

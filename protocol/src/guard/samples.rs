@@ -1711,6 +1711,414 @@ pub(super) fn alter_user_scram_credentials_request_scram_credential_upsertion(
     m
 }
 
+pub(super) fn describe_log_dirs_request_describe_log_dirs_request(
+    v: i16,
+) -> describe_log_dirs_request::DescribeLogDirsRequest {
+    let mut m = describe_log_dirs_request::DescribeLogDirsRequest::default();
+    if (1..=4).contains(&v) {
+        m.topics = Some(vec![
+            describe_log_dirs_request_describable_log_dir_topic(v),
+            describe_log_dirs_request_describable_log_dir_topic(v),
+        ]);
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_log_dirs_request_describable_log_dir_topic(
+    v: i16,
+) -> describe_log_dirs_request::DescribableLogDirTopic {
+    let mut m = describe_log_dirs_request::DescribableLogDirTopic::default();
+    if (1..=4).contains(&v) {
+        m.topic = s();
+    }
+    if (1..=4).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dirs_request(
+    v: i16,
+) -> alter_replica_log_dirs_request::AlterReplicaLogDirsRequest {
+    let mut m = alter_replica_log_dirs_request::AlterReplicaLogDirsRequest::default();
+    if (1..=2).contains(&v) {
+        m.dirs = vec![
+            alter_replica_log_dirs_request_alter_replica_log_dir(v),
+            alter_replica_log_dirs_request_alter_replica_log_dir(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dir(
+    v: i16,
+) -> alter_replica_log_dirs_request::AlterReplicaLogDir {
+    let mut m = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
+    if (1..=2).contains(&v) {
+        m.path = s();
+    }
+    if (1..=2).contains(&v) {
+        m.topics = vec![
+            alter_replica_log_dirs_request_alter_replica_log_dir_topic(v),
+            alter_replica_log_dirs_request_alter_replica_log_dir_topic(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dir_topic(
+    v: i16,
+) -> alter_replica_log_dirs_request::AlterReplicaLogDirTopic {
+    let mut m = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default();
+    if (1..=2).contains(&v) {
+        m.name = s();
+    }
+    if (1..=2).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn elect_leaders_request_elect_leaders_request(
+    v: i16,
+) -> elect_leaders_request::ElectLeadersRequest {
+    let mut m = elect_leaders_request::ElectLeadersRequest::default();
+    if (1..=2).contains(&v) {
+        m.election_type = 7i8.into();
+    }
+    if (0..=2).contains(&v) {
+        m.topic_partitions = Some(vec![
+            elect_leaders_request_topic_partitions(v),
+            elect_leaders_request_topic_partitions(v),
+        ]);
+    }
+    if (0..=2).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn elect_leaders_request_topic_partitions(
+    v: i16,
+) -> elect_leaders_request::TopicPartitions {
+    let mut m = elect_leaders_request::TopicPartitions::default();
+    if (0..=2).contains(&v) {
+        m.topic = s();
+    }
+    if (0..=2).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn alter_partition_reassignments_request_alter_partition_reassignments_request(
+    v: i16,
+) -> alter_partition_reassignments_request::AlterPartitionReassignmentsRequest {
+    let mut m =
+        alter_partition_reassignments_request::AlterPartitionReassignmentsRequest::default();
+    if (0..=1).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.allow_replication_factor_change = true;
+    }
+    if (0..=1).contains(&v) {
+        m.topics = vec![
+            alter_partition_reassignments_request_reassignable_topic(v),
+            alter_partition_reassignments_request_reassignable_topic(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_partition_reassignments_request_reassignable_topic(
+    v: i16,
+) -> alter_partition_reassignments_request::ReassignableTopic {
+    let mut m = alter_partition_reassignments_request::ReassignableTopic::default();
+    if (0..=1).contains(&v) {
+        m.name = s();
+    }
+    if (0..=1).contains(&v) {
+        m.partitions = vec![
+            alter_partition_reassignments_request_reassignable_partition(v),
+            alter_partition_reassignments_request_reassignable_partition(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_partition_reassignments_request_reassignable_partition(
+    v: i16,
+) -> alter_partition_reassignments_request::ReassignablePartition {
+    let mut m = alter_partition_reassignments_request::ReassignablePartition::default();
+    if (0..=1).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (0..=1).contains(&v) {
+        m.replicas = Some(vec![7i32.into(), 7i32.into()]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn list_partition_reassignments_request_list_partition_reassignments_request(
+    v: i16,
+) -> list_partition_reassignments_request::ListPartitionReassignmentsRequest {
+    let mut m = list_partition_reassignments_request::ListPartitionReassignmentsRequest::default();
+    if (0..=0).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.topics = Some(vec![
+            list_partition_reassignments_request_list_partition_reassignments_topics(v),
+            list_partition_reassignments_request_list_partition_reassignments_topics(v),
+        ]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn list_partition_reassignments_request_list_partition_reassignments_topics(
+    v: i16,
+) -> list_partition_reassignments_request::ListPartitionReassignmentsTopics {
+    let mut m = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partition_indexes = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn describe_quorum_request_describe_quorum_request(
+    v: i16,
+) -> describe_quorum_request::DescribeQuorumRequest {
+    let mut m = describe_quorum_request::DescribeQuorumRequest::default();
+    if (0..=2).contains(&v) {
+        m.topics = vec![
+            describe_quorum_request_topic_data(v),
+            describe_quorum_request_topic_data(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_quorum_request_topic_data(v: i16) -> describe_quorum_request::TopicData {
+    let mut m = describe_quorum_request::TopicData::default();
+    if (0..=2).contains(&v) {
+        m.topic_name = s();
+    }
+    if (0..=2).contains(&v) {
+        m.partitions = vec![
+            describe_quorum_request_partition_data(v),
+            describe_quorum_request_partition_data(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_quorum_request_partition_data(
+    v: i16,
+) -> describe_quorum_request::PartitionData {
+    let mut m = describe_quorum_request::PartitionData::default();
+    if (0..=2).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn describe_topic_partitions_request_describe_topic_partitions_request(
+    v: i16,
+) -> describe_topic_partitions_request::DescribeTopicPartitionsRequest {
+    let mut m = describe_topic_partitions_request::DescribeTopicPartitionsRequest::default();
+    if (0..=0).contains(&v) {
+        m.topics = vec![
+            describe_topic_partitions_request_topic_request(v),
+            describe_topic_partitions_request_topic_request(v),
+        ];
+    }
+    if (0..=0).contains(&v) {
+        m.response_partition_limit = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.cursor = Some(describe_topic_partitions_request_cursor(v));
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_topic_partitions_request_topic_request(
+    v: i16,
+) -> describe_topic_partitions_request::TopicRequest {
+    let mut m = describe_topic_partitions_request::TopicRequest::default();
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_topic_partitions_request_cursor(
+    v: i16,
+) -> describe_topic_partitions_request::Cursor {
+    let mut m = describe_topic_partitions_request::Cursor::default();
+    if (0..=0).contains(&v) {
+        m.topic_name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn describe_client_quotas_request_describe_client_quotas_request(
+    v: i16,
+) -> describe_client_quotas_request::DescribeClientQuotasRequest {
+    let mut m = describe_client_quotas_request::DescribeClientQuotasRequest::default();
+    if (0..=1).contains(&v) {
+        m.components = vec![
+            describe_client_quotas_request_component_data(v),
+            describe_client_quotas_request_component_data(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.strict = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_client_quotas_request_component_data(
+    v: i16,
+) -> describe_client_quotas_request::ComponentData {
+    let mut m = describe_client_quotas_request::ComponentData::default();
+    if (0..=1).contains(&v) {
+        m.entity_type = s();
+    }
+    if (0..=1).contains(&v) {
+        m.match_type = 7i8.into();
+    }
+    if (0..=1).contains(&v) {
+        m._match = Some(s());
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn alter_client_quotas_request_alter_client_quotas_request(
+    v: i16,
+) -> alter_client_quotas_request::AlterClientQuotasRequest {
+    let mut m = alter_client_quotas_request::AlterClientQuotasRequest::default();
+    if (0..=1).contains(&v) {
+        m.entries = vec![
+            alter_client_quotas_request_entry_data(v),
+            alter_client_quotas_request_entry_data(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.validate_only = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_client_quotas_request_entry_data(
+    v: i16,
+) -> alter_client_quotas_request::EntryData {
+    let mut m = alter_client_quotas_request::EntryData::default();
+    if (0..=1).contains(&v) {
+        m.entity = vec![
+            alter_client_quotas_request_entity_data(v),
+            alter_client_quotas_request_entity_data(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.ops = vec![
+            alter_client_quotas_request_op_data(v),
+            alter_client_quotas_request_op_data(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_client_quotas_request_entity_data(
+    v: i16,
+) -> alter_client_quotas_request::EntityData {
+    let mut m = alter_client_quotas_request::EntityData::default();
+    if (0..=1).contains(&v) {
+        m.entity_type = s();
+    }
+    if (0..=1).contains(&v) {
+        m.entity_name = Some(s());
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_client_quotas_request_op_data(v: i16) -> alter_client_quotas_request::OpData {
+    let mut m = alter_client_quotas_request::OpData::default();
+    if (0..=1).contains(&v) {
+        m.key = s();
+    }
+    if (0..=1).contains(&v) {
+        m.value = 1.5f64.into();
+    }
+    if (0..=1).contains(&v) {
+        m.remove = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
 /// Encodes the sample request for `api` at `v`.
 pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
     match api {
@@ -1822,6 +2230,39 @@ pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
         ),
         ApiKey::AlterUserScramCredentials => super::tests::encode(
             &alter_user_scram_credentials_request_alter_user_scram_credentials_request(v),
+            v,
+        ),
+        ApiKey::DescribeLogDirs => {
+            super::tests::encode(&describe_log_dirs_request_describe_log_dirs_request(v), v)
+        }
+        ApiKey::AlterReplicaLogDirs => super::tests::encode(
+            &alter_replica_log_dirs_request_alter_replica_log_dirs_request(v),
+            v,
+        ),
+        ApiKey::ElectLeaders => {
+            super::tests::encode(&elect_leaders_request_elect_leaders_request(v), v)
+        }
+        ApiKey::AlterPartitionReassignments => super::tests::encode(
+            &alter_partition_reassignments_request_alter_partition_reassignments_request(v),
+            v,
+        ),
+        ApiKey::ListPartitionReassignments => super::tests::encode(
+            &list_partition_reassignments_request_list_partition_reassignments_request(v),
+            v,
+        ),
+        ApiKey::DescribeQuorum => {
+            super::tests::encode(&describe_quorum_request_describe_quorum_request(v), v)
+        }
+        ApiKey::DescribeTopicPartitions => super::tests::encode(
+            &describe_topic_partitions_request_describe_topic_partitions_request(v),
+            v,
+        ),
+        ApiKey::DescribeClientQuotas => super::tests::encode(
+            &describe_client_quotas_request_describe_client_quotas_request(v),
+            v,
+        ),
+        ApiKey::AlterClientQuotas => super::tests::encode(
+            &alter_client_quotas_request_alter_client_quotas_request(v),
             v,
         ),
         _ => unreachable!("not covered"),
@@ -2258,6 +2699,126 @@ pub(super) fn rust_sizes() -> Vec<(ApiKey, &'static str, usize)> {
             "ScramCredentialUpsertion",
             size_of::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(),
         ),
+        (
+            ApiKey::DescribeLogDirs,
+            "DescribeLogDirsRequest",
+            size_of::<describe_log_dirs_request::DescribeLogDirsRequest>(),
+        ),
+        (
+            ApiKey::DescribeLogDirs,
+            "DescribableLogDirTopic",
+            size_of::<describe_log_dirs_request::DescribableLogDirTopic>(),
+        ),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            "AlterReplicaLogDirsRequest",
+            size_of::<alter_replica_log_dirs_request::AlterReplicaLogDirsRequest>(),
+        ),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            "AlterReplicaLogDir",
+            size_of::<alter_replica_log_dirs_request::AlterReplicaLogDir>(),
+        ),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            "AlterReplicaLogDirTopic",
+            size_of::<alter_replica_log_dirs_request::AlterReplicaLogDirTopic>(),
+        ),
+        (
+            ApiKey::ElectLeaders,
+            "ElectLeadersRequest",
+            size_of::<elect_leaders_request::ElectLeadersRequest>(),
+        ),
+        (
+            ApiKey::ElectLeaders,
+            "TopicPartitions",
+            size_of::<elect_leaders_request::TopicPartitions>(),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            "AlterPartitionReassignmentsRequest",
+            size_of::<alter_partition_reassignments_request::AlterPartitionReassignmentsRequest>(),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            "ReassignableTopic",
+            size_of::<alter_partition_reassignments_request::ReassignableTopic>(),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            "ReassignablePartition",
+            size_of::<alter_partition_reassignments_request::ReassignablePartition>(),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            "ListPartitionReassignmentsRequest",
+            size_of::<list_partition_reassignments_request::ListPartitionReassignmentsRequest>(),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            "ListPartitionReassignmentsTopics",
+            size_of::<list_partition_reassignments_request::ListPartitionReassignmentsTopics>(),
+        ),
+        (
+            ApiKey::DescribeQuorum,
+            "DescribeQuorumRequest",
+            size_of::<describe_quorum_request::DescribeQuorumRequest>(),
+        ),
+        (
+            ApiKey::DescribeQuorum,
+            "TopicData",
+            size_of::<describe_quorum_request::TopicData>(),
+        ),
+        (
+            ApiKey::DescribeQuorum,
+            "PartitionData",
+            size_of::<describe_quorum_request::PartitionData>(),
+        ),
+        (
+            ApiKey::DescribeTopicPartitions,
+            "DescribeTopicPartitionsRequest",
+            size_of::<describe_topic_partitions_request::DescribeTopicPartitionsRequest>(),
+        ),
+        (
+            ApiKey::DescribeTopicPartitions,
+            "TopicRequest",
+            size_of::<describe_topic_partitions_request::TopicRequest>(),
+        ),
+        (
+            ApiKey::DescribeTopicPartitions,
+            "Cursor",
+            size_of::<describe_topic_partitions_request::Cursor>(),
+        ),
+        (
+            ApiKey::DescribeClientQuotas,
+            "DescribeClientQuotasRequest",
+            size_of::<describe_client_quotas_request::DescribeClientQuotasRequest>(),
+        ),
+        (
+            ApiKey::DescribeClientQuotas,
+            "ComponentData",
+            size_of::<describe_client_quotas_request::ComponentData>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "AlterClientQuotasRequest",
+            size_of::<alter_client_quotas_request::AlterClientQuotasRequest>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "EntryData",
+            size_of::<alter_client_quotas_request::EntryData>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "EntityData",
+            size_of::<alter_client_quotas_request::EntityData>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "OpData",
+            size_of::<alter_client_quotas_request::OpData>(),
+        ),
     ]
 }
 
@@ -2308,6 +2869,19 @@ pub(super) fn default_kind(api: ApiKey) -> RequestKind {
         ApiKey::AlterUserScramCredentials => {
             RequestKind::AlterUserScramCredentials(Default::default())
         }
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
+        ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(Default::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(Default::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(Default::default())
+        }
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
+        ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(Default::default()),
         _ => unreachable!("not covered"),
     }
 }

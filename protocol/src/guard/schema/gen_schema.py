@@ -24,7 +24,9 @@ COVERED = [
     "WriteTxnMarkers", "DescribeProducers", "ListTransactions", "DescribeTransactions",
     "OffsetForLeaderEpoch", "SaslHandshake", "SaslAuthenticate",
     "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeUserScramCredentials",
-    "AlterUserScramCredentials",
+    "AlterUserScramCredentials", "DescribeLogDirs", "AlterReplicaLogDirs", "ElectLeaders",
+    "AlterPartitionReassignments", "ListPartitionReassignments", "DescribeQuorum",
+    "DescribeTopicPartitions", "DescribeClientQuotas", "AlterClientQuotas",
 ]
 
 SCALARS = {

@@ -7,7 +7,10 @@ use super::walk::Message;
 
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
+pub(crate) mod alter_client_quotas;
 pub(crate) mod alter_configs;
+pub(crate) mod alter_partition_reassignments;
+pub(crate) mod alter_replica_log_dirs;
 pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
@@ -17,12 +20,17 @@ pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
+pub(crate) mod describe_client_quotas;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
+pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
+pub(crate) mod describe_quorum;
+pub(crate) mod describe_topic_partitions;
 pub(crate) mod describe_transactions;
 pub(crate) mod describe_user_scram_credentials;
+pub(crate) mod elect_leaders;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
@@ -33,6 +41,7 @@ pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
+pub(crate) mod list_partition_reassignments;
 pub(crate) mod list_transactions;
 pub(crate) mod metadata;
 pub(crate) mod offset_commit;
@@ -109,4 +118,28 @@ pub(crate) const COVERED: &[(ApiKey, &Message)] = &[
         ApiKey::AlterUserScramCredentials,
         &alter_user_scram_credentials::MESSAGE,
     ),
+    (ApiKey::DescribeLogDirs, &describe_log_dirs::MESSAGE),
+    (
+        ApiKey::AlterReplicaLogDirs,
+        &alter_replica_log_dirs::MESSAGE,
+    ),
+    (ApiKey::ElectLeaders, &elect_leaders::MESSAGE),
+    (
+        ApiKey::AlterPartitionReassignments,
+        &alter_partition_reassignments::MESSAGE,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        &list_partition_reassignments::MESSAGE,
+    ),
+    (ApiKey::DescribeQuorum, &describe_quorum::MESSAGE),
+    (
+        ApiKey::DescribeTopicPartitions,
+        &describe_topic_partitions::MESSAGE,
+    ),
+    (
+        ApiKey::DescribeClientQuotas,
+        &describe_client_quotas::MESSAGE,
+    ),
+    (ApiKey::AlterClientQuotas, &alter_client_quotas::MESSAGE),
 ];
