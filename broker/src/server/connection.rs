@@ -41,6 +41,15 @@ const UNAUTHENTICATED_FRAME_LIMIT: usize = 64 * 1024;
 /// exchange; a peer that stalls in between is dropped rather than held.
 const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The socket read buffer: enough to take a pipeline of small requests in one read.
+/// A body larger than it is read straight into its own frame buffer (`read_frame`), so
+/// a bigger one would only cost idle connections memory (10,000 of them are a target).
+const READ_BUFFER: usize = 8 * 1024;
+
+/// The socket write buffer: small replies are gathered; a larger one (a fetch
+/// response) bypasses it and goes to the socket directly.
+const WRITE_BUFFER: usize = 8 * 1024;
+
 /// Serves one connection until the peer closes it, it misbehaves, or shutdown begins:
 /// first the TLS handshake on SSL and SASL_SSL listeners.
 pub async fn serve(
@@ -77,7 +86,7 @@ async fn serve_stream<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (replies, pending) = mpsc::channel(MAX_IN_FLIGHT);
     // Set by the writer when a response carries a quota throttle: the reader then
     // takes no request from the client until it passes, as Kafka mutes the channel.
@@ -238,7 +247,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     peer: SocketAddr,
     muted: watch::Sender<Option<Instant>>,
 ) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     while let Some(reply) = pending.recv().await {
         let body = match reply.body {
             ReplyBody::None => None,

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The broker's memory with many idle client connections (issue 18's target: 10,000
+idle connections held, broker RSS < 100 MB).
+
+usage: .venv/bin/python scripts/idle-connections.py [--binary target/release/agentlog]
+           [--connections 10000] [--set KEY=VALUE]
+
+Starts the broker on 127.0.0.1:0 with a fresh data directory, opens the connections,
+each sending one ApiVersions request (v0, as a client's first request) and reading its
+answer, then holds them all open and reads the broker's VmRSS and open descriptors.
+Both processes need `ulimit -n` above the connection count (the script raises its own
+soft limit to its hard limit; the broker inherits it).
+"""
+import argparse
+import os
+import resource
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def api_versions_request(correlation_id):
+    client_id = b"idle"
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    return struct.pack(">i", len(body)) + body
+
+
+def read_exact(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise RuntimeError("connection closed")
+        data += chunk
+    return data
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", default="target/release/agentlog")
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--set", dest="settings", action="append", default=[])
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.connections + 100:
+        sys.exit(f"ulimit -Hn is {hard}: too low for {args.connections} connections")
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        command = [args.binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir]
+        for setting in args.settings:
+            command += ["--set", setting]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        )
+        try:
+            line = proc.stdout.readline()
+            prefix = "agentlog listening on "
+            if not line.startswith(prefix):
+                raise RuntimeError(f"no listening line: {line!r}")
+            host, port = line[len(prefix) :].strip().rsplit(":", 1)
+            time.sleep(1)
+            idle = rss_kib(proc.pid)
+            sockets = []
+            for i in range(args.connections):
+                sock = socket.create_connection((host, int(port)))
+                sock.sendall(api_versions_request(i))
+                (size,) = struct.unpack(">i", read_exact(sock, 4))
+                read_exact(sock, size)
+                sockets.append(sock)
+            time.sleep(2)
+            held = rss_kib(proc.pid)
+            fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+            print(f"idle broker                {idle / 1024:8.1f} MiB")
+            print(f"{len(sockets)} connections held  {held / 1024:8.1f} MiB ({fds} fds)")
+            print(
+                f"per connection             {(held - idle) * 1024 / max(len(sockets), 1):8.0f} bytes"
+            )
+            for sock in sockets:
+                sock.close()
+            time.sleep(2)
+            print(f"after closing them         {rss_kib(proc.pid) / 1024:8.1f} MiB")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
