@@ -16,18 +16,13 @@ import os
 import resource
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 
+from broker_process import rss_kib, start_broker
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+
 
 
 def api_versions_request(correlation_id):
@@ -59,19 +54,9 @@ def main():
         sys.exit(f"ulimit -Hn is {hard}: too low for {args.connections} connections")
 
     with tempfile.TemporaryDirectory() as data_dir:
-        command = [args.binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir]
-        for setting in args.settings:
-            command += ["--set", setting]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-        )
+        proc, address = start_broker(args.binary, data_dir, args.settings)
         try:
-            line = proc.stdout.readline()
-            prefix = "agentlog listening on "
-            if not line.startswith(prefix):
-                raise RuntimeError(f"no listening line: {line!r}")
-            host, port = line[len(prefix) :].strip().rsplit(":", 1)
+            host, port = address.rsplit(":", 1)
             time.sleep(1)
             idle = rss_kib(proc.pid)
             sockets = []

@@ -13,38 +13,19 @@ line per stage (and JSON with --json). Nothing here is timed.
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 
+from broker_process import rss_kib, start_broker
+
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
-def start_broker(binary, data_dir, settings):
-    command = [binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir]
-    for setting in settings:
-        command += ["--set", setting]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
-    line = proc.stdout.readline()
-    prefix = "agentlog listening on "
-    if not line.startswith(prefix):
-        proc.kill()
-        raise RuntimeError(f"the broker did not print its address: {line!r}")
-    return proc, line[len(prefix) :].strip()
 
 
 def main():
