@@ -188,6 +188,37 @@ pub async fn wait_visible(
     }
 }
 
+/// Waits until the inputs `group` committed number `target` (exactly-once agents: the
+/// outputs of committed transactions), then until the outputs of `topic` are all
+/// durable, markers included; returns the time and the inputs committed then.
+pub async fn wait_committed(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    target: i64,
+    limit: Duration,
+) -> (Instant, i64) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let committed: i64 = broker
+            .groups
+            .committed(group)
+            .iter()
+            .map(|c| c.offset)
+            .sum();
+        let durable = broker.topics.get(topic).is_some_and(|t| {
+            t.partitions
+                .iter()
+                .all(|p| p.log.high_watermark() >= p.log.log_end_offset())
+        });
+        let now = Instant::now();
+        if (committed >= target && durable) || now >= deadline {
+            return (now, committed);
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
 /// Reads `topic` in-process as its records become visible and records each one's
 /// handler→visible latency from the handler's stamp; runs until dropped.
 pub async fn watch_outputs(broker: Arc<Broker>, topic: String, latency: Arc<Latency>) {
