@@ -155,6 +155,9 @@ pub fn murmur2(data: &[u8]) -> u32 {
     h
 }
 
+/// Records bound for one partition.
+pub(crate) type PartitionRecords = (Arc<Partition>, Vec<OutRecord>);
+
 /// An appended batch whose durable point is still to be awaited.
 #[derive(Debug)]
 pub(crate) struct Appended {
@@ -170,7 +173,7 @@ impl EmbeddedBackend {
         &self,
         topic: &str,
         mut records: Vec<OutRecord>,
-    ) -> Result<Vec<(Arc<Partition>, Vec<OutRecord>)>, ProduceError> {
+    ) -> Result<Vec<PartitionRecords>, ProduceError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
