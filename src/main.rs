@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentlog_agents::config::{start_declared, AgentsConfig, BackendChoice};
+use agentlog_agents::exactly_once::process_tag;
 use agentlog_agents::uplink::Uplinks;
 use agentlog_agents::{AgentHandle, EmbeddedBackend, KafkaBackend, Runtime};
 use agentlog_broker::security::listener::SecurityProtocol;
@@ -197,7 +198,10 @@ async fn serve(
     if let BackendChoice::Kafka(kafka) = &agents.backend {
         // Agents on an external cluster: no broker here, so /metrics has agent series
         // only (the cluster's consumer lag is the cluster's to report).
-        let runtime = Arc::new(Runtime::new(KafkaBackend::new(kafka.clone())?));
+        let runtime = Arc::new(
+            Runtime::new(KafkaBackend::new(kafka.clone())?)
+                .with_process_tag(&process_tag(&config.data_dir)),
+        );
         let agents_source = agent_source(&runtime);
         let console = console::Console::new(
             &kafka.bootstrap,
@@ -224,6 +228,7 @@ async fn serve(
         }
         return Ok(());
     }
+    let tag = process_tag(&config.data_dir);
     let running = RunningBroker::start(config)
         .await
         .context("starting the broker")?;
@@ -242,7 +247,8 @@ async fn serve(
         stdout.flush()?;
     }
     tracing::info!(advertised = %running.bootstrap(), "broker started");
-    let runtime = Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())));
+    let runtime =
+        Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())).with_process_tag(&tag));
     let uplinks = Uplinks::start(&running.broker, &agents.uplinks)?;
     let agents_source = agent_source(&runtime);
     let console = console::Console::new(

@@ -18,6 +18,7 @@
 //! instances = 2
 //! max_attempts = 3
 //! backoff_ms = 100
+//! processing = "at_least_once"   # or "exactly_once": outputs and offsets in one transaction
 //! [agents.options]
 //! field = "type"
 //! default = "events.other"
@@ -35,6 +36,7 @@ use crate::backend::Backend;
 use crate::backend::KafkaConfig;
 use crate::builtins::{ContentRouter, DlqReplayer};
 use crate::delivery::RetryPolicy;
+use crate::exactly_once::Processing;
 use crate::inference::InferenceSettings;
 use crate::llm::LlmSettings;
 use crate::mcp::McpServerDef;
@@ -147,6 +149,10 @@ pub struct AgentDef {
     /// `a2a = true` or `[agents.a2a]`: serve A2A and publish a card (see [`crate::a2a`]).
     #[serde(default)]
     pub a2a: Option<crate::a2a::A2aDecl>,
+    /// `processing = "at_least_once"` (default) or `"exactly_once"` (see
+    /// [`crate::exactly_once`]).
+    #[serde(default)]
+    pub processing: Processing,
 }
 
 /// A built-in agent made from its definition.
@@ -255,6 +261,14 @@ impl AgentsConfig {
     /// Checks one definition against its kind, so a bad one is refused at start-up
     /// with the agent named, before anything runs.
     fn validate(&self, def: &AgentDef) -> Result<(), ConfigError> {
+        if def.processing == Processing::ExactlyOnce && def.max_in_flight.is_some_and(|n| n > 1) {
+            return Err(ConfigError::Options {
+                name: def.name.clone(),
+                reason: "processing = \"exactly_once\" commits one batch at a time: \
+                         max_in_flight must be 1 (use max_batch to size the transactions)"
+                    .to_string(),
+            });
+        }
         let kind = def.kind.as_str();
         if crate::llm::KINDS.contains(&kind) {
             crate::llm::validate(def, &self.llm)
@@ -292,6 +306,7 @@ impl AgentDef {
             .unwrap_or(crate::runtime::DEFAULT_MAX_BATCH)
             .max(1);
         spec.a2a = self.a2a.as_ref().map(|decl| decl.0.clone());
+        spec.processing = self.processing;
         spec
     }
 
@@ -454,6 +469,39 @@ topics = ["events.dlq"]
             AgentsConfig::from_toml("").unwrap().backend,
             BackendChoice::Embedded
         );
+    }
+
+    /// At-least-once stays the default; `processing` takes exactly the two names, and
+    /// anything else is refused naming them.
+    #[test]
+    fn processing_defaults_to_at_least_once_and_refuses_bad_values() {
+        let agent =
+            "[[agents]]\nname='a'\nkind='router'\ntopics=['t']\n[agents.options]\nfield='x'\n";
+        let config = AgentsConfig::from_toml(agent).unwrap();
+        assert_eq!(config.agents[0].spec().processing, Processing::AtLeastOnce);
+        assert_eq!(
+            AgentSpec::new("a", &["t"]).processing,
+            Processing::AtLeastOnce
+        );
+        let with = |line: &str| agent.replace("topics=['t']\n", &format!("topics=['t']\n{line}\n"));
+        let config = AgentsConfig::from_toml(&with("processing = 'exactly_once'")).unwrap();
+        assert_eq!(config.agents[0].spec().processing, Processing::ExactlyOnce);
+        let config = AgentsConfig::from_toml(&with("processing = 'at_least_once'")).unwrap();
+        assert_eq!(config.agents[0].spec().processing, Processing::AtLeastOnce);
+        let Err(ConfigError::Parse(message)) =
+            AgentsConfig::from_toml(&with("processing = 'exactly-once'"))
+        else {
+            panic!("a bad processing value was accepted");
+        };
+        assert!(
+            message.contains("exactly-once") && message.contains("exactly_once"),
+            "{message}"
+        );
+        let concurrent = with("processing = 'exactly_once'\nmax_in_flight = 4");
+        assert!(matches!(
+            AgentsConfig::from_toml(&concurrent),
+            Err(ConfigError::Options { .. })
+        ));
     }
 
     #[test]

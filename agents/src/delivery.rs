@@ -328,7 +328,7 @@ impl<A: Agent> Delivery<A> {
         inc(&self.metrics.emits, emitted);
         inc(&self.metrics.decisions, decided);
         if !state_writes.is_empty() {
-            self.state.apply(&state_writes);
+            sink.apply_state(&self.state, &state_writes);
         }
         Ok(())
     }

@@ -46,7 +46,9 @@
 //! endpoints, durable calls, the `llm`, `llm_router` and `tool_agent` kinds, replay),
 //! `workflow` (`aggregate`, the fan-in), `dispatch` (key-ordered concurrency), `rag`
 //! (the vector index and its snapshots), `a2a` (A2A over topics: agent cards,
-//! inboxes, the client), `uplink` (edge store-and-forward to a central cluster).
+//! inboxes, the client), `uplink` (edge store-and-forward to a central cluster),
+//! `exactly_once` (`processing = "exactly_once"`: each batch's outputs, state,
+//! decisions and input offsets in one transaction).
 
 #![warn(missing_docs)]
 
@@ -60,6 +62,7 @@ pub mod delivery;
 mod dispatch;
 pub mod envelope;
 pub mod event;
+pub mod exactly_once;
 pub mod inference;
 pub mod jsonrpc;
 pub mod llm;
@@ -81,4 +84,5 @@ pub use backend::{
 pub use delivery::RetryPolicy;
 pub use envelope::Envelope;
 pub use event::{Event, Header, OutRecord};
+pub use exactly_once::Processing;
 pub use runtime::{AgentHandle, AgentSpec, ReplayReport, Runtime};

@@ -177,21 +177,46 @@ fn decode_batch(
 /// kafka-protocol's `RecordBatchEncoder`, so in-process emits are stored exactly as a
 /// producer's batch would be.
 pub fn encode_batch(records: &[OutRecord], compression: Codec) -> Result<BytesMut, EncodeError> {
+    encode_batch_as(records, compression, None)
+}
+
+/// Who writes a transactional batch: the producer id and epoch the transaction
+/// coordinator handed out, and the sequence of the batch's first record in its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnProducer {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch (older epochs are fenced).
+    pub epoch: i16,
+    /// Sequence of the first record (per partition, from 0 for each epoch).
+    pub base_sequence: i32,
+}
+
+/// [`encode_batch`], as a transactional producer's batch when `producer` is given: the
+/// exactly-once agent path appends batches a wire client's transaction would send.
+pub fn encode_batch_as(
+    records: &[OutRecord],
+    compression: Codec,
+    producer: Option<TxnProducer>,
+) -> Result<BytesMut, EncodeError> {
+    let (producer_id, epoch, base_sequence) =
+        producer.map_or((-1, -1, -1), |p| (p.producer_id, p.epoch, p.base_sequence));
     let encoded: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever `offset - sequence` changes; keeping
-            // it constant (and the base sequence at -1, "none") gives one batch.
-            sequence: i as i32 - 1,
+            // it constant (and the base sequence at -1, "none", without a producer)
+            // gives one batch.
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),

@@ -16,6 +16,7 @@ use crate::backend::{Backend, CommitError, Position, ReadError, Source, StartAt,
 use crate::delivery::{Delivery, DeliveryError, Outcome, RetryPolicy};
 use crate::dispatch::{KeyedDispatch, Ticket};
 use crate::event::Event;
+use crate::exactly_once::{transactional_id, Processing};
 use crate::metrics::{AgentMetrics, MetricsSnapshot};
 use crate::rag::Indexes;
 use crate::state::{RestoreError, StateStore};
@@ -45,6 +46,8 @@ pub struct AgentSpec {
     pub max_batch: usize,
     /// Serve A2A requests and publish an agent card (`[agents.a2a]`); `None`: off.
     pub a2a: Option<crate::a2a::A2aSettings>,
+    /// At-least-once (the default) or exactly-once (see [`crate::exactly_once`]).
+    pub processing: Processing,
 }
 
 /// Events per batch unless configured: large enough that a batch's one append and one
@@ -66,7 +69,15 @@ impl AgentSpec {
             max_in_flight: 1,
             max_batch: DEFAULT_MAX_BATCH,
             a2a: None,
+            processing: Processing::AtLeastOnce,
         }
+    }
+
+    /// Commits each batch's outputs, state, decisions and offsets atomically
+    /// ([`Processing::ExactlyOnce`]) or not.
+    pub fn processing(mut self, processing: Processing) -> AgentSpec {
+        self.processing = processing;
+        self
     }
 
     /// Uses another consumer group.
@@ -170,7 +181,12 @@ pub struct Runtime<B: Backend> {
     backend: B,
     metrics: Mutex<BTreeMap<String, Arc<AgentMetrics>>>,
     indexes: Arc<Indexes>,
+    process_tag: String,
 }
+
+/// The process tag of a runtime not given one: enough when one process runs the
+/// agent (always so on the embedded backend, whose broker is the process).
+pub const DEFAULT_PROCESS_TAG: &str = "local";
 
 type Spawner = Arc<dyn Fn(usize) -> Instance + Send + Sync>;
 
@@ -208,7 +224,17 @@ impl<B: Backend> Runtime<B> {
             backend,
             metrics: Mutex::new(BTreeMap::new()),
             indexes: Arc::default(),
+            process_tag: DEFAULT_PROCESS_TAG.to_string(),
         }
+    }
+
+    /// Names this process in exactly-once agents' transactional ids. It must be the
+    /// same after a restart (so a restarted instance fences its previous incarnation)
+    /// and differ between processes running the same agent on one cluster (or they
+    /// fence each other): `serve` derives it from its data directory.
+    pub fn with_process_tag(mut self, tag: &str) -> Runtime<B> {
+        self.process_tag = tag.to_string();
+        self
     }
 
     /// The vector indexes of this runtime's agents (`[rag.<name>]`), shared with the
@@ -294,17 +320,30 @@ impl<B: Backend> Runtime<B> {
         });
         let backend = self.backend.clone();
         let loop_spec = spec.clone();
+        let process_tag = self.process_tag.clone();
         let spawn: Spawner = Arc::new(move |id| {
             let (stop, stop_rx) = watch::channel(false);
             let assignment = Arc::new(Mutex::new(Vec::new()));
-            let task = tokio::spawn(run_instance(
-                backend.clone(),
-                delivery.clone(),
-                loop_spec.clone(),
-                format!("{}-{id}", loop_spec.name),
-                stop_rx,
-                assignment.clone(),
-            ));
+            let client_id = format!("{}-{id}", loop_spec.name);
+            let task = match loop_spec.processing {
+                Processing::AtLeastOnce => tokio::spawn(run_instance(
+                    backend.clone(),
+                    delivery.clone(),
+                    loop_spec.clone(),
+                    client_id,
+                    stop_rx,
+                    assignment.clone(),
+                )),
+                Processing::ExactlyOnce => tokio::spawn(crate::exactly_once::run::run_instance(
+                    backend.clone(),
+                    delivery.clone(),
+                    loop_spec.clone(),
+                    client_id,
+                    transactional_id(&loop_spec.group, &process_tag, id),
+                    stop_rx,
+                    assignment.clone(),
+                )),
+            };
             Instance {
                 stop,
                 task,
@@ -563,11 +602,11 @@ async fn commit_due<S: Source>(spec: &AgentSpec, source: &mut S, dispatch: &mut 
 
 /// The next offset to commit per partition, as a batch's events are done.
 #[derive(Default)]
-struct Positions(Vec<(Arc<str>, i32, i64)>);
+pub(crate) struct Positions(Vec<(Arc<str>, i32, i64)>);
 
 impl Positions {
     /// Everything up to the last of `events` in each partition is done.
-    fn advance(&mut self, events: &[Event]) {
+    pub(crate) fn advance(&mut self, events: &[Event]) {
         for event in events {
             // Events of one partition come in runs: the last entry is nearly always it.
             let found = match self.0.last_mut() {
@@ -586,7 +625,7 @@ impl Positions {
         }
     }
 
-    fn into_commit(self) -> Vec<Position> {
+    pub(crate) fn into_commit(self) -> Vec<Position> {
         self.0
             .into_iter()
             .map(|(topic, partition, next_offset)| Position {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentlog_agents::{
-    AgentSpec, Backend, EmbeddedBackend, KafkaBackend, KafkaConfig, Runtime, Sink,
+    AgentSpec, Backend, EmbeddedBackend, KafkaBackend, KafkaConfig, Processing, Runtime, Sink,
 };
 use agentlog_broker::EmbeddedBroker;
 use anyhow::{bail, Context};
@@ -57,9 +57,31 @@ pub struct AgentsOptions {
     /// Backends to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Which::Embedded, Which::Kafka])]
     pub backends: Vec<Which>,
+    /// How the agent commits: at-least-once (outputs, then offsets) or exactly-once
+    /// (each batch's outputs and offsets in one transaction).
+    #[arg(long, value_enum, default_value_t = Mode::AtLeastOnce)]
+    pub processing: Mode,
     /// Print the report as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--processing`: the agent's `processing` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// `processing = "at_least_once"`.
+    AtLeastOnce,
+    /// `processing = "exactly_once"`.
+    ExactlyOnce,
+}
+
+impl Mode {
+    fn processing(self) -> Processing {
+        match self {
+            Mode::AtLeastOnce => Processing::AtLeastOnce,
+            Mode::ExactlyOnce => Processing::ExactlyOnce,
+        }
+    }
 }
 
 /// A backend of the agent runtime.
@@ -205,13 +227,22 @@ async fn measure<B: Backend>(
         probe: None,
         first_ns: first_ns.clone(),
     };
+    let group = format!("bench-{name}");
+    let spec = AgentSpec::new(&group, &[&input]).processing(options.processing.processing());
     let handle = runtime
-        .start(AgentSpec::new(&format!("bench-{name}"), &[&input]), agent)
+        .start(spec, agent)
         .await
         .context("starting the agent")?;
     let target = options.records as i64;
     let limit = Duration::from_secs_f64(options.max_seconds);
-    let (done_at, seen) = pass_through::wait_visible(&broker, &output, target, limit).await;
+    let (done_at, seen) = match options.processing {
+        Mode::AtLeastOnce => pass_through::wait_visible(&broker, &output, target, limit).await,
+        // Transaction markers take offsets too: count the inputs whose transactions
+        // committed, then wait for the outputs' markers to be visible.
+        Mode::ExactlyOnce => {
+            pass_through::wait_committed(&broker, &group, &output, target, limit).await
+        }
+    };
     let cpu_after = process_cpu_seconds()?;
     handle.stop().await;
     let first = first_ns.load(std::sync::atomic::Ordering::Relaxed);
@@ -231,7 +262,9 @@ async fn measure<B: Backend>(
         measured.records_per_sec(),
         measured.cpu_per_million().unwrap_or_default()
     );
-    if options.duration > 0.0 {
+    // The latency phase times outputs as they are appended, which under exactly-once
+    // is before their transaction commits: it is run at-least-once only.
+    if options.duration > 0.0 && options.processing == Mode::AtLeastOnce {
         latency_phase(inputs, &runtime, which, options, &mut measured).await?;
     }
     Ok(measured)
@@ -313,8 +346,8 @@ fn print(options: &AgentsOptions, results: &[(Which, Measured)]) -> anyhow::Resu
         p.map_or("-".to_string(), |p| format!("{:.3} / {:.3}", p.p50, p.p99))
     };
     eprintln!(
-        "pass-through agent, {} B records, {} partition(s), log.flush.policy={}",
-        options.record_size, options.partitions, options.flush_policy
+        "pass-through agent, {} B records, {} partition(s), log.flush.policy={}, {:?}",
+        options.record_size, options.partitions, options.flush_policy, options.processing
     );
     eprintln!(
         "{:<9} {:>12} {:>14} {:>26} {:>26}",

@@ -169,6 +169,20 @@ pub fn visible(broker: &Broker, topic: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Waits until `count` reaches `target` or `limit` passes; returns the time it was
+/// reached (or the limit) and the count then.
+async fn wait_count(target: i64, limit: Duration, count: impl Fn() -> i64) -> (Instant, i64) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = count();
+        let now = Instant::now();
+        if seen >= target || now >= deadline {
+            return (now, seen);
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
 /// Waits until `topic` holds `target` records or `limit` passes; returns the time the
 /// count was reached (or the limit) and the count then.
 pub async fn wait_visible(
@@ -177,15 +191,38 @@ pub async fn wait_visible(
     target: i64,
     limit: Duration,
 ) -> (Instant, i64) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let seen = visible(broker, topic);
-        let now = Instant::now();
-        if seen >= target || now >= deadline {
-            return (now, seen);
+    wait_count(target, limit, || visible(broker, topic)).await
+}
+
+/// Waits until the inputs `group` committed number `target` (exactly-once agents: the
+/// outputs of committed transactions) and the outputs of `topic` are all durable,
+/// markers included; returns the time and the inputs committed then.
+pub async fn wait_committed(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    target: i64,
+    limit: Duration,
+) -> (Instant, i64) {
+    wait_count(target, limit, || {
+        let committed: i64 = broker
+            .groups
+            .committed(group)
+            .iter()
+            .map(|c| c.offset)
+            .sum();
+        let durable = broker.topics.get(topic).is_some_and(|t| {
+            t.partitions
+                .iter()
+                .all(|p| p.log.high_watermark() >= p.log.log_end_offset())
+        });
+        if durable {
+            committed
+        } else {
+            committed.min(target - 1)
         }
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
+    })
+    .await
 }
 
 /// Reads `topic` in-process as its records become visible and records each one's

@@ -155,25 +155,27 @@ pub fn murmur2(data: &[u8]) -> u32 {
     h
 }
 
+/// Records bound for one partition.
+pub(crate) type PartitionRecords = (Arc<Partition>, Vec<OutRecord>);
+
 /// An appended batch whose durable point is still to be awaited.
-struct Appended {
+#[derive(Debug)]
+pub(crate) struct Appended {
     topic: String,
     partition: Arc<agentlog_broker::partition::Partition>,
     next_offset: i64,
 }
 
 impl EmbeddedBackend {
-    /// Appends `records` to `topic`, one encoded batch per partition, without waiting
-    /// for durability: a batch's outputs to several partitions and topics are all
-    /// appended first, so their fsyncs can be one group commit.
-    fn append(
+    /// Splits `records` for `topic` (created if missing) by partition, as the keys
+    /// choose (Kafka's partitioner), stamping unset timestamps.
+    pub(crate) fn by_partition(
         &self,
         topic: &str,
         mut records: Vec<OutRecord>,
-        appended: &mut Vec<Appended>,
-    ) -> Result<(), ProduceError> {
+    ) -> Result<Vec<PartitionRecords>, ProduceError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         stamp_unset_timestamps(&mut records, crate::event::now_ms());
         let found = self.topic_or_create(topic)?;
@@ -187,36 +189,70 @@ impl EmbeddedBackend {
                 by_partition.entry(index).or_default().push(record);
             }
         }
-        for (index, records) in by_partition {
-            let partition = found
-                .partitions
-                .get(index)
-                .ok_or_else(|| ProduceError::Topic {
-                    topic: topic.to_string(),
-                    reason: format!("partition {index} missing"),
-                })?;
-            let batch = records::encode_batch(&records, self.compression)?;
-            // Through the partition, like a wire produce, so the partition's producer
-            // state stays in step with everything in its log.
-            let done = partition
-                .append(batch, None)
-                .map_err(|e| ProduceError::Append {
-                    topic: topic.to_string(),
-                    partition: partition.index,
-                    reason: e.to_string(),
-                })?;
-            appended.push(Appended {
+        by_partition
+            .into_iter()
+            .map(|(index, records)| {
+                let partition =
+                    found
+                        .partitions
+                        .get(index)
+                        .cloned()
+                        .ok_or_else(|| ProduceError::Topic {
+                            topic: topic.to_string(),
+                            reason: format!("partition {index} missing"),
+                        })?;
+                Ok((partition, records))
+            })
+            .collect()
+    }
+
+    /// Appends one encoded batch through the partition, like a wire produce, so the
+    /// partition's producer state stays in step with everything in its log.
+    pub(crate) fn append_batch(
+        topic: &str,
+        partition: &Arc<Partition>,
+        batch: bytes::BytesMut,
+        appended: &mut Vec<Appended>,
+    ) -> Result<(), ProduceError> {
+        let done = partition
+            .append(batch, None)
+            .map_err(|e| ProduceError::Append {
                 topic: topic.to_string(),
-                partition: partition.clone(),
-                next_offset: done.last_offset + 1,
-            });
+                partition: partition.index,
+                reason: e.to_string(),
+            })?;
+        appended.push(Appended {
+            topic: topic.to_string(),
+            partition: partition.clone(),
+            next_offset: done.last_offset + 1,
+        });
+        Ok(())
+    }
+
+    /// The codec emits are written with.
+    pub(crate) fn compression(&self) -> Codec {
+        self.compression
+    }
+
+    /// Appends `records` to `topic`, one encoded batch per partition, without waiting
+    /// for durability: a batch's outputs to several partitions and topics are all
+    /// appended first, so their fsyncs can be one group commit.
+    fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutRecord>,
+        appended: &mut Vec<Appended>,
+    ) -> Result<(), ProduceError> {
+        for (partition, records) in self.by_partition(topic, records)? {
+            let batch = records::encode_batch(&records, self.compression)?;
+            Self::append_batch(topic, &partition, batch, appended)?;
         }
         Ok(())
     }
 }
 
 /// Waits until every appended batch is durable.
-async fn wait_durable(appended: Vec<Appended>) -> Result<(), ProduceError> {
+pub(crate) async fn wait_durable(appended: Vec<Appended>) -> Result<(), ProduceError> {
     for done in appended {
         done.partition
             .log
@@ -314,6 +350,7 @@ impl EmbeddedSource {
         for (topic, partition) in &assignment {
             by_topic.entry(topic.clone()).or_default().push(*partition);
         }
+        self.wait_stable(&group, &assignment).await;
         let committed: HashMap<(String, i32), i64> = self
             .broker
             .groups
@@ -347,6 +384,40 @@ impl EmbeddedSource {
             });
         }
         Ok(())
+    }
+
+    /// Waits while a transaction has offsets of these partitions staged but not yet
+    /// decided (OffsetFetch's `require_stable`, KIP-447): the previous owner's
+    /// exactly-once work either commits (and this member starts after it) or aborts
+    /// (and this member redoes it), never both.
+    async fn wait_stable(&self, group: &str, assignment: &[(String, i32)]) {
+        let mut logged = false;
+        while assignment.iter().any(|(topic, partition)| {
+            self.broker
+                .transactions
+                .has_pending_offsets(group, topic, *partition)
+        }) {
+            if !logged {
+                tracing::debug!(%group, "waiting for an open transaction's offsets to be decided");
+                logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The group, member id and generation this member commits as: a transaction's
+    /// offsets are refused once the member was rebalanced out (KIP-447).
+    pub(crate) fn member(&self) -> (&str, &str, i32) {
+        (
+            &self.membership.group,
+            &self.membership.member_id,
+            self.membership.generation,
+        )
+    }
+
+    /// Marks the membership stale: the next poll rejoins.
+    pub(crate) fn request_rejoin(&self) {
+        self.membership.request_rejoin();
     }
 
     fn read_available(&mut self) -> Result<Vec<Event>, ConsumeError> {
@@ -488,6 +559,14 @@ impl Source for EmbeddedSource {
 
 impl Backend for EmbeddedBackend {
     type Source = EmbeddedSource;
+    type Txn = crate::exactly_once::embedded::EmbeddedTxn;
+
+    async fn transactional(
+        &self,
+        transactional_id: &str,
+    ) -> Result<Self::Txn, crate::exactly_once::TxnError> {
+        crate::exactly_once::embedded::EmbeddedTxn::init(self, transactional_id)
+    }
 
     async fn subscribe(
         &self,

@@ -40,7 +40,7 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
-    fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub(crate) fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
         for (key, value) in defaults {
@@ -90,6 +90,12 @@ impl KafkaBackend {
             admin: Arc::new(admin),
         })
     }
+
+    /// Where the cluster is, for the clients the backend's users make (transactional
+    /// producers of exactly-once agents).
+    pub(crate) fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
 }
 
 fn to_event(message: &impl Message, topic: &Arc<str>) -> Event {
@@ -116,8 +122,14 @@ fn to_event(message: &impl Message, topic: &Arc<str>) -> Event {
     }
 }
 
-impl Sink for KafkaBackend {
-    async fn produce(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+/// Sends `records` to `topic` through `producer`; resolves when all are acknowledged.
+/// Shared by the backend's producer and the exactly-once instances' transactional ones.
+pub(crate) async fn send_records(
+    producer: &FutureProducer,
+    topic: &str,
+    records: Vec<OutRecord>,
+) -> Result<(), ProduceError> {
+    {
         let sends = records.iter().map(|record| {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (name, value) in &record.headers {
@@ -135,7 +147,7 @@ impl Sink for KafkaBackend {
             if let Some(value) = &record.value {
                 out = out.payload(value.as_ref());
             }
-            let send = self.producer.send(out, Duration::from_secs(30));
+            let send = producer.send(out, Duration::from_secs(30));
             async move {
                 send.await
                     .map(|_| ())
@@ -144,16 +156,29 @@ impl Sink for KafkaBackend {
         });
         try_join_all(sends).await.map(|_| ())
     }
+}
+
+/// Sends several topics' records at once: one wait for all acknowledgements.
+pub(crate) async fn send_all(
+    producer: &FutureProducer,
+    outputs: Vec<(String, Vec<OutRecord>)>,
+) -> Result<(), ProduceError> {
+    let sends = outputs
+        .into_iter()
+        .map(|(topic, records)| async move { send_records(producer, &topic, records).await });
+    try_join_all(sends).await.map(|_| ())
+}
+
+impl Sink for KafkaBackend {
+    async fn produce(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), ProduceError> {
+        send_records(&self.producer, topic, records).await
+    }
 
     async fn produce_all(
         &self,
         outputs: Vec<(String, Vec<OutRecord>)>,
     ) -> Result<(), ProduceError> {
-        // Every topic's records in flight at once: one wait for all acknowledgements.
-        let sends = outputs
-            .into_iter()
-            .map(|(topic, records)| async move { self.produce(&topic, records).await });
-        try_join_all(sends).await.map(|_| ())
+        send_all(&self.producer, outputs).await
     }
 
     async fn ensure_topic(
@@ -209,6 +234,14 @@ impl KafkaSource {
             .entry(name.to_string())
             .or_insert_with(|| Arc::from(name))
             .clone()
+    }
+}
+
+impl KafkaSource {
+    /// The consumer's group metadata (member id, generation): what a transaction's
+    /// offsets are checked against, so a member rebalanced out cannot commit them.
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
     }
 }
 
@@ -288,6 +321,14 @@ impl Source for KafkaSource {
 
 impl Backend for KafkaBackend {
     type Source = KafkaSource;
+    type Txn = crate::exactly_once::kafka::KafkaTxn;
+
+    async fn transactional(
+        &self,
+        transactional_id: &str,
+    ) -> Result<Self::Txn, crate::exactly_once::TxnError> {
+        crate::exactly_once::kafka::KafkaTxn::init(self, transactional_id).await
+    }
 
     async fn subscribe(
         &self,

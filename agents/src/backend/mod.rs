@@ -67,6 +67,10 @@ pub enum ProduceError {
     /// The Kafka client reported a delivery failure.
     #[error("kafka delivery failed: {0}")]
     Kafka(String),
+    /// The transaction the records were written in can no longer commit (fenced, or an
+    /// earlier write of it failed): it will be aborted.
+    #[error("transaction refused the write: {0}")]
+    Transaction(String),
 }
 
 /// Creating a topic failed.
@@ -166,6 +170,17 @@ pub trait Sink: Send + Sync {
         }
     }
 
+    /// Applies an agent's state writes once the records carrying them are durable: at
+    /// once for a plain sink; when its transaction commits for a transactional one
+    /// (an aborted transaction's state is never seen).
+    fn apply_state(
+        &self,
+        store: &std::sync::Arc<crate::state::StateStore>,
+        writes: &[(String, Option<serde_json::Value>)],
+    ) {
+        store.apply(writes);
+    }
+
     /// Creates `topic` if it does not exist (compacted when asked), so state and audit
     /// topics have the right cleanup policy from their first record.
     fn ensure_topic(
@@ -202,6 +217,16 @@ pub trait Source: Send {
 pub trait Backend: Sink + Clone + Send + Sync + 'static {
     /// This backend's group member.
     type Source: Source + 'static;
+
+    /// This backend's transactional producer, for exactly-once agents.
+    type Txn: crate::exactly_once::Transaction<Self::Source>;
+
+    /// Initialises the transactional producer `transactional_id`: a previous producer
+    /// with the id is fenced and its open transaction aborted.
+    fn transactional(
+        &self,
+        transactional_id: &str,
+    ) -> impl Future<Output = Result<Self::Txn, crate::exactly_once::TxnError>> + Send;
 
     /// Joins `group` as a consumer-protocol member subscribed to `topics`.
     fn subscribe(

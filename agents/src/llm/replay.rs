@@ -83,6 +83,15 @@ impl<B: Backend> Sink for CapturingBackend<B> {
 
 impl<B: Backend> Backend for CapturingBackend<B> {
     type Source = B::Source;
+    type Txn = B::Txn;
+
+    /// Refused: a replay runs its agent outside any group and writes nothing, so it
+    /// has no transaction to commit (the real backend's would write).
+    async fn transactional(&self, _: &str) -> Result<Self::Txn, crate::exactly_once::TxnError> {
+        Err(crate::exactly_once::TxnError::Failed(
+            "a replay writes nothing: it runs no transactions".to_string(),
+        ))
+    }
 
     async fn subscribe(
         &self,
