@@ -164,6 +164,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("group.initial.rebalance.delay.ms", ConfigType::Int, "3000", "How long the first rebalance of an empty group waits for more members before completing (Kafka's default; tests set it low)."), non_negative),
     checked(def("group.min.session.timeout.ms", ConfigType::Int, "6000", "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below it)."), positive),
     checked(def("group.max.session.timeout.ms", ConfigType::Int, "1800000", "Largest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT above it)."), positive),
+    checked(def("group.consumer.heartbeat.interval.ms", ConfigType::Int, "5000", "How often members of consumer-protocol (KIP-848) groups heartbeat; a new assignment reaches them within this."), positive),
+    checked(def("group.consumer.session.timeout.ms", ConfigType::Int, "45000", "A consumer-protocol (KIP-848) member is removed after this long without a heartbeat."), positive),
     checked(def("offsets.retention.minutes", ConfigType::Int, "10080", "Committed offsets of a group with no members are dropped this long after the group emptied (or, for standalone commits, after the commit)."), positive),
     checked(def("transaction.max.timeout.ms", ConfigType::Int, "900000", "Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above it)."), positive),
     checked(def("http.listen", ConfigType::String, "", "agentlog: address (host:port) for GET /health and GET /metrics (Prometheus); empty: no HTTP listener. The --http flag overrides it."), empty_or_socket_address),
@@ -691,6 +693,15 @@ impl BrokerConfig {
         (
             self.get("group.min.session.timeout.ms", 6000),
             self.get("group.max.session.timeout.ms", 1_800_000),
+        )
+    }
+
+    /// `group.consumer.heartbeat.interval.ms` and `group.consumer.session.timeout.ms`:
+    /// the KIP-848 consumer protocol's heartbeat interval and session timeout.
+    pub fn group_consumer_timing(&self) -> (i32, i32) {
+        (
+            self.get("group.consumer.heartbeat.interval.ms", 5000),
+            self.get("group.consumer.session.timeout.ms", 45000),
         )
     }
 

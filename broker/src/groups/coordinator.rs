@@ -25,6 +25,8 @@ use indexmap::IndexMap;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::consumer::admin as consumer_admin;
+use super::consumer::ConsumerGroup;
 use super::offsets::{now_ms, GroupRecord, OffsetStore, OffsetStoreError};
 use super::subscription::subscribed_topics;
 use super::*;
@@ -32,16 +34,18 @@ use super::*;
 /// The group coordinator: every consumer group of this broker and their offsets.
 #[derive(Debug, Clone)]
 pub struct GroupCoordinator {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    settings: GroupSettings,
-    store: OffsetStore,
+pub(super) struct Inner {
+    pub(super) settings: GroupSettings,
+    pub(super) store: OffsetStore,
     groups: Mutex<HashMap<String, Group>>,
+    /// KIP-848 consumer groups. Lock order: `groups` first when both are held.
+    pub(super) consumer: Mutex<HashMap<String, ConsumerGroup>>,
     /// Set at broker shutdown: nothing waits on the coordinator any more.
-    closing: std::sync::atomic::AtomicBool,
+    pub(super) closing: std::sync::atomic::AtomicBool,
 }
 
 type JoinReply = oneshot::Sender<Result<JoinOutcome, JoinError>>;
@@ -207,6 +211,7 @@ impl Group {
             protocol_type: self.protocol_type.clone(),
             generation: self.generation,
             empty_since_ms: self.empty_since_ms,
+            group_type: None,
         }
     }
 }
@@ -277,6 +282,32 @@ fn lock(inner: &Inner) -> MutexGuard<'_, HashMap<String, Group>> {
     inner.groups.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The consumer groups' lock (after `lock` when both are needed).
+pub(super) fn lock_consumer(inner: &Inner) -> MutexGuard<'_, HashMap<String, ConsumerGroup>> {
+    inner.consumer.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `f` (which takes the consumer groups' lock) unless a classic group with members
+/// holds this id. An empty classic group is dropped first when `convert` is set, so the
+/// id can become a consumer group; its offsets stay in the store. The classic lock is
+/// held throughout, so no classic JoinGroup slips in between.
+pub(super) fn unless_classic<R>(
+    inner: &Inner,
+    group_id: &str,
+    convert: bool,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    let mut groups = lock(inner);
+    match groups.get(group_id) {
+        Some(g) if g.state != GroupState::Empty && g.state != GroupState::Dead => return None,
+        Some(_) if convert => {
+            groups.remove(group_id);
+        }
+        _ => {}
+    }
+    Some(f())
+}
+
 fn new_member_id(prefix: &str) -> String {
     let prefix = if prefix.is_empty() { "member" } else { prefix };
     format!("{prefix}-{}", uuid::Uuid::new_v4())
@@ -288,7 +319,12 @@ impl GroupCoordinator {
     pub fn open(db: &sled::Db, settings: GroupSettings) -> Result<Self, OffsetStoreError> {
         let store = OffsetStore::open(db)?;
         let mut groups = HashMap::new();
+        let mut consumer = HashMap::new();
         for (id, record) in store.load_groups()? {
+            if record.group_type.as_deref() == Some("consumer") {
+                consumer.insert(id.clone(), ConsumerGroup::restored(&id, &record));
+                continue;
+            }
             let mut group = Group::new(&id);
             group.generation = record.generation;
             group.protocol_type = record.protocol_type;
@@ -300,6 +336,7 @@ impl GroupCoordinator {
                 settings,
                 store,
                 groups: Mutex::new(groups),
+                consumer: Mutex::new(consumer),
                 closing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -355,6 +392,10 @@ impl GroupCoordinator {
             return JoinWait::Ready(Err(JoinError::CoordinatorNotAvailable));
         }
         let mut groups = lock(&self.inner);
+        if consumer_admin::blocks_classic_join(&self.inner, &params.group_id) {
+            tracing::info!(group = %params.group_id, "classic JoinGroup for a consumer group with members");
+            return JoinWait::Ready(Err(JoinError::InconsistentGroupProtocol));
+        }
         if !params.member_id.is_empty() && !groups.contains_key(&params.group_id) {
             return JoinWait::Ready(Err(JoinError::UnknownMemberId));
         }
@@ -871,13 +912,13 @@ impl GroupCoordinator {
         }
     }
 
-    /// OffsetCommit: validates the committer as Kafka does and writes the offsets; await
-    /// [`PendingCommit::durable`] before acknowledging.
-    pub fn begin_commit(&self, params: CommitParams) -> Result<PendingCommit, CommitError> {
-        if !valid_group_id(&params.group_id) {
-            return Err(CommitError::InvalidGroupId);
-        }
-        let mut groups = lock(&self.inner);
+    /// OffsetCommit's checks against a classic group (creating one for a standalone
+    /// committer); returns the group's id.
+    fn check_classic_commit(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        params: &CommitParams,
+    ) -> Result<String, CommitError> {
         let group = match groups.get_mut(&params.group_id) {
             Some(group) => group,
             None if params.generation_id < 0 => {
@@ -907,6 +948,30 @@ impl GroupCoordinator {
             }
             member.reset_deadline();
         }
+        Ok(group.id.clone())
+    }
+
+    /// OffsetCommit: validates the committer as Kafka does and writes the offsets; await
+    /// [`PendingCommit::durable`] before acknowledging.
+    pub fn begin_commit(&self, params: CommitParams) -> Result<PendingCommit, CommitError> {
+        if !valid_group_id(&params.group_id) {
+            return Err(CommitError::InvalidGroupId);
+        }
+        let mut groups = lock(&self.inner);
+        let consumer = consumer_admin::check_commit(
+            &self.inner,
+            &params.group_id,
+            &params.member_id,
+            params.generation_id,
+        );
+        let mut classic = None;
+        if consumer.is_none() {
+            classic = Some(self.check_classic_commit(&mut groups, &params)?);
+        }
+        let record = match consumer {
+            Some(checked) => Some(checked?),
+            None => None,
+        };
         let now = now_ms();
         let mut results = Vec::with_capacity(params.offsets.len());
         let mut accepted = Vec::with_capacity(params.offsets.len());
@@ -935,11 +1000,17 @@ impl GroupCoordinator {
                 results,
             });
         }
-        if group.members.is_empty() {
-            // A standalone committer: retention counts from its latest commit.
-            group.empty_since_ms = Some(now);
-        }
-        let record = group.record();
+        let record = match (record, classic.and_then(|id| groups.get_mut(&id))) {
+            (Some(record), _) => record,
+            (None, Some(group)) => {
+                if group.members.is_empty() {
+                    // A standalone committer: retention counts from its latest commit.
+                    group.empty_since_ms = Some(now);
+                }
+                group.record()
+            }
+            (None, None) => return Err(CommitError::CoordinatorNotAvailable),
+        };
         let store = &self.inner.store;
         store
             .store(&params.group_id, &accepted)
@@ -960,13 +1031,18 @@ impl GroupCoordinator {
         offsets: Vec<CommittedOffset>,
     ) -> Result<(), CommitError> {
         let mut groups = lock(&self.inner);
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id));
-        if group.members.is_empty() {
-            group.empty_since_ms = Some(now_ms());
-        }
-        let record = group.record();
+        let record = match consumer_admin::record_of(&self.inner, group_id) {
+            Some(record) => record,
+            None => {
+                let group = groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id));
+                if group.members.is_empty() {
+                    group.empty_since_ms = Some(now_ms());
+                }
+                group.record()
+            }
+        };
         let store = &self.inner.store;
         store
             .store(group_id, &offsets)
@@ -988,6 +1064,11 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
     ) -> Result<(), TxnMemberError> {
         let groups = lock(&self.inner);
+        if let Some(checked) =
+            consumer_admin::check_txn_member(&self.inner, group_id, generation_id, member_id)
+        {
+            return checked;
+        }
         let Some(group) = groups.get(group_id) else {
             // No group yet: only an anonymous commit can be right about it.
             return match member_id.is_empty() {
@@ -1069,25 +1150,27 @@ impl GroupCoordinator {
     /// ListGroups, filtered by state names and group types (case-insensitive; empty
     /// filters match everything; every group here is of type `classic`).
     pub fn list(&self, states: &[String], types: &[String]) -> Vec<GroupListing> {
-        if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case("classic")) {
-            return Vec::new();
+        let mut out = consumer_admin::listings(&self.inner, states, types);
+        if types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("classic")) {
+            let groups = lock(&self.inner);
+            out.extend(
+                groups
+                    .values()
+                    .filter(|g| g.state != GroupState::Dead)
+                    .filter(|g| {
+                        states.is_empty()
+                            || states
+                                .iter()
+                                .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+                    })
+                    .map(|g| GroupListing {
+                        group_id: g.id.clone(),
+                        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                        state: g.state.name(),
+                        group_type: "classic",
+                    }),
+            );
         }
-        let groups = lock(&self.inner);
-        let mut out: Vec<GroupListing> = groups
-            .values()
-            .filter(|g| g.state != GroupState::Dead)
-            .filter(|g| {
-                states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
-            })
-            .map(|g| GroupListing {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
-            })
-            .collect();
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
@@ -1153,6 +1236,14 @@ impl GroupCoordinator {
             return Err(DeleteGroupError::InvalidGroupId);
         }
         let mut groups = lock(&self.inner);
+        if let Some(deleted) = consumer_admin::delete(&self.inner, group_id) {
+            deleted?;
+            return self
+                .inner
+                .store
+                .remove_group(group_id)
+                .map_err(|e| DeleteGroupError::Storage(e.to_string()));
+        }
         match groups.get(group_id) {
             None => return Err(DeleteGroupError::GroupIdNotFound),
             Some(g) if g.state == GroupState::Dead => {
@@ -1200,17 +1291,17 @@ impl GroupCoordinator {
         }
         let results = {
             let groups = lock(&self.inner);
-            let group = groups
-                .get(group_id)
-                .filter(|g| g.state != GroupState::Dead)
-                .ok_or(DeleteOffsetsError::GroupIdNotFound)?;
-            let consumer = group.protocol_type.as_deref() == Some("consumer");
-            if !consumer && group.state != GroupState::Empty {
-                return Err(DeleteOffsetsError::NonEmptyGroup);
+            let consumer_subscribed = consumer_admin::subscribed(&self.inner, group_id);
+            let group = groups.get(group_id).filter(|g| g.state != GroupState::Dead);
+            if consumer_subscribed.is_none() && group.is_none() {
+                return Err(DeleteOffsetsError::GroupIdNotFound);
             }
-            let subscribed: Vec<String> = if group.state == GroupState::Empty {
-                Vec::new()
-            } else {
+            let subscribed: Vec<String> = if let Some(topics) = consumer_subscribed {
+                topics?
+            } else if let Some(group) = group.filter(|g| g.state != GroupState::Empty) {
+                if group.protocol_type.as_deref() != Some("consumer") {
+                    return Err(DeleteOffsetsError::NonEmptyGroup);
+                }
                 group
                     .members
                     .values()
@@ -1221,6 +1312,8 @@ impl GroupCoordinator {
                             .unwrap_or_else(|| vec!["\u{0}*".to_string()])
                     })
                     .collect()
+            } else {
+                Vec::new()
             };
             let mut results = Vec::new();
             let mut removable = Vec::new();
@@ -1255,6 +1348,14 @@ impl GroupCoordinator {
             i64::try_from(self.inner.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
         let mut groups = lock(&self.inner);
+        let store = &self.inner.store;
+        let has_offsets = |id: &str| store.group_offsets(id).is_ok_and(|o| !o.is_empty());
+        for id in consumer_admin::expire(&self.inner, retention, now, &has_offsets) {
+            tracing::info!(group = %id, "offsets expired; removing consumer group");
+            if let Err(error) = store.remove_group(&id) {
+                tracing::warn!(group = %id, %error, "cannot remove expired offsets");
+            }
+        }
         let expired: Vec<String> = groups
             .values()
             .filter(|g| g.state == GroupState::Empty)
@@ -1359,14 +1460,14 @@ impl GroupCoordinator {
 
 /// Group ids are non-empty and fit the offset store's u16 length prefix (Kafka sets no
 /// upper limit; 64 KiB of group id is not a real name).
-fn valid_group_id(group_id: &str) -> bool {
+pub(super) fn valid_group_id(group_id: &str) -> bool {
     !group_id.is_empty() && group_id.len() <= usize::from(u16::MAX)
 }
 
 /// Starts a timer task. The coordinator must be driven from inside a tokio runtime (the
 /// broker's, or an in-process caller's); outside one, timers cannot run: say so loudly
 /// rather than panic.
-fn spawn_timer<F>(future: F)
+pub(super) fn spawn_timer<F>(future: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
