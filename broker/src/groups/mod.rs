@@ -10,6 +10,9 @@
 //! Every operation has its own error enum whose variants are exactly the Kafka errors
 //! that operation can return; `code()` gives the wire code.
 
+mod admin;
+mod classic;
+mod commit;
 mod coordinator;
 mod offsets;
 pub mod subscription;
@@ -22,12 +25,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
+pub use admin::OffsetDeleteResult;
+pub use classic::{JoinWait, SyncWait};
+pub use commit::PendingCommit;
 pub use consumer::{
     Assignment, ConsumerDescribeError, ConsumerGroupDescription, ConsumerGroupState,
     ConsumerHeartbeat, ConsumerHeartbeatError, ConsumerHeartbeatOutcome, ConsumerMemberDescription,
     TopicCatalog,
 };
-pub use coordinator::{GroupCoordinator, JoinWait, OffsetDeleteResult, PendingCommit, SyncWait};
+pub use coordinator::GroupCoordinator;
 pub use offsets::{CommittedOffset, OffsetStoreError};
 
 /// Largest `committed_metadata` accepted, as Kafka's `offset.metadata.max.bytes` default.
