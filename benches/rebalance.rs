@@ -12,12 +12,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::BrokerProcess;
+use common::{BrokerProcess, PolledMember};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -25,67 +22,23 @@ const PARTITIONS: i32 = 30;
 const MEMBERS: usize = 10;
 const RUNS: usize = 3;
 
-struct Member {
-    stop: Arc<AtomicBool>,
-    assignment: Arc<Mutex<BTreeSet<i32>>>,
-    handle: Option<JoinHandle<()>>,
+fn member(addr: &str, group: &str, settings: &[(&str, &str)]) -> PolledMember {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    consumer.subscribe(&["rebalance"]).expect("subscribe");
+    PolledMember::start(consumer, Duration::from_millis(5))
 }
 
-impl Member {
-    fn start(addr: &str, group: &str, settings: &[(&str, &str)]) -> Member {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", addr)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("log_level", "3");
-        for (k, v) in settings {
-            config.set(*k, *v);
-        }
-        let consumer: BaseConsumer = config.create().expect("consumer");
-        consumer.subscribe(&["rebalance"]).expect("subscribe");
-        let stop = Arc::new(AtomicBool::new(false));
-        let assignment = Arc::new(Mutex::new(BTreeSet::new()));
-        let handle = {
-            let (stop, assignment) = (stop.clone(), assignment.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let _ = consumer.poll(Duration::from_millis(5));
-                    if let Ok(list) = consumer.assignment() {
-                        let now = list.elements().iter().map(|e| e.partition()).collect();
-                        if let Ok(mut slot) = assignment.lock() {
-                            *slot = now;
-                        }
-                    }
-                }
-            })
-        };
-        Member {
-            stop,
-            assignment,
-            handle: Some(handle),
-        }
-    }
-
-    fn assignment(&self) -> BTreeSet<i32> {
-        self.assignment
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-fn stable(members: &[Member]) -> bool {
-    let sets: Vec<BTreeSet<i32>> = members.iter().map(Member::assignment).collect();
+fn stable(members: &[PolledMember]) -> bool {
+    let sets: Vec<BTreeSet<i32>> = members.iter().map(PolledMember::assignment).collect();
     let total: usize = sets.iter().map(BTreeSet::len).sum();
     let union: BTreeSet<i32> = sets.iter().flatten().copied().collect();
     sets.iter().all(|s| !s.is_empty())
@@ -93,7 +46,7 @@ fn stable(members: &[Member]) -> bool {
         && union.len() == PARTITIONS as usize
 }
 
-fn wait_stable(members: &[Member]) -> Duration {
+fn wait_stable(members: &[PolledMember]) -> Duration {
     let start = Instant::now();
     while !stable(members) {
         assert!(start.elapsed() < Duration::from_secs(120), "never stable");
@@ -104,12 +57,12 @@ fn wait_stable(members: &[Member]) -> Duration {
 
 /// One measurement: nine stable members, a tenth joins; time until all ten are stable.
 fn measure(addr: &str, group: &str, settings: &[(&str, &str)]) -> Duration {
-    let mut members: Vec<Member> = (0..MEMBERS - 1)
-        .map(|_| Member::start(addr, group, settings))
+    let mut members: Vec<PolledMember> = (0..MEMBERS - 1)
+        .map(|_| member(addr, group, settings))
         .collect();
     wait_stable(&members);
     let start = Instant::now();
-    members.push(Member::start(addr, group, settings));
+    members.push(member(addr, group, settings));
     while !stable(&members) {
         assert!(start.elapsed() < Duration::from_secs(120), "never stable");
         std::thread::sleep(Duration::from_millis(5));

@@ -6,12 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{poll_until, BrokerProcess, RawClient};
+use common::{poll_until, BrokerProcess, PolledMember, RawClient};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::offset_commit_request::{
@@ -79,52 +76,11 @@ fn consumer(addr: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     config.create().expect("consumer")
 }
 
-/// A consumer-protocol consumer polling on its own thread, reporting its assignment.
-struct Worker {
-    stop: Arc<AtomicBool>,
-    assignment: Arc<Mutex<BTreeSet<i32>>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    fn start(addr: &str, group: &str, topic: &str) -> Worker {
-        let consumer = consumer(addr, group, &[]);
-        consumer.subscribe(&[topic]).expect("subscribe");
-        let stop = Arc::new(AtomicBool::new(false));
-        let assignment = Arc::new(Mutex::new(BTreeSet::new()));
-        let handle = {
-            let (stop, assignment) = (stop.clone(), assignment.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let _ = consumer.poll(Duration::from_millis(50));
-                    if let Ok(list) = consumer.assignment() {
-                        *assignment.lock().unwrap() =
-                            list.elements().iter().map(|e| e.partition()).collect();
-                    }
-                }
-                // Dropping the consumer leaves the group (heartbeat with epoch -1).
-                drop(consumer);
-            })
-        };
-        Worker {
-            stop,
-            assignment,
-            handle: Some(handle),
-        }
-    }
-
-    fn assignment(&self) -> BTreeSet<i32> {
-        self.assignment.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
+/// A consumer-protocol member of `group` subscribed to `topic`, polled on its own thread.
+fn member(addr: &str, group: &str, topic: &str) -> PolledMember {
+    let consumer = consumer(addr, group, &[]);
+    consumer.subscribe(&[topic]).expect("subscribe");
+    PolledMember::start(consumer, Duration::from_millis(50))
 }
 
 fn list_groups(addr: &str) -> Vec<(String, String, String)> {
@@ -148,8 +104,8 @@ fn consumers_share_partitions_and_a_leaver_hands_everything_over() {
     let broker = BrokerProcess::start(SETTINGS);
     let addr = broker.bootstrap();
     create_topic(&addr, "kip848", 6);
-    let a = Worker::start(&addr, "g848", "kip848");
-    let b = Worker::start(&addr, "g848", "kip848");
+    let a = member(&addr, "g848", "kip848");
+    let b = member(&addr, "g848", "kip848");
     let all: BTreeSet<i32> = (0..6).collect();
     poll_until(WAIT, "two members splitting six partitions", || {
         let (x, y) = (a.assignment(), b.assignment());
@@ -330,6 +286,32 @@ fn member_epochs_fence_stale_members_and_commits() {
     );
     let fenced = heartbeat(&mut c, "gstatic", "s-1", s1.member_epoch, None);
     assert_eq!(fenced.error_code, ResponseError::UnknownMemberId.code());
+
+    // Regex subscriptions (RE2 syntax, whole-name match) are resolved by the broker.
+    let by_regex = |c: &mut RawClient, regex: &str| {
+        c.call(
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("gregex")))
+                .with_member_id(StrBytes::from_static_str("r-1"))
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_regex(Some(StrBytes::from_string(regex.into())))
+                .with_topic_partitions(Some(Vec::new())),
+            1,
+        )
+    };
+    let invalid = by_regex(&mut c, "raw(");
+    assert_eq!(
+        invalid.error_code,
+        ResponseError::InvalidRegularExpression.code()
+    );
+    let matched = by_regex(&mut c, "raw8.*");
+    assert_eq!(matched.error_code, 0, "{:?}", matched.error_message);
+    let parts = matched
+        .assignment
+        .expect("regex assignment")
+        .topic_partitions;
+    assert_eq!(parts[0].topic_id, assigned.topic_partitions[0].topic_id);
+    assert_eq!(parts[0].partitions, vec![0, 1]);
 
     // A classic JoinGroup cannot take a consumer group with members.
     let classic = c.call(
