@@ -375,3 +375,47 @@ fn committed_offsets_and_the_group_survive_a_restart() {
     });
     assert_eq!(first, 60, "resumed where the group committed");
 }
+
+#[test]
+fn a_silent_member_is_expired_and_its_partitions_move() {
+    let broker = BrokerProcess::start(&[
+        "group.consumer.heartbeat.interval.ms=200",
+        "group.consumer.session.timeout.ms=1000",
+    ]);
+    let addr = broker.bootstrap();
+    create_topic(&addr, "expire848", 2);
+    let mut c = RawClient::connect(&addr);
+    let silent = join(&mut c, "gexpire", "quiet", None, "expire848");
+    assert_eq!(silent.error_code, 0);
+    let topic_id = silent.assignment.expect("assignment").topic_partitions[0].topic_id;
+    let joined = join(&mut c, "gexpire", "alive", None, "expire848");
+    assert_eq!(joined.error_code, 0);
+    // "quiet" never heartbeats again (so never revokes); once its session passes the
+    // broker removes it and "alive" gets both partitions.
+    let mut epoch = joined.member_epoch;
+    let mut owned: Vec<i32> = Vec::new();
+    poll_until(WAIT, "the live member owning both partitions", || {
+        let hb = heartbeat(
+            &mut c,
+            "gexpire",
+            "alive",
+            epoch,
+            Some(vec![TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_partitions(owned.clone())]),
+        );
+        assert_eq!(hb.error_code, 0, "{:?}", hb.error_message);
+        epoch = hb.member_epoch;
+        if let Some(a) = hb.assignment {
+            owned = a
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.clone())
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        (owned == vec![0, 1]).then_some(())
+    });
+    let gone = heartbeat(&mut c, "gexpire", "quiet", silent.member_epoch, None);
+    assert_eq!(gone.error_code, ResponseError::UnknownMemberId.code());
+}
