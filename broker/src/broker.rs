@@ -114,11 +114,14 @@ impl Broker {
         })?;
         let topics = TopicRegistry::open(config.clone(), &db)?;
         let (min_session, max_session) = config.group_session_timeout_range();
+        let (consumer_heartbeat, consumer_session) = config.group_consumer_timing();
         let settings = GroupSettings {
             initial_rebalance_delay: config.group_initial_rebalance_delay(),
             min_session_timeout_ms: min_session,
             max_session_timeout_ms: max_session,
             offsets_retention: config.offsets_retention(),
+            consumer_heartbeat_interval_ms: consumer_heartbeat,
+            consumer_session_timeout_ms: consumer_session,
         };
         let groups = GroupCoordinator::open(&db, settings)
             .map_err(|error| StartError::Groups(error.to_string()))?;

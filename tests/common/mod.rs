@@ -801,3 +801,60 @@ pub fn http_request(method: &str, addr: &str, path: &str) -> (u16, String) {
         .expect("no status code");
     (status, body.to_string())
 }
+
+// ---------------------------------------------------------------------------------
+// A group member polling on its own thread.
+
+/// A subscribed consumer polled on its own thread, publishing its current assignment
+/// (partition numbers) after every poll; dropping it stops the thread and closes the
+/// consumer, which leaves the group.
+pub struct PolledMember {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    assignment: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i32>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PolledMember {
+    /// Starts polling `consumer` (already subscribed) every `poll` interval.
+    pub fn start(consumer: BaseConsumer, poll: Duration) -> PolledMember {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let assignment = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
+        let handle = {
+            let (stop, assignment) = (stop.clone(), assignment.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = consumer.poll(poll);
+                    if let Ok(list) = consumer.assignment() {
+                        let now = list.elements().iter().map(|e| e.partition()).collect();
+                        if let Ok(mut slot) = assignment.lock() {
+                            *slot = now;
+                        }
+                    }
+                }
+            })
+        };
+        PolledMember {
+            stop,
+            assignment,
+            handle: Some(handle),
+        }
+    }
+
+    /// The partitions it holds now.
+    pub fn assignment(&self) -> std::collections::BTreeSet<i32> {
+        self.assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PolledMember {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}

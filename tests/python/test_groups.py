@@ -27,6 +27,7 @@ def broker(tmp_path):
             BIN, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
             "--set", "group.initial.rebalance.delay.ms=300",
             "--set", "group.min.session.timeout.ms=1000",
+            "--set", "group.consumer.heartbeat.interval.ms=200",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -123,21 +124,28 @@ def test_two_members_share_commit_and_the_group_is_administered(broker):
 class ConfluentMember(threading.Thread):
     """A librdkafka consumer (confluent-kafka) in the same group as kafka-python ones."""
 
-    def __init__(self, addr, group, topic):
+    def __init__(self, addr, group, topic, consumer_protocol=False):
         super().__init__(daemon=True)
         from confluent_kafka import Consumer
 
-        self.consumer = Consumer({
+        config = {
             "bootstrap.servers": addr,
             "group.id": group,
             "client.id": "librdkafka-member",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-            # kafka-python offers range and roundrobin too: the broker picks by vote.
-            "partition.assignment.strategy": "range,roundrobin",
-        })
+        }
+        if consumer_protocol:
+            # KIP-848: the broker assigns; timeouts and heartbeats are set broker side.
+            config.update({"group.protocol": "consumer", "group.remote.assignor": "range"})
+        else:
+            config.update({
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+                # kafka-python offers range and roundrobin too: the broker picks by vote.
+                "partition.assignment.strategy": "range,roundrobin",
+            })
+        self.consumer = Consumer(config)
         self.consumer.subscribe([topic])
         self.values = []
         self.assignment = set()
@@ -183,6 +191,43 @@ def test_kafka_python_and_librdkafka_consumers_share_one_group(broker):
         # Only a rebalance can redeliver, and the two joined before anything was committed.
         assert duplicates <= 600 - min(len(m.values) for m in members), duplicates
         assert members[0].values and members[1].values
+    finally:
+        for member in members:
+            member.stop.set()
+        for member in members:
+            member.join(30)
+
+
+def test_confluent_kafka_consumer_protocol_group(broker):
+    """KIP-848 with confluent-kafka: the broker's range assignor splits the topic, every
+    record arrives once per commit cycle, and the admin client sees a consumer group."""
+    from confluent_kafka.admin import AdminClient, NewTopic as CNewTopic
+
+    topic, group = "py-kip848", "py-kip848-group"
+    admin = AdminClient({"bootstrap.servers": broker})
+    for future in admin.create_topics([CNewTopic(topic, num_partitions=4)]).values():
+        future.result(30)
+    producer = KafkaProducer(bootstrap_servers=broker)
+    for i in range(400):
+        producer.send(topic, value=f"v{i}".encode(), partition=i % 4)
+    producer.flush()
+    producer.close()
+
+    members = [ConfluentMember(broker, group, topic, consumer_protocol=True) for _ in range(2)]
+    for member in members:
+        member.start()
+    try:
+        wait_for(
+            lambda: all(len(m.assignment) == 2 for m in members)
+            and not (members[0].assignment & members[1].assignment),
+            "two consumer-protocol members with two partitions each",
+        )
+        wait_for(lambda: len({v for m in members for v in m.values}) == 400, "every record")
+        listed = admin.list_consumer_groups().result(30)
+        mine = [g for g in listed.valid if g.group_id == group]
+        assert mine and mine[0].type.name == "CONSUMER", listed.valid
+        described = admin.describe_consumer_groups([group])[group].result(30)
+        assert len(described.members) == 2
     finally:
         for member in members:
             member.stop.set()

@@ -401,6 +401,15 @@ impl BrokerConfig {
         )
     }
 
+    /// `group.consumer.heartbeat.interval.ms` and `group.consumer.session.timeout.ms`:
+    /// the KIP-848 consumer protocol's heartbeat interval and session timeout.
+    pub fn group_consumer_timing(&self) -> (i32, i32) {
+        (
+            self.get("group.consumer.heartbeat.interval.ms", 5000),
+            self.get("group.consumer.session.timeout.ms", 45000),
+        )
+    }
+
     /// `offsets.retention.minutes`: how long an abandoned group's offsets are kept.
     pub fn offsets_retention(&self) -> Duration {
         Duration::from_secs(

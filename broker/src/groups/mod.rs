@@ -10,6 +10,9 @@
 //! Every operation has its own error enum whose variants are exactly the Kafka errors
 //! that operation can return; `code()` gives the wire code.
 
+mod admin;
+mod classic;
+mod commit;
 mod coordinator;
 mod offsets;
 pub mod subscription;
@@ -20,10 +23,17 @@ mod tests;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use thiserror::Error;
 
-pub use coordinator::{GroupCoordinator, JoinWait, OffsetDeleteResult, PendingCommit, SyncWait};
+pub use admin::OffsetDeleteResult;
+pub use classic::{JoinWait, SyncWait};
+pub use commit::PendingCommit;
+pub use consumer::{
+    Assignment, ConsumerDescribeError, ConsumerGroupDescription, ConsumerGroupState,
+    ConsumerHeartbeat, ConsumerHeartbeatError, ConsumerHeartbeatOutcome, ConsumerMemberDescription,
+    TopicCatalog,
+};
+pub use coordinator::GroupCoordinator;
 pub use offsets::{CommittedOffset, OffsetStoreError};
 
 /// Largest `committed_metadata` accepted, as Kafka's `offset.metadata.max.bytes` default.
@@ -309,6 +319,9 @@ pub enum CommitError {
     /// The commit comes from another generation (a member that was rebalanced out).
     #[error("illegal generation")]
     IllegalGeneration,
+    /// A consumer-protocol member committed with an epoch not its current one.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
     /// Another process took over this static member's instance id.
     #[error("fenced instance id")]
     FencedInstanceId,
@@ -354,6 +367,12 @@ pub enum FetchOffsetsError {
     /// The group id is empty.
     #[error("invalid group id")]
     InvalidGroupId,
+    /// OffsetFetch v9+ from a member the consumer group does not know.
+    #[error("unknown member id")]
+    UnknownMemberId,
+    /// OffsetFetch v9+ from a member whose epoch is not its current one.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
     /// The offset store could not be read.
     #[error("offset store failed: {0}")]
     Storage(String),
@@ -366,8 +385,11 @@ pub struct GroupListing {
     pub group_id: String,
     /// Its protocol type (empty for groups that only store offsets).
     pub protocol_type: String,
-    /// Its state.
-    pub state: GroupState,
+    /// Its state's name (classic: [`GroupState::name`]; consumer:
+    /// [`ConsumerGroupState::name`]).
+    pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 /// One member in DescribeGroups.
@@ -468,6 +490,12 @@ pub struct GroupSettings {
     pub max_session_timeout_ms: i32,
     /// `offsets.retention.minutes`.
     pub offsets_retention: Duration,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members
+    /// heartbeat (and so how soon they learn of a new assignment).
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member is removed after
+    /// this long without a heartbeat.
+    pub consumer_session_timeout_ms: i32,
 }
 
 impl Default for GroupSettings {
@@ -477,6 +505,8 @@ impl Default for GroupSettings {
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            consumer_heartbeat_interval_ms: 5000,
+            consumer_session_timeout_ms: 45000,
         }
     }
 }
@@ -487,7 +517,7 @@ macro_rules! codes {
             /// The Kafka error code on the wire.
             pub fn code(&self) -> i16 {
                 match self {
-                    $(Self::$variant $(($($skip)*))? $({$($skip2)*})? => ResponseError::$code.code(),)*
+                    $(Self::$variant $(($($skip)*))? $({$($skip2)*})? => kafka_protocol::error::ResponseError::$code.code(),)*
                 }
             }
         }
@@ -533,6 +563,7 @@ codes!(CommitError {
     InvalidGroupId => InvalidGroupId,
     UnknownMemberId => UnknownMemberId,
     IllegalGeneration => IllegalGeneration,
+    StaleMemberEpoch => StaleMemberEpoch,
     FencedInstanceId => FencedInstanceId,
     RebalanceInProgress => RebalanceInProgress,
     CoordinatorNotAvailable => CoordinatorNotAvailable,
@@ -549,6 +580,8 @@ codes!(CommitPartitionError {
 });
 codes!(FetchOffsetsError {
     InvalidGroupId => InvalidGroupId,
+    UnknownMemberId => UnknownMemberId,
+    StaleMemberEpoch => StaleMemberEpoch,
     Storage(_) => KafkaStorageError,
 });
 codes!(DescribeError {
@@ -570,3 +603,6 @@ codes!(DeleteOffsetsError {
 codes!(DeleteOffsetPartitionError {
     GroupSubscribedToTopic => GroupSubscribedToTopic,
 });
+
+// After `codes!`, which it uses.
+pub mod consumer;

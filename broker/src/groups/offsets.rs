@@ -48,6 +48,10 @@ pub(crate) struct GroupRecord {
     /// When the group last became empty (ms since the epoch), for offset retention.
     #[serde(default)]
     pub empty_since_ms: Option<i64>,
+    /// `consumer` for a KIP-848 group (its `generation` is the group epoch); absent for
+    /// classic groups, as records written before KIP-848 support are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_type: Option<String>,
 }
 
 /// The sled trees behind the coordinator.

@@ -619,7 +619,7 @@ async fn committed_offsets_and_groups_survive_a_reopen() {
     assert_eq!(groups.committed("g").len(), 2);
     let listed = groups.list(&[], &[]);
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].state, GroupState::Empty);
+    assert_eq!(listed[0].state, GroupState::Empty.name());
     assert_eq!(listed[0].protocol_type, "consumer");
     // Generations continue rather than restart, so stale members stay stale.
     let again = groups.join(params("", None, &["t"])).await.unwrap();

@@ -273,10 +273,10 @@ pub fn list_groups(
                 .with_group_id(GroupId(str_bytes(&g.group_id)))
                 .with_protocol_type(str_bytes(&g.protocol_type));
             if version >= 4 {
-                listed = listed.with_group_state(str_bytes(g.state.name()));
+                listed = listed.with_group_state(str_bytes(g.state));
             }
             if version >= 5 {
-                listed = listed.with_group_type(str_bytes("classic"));
+                listed = listed.with_group_type(str_bytes(g.group_type));
             }
             listed
         })

@@ -4,6 +4,7 @@
 pub mod alter_configs;
 pub mod api_versions;
 pub mod client_quotas;
+pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
@@ -56,14 +57,17 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::SyncGroup, 0, 5),
     ApiRange::new(ApiKey::Heartbeat, 0, 4),
     ApiRange::new(ApiKey::LeaveGroup, 0, 5),
-    // v9 (KIP-848 member epochs) and v10 (topic ids) are for the new consumer protocol.
-    ApiRange::new(ApiKey::OffsetCommit, 2, 8),
-    // v9 carries KIP-848 member epochs; v8 already batches groups.
-    ApiRange::new(ApiKey::OffsetFetch, 1, 8),
+    // v9 carries KIP-848 member epochs; v10 (topic ids instead of names) is not served.
+    ApiRange::new(ApiKey::OffsetCommit, 2, 9),
+    // v9 carries KIP-848 member epochs; v10 (topic ids) is not served.
+    ApiRange::new(ApiKey::OffsetFetch, 1, 9),
     ApiRange::new(ApiKey::ListGroups, 0, 5),
     // v6 only adds KIP-1043 error reporting for the new protocol's groups.
     ApiRange::new(ApiKey::DescribeGroups, 0, 5),
     ApiRange::new(ApiKey::DeleteGroups, 0, 2),
+    // KIP-848's consumer group protocol; v1 has the client choose its member id.
+    ApiRange::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    ApiRange::new(ApiKey::ConsumerGroupDescribe, 0, 1),
     ApiRange::new(ApiKey::OffsetDelete, 0, 0),
     ApiRange::new(ApiKey::DeleteRecords, 0, 2),
     ApiRange::new(ApiKey::AlterConfigs, 0, 2),
@@ -248,6 +252,15 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
             groups::describe_groups(broker, req, version),
         )),
         RequestKind::DeleteGroups(req) => groups::delete_groups(broker, req),
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            let host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+            ReplyBody::ready(ResponseKind::ConsumerGroupHeartbeat(
+                consumer_groups::heartbeat(broker, req, version, &client_id, &host),
+            ))
+        }
+        RequestKind::ConsumerGroupDescribe(req) => ReplyBody::ready(
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(broker, req, version)),
+        ),
         RequestKind::OffsetCommit(req) => offsets::offset_commit(broker, req, version),
         RequestKind::OffsetFetch(req) => ReplyBody::ready(ResponseKind::OffsetFetch(
             offsets::offset_fetch(broker, req, version),

@@ -148,7 +148,12 @@ pub fn offset_fetch(
                         .collect()
                 });
                 let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match group_offsets(broker, &g.group_id.0, asked) {
+                let member = g.member_id.as_deref().map(|m| m.to_string());
+                let checked = broker
+                    .groups
+                    .check_offset_fetch_member(&g.group_id.0, member.as_deref(), g.member_epoch)
+                    .map_err(|e| e.code());
+                match checked.and_then(|()| group_offsets(broker, &g.group_id.0, asked)) {
                     Err(code) => group.with_error_code(code),
                     Ok(offsets) => group.with_topics(
                         by_topic(offsets)

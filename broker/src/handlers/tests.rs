@@ -225,6 +225,17 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes("none"))]),
         ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(str_bytes("kip848")))
+                .with_member_id(str_bytes("m"))
+                .with_rebalance_timeout_ms(1000)
+                .with_subscribed_topic_names(Some(vec![topic])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(str_bytes("kip848"))]),
+        ),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(
             OffsetDeleteRequest::default()
                 .with_group_id(GroupId(str_bytes("simple")))
