@@ -39,6 +39,8 @@ pub struct Broker {
     pub transactions: TransactionCoordinator,
     /// SCRAM users, for SASL logins and the user-management APIs.
     pub credentials: CredentialStore,
+    /// ACLs and whether they are enforced.
+    pub authorizer: crate::authz::Authorizer,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -136,8 +138,17 @@ impl Broker {
                 other => sled::Error::Unsupported(other.to_string()),
             },
         })?;
+        let authorizer =
+            crate::authz::Authorizer::open(&db, &config).map_err(|error| StartError::Metadata {
+                path: config.data_dir.join("meta"),
+                source: match error {
+                    crate::authz::AclStoreError::Store(e) => e,
+                    other => sled::Error::Unsupported(other.to_string()),
+                },
+            })?;
         Ok(Broker {
             credentials,
+            authorizer,
             groups,
             transactions,
             node_id: config.node_id(),

@@ -1,6 +1,7 @@
 //! Request handlers: one module per API, each turning a decoded request into a response
 //! (or a pending response) against the shared [`Broker`].
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -80,6 +81,10 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::SaslAuthenticate, 0, 2),
     ApiRange::new(ApiKey::DescribeUserScramCredentials, 0, 0),
     ApiRange::new(ApiKey::AlterUserScramCredentials, 0, 0),
+    // ACLs (v1 added PREFIXED patterns, v2 flexible encoding, v3 nothing new).
+    ApiRange::new(ApiKey::CreateAcls, 0, 3),
+    ApiRange::new(ApiKey::DescribeAcls, 0, 3),
+    ApiRange::new(ApiKey::DeleteAcls, 0, 3),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -122,6 +127,9 @@ pub struct Origin {
     /// The connection's listener's advertised host and port (the broker's primary one
     /// when absent, as for in-process callers).
     pub advertised: Option<(String, u16)>,
+    /// Who is asking, for the authorizer; `None` for in-process callers, which act as
+    /// the broker itself.
+    pub session: Option<crate::authz::Session>,
 }
 
 impl Origin {
@@ -140,7 +148,20 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
 }
 
 /// [`dispatch`] for a request from a known client connection.
-pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Origin) -> Reply {
+pub async fn dispatch_from(broker: &Arc<Broker>, mut request: Request, origin: &Origin) -> Reply {
+    let session = origin.session.as_ref();
+    let fixup =
+        match crate::authz::enforce::gate(broker, session, &mut request.body, request.version) {
+            crate::authz::enforce::Gate::Proceed(fixup) => fixup,
+            crate::authz::enforce::Gate::Refuse(body) => {
+                return Reply {
+                    api_key: request.api_key,
+                    version: request.version,
+                    correlation_id: request.correlation_id,
+                    body: body.map_or(ReplyBody::None, ReplyBody::ready),
+                }
+            }
+        };
     let peer = origin.peer;
     let endpoint = origin.endpoint(broker);
     let version = request.version;
@@ -245,6 +266,15 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
         RequestKind::AlterUserScramCredentials(req) => ReplyBody::ready(
             ResponseKind::AlterUserScramCredentials(scram_users::alter(broker, req)),
         ),
+        RequestKind::CreateAcls(req) => {
+            ReplyBody::ready(ResponseKind::CreateAcls(acls::create(broker, req, session)))
+        }
+        RequestKind::DescribeAcls(req) => ReplyBody::ready(ResponseKind::DescribeAcls(
+            acls::describe(broker, req, session),
+        )),
+        RequestKind::DeleteAcls(req) => {
+            ReplyBody::ready(ResponseKind::DeleteAcls(acls::delete(broker, req, session)))
+        }
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather
             // than panic if they ever drift.
@@ -256,7 +286,37 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
         api_key: request.api_key,
         version,
         correlation_id: request.correlation_id,
-        body,
+        body: with_fixup(broker, body, fixup),
+    }
+}
+
+/// Applies the authorizer's changes to a response, now or when it is ready.
+fn with_fixup(
+    broker: &Arc<Broker>,
+    body: ReplyBody,
+    fixup: crate::authz::enforce::Fixup,
+) -> ReplyBody {
+    if fixup.is_empty() {
+        return body;
+    }
+    match body {
+        ReplyBody::None => ReplyBody::None,
+        ReplyBody::Ready(mut response) => {
+            fixup.apply(broker, &mut response);
+            ReplyBody::Ready(response)
+        }
+        ReplyBody::Later(task) => {
+            let broker = broker.clone();
+            ReplyBody::Later(tokio::spawn(async move {
+                let mut response = match task.await {
+                    Ok(response) => response?,
+                    // The writer reports a failed handler and closes the connection.
+                    Err(error) => std::panic::resume_unwind(error.into_panic()),
+                };
+                fixup.apply(&broker, &mut response);
+                Some(response)
+            }))
+        }
     }
 }
 

@@ -1711,6 +1711,127 @@ pub(super) fn alter_user_scram_credentials_request_scram_credential_upsertion(
     m
 }
 
+pub(super) fn create_acls_request_create_acls_request(
+    v: i16,
+) -> create_acls_request::CreateAclsRequest {
+    let mut m = create_acls_request::CreateAclsRequest::default();
+    if (1..=3).contains(&v) {
+        m.creations = vec![
+            create_acls_request_acl_creation(v),
+            create_acls_request_acl_creation(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn create_acls_request_acl_creation(v: i16) -> create_acls_request::AclCreation {
+    let mut m = create_acls_request::AclCreation::default();
+    if (1..=3).contains(&v) {
+        m.resource_type = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_name = s();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_pattern_type = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.principal = s();
+    }
+    if (1..=3).contains(&v) {
+        m.host = s();
+    }
+    if (1..=3).contains(&v) {
+        m.operation = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.permission_type = 7i8.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn describe_acls_request_describe_acls_request(
+    v: i16,
+) -> describe_acls_request::DescribeAclsRequest {
+    let mut m = describe_acls_request::DescribeAclsRequest::default();
+    if (1..=3).contains(&v) {
+        m.resource_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_name_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.pattern_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.principal_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.host_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.operation = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.permission_type = 7i8.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn delete_acls_request_delete_acls_request(
+    v: i16,
+) -> delete_acls_request::DeleteAclsRequest {
+    let mut m = delete_acls_request::DeleteAclsRequest::default();
+    if (1..=3).contains(&v) {
+        m.filters = vec![
+            delete_acls_request_delete_acls_filter(v),
+            delete_acls_request_delete_acls_filter(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn delete_acls_request_delete_acls_filter(
+    v: i16,
+) -> delete_acls_request::DeleteAclsFilter {
+    let mut m = delete_acls_request::DeleteAclsFilter::default();
+    if (1..=3).contains(&v) {
+        m.resource_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_name_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.pattern_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.principal_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.host_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.operation = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.permission_type = 7i8.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
 /// Encodes the sample request for `api` at `v`.
 pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
     match api {
@@ -1824,6 +1945,11 @@ pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
             &alter_user_scram_credentials_request_alter_user_scram_credentials_request(v),
             v,
         ),
+        ApiKey::CreateAcls => super::tests::encode(&create_acls_request_create_acls_request(v), v),
+        ApiKey::DescribeAcls => {
+            super::tests::encode(&describe_acls_request_describe_acls_request(v), v)
+        }
+        ApiKey::DeleteAcls => super::tests::encode(&delete_acls_request_delete_acls_request(v), v),
         _ => unreachable!("not covered"),
     }
 }
@@ -2258,6 +2384,31 @@ pub(super) fn rust_sizes() -> Vec<(ApiKey, &'static str, usize)> {
             "ScramCredentialUpsertion",
             size_of::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(),
         ),
+        (
+            ApiKey::CreateAcls,
+            "CreateAclsRequest",
+            size_of::<create_acls_request::CreateAclsRequest>(),
+        ),
+        (
+            ApiKey::CreateAcls,
+            "AclCreation",
+            size_of::<create_acls_request::AclCreation>(),
+        ),
+        (
+            ApiKey::DescribeAcls,
+            "DescribeAclsRequest",
+            size_of::<describe_acls_request::DescribeAclsRequest>(),
+        ),
+        (
+            ApiKey::DeleteAcls,
+            "DeleteAclsRequest",
+            size_of::<delete_acls_request::DeleteAclsRequest>(),
+        ),
+        (
+            ApiKey::DeleteAcls,
+            "DeleteAclsFilter",
+            size_of::<delete_acls_request::DeleteAclsFilter>(),
+        ),
     ]
 }
 
@@ -2308,6 +2459,9 @@ pub(super) fn default_kind(api: ApiKey) -> RequestKind {
         ApiKey::AlterUserScramCredentials => {
             RequestKind::AlterUserScramCredentials(Default::default())
         }
+        ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
         _ => unreachable!("not covered"),
     }
 }

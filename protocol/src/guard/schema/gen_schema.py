@@ -24,7 +24,7 @@ COVERED = [
     "WriteTxnMarkers", "DescribeProducers", "ListTransactions", "DescribeTransactions",
     "OffsetForLeaderEpoch", "SaslHandshake", "SaslAuthenticate",
     "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeUserScramCredentials",
-    "AlterUserScramCredentials",
+    "AlterUserScramCredentials", "CreateAcls", "DescribeAcls", "DeleteAcls",
 ]
 
 SCALARS = {
