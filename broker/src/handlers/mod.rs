@@ -81,10 +81,11 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::SaslAuthenticate, 0, 2),
     ApiRange::new(ApiKey::DescribeUserScramCredentials, 0, 0),
     ApiRange::new(ApiKey::AlterUserScramCredentials, 0, 0),
-    // ACLs (v1 added PREFIXED patterns, v2 flexible encoding, v3 nothing new).
-    ApiRange::new(ApiKey::CreateAcls, 0, 3),
-    ApiRange::new(ApiKey::DescribeAcls, 0, 3),
-    ApiRange::new(ApiKey::DeleteAcls, 0, 3),
+    // ACLs: v1 added PREFIXED patterns (v0 is gone since Kafka 4.0, KIP-896), v2 is
+    // the flexible encoding, v3 allows USER resources.
+    ApiRange::new(ApiKey::CreateAcls, 1, 3),
+    ApiRange::new(ApiKey::DescribeAcls, 1, 3),
+    ApiRange::new(ApiKey::DeleteAcls, 1, 3),
 ]);
 
 /// What goes back for one request, in the connection's request order.
