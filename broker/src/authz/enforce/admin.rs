@@ -87,27 +87,36 @@ fn config_target(kind: i8, name: &str) -> (ResourceType, String, i16) {
     }
 }
 
-fn config_allowed(check: &Check, op: Operation, kind: i8, name: &str) -> bool {
-    let (resource, name, _) = config_target(kind, name);
-    check.allowed(op, resource, &name)
-}
-
 /// The (type, name, error) of each refused config resource.
 type RefusedConfigs = Vec<(i8, StrBytes, i16)>;
 
-fn refused_entry(kind: i8, name: StrBytes) -> (i8, StrBytes, i16) {
-    let code = config_target(kind, &name).2;
-    (kind, name, code)
+/// Takes the config resources the caller may not `op` out of a request (whose
+/// resource type is `key`'s) and returns them with their errors.
+fn refuse_configs<R>(
+    check: &Check,
+    op: Operation,
+    resources: &mut Vec<R>,
+    key: impl Fn(&R) -> (i8, StrBytes),
+) -> RefusedConfigs {
+    split_off(resources, |r| {
+        let (kind, name) = key(r);
+        let (resource, name, _) = config_target(kind, &name);
+        check.allowed(op, resource, &name)
+    })
+    .iter()
+    .map(|r| {
+        let (kind, name) = key(r);
+        let code = config_target(kind, &name).2;
+        (kind, name, code)
+    })
+    .collect()
 }
 
 /// DescribeConfigs: DESCRIBE_CONFIGS on each topic, or on the cluster for brokers.
 pub(super) fn describe_configs(check: &Check, req: &mut DescribeConfigsRequest) -> Fixup {
-    let refused: RefusedConfigs = split_off(&mut req.resources, |r| {
-        config_allowed(check, DescribeConfigs, r.resource_type, &r.resource_name)
-    })
-    .into_iter()
-    .map(|r| refused_entry(r.resource_type, r.resource_name))
-    .collect();
+    let refused = refuse_configs(check, DescribeConfigs, &mut req.resources, |r| {
+        (r.resource_type, r.resource_name.clone())
+    });
     if refused.is_empty() {
         return Fixup::none();
     }
@@ -128,13 +137,12 @@ pub(super) fn describe_configs(check: &Check, req: &mut DescribeConfigsRequest) 
 
 /// AlterConfigs: ALTER_CONFIGS on each topic, or on the cluster for brokers.
 pub(super) fn alter_configs(check: &Check, req: &mut AlterConfigsRequest) -> Fixup {
-    let refused: RefusedConfigs = split_off(&mut req.resources, |r| {
-        config_allowed(check, AlterConfigs, r.resource_type, &r.resource_name)
-    })
-    .into_iter()
-    .map(|r| refused_entry(r.resource_type, r.resource_name))
-    .collect();
-    alter_fixup(refused)
+    alter_fixup(refuse_configs(
+        check,
+        AlterConfigs,
+        &mut req.resources,
+        |r| (r.resource_type, r.resource_name.clone()),
+    ))
 }
 
 /// IncrementalAlterConfigs: as AlterConfigs.
@@ -142,13 +150,12 @@ pub(super) fn incremental_alter_configs(
     check: &Check,
     req: &mut IncrementalAlterConfigsRequest,
 ) -> Fixup {
-    let refused: RefusedConfigs = split_off(&mut req.resources, |r| {
-        config_allowed(check, AlterConfigs, r.resource_type, &r.resource_name)
-    })
-    .into_iter()
-    .map(|r| refused_entry(r.resource_type, r.resource_name))
-    .collect();
-    alter_fixup(refused)
+    alter_fixup(refuse_configs(
+        check,
+        AlterConfigs,
+        &mut req.resources,
+        |r| (r.resource_type, r.resource_name.clone()),
+    ))
 }
 
 /// Puts refused resources back into either alter response (their result types are
