@@ -159,7 +159,7 @@ pub async fn dispatch_from(broker: &Arc<Broker>, mut request: Request, origin: &
                     api_key: request.api_key,
                     version: request.version,
                     correlation_id: request.correlation_id,
-                    body: body.map_or(ReplyBody::None, ReplyBody::ready),
+                    body: body.map_or(ReplyBody::None, ReplyBody::Ready),
                 }
             }
         };

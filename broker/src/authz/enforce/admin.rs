@@ -13,13 +13,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{split_off, Check, Fixup, CLUSTER_DENIED, TOPIC_DENIED};
+use super::{split_off, Check, Fixup, Refused, CLUSTER_DENIED, TOPIC_DENIED};
 use crate::authz::acl::CLUSTER_NAME;
 use crate::authz::Operation::{Alter, AlterConfigs, Describe, DescribeConfigs};
 use crate::authz::{Operation, ResourceType, Session};
 use crate::handlers::str_bytes;
-
-type Refused = Result<Fixup, Option<ResponseKind>>;
 
 /// ConfigResource type codes: topic, and the two broker-level kinds.
 const CONFIG_TOPIC: i8 = 2;
@@ -195,11 +193,11 @@ pub(super) fn describe_cluster(check: &Check) -> Refused {
     if check.cluster(Describe) {
         return Ok(Fixup::none());
     }
-    Err(Some(ResponseKind::DescribeCluster(
+    Err(Some(Box::new(ResponseKind::DescribeCluster(
         DescribeClusterResponse::default()
             .with_error_code(CLUSTER_DENIED)
             .with_error_message(Some(str_bytes("not authorized to describe the cluster"))),
-    )))
+    ))))
 }
 
 /// DescribeUserScramCredentials: DESCRIBE on the cluster.
@@ -207,11 +205,11 @@ pub(super) fn describe_scram(check: &Check) -> Refused {
     if check.cluster(Describe) {
         return Ok(Fixup::none());
     }
-    Err(Some(ResponseKind::DescribeUserScramCredentials(
+    Err(Some(Box::new(ResponseKind::DescribeUserScramCredentials(
         DescribeUserScramCredentialsResponse::default()
             .with_error_code(CLUSTER_DENIED)
             .with_error_message(Some(str_bytes("not authorized to describe the cluster"))),
-    )))
+    ))))
 }
 
 /// AlterUserScramCredentials: ALTER on the cluster; every user named gets the error.
@@ -236,7 +234,7 @@ pub(super) fn alter_scram(check: &Check, req: &AlterUserScramCredentialsRequest)
                 .with_error_message(Some(str_bytes("not authorized to alter the cluster")))
         })
         .collect();
-    Err(Some(ResponseKind::AlterUserScramCredentials(
+    Err(Some(Box::new(ResponseKind::AlterUserScramCredentials(
         AlterUserScramCredentialsResponse::default().with_results(results),
-    )))
+    ))))
 }

@@ -18,12 +18,9 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse, ResponseKind, SyncGroupRequest, SyncGroupResponse,
 };
 
-use super::{split_off, Check, Fixup, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
+use super::{split_off, Check, Fixup, Refused, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
 use crate::authz::Operation::{Delete, Describe, Read};
 use crate::authz::ResourceType;
-
-/// A refusal of the whole request.
-type Refused = Result<Fixup, Option<ResponseKind>>;
 
 /// FindCoordinator: DESCRIBE on the group (key type 0) or transactional id (1); the
 /// keys refused answer with the authorization error.
@@ -76,7 +73,7 @@ pub(super) fn join_group(check: &Check, req: &JoinGroupRequest, version: i16) ->
         .with_error_code(GROUP_DENIED)
         .with_member_id(req.member_id.clone())
         .with_protocol_name((version < 7).then(Default::default));
-    Err(Some(ResponseKind::JoinGroup(response)))
+    Err(Some(Box::new(ResponseKind::JoinGroup(response))))
 }
 
 /// SyncGroup: READ on the group.
@@ -84,9 +81,9 @@ pub(super) fn sync_group(check: &Check, req: &SyncGroupRequest) -> Refused {
     if check.group(Read, &req.group_id) {
         return Ok(Fixup::none());
     }
-    Err(Some(ResponseKind::SyncGroup(
+    Err(Some(Box::new(ResponseKind::SyncGroup(
         SyncGroupResponse::default().with_error_code(GROUP_DENIED),
-    )))
+    ))))
 }
 
 /// Heartbeat: READ on the group.
@@ -94,9 +91,9 @@ pub(super) fn heartbeat(check: &Check, req: &HeartbeatRequest) -> Refused {
     if check.group(Read, &req.group_id) {
         return Ok(Fixup::none());
     }
-    Err(Some(ResponseKind::Heartbeat(
+    Err(Some(Box::new(ResponseKind::Heartbeat(
         HeartbeatResponse::default().with_error_code(GROUP_DENIED),
-    )))
+    ))))
 }
 
 /// LeaveGroup: READ on the group.
@@ -104,9 +101,9 @@ pub(super) fn leave_group(check: &Check, req: &LeaveGroupRequest) -> Refused {
     if check.group(Read, &req.group_id) {
         return Ok(Fixup::none());
     }
-    Err(Some(ResponseKind::LeaveGroup(
+    Err(Some(Box::new(ResponseKind::LeaveGroup(
         LeaveGroupResponse::default().with_error_code(GROUP_DENIED),
-    )))
+    ))))
 }
 
 /// OffsetCommit: READ on the group (else every partition answers
@@ -116,7 +113,7 @@ pub(super) fn offset_commit(check: &Check, req: &mut OffsetCommitRequest) -> Ref
         let topics = std::mem::take(&mut req.topics);
         let mut response = OffsetCommitResponse::default();
         push_commit_errors(&mut response.topics, topics, GROUP_DENIED);
-        return Err(Some(ResponseKind::OffsetCommit(response)));
+        return Err(Some(Box::new(ResponseKind::OffsetCommit(response))));
     }
     let refused = split_off(&mut req.topics, |t| check.topic(Read, &t.name));
     if refused.is_empty() {
@@ -173,7 +170,7 @@ pub(super) fn offset_fetch(check: &Check, req: &mut OffsetFetchRequest, version:
                     })
                     .collect();
             }
-            return Err(Some(ResponseKind::OffsetFetch(response)));
+            return Err(Some(Box::new(ResponseKind::OffsetFetch(response))));
         }
         let refused = match &mut req.topics {
             Some(topics) => split_off(topics, |t| check.topic(Describe, &t.name)),
@@ -241,9 +238,9 @@ pub(super) fn offset_delete(check: &Check, req: &mut OffsetDeleteRequest) -> Ref
     } else {
         GROUP_DENIED
     };
-    Err(Some(ResponseKind::OffsetDelete(
+    Err(Some(Box::new(ResponseKind::OffsetDelete(
         OffsetDeleteResponse::default().with_error_code(code),
-    )))
+    ))))
 }
 
 /// DescribeGroups: DESCRIBE on each group.

@@ -24,8 +24,11 @@ pub enum Gate {
     /// Run the (possibly narrowed) request, then apply the fix-up to its response.
     Proceed(Fixup),
     /// Do not run it; answer this instead (`None`: no answer, as for acks=0).
-    Refuse(Option<ResponseKind>),
+    Refuse(Option<Box<ResponseKind>>),
 }
+
+/// A check's outcome: go on (with a fix-up), or refuse the whole request.
+type Refused = Result<Fixup, Option<Box<ResponseKind>>>;
 
 type Patch = Box<dyn FnOnce(&Broker, &mut ResponseKind) + Send>;
 

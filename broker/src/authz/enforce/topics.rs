@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
     ResponseKind,
 };
 
-use super::{split_off, Check, Fixup, TOPIC_DENIED};
+use super::{split_off, Check, Fixup, Refused, TOPIC_DENIED};
 use crate::authz::Operation::{Alter, Create, Delete, Describe, Read, Write};
 use crate::authz::ResourceType;
 use crate::broker::Broker;
@@ -72,10 +72,7 @@ pub(super) fn metadata(check: &Check, broker: &Broker, req: &mut MetadataRequest
 
 /// Produce: WRITE on the transactional id for a transactional producer (else the whole
 /// request is refused), WRITE on each topic.
-pub(super) fn produce(
-    check: &Check,
-    req: &mut ProduceRequest,
-) -> Result<Fixup, Option<ResponseKind>> {
+pub(super) fn produce(check: &Check, req: &mut ProduceRequest) -> Refused {
     if let Some(id) = &req.transactional_id {
         if !check.transactional_id(Write, id) {
             if req.acks == 0 {
@@ -87,7 +84,7 @@ pub(super) fn produce(
                 std::mem::take(&mut req.topic_data),
                 super::TXN_DENIED,
             );
-            return Err(Some(ResponseKind::Produce(response)));
+            return Err(Some(Box::new(ResponseKind::Produce(response))));
         }
     }
     let refused = split_off(&mut req.topic_data, |t| check.topic(Write, &t.name));

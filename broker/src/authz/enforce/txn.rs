@@ -18,11 +18,11 @@ use kafka_protocol::messages::{
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
-use super::{split_off, Check, Fixup, CLUSTER_DENIED, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
+use super::{
+    split_off, Check, Fixup, Refused, CLUSTER_DENIED, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED,
+};
 use crate::authz::Operation::{Describe, IdempotentWrite, Read, Write};
 use crate::authz::ResourceType;
-
-type Refused = Result<Fixup, Option<ResponseKind>>;
 
 /// InitProducerId: WRITE on the transactional id; without one (an idempotent
 /// producer), IDEMPOTENT_WRITE on the cluster or WRITE on any topic.
@@ -42,12 +42,12 @@ pub(super) fn init_producer_id(check: &Check, req: &InitProducerIdRequest) -> Re
             CLUSTER_DENIED
         }
     };
-    Err(Some(ResponseKind::InitProducerId(
+    Err(Some(Box::new(ResponseKind::InitProducerId(
         InitProducerIdResponse::default()
             .with_error_code(code)
             .with_producer_id((-1).into())
             .with_producer_epoch(-1),
-    )))
+    ))))
 }
 
 /// AddPartitionsToTxn (v0-v3): WRITE on the transactional id and on every topic; if
@@ -87,9 +87,9 @@ pub(super) fn add_partitions(check: &Check, req: &AddPartitionsToTxnRequest) -> 
                 )
         })
         .collect();
-    Err(Some(ResponseKind::AddPartitionsToTxn(
+    Err(Some(Box::new(ResponseKind::AddPartitionsToTxn(
         AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
-    )))
+    ))))
 }
 
 /// AddOffsetsToTxn: WRITE on the transactional id, READ on the group.
@@ -101,9 +101,9 @@ pub(super) fn add_offsets(check: &Check, req: &AddOffsetsToTxnRequest) -> Refuse
     } else {
         return Ok(Fixup::none());
     };
-    Err(Some(ResponseKind::AddOffsetsToTxn(
+    Err(Some(Box::new(ResponseKind::AddOffsetsToTxn(
         AddOffsetsToTxnResponse::default().with_error_code(code),
-    )))
+    ))))
 }
 
 /// EndTxn: WRITE on the transactional id.
@@ -111,12 +111,12 @@ pub(super) fn end_txn(check: &Check, req: &EndTxnRequest) -> Refused {
     if check.transactional_id(Write, &req.transactional_id) {
         return Ok(Fixup::none());
     }
-    Err(Some(ResponseKind::EndTxn(
+    Err(Some(Box::new(ResponseKind::EndTxn(
         EndTxnResponse::default()
             .with_error_code(TXN_DENIED)
             .with_producer_id((-1).into())
             .with_producer_epoch(-1),
-    )))
+    ))))
 }
 
 /// TxnOffsetCommit: WRITE on the transactional id and READ on the group (else every
@@ -132,7 +132,7 @@ pub(super) fn txn_offset_commit(check: &Check, req: &mut TxnOffsetCommitRequest)
     if let Some(code) = whole {
         let mut response = TxnOffsetCommitResponse::default();
         push_errors(&mut response, std::mem::take(&mut req.topics), code);
-        return Err(Some(ResponseKind::TxnOffsetCommit(response)));
+        return Err(Some(Box::new(ResponseKind::TxnOffsetCommit(response))));
     }
     let refused = split_off(&mut req.topics, |t| check.topic(Read, &t.name));
     if refused.is_empty() {
