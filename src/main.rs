@@ -247,8 +247,11 @@ async fn serve(
         stdout.flush()?;
     }
     tracing::info!(advertised = %running.bootstrap(), "broker started");
-    let runtime =
-        Arc::new(Runtime::new(EmbeddedBackend::new(running.broker.clone())).with_process_tag(&tag));
+    let mut backend = EmbeddedBackend::new(running.broker.clone());
+    if let Some(principal) = &agents.principal {
+        backend = backend.with_principal(principal);
+    }
+    let runtime = Arc::new(Runtime::new(backend).with_process_tag(&tag));
     let uplinks = Uplinks::start(&running.broker, &agents.uplinks)?;
     let agents_source = agent_source(&runtime);
     let console = console::Console::new(

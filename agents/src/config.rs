@@ -97,6 +97,7 @@ pub enum BackendChoice {
 struct BackendTable {
     kind: Option<String>,
     bootstrap: Option<String>,
+    principal: Option<String>,
     #[serde(default)]
     properties: BTreeMap<String, toml::Value>,
 }
@@ -185,6 +186,9 @@ pub struct AgentsConfig {
     /// The process's data directory (not read from the file: `serve` sets it), where
     /// indexes keep their snapshots by default.
     pub data_dir: Option<PathBuf>,
+    /// `[agents_backend] principal`: who in-process agents act as for the broker's
+    /// authorizer (`User:scorer`); unset, they act as the broker itself.
+    pub principal: Option<String>,
 }
 
 fn value_text(value: &toml::Value) -> String {
@@ -199,6 +203,18 @@ impl AgentsConfig {
     pub fn from_toml(text: &str) -> Result<AgentsConfig, ConfigError> {
         let doc: Document = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let table = doc.agents_backend.unwrap_or_default();
+        let principal = table.principal.clone();
+        if let Some(p) = &principal {
+            if !p
+                .split_once(':')
+                .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
+            {
+                return Err(ConfigError::Options {
+                    name: "agents_backend.principal".to_string(),
+                    reason: format!("`{p}` is not Type:name, e.g. User:scorer"),
+                });
+            }
+        }
         let kind = doc
             .backend
             .or(table.kind)
@@ -227,6 +243,7 @@ impl AgentsConfig {
             mcp_servers: doc.mcp_servers,
             uplinks: doc.uplinks,
             data_dir: None,
+            principal,
         };
         for def in &config.agents {
             config.validate(def)?;

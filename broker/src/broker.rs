@@ -41,6 +41,8 @@ pub struct Broker {
     pub credentials: CredentialStore,
     /// Client quotas and the rates measured against them.
     pub quotas: crate::quotas::QuotaManager,
+    /// ACLs and whether they are enforced.
+    pub authorizer: crate::authz::Authorizer,
     advertised: OnceLock<(String, u16)>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
@@ -148,9 +150,18 @@ impl Broker {
                     source,
                 }
             })?;
+        let authorizer =
+            crate::authz::Authorizer::open(&db, &config).map_err(|error| StartError::Metadata {
+                path: config.data_dir.join("meta"),
+                source: match error {
+                    crate::authz::AclStoreError::Store(e) => e,
+                    other => sled::Error::Unsupported(other.to_string()),
+                },
+            })?;
         Ok(Broker {
             quotas,
             credentials,
+            authorizer,
             groups,
             transactions,
             node_id: config.node_id(),

@@ -2,6 +2,7 @@
 //!
 //! Start one with [`RunningBroker::start`], or, in tests, [`EmbeddedBroker::start`].
 
+pub mod authz;
 pub mod broker;
 pub mod config;
 pub mod embedded;

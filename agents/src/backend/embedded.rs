@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentlog_broker::authz::acl::CLUSTER_NAME;
+use agentlog_broker::authz::{Operation, ResourceType, Session};
 use agentlog_broker::groups::{CommitError as GroupCommitError, CommitOffset, CommitParams};
 use agentlog_broker::partition::Partition;
 use agentlog_broker::storage::ReadError as LogReadError;
@@ -33,6 +35,9 @@ pub struct EmbeddedBackend {
     broker: Arc<Broker>,
     next_partition: Arc<AtomicUsize>,
     compression: Codec,
+    /// The principal agents act as when the broker's authorizer is on; `None`: the
+    /// broker itself (no checks).
+    session: Option<Session>,
 }
 
 impl EmbeddedBackend {
@@ -42,7 +47,46 @@ impl EmbeddedBackend {
             broker,
             next_partition: Arc::new(AtomicUsize::new(0)),
             compression: Codec::None,
+            session: None,
         }
+    }
+
+    /// Acts as `principal` (`User:scorer`) from now on: with the broker's authorizer
+    /// on, reads, writes and group joins need the ACLs a wire client would need.
+    pub fn with_principal(mut self, principal: &str) -> EmbeddedBackend {
+        self.session = Some(Session::new(principal, "127.0.0.1"));
+        self
+    }
+
+    /// `Err` with a readable reason when this backend's principal may not `op` the
+    /// resource.
+    fn authorize(&self, op: Operation, kind: ResourceType, name: &str) -> Result<(), String> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        if self.broker.authorizer.authorize(session, op, kind, name) {
+            return Ok(());
+        }
+        tracing::warn!(principal = %session.principal, operation = op.name(), resource = %format_args!("{}:{name}", kind.name()), "agent denied by ACLs");
+        Err(format!(
+            "{} may not {} {} `{name}`",
+            session.principal,
+            op.name(),
+            kind.name()
+        ))
+    }
+
+    /// May write `topic`, and create it if it does not exist yet.
+    fn authorize_write(&self, topic: &str) -> Result<(), ProduceError> {
+        self.authorize(Operation::Write, ResourceType::Topic, topic)
+            .and_then(|()| {
+                if self.broker.topics.get(topic).is_some() {
+                    return Ok(());
+                }
+                self.authorize(Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
+                    .or_else(|_| self.authorize(Operation::Create, ResourceType::Topic, topic))
+            })
+            .map_err(ProduceError::NotAuthorized)
     }
 
     /// Emits with this codec (uncompressed by default, which keeps reads zero-copy).
@@ -65,6 +109,8 @@ impl EmbeddedBackend {
         partition: i32,
         from: StartAt,
     ) -> Result<EventStream, ReadError> {
+        self.authorize(Operation::Read, ResourceType::Topic, topic)
+            .map_err(ReadError::NotAuthorized)?;
         let found = self
             .broker
             .topics
@@ -177,6 +223,7 @@ impl EmbeddedBackend {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        self.authorize_write(topic)?;
         stamp_unset_timestamps(&mut records, crate::event::now_ms());
         let found = self.topic_or_create(topic)?;
         let count = found.partitions.len().max(1);
@@ -294,6 +341,10 @@ impl Sink for EmbeddedBackend {
         if self.broker.topics.get(topic).is_some() {
             return Ok(());
         }
+        self.authorize_write(topic).map_err(|error| TopicError {
+            topic: topic.to_string(),
+            reason: error.to_string(),
+        })?;
         let mut configs = BTreeMap::new();
         if compacted {
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
@@ -574,6 +625,13 @@ impl Backend for EmbeddedBackend {
         topics: &[String],
         client_id: &str,
     ) -> Result<EmbeddedSource, ConsumeError> {
+        self.authorize(Operation::Read, ResourceType::Group, group)
+            .and_then(|()| {
+                topics
+                    .iter()
+                    .try_for_each(|t| self.authorize(Operation::Read, ResourceType::Topic, t))
+            })
+            .map_err(ConsumeError::NotAuthorized)?;
         let mut source = EmbeddedSource {
             broker: self.broker.clone(),
             membership: Membership::new(self.broker.clone(), group, topics, client_id),
@@ -584,6 +642,8 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn read_topic(&self, topic: &str, from: StartAt) -> Result<EventStream, ReadError> {
+        self.authorize(Operation::Read, ResourceType::Topic, topic)
+            .map_err(ReadError::NotAuthorized)?;
         let found = self
             .broker
             .topics
@@ -657,6 +717,61 @@ mod tests {
     use crate::backend::{Backend, EmbeddedBackend, Sink, StartAt};
     use crate::event::OutRecord;
     use bytes::Bytes;
+
+    /// An embedded backend acting as a principal is held to the broker's ACLs: refused
+    /// with a clear error (no panic) until an ACL allows it.
+    #[tokio::test]
+    async fn a_principal_is_held_to_the_acls() {
+        use agentlog_broker::authz::{
+            AclBinding, Operation, PatternType, Permission, ResourceType,
+        };
+        let broker = agentlog_broker::EmbeddedBroker::start_with(|config| {
+            config.set("num.partitions", "1").unwrap();
+            config.set("authorizer.enable", "true").unwrap();
+        })
+        .await
+        .unwrap();
+        let shared = broker.running().broker.clone();
+        let backend = EmbeddedBackend::new(shared.clone()).with_principal("User:scorer");
+        let record = || OutRecord {
+            value: Some(Bytes::from_static(b"v")),
+            ..OutRecord::default()
+        };
+        let refused = backend.produce("scores", vec![record()]).await.unwrap_err();
+        assert!(
+            matches!(&refused, crate::backend::ProduceError::NotAuthorized(r) if r.contains("User:scorer")),
+            "{refused}"
+        );
+        let allow = |kind, name: &str, op| AclBinding {
+            resource_type: kind,
+            name: name.to_string(),
+            pattern: PatternType::Literal,
+            principal: "User:scorer".to_string(),
+            host: "*".to_string(),
+            operation: op,
+            permission: Permission::Allow,
+        };
+        shared
+            .authorizer
+            .create(&[allow(ResourceType::Topic, "scores", Operation::All)])
+            .unwrap();
+        backend.produce("scores", vec![record()]).await.unwrap();
+        let Err(refused) = backend
+            .subscribe("scorers", &["scores".to_string()], "t")
+            .await
+        else {
+            panic!("joined a group without READ on it");
+        };
+        assert!(
+            matches!(refused, crate::backend::ConsumeError::NotAuthorized(_)),
+            "{refused}"
+        );
+        // The broker's own (unnamed) backend is not checked.
+        EmbeddedBackend::new(shared)
+            .produce("other", vec![record()])
+            .await
+            .unwrap();
+    }
 
     /// Records produced with timestamp 0 used to be stored as written (1970): the next
     /// retention pass rolled the segment and deleted them, and a consumer behind them

@@ -43,6 +43,9 @@ pub struct Position {
 /// Writing records failed; none of them may be treated as written.
 #[derive(Debug, Error)]
 pub enum ProduceError {
+    /// The backend's principal may not write (or create) the topic.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
     /// The topic does not exist and could not be created.
     #[error("topic `{topic}` is unavailable: {reason}")]
     Topic {
@@ -86,6 +89,9 @@ pub struct TopicError {
 /// Joining a group or reading records failed.
 #[derive(Debug, Error)]
 pub enum ConsumeError {
+    /// The backend's principal may not read the group or a topic.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
     /// The group coordinator refused the member.
     #[error("group `{group}`: {reason}")]
     Group {
@@ -126,6 +132,9 @@ pub enum CommitError {
 /// Reading a topic range (state restore, replay) failed.
 #[derive(Debug, Error)]
 pub enum ReadError {
+    /// The backend's principal may not read the topic.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
     /// No such topic.
     #[error("topic `{0}` does not exist")]
     UnknownTopic(String),

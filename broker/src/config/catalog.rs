@@ -227,6 +227,10 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("ssl.client.auth", ConfigType::String, "none", "none: TLS clients present no certificate; requested: they may, and it must be valid if they do; required: they must."), |v| matches!(v, "none" | "requested" | "required")),
     checked(def("connection.failed.authentication.delay.ms", ConfigType::Int, "100", "How long a failed SASL login waits before its answer and the close, slowing password guessing (Kafka's setting)."), non_negative),
     checked(def("sasl.enabled.mechanisms", ConfigType::List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms the SASL_PLAINTEXT and SASL_SSL listeners offer (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); PLAIN checks passwords against the stored SCRAM credentials."), crate::security::sasl::valid_mechanism_list),
+    def("authorizer.enable", ConfigType::Boolean, "false", "agentlog: enforce ACLs (CreateAcls/DescribeAcls/DeleteAcls manage them); off, every client may do everything, as on Kafka without an authorizer."),
+    def("authorizer.class.name", ConfigType::String, "", "Kafka's switch for the same thing: any class name (e.g. org.apache.kafka.metadata.authorizer.StandardAuthorizer) turns the built-in ACL authorizer on."),
+    def("super.users", ConfigType::String, "", "Principals allowed everything whatever the ACLs say, separated by ';' (e.g. User:admin;User:ops)."),
+    def("allow.everyone.if.no.acl.found", ConfigType::Boolean, "false", "With the authorizer on: whether a resource no ACL covers is open to everyone (Kafka's default false: closed)."),
     checked(def("transaction.abort.timed.out.transaction.cleanup.interval.ms", ConfigType::Int, "10000", "How often transactions open longer than their timeout are looked for and aborted."), positive),
     // Read-only settings of the node's identity and layout. agentlog is a combined
     // KRaft node (broker and controller); listeners, advertised.listeners and

@@ -1,6 +1,7 @@
 //! Request handlers: one module per API, each turning a decoded request into a response
 //! (or a pending response) against the shared [`Broker`].
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod client_quotas;
@@ -100,6 +101,11 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::DescribeTopicPartitions, 0, 0),
     ApiRange::new(ApiKey::DescribeClientQuotas, 0, 1),
     ApiRange::new(ApiKey::AlterClientQuotas, 0, 1),
+    // ACLs: v1 added PREFIXED patterns (v0 is gone since Kafka 4.0, KIP-896), v2 is
+    // the flexible encoding, v3 allows USER resources.
+    ApiRange::new(ApiKey::CreateAcls, 1, 3),
+    ApiRange::new(ApiKey::DescribeAcls, 1, 3),
+    ApiRange::new(ApiKey::DeleteAcls, 1, 3),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -142,6 +148,9 @@ pub struct Origin {
     /// The connection's listener's advertised host and port (the broker's primary one
     /// when absent, as for in-process callers).
     pub advertised: Option<(String, u16)>,
+    /// Who is asking, for the authorizer; `None` for in-process callers, which act as
+    /// the broker itself.
+    pub session: Option<crate::authz::Session>,
 }
 
 impl Origin {
@@ -160,7 +169,20 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
 }
 
 /// [`dispatch`] for a request from a known client connection.
-pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Origin) -> Reply {
+pub async fn dispatch_from(broker: &Arc<Broker>, mut request: Request, origin: &Origin) -> Reply {
+    let session = origin.session.as_ref();
+    let fixup =
+        match crate::authz::enforce::gate(broker, session, &mut request.body, request.version) {
+            crate::authz::enforce::Gate::Proceed(fixup) => fixup,
+            crate::authz::enforce::Gate::Refuse(body) => {
+                return Reply {
+                    api_key: request.api_key,
+                    version: request.version,
+                    correlation_id: request.correlation_id,
+                    body: body.map_or(ReplyBody::None, ReplyBody::Ready),
+                }
+            }
+        };
     let peer = origin.peer;
     let endpoint = origin.endpoint(broker);
     let version = request.version;
@@ -314,6 +336,15 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
         RequestKind::AlterClientQuotas(req) => ReplyBody::ready(ResponseKind::AlterClientQuotas(
             client_quotas::alter(broker, req),
         )),
+        RequestKind::CreateAcls(req) => {
+            ReplyBody::ready(ResponseKind::CreateAcls(acls::create(broker, req, session)))
+        }
+        RequestKind::DescribeAcls(req) => ReplyBody::ready(ResponseKind::DescribeAcls(
+            acls::describe(broker, req, session),
+        )),
+        RequestKind::DeleteAcls(req) => {
+            ReplyBody::ready(ResponseKind::DeleteAcls(acls::delete(broker, req, session)))
+        }
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather
             // than panic if they ever drift.
@@ -325,7 +356,37 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
         api_key: request.api_key,
         version,
         correlation_id: request.correlation_id,
-        body,
+        body: with_fixup(broker, body, fixup),
+    }
+}
+
+/// Applies the authorizer's changes to a response, now or when it is ready.
+fn with_fixup(
+    broker: &Arc<Broker>,
+    body: ReplyBody,
+    fixup: crate::authz::enforce::Fixup,
+) -> ReplyBody {
+    if fixup.is_empty() {
+        return body;
+    }
+    match body {
+        ReplyBody::None => ReplyBody::None,
+        ReplyBody::Ready(mut response) => {
+            fixup.apply(broker, &mut response);
+            ReplyBody::Ready(response)
+        }
+        ReplyBody::Later(task) => {
+            let broker = broker.clone();
+            ReplyBody::Later(tokio::spawn(async move {
+                let mut response = match task.await {
+                    Ok(response) => response?,
+                    // The writer reports a failed handler and closes the connection.
+                    Err(error) => std::panic::resume_unwind(error.into_panic()),
+                };
+                fixup.apply(&broker, &mut response);
+                Some(response)
+            }))
+        }
     }
 }
 

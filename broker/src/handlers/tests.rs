@@ -462,6 +462,31 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                     .with_ops(vec![alter_client_quotas_request::OpData::default()
                         .with_key(str_bytes("producer_byte_rate"))
                         .with_value(1e9)]),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(
+            kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
+                kafka_protocol::messages::create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(str_bytes("t"))
+                    .with_principal(str_bytes("User:a"))
+                    .with_host(str_bytes("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]),
+        ),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            kafka_protocol::messages::DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+            kafka_protocol::messages::DeleteAclsRequest::default().with_filters(vec![
+                kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
             ]),
         ),
         other => panic!("no sample request for {other:?}"),

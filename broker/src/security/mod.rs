@@ -1,8 +1,8 @@
 //! Security: listeners with Kafka's security protocols, TLS (rustls), SASL (PLAIN,
 //! SCRAM-SHA-256, SCRAM-SHA-512) and the SCRAM credential store behind both.
 //!
-//! Authorization (ACLs) is not implemented yet: an authenticated client may do
-//! anything, as on a Kafka broker without an authorizer.
+//! Authorization (ACLs) is [`crate::authz`]: the principal a connection authenticates
+//! as here (`User:<name>`, or `User:ANONYMOUS`) is what it checks.
 
 pub mod credentials;
 pub mod listener;

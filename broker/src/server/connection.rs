@@ -22,6 +22,8 @@ use tokio::time::Instant;
 
 use super::frame::{read_frame, FrameError};
 use super::ListenerContext;
+use crate::authz::acl::ANONYMOUS;
+use crate::authz::Session;
 use crate::broker::Broker;
 use crate::handlers::{self, Origin, Reply, ReplyBody};
 use crate::security::sasl::{Authenticator, Progress};
@@ -103,9 +105,10 @@ async fn serve_stream<S>(
     } else {
         UNAUTHENTICATED_FRAME_LIMIT.min(max_frame)
     };
-    let origin = Origin {
+    let mut origin = Origin {
         peer: Some(peer),
         advertised: Some(listener.advertised.clone()),
+        session: Some(Session::new(ANONYMOUS, peer.ip().to_string())),
     };
 
     loop {
@@ -150,6 +153,8 @@ async fn serve_stream<S>(
                             tracing::info!(%peer, %user, protocol = %listener.protocol, "authenticated");
                             authenticated = true;
                             limit = max_frame;
+                            origin.session =
+                                Some(Session::new(&format!("User:{user}"), peer.ip().to_string()));
                         }
                         Progress::Failed => {
                             // Kafka's connection.failed.authentication.delay.ms: one

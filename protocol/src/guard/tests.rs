@@ -203,9 +203,9 @@ fn known_tagged_field_with_lying_size_is_refused() {
 #[test]
 fn uncovered_apis_are_refused() {
     assert_eq!(
-        check_request_body(ApiKey::DescribeAcls, 1, &[]),
+        check_request_body(ApiKey::CreateDelegationToken, 1, &[]),
         Err(GuardError::UnknownSchema {
-            api_key: ApiKey::DescribeAcls,
+            api_key: ApiKey::CreateDelegationToken,
             version: 1
         })
     );

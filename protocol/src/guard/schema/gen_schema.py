@@ -27,6 +27,7 @@ COVERED = [
     "AlterUserScramCredentials", "DescribeLogDirs", "AlterReplicaLogDirs", "ElectLeaders",
     "AlterPartitionReassignments", "ListPartitionReassignments", "DescribeQuorum",
     "DescribeTopicPartitions", "DescribeClientQuotas", "AlterClientQuotas",
+    "CreateAcls", "DescribeAcls", "DeleteAcls",
 ]
 
 SCALARS = {

@@ -15,11 +15,14 @@ pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
+pub(crate) mod create_acls;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_acls;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
 pub(crate) mod delete_topics;
+pub(crate) mod describe_acls;
 pub(crate) mod describe_client_quotas;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
@@ -142,4 +145,7 @@ pub(crate) const COVERED: &[(ApiKey, &Message)] = &[
         &describe_client_quotas::MESSAGE,
     ),
     (ApiKey::AlterClientQuotas, &alter_client_quotas::MESSAGE),
+    (ApiKey::CreateAcls, &create_acls::MESSAGE),
+    (ApiKey::DescribeAcls, &describe_acls::MESSAGE),
+    (ApiKey::DeleteAcls, &delete_acls::MESSAGE),
 ];
