@@ -462,6 +462,8 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                     .with_ops(vec![alter_client_quotas_request::OpData::default()
                         .with_key(str_bytes("producer_byte_rate"))
                         .with_value(1e9)]),
+            ]),
+        ),
         ApiKey::CreateAcls => RequestKind::CreateAcls(
             kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
                 kafka_protocol::messages::create_acls_request::AclCreation::default()
