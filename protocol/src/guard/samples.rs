@@ -21,1011 +21,2375 @@ macro_rules! uuid {
     };
 }
 
-pub(super) fn api_versions_request_api_versions_request(v: i16) -> api_versions_request::ApiVersionsRequest {
+pub(super) fn api_versions_request_api_versions_request(
+    v: i16,
+) -> api_versions_request::ApiVersionsRequest {
     let mut m = api_versions_request::ApiVersionsRequest::default();
-    if (3..=4).contains(&v) { m.client_software_name = s(); }
-    if (3..=4).contains(&v) { m.client_software_version = s(); }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (3..=4).contains(&v) {
+        m.client_software_name = s();
+    }
+    if (3..=4).contains(&v) {
+        m.client_software_version = s();
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
 pub(super) fn metadata_request_metadata_request(v: i16) -> metadata_request::MetadataRequest {
     let mut m = metadata_request::MetadataRequest::default();
-    if (0..=13).contains(&v) { m.topics = Some(vec![metadata_request_metadata_request_topic(v), metadata_request_metadata_request_topic(v)]); }
-    if (4..=13).contains(&v) { m.allow_auto_topic_creation = true; }
-    if (8..=10).contains(&v) { m.include_cluster_authorized_operations = true; }
-    if (8..=13).contains(&v) { m.include_topic_authorized_operations = true; }
-    if v >= 9 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=13).contains(&v) {
+        m.topics = Some(vec![
+            metadata_request_metadata_request_topic(v),
+            metadata_request_metadata_request_topic(v),
+        ]);
+    }
+    if (4..=13).contains(&v) {
+        m.allow_auto_topic_creation = true;
+    }
+    if (8..=10).contains(&v) {
+        m.include_cluster_authorized_operations = true;
+    }
+    if (8..=13).contains(&v) {
+        m.include_topic_authorized_operations = true;
+    }
+    if v >= 9 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn metadata_request_metadata_request_topic(v: i16) -> metadata_request::MetadataRequestTopic {
+pub(super) fn metadata_request_metadata_request_topic(
+    v: i16,
+) -> metadata_request::MetadataRequestTopic {
     let mut m = metadata_request::MetadataRequestTopic::default();
-    if (10..=13).contains(&v) { m.topic_id = uuid!(); }
-    if (0..=13).contains(&v) { m.name = Some(s()); }
-    if v >= 9 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (10..=13).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (0..=13).contains(&v) {
+        m.name = Some(s());
+    }
+    if v >= 9 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
 pub(super) fn produce_request_produce_request(v: i16) -> produce_request::ProduceRequest {
     let mut m = produce_request::ProduceRequest::default();
-    if (3..=13).contains(&v) { m.transactional_id = Some(s()); }
-    if (3..=13).contains(&v) { m.acks = 7i16.into(); }
-    if (3..=13).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if (3..=13).contains(&v) { m.topic_data = vec![produce_request_topic_produce_data(v), produce_request_topic_produce_data(v)]; }
-    if v >= 9 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (3..=13).contains(&v) {
+        m.transactional_id = Some(s());
+    }
+    if (3..=13).contains(&v) {
+        m.acks = 7i16.into();
+    }
+    if (3..=13).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (3..=13).contains(&v) {
+        m.topic_data = vec![
+            produce_request_topic_produce_data(v),
+            produce_request_topic_produce_data(v),
+        ];
+    }
+    if v >= 9 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn produce_request_topic_produce_data(v: i16) -> produce_request::TopicProduceData {
     let mut m = produce_request::TopicProduceData::default();
-    if (3..=12).contains(&v) { m.name = s(); }
-    if (13..=13).contains(&v) { m.topic_id = uuid!(); }
-    if (3..=13).contains(&v) { m.partition_data = vec![produce_request_partition_produce_data(v), produce_request_partition_produce_data(v)]; }
-    if v >= 9 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (3..=12).contains(&v) {
+        m.name = s();
+    }
+    if (13..=13).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (3..=13).contains(&v) {
+        m.partition_data = vec![
+            produce_request_partition_produce_data(v),
+            produce_request_partition_produce_data(v),
+        ];
+    }
+    if v >= 9 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn produce_request_partition_produce_data(v: i16) -> produce_request::PartitionProduceData {
+pub(super) fn produce_request_partition_produce_data(
+    v: i16,
+) -> produce_request::PartitionProduceData {
     let mut m = produce_request::PartitionProduceData::default();
-    if (3..=13).contains(&v) { m.index = 7i32.into(); }
-    if (3..=13).contains(&v) { m.records = Some(b()); }
-    if v >= 9 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (3..=13).contains(&v) {
+        m.index = 7i32.into();
+    }
+    if (3..=13).contains(&v) {
+        m.records = Some(b());
+    }
+    if v >= 9 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
 pub(super) fn fetch_request_fetch_request(v: i16) -> fetch_request::FetchRequest {
     let mut m = fetch_request::FetchRequest::default();
-    if (4..=14).contains(&v) { m.replica_id = 7i32.into(); }
-    if (4..=18).contains(&v) { m.max_wait_ms = 7i32.into(); }
-    if (4..=18).contains(&v) { m.min_bytes = 7i32.into(); }
-    if (4..=18).contains(&v) { m.max_bytes = 7i32.into(); }
-    if (4..=18).contains(&v) { m.isolation_level = 7i8.into(); }
-    if (7..=18).contains(&v) { m.session_id = 7i32.into(); }
-    if (7..=18).contains(&v) { m.session_epoch = 7i32.into(); }
-    if (4..=18).contains(&v) { m.topics = vec![fetch_request_fetch_topic(v), fetch_request_fetch_topic(v)]; }
-    if (7..=18).contains(&v) { m.forgotten_topics_data = vec![fetch_request_forgotten_topic(v), fetch_request_forgotten_topic(v)]; }
-    if (11..=18).contains(&v) { m.rack_id = s(); }
-    if (12..=18).contains(&v) { m.cluster_id = Some(s()); }
-    if (15..=18).contains(&v) { m.replica_state = fetch_request_replica_state(v); }
-    if v >= 12 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (4..=14).contains(&v) {
+        m.replica_id = 7i32.into();
+    }
+    if (4..=18).contains(&v) {
+        m.max_wait_ms = 7i32.into();
+    }
+    if (4..=18).contains(&v) {
+        m.min_bytes = 7i32.into();
+    }
+    if (4..=18).contains(&v) {
+        m.max_bytes = 7i32.into();
+    }
+    if (4..=18).contains(&v) {
+        m.isolation_level = 7i8.into();
+    }
+    if (7..=18).contains(&v) {
+        m.session_id = 7i32.into();
+    }
+    if (7..=18).contains(&v) {
+        m.session_epoch = 7i32.into();
+    }
+    if (4..=18).contains(&v) {
+        m.topics = vec![fetch_request_fetch_topic(v), fetch_request_fetch_topic(v)];
+    }
+    if (7..=18).contains(&v) {
+        m.forgotten_topics_data = vec![
+            fetch_request_forgotten_topic(v),
+            fetch_request_forgotten_topic(v),
+        ];
+    }
+    if (11..=18).contains(&v) {
+        m.rack_id = s();
+    }
+    if (12..=18).contains(&v) {
+        m.cluster_id = Some(s());
+    }
+    if (15..=18).contains(&v) {
+        m.replica_state = fetch_request_replica_state(v);
+    }
+    if v >= 12 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn fetch_request_fetch_topic(v: i16) -> fetch_request::FetchTopic {
     let mut m = fetch_request::FetchTopic::default();
-    if (4..=12).contains(&v) { m.topic = s(); }
-    if (13..=18).contains(&v) { m.topic_id = uuid!(); }
-    if (4..=18).contains(&v) { m.partitions = vec![fetch_request_fetch_partition(v), fetch_request_fetch_partition(v)]; }
-    if v >= 12 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (4..=12).contains(&v) {
+        m.topic = s();
+    }
+    if (13..=18).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (4..=18).contains(&v) {
+        m.partitions = vec![
+            fetch_request_fetch_partition(v),
+            fetch_request_fetch_partition(v),
+        ];
+    }
+    if v >= 12 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn fetch_request_fetch_partition(v: i16) -> fetch_request::FetchPartition {
     let mut m = fetch_request::FetchPartition::default();
-    if (4..=18).contains(&v) { m.partition = 7i32.into(); }
-    if (9..=18).contains(&v) { m.current_leader_epoch = 7i32.into(); }
-    if (4..=18).contains(&v) { m.fetch_offset = 7i64.into(); }
-    if (12..=18).contains(&v) { m.last_fetched_epoch = 7i32.into(); }
-    if (5..=18).contains(&v) { m.log_start_offset = 7i64.into(); }
-    if (4..=18).contains(&v) { m.partition_max_bytes = 7i32.into(); }
-    if (17..=18).contains(&v) { m.replica_directory_id = uuid!(); }
-    if (18..=18).contains(&v) { m.high_watermark = 7i64.into(); }
-    if v >= 12 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (4..=18).contains(&v) {
+        m.partition = 7i32.into();
+    }
+    if (9..=18).contains(&v) {
+        m.current_leader_epoch = 7i32.into();
+    }
+    if (4..=18).contains(&v) {
+        m.fetch_offset = 7i64.into();
+    }
+    if (12..=18).contains(&v) {
+        m.last_fetched_epoch = 7i32.into();
+    }
+    if (5..=18).contains(&v) {
+        m.log_start_offset = 7i64.into();
+    }
+    if (4..=18).contains(&v) {
+        m.partition_max_bytes = 7i32.into();
+    }
+    if (17..=18).contains(&v) {
+        m.replica_directory_id = uuid!();
+    }
+    if (18..=18).contains(&v) {
+        m.high_watermark = 7i64.into();
+    }
+    if v >= 12 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn fetch_request_forgotten_topic(v: i16) -> fetch_request::ForgottenTopic {
     let mut m = fetch_request::ForgottenTopic::default();
-    if (7..=12).contains(&v) { m.topic = s(); }
-    if (13..=18).contains(&v) { m.topic_id = uuid!(); }
-    if (7..=18).contains(&v) { m.partitions = vec![7i32.into(), 7i32.into()]; }
-    if v >= 12 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (7..=12).contains(&v) {
+        m.topic = s();
+    }
+    if (13..=18).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (7..=18).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 12 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn fetch_request_replica_state(v: i16) -> fetch_request::ReplicaState {
     let mut m = fetch_request::ReplicaState::default();
-    if (15..=18).contains(&v) { m.replica_id = 7i32.into(); }
-    if (15..=18).contains(&v) { m.replica_epoch = 7i64.into(); }
-    if v >= 12 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (15..=18).contains(&v) {
+        m.replica_id = 7i32.into();
+    }
+    if (15..=18).contains(&v) {
+        m.replica_epoch = 7i64.into();
+    }
+    if v >= 12 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn list_offsets_request_list_offsets_request(v: i16) -> list_offsets_request::ListOffsetsRequest {
+pub(super) fn list_offsets_request_list_offsets_request(
+    v: i16,
+) -> list_offsets_request::ListOffsetsRequest {
     let mut m = list_offsets_request::ListOffsetsRequest::default();
-    if (1..=10).contains(&v) { m.replica_id = 7i32.into(); }
-    if (2..=10).contains(&v) { m.isolation_level = 7i8.into(); }
-    if (1..=10).contains(&v) { m.topics = vec![list_offsets_request_list_offsets_topic(v), list_offsets_request_list_offsets_topic(v)]; }
-    if (10..=10).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=10).contains(&v) {
+        m.replica_id = 7i32.into();
+    }
+    if (2..=10).contains(&v) {
+        m.isolation_level = 7i8.into();
+    }
+    if (1..=10).contains(&v) {
+        m.topics = vec![
+            list_offsets_request_list_offsets_topic(v),
+            list_offsets_request_list_offsets_topic(v),
+        ];
+    }
+    if (10..=10).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn list_offsets_request_list_offsets_topic(v: i16) -> list_offsets_request::ListOffsetsTopic {
+pub(super) fn list_offsets_request_list_offsets_topic(
+    v: i16,
+) -> list_offsets_request::ListOffsetsTopic {
     let mut m = list_offsets_request::ListOffsetsTopic::default();
-    if (1..=10).contains(&v) { m.name = s(); }
-    if (1..=10).contains(&v) { m.partitions = vec![list_offsets_request_list_offsets_partition(v), list_offsets_request_list_offsets_partition(v)]; }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=10).contains(&v) {
+        m.name = s();
+    }
+    if (1..=10).contains(&v) {
+        m.partitions = vec![
+            list_offsets_request_list_offsets_partition(v),
+            list_offsets_request_list_offsets_partition(v),
+        ];
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn list_offsets_request_list_offsets_partition(v: i16) -> list_offsets_request::ListOffsetsPartition {
+pub(super) fn list_offsets_request_list_offsets_partition(
+    v: i16,
+) -> list_offsets_request::ListOffsetsPartition {
     let mut m = list_offsets_request::ListOffsetsPartition::default();
-    if (1..=10).contains(&v) { m.partition_index = 7i32.into(); }
-    if (4..=10).contains(&v) { m.current_leader_epoch = 7i32.into(); }
-    if (1..=10).contains(&v) { m.timestamp = 7i64.into(); }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=10).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (4..=10).contains(&v) {
+        m.current_leader_epoch = 7i32.into();
+    }
+    if (1..=10).contains(&v) {
+        m.timestamp = 7i64.into();
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn create_topics_request_create_topics_request(v: i16) -> create_topics_request::CreateTopicsRequest {
+pub(super) fn create_topics_request_create_topics_request(
+    v: i16,
+) -> create_topics_request::CreateTopicsRequest {
     let mut m = create_topics_request::CreateTopicsRequest::default();
-    if (2..=7).contains(&v) { m.topics = vec![create_topics_request_creatable_topic(v), create_topics_request_creatable_topic(v)]; }
-    if (2..=7).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if (2..=7).contains(&v) { m.validate_only = true; }
-    if v >= 5 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=7).contains(&v) {
+        m.topics = vec![
+            create_topics_request_creatable_topic(v),
+            create_topics_request_creatable_topic(v),
+        ];
+    }
+    if (2..=7).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (2..=7).contains(&v) {
+        m.validate_only = true;
+    }
+    if v >= 5 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn create_topics_request_creatable_topic(v: i16) -> create_topics_request::CreatableTopic {
+pub(super) fn create_topics_request_creatable_topic(
+    v: i16,
+) -> create_topics_request::CreatableTopic {
     let mut m = create_topics_request::CreatableTopic::default();
-    if (2..=7).contains(&v) { m.name = s(); }
-    if (2..=7).contains(&v) { m.num_partitions = 7i32.into(); }
-    if (2..=7).contains(&v) { m.replication_factor = 7i16.into(); }
-    if (2..=7).contains(&v) { m.assignments = vec![create_topics_request_creatable_replica_assignment(v), create_topics_request_creatable_replica_assignment(v)]; }
-    if (2..=7).contains(&v) { m.configs = vec![create_topics_request_creatable_topic_config(v), create_topics_request_creatable_topic_config(v)]; }
-    if v >= 5 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=7).contains(&v) {
+        m.name = s();
+    }
+    if (2..=7).contains(&v) {
+        m.num_partitions = 7i32.into();
+    }
+    if (2..=7).contains(&v) {
+        m.replication_factor = 7i16.into();
+    }
+    if (2..=7).contains(&v) {
+        m.assignments = vec![
+            create_topics_request_creatable_replica_assignment(v),
+            create_topics_request_creatable_replica_assignment(v),
+        ];
+    }
+    if (2..=7).contains(&v) {
+        m.configs = vec![
+            create_topics_request_creatable_topic_config(v),
+            create_topics_request_creatable_topic_config(v),
+        ];
+    }
+    if v >= 5 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn create_topics_request_creatable_replica_assignment(v: i16) -> create_topics_request::CreatableReplicaAssignment {
+pub(super) fn create_topics_request_creatable_replica_assignment(
+    v: i16,
+) -> create_topics_request::CreatableReplicaAssignment {
     let mut m = create_topics_request::CreatableReplicaAssignment::default();
-    if (2..=7).contains(&v) { m.partition_index = 7i32.into(); }
-    if (2..=7).contains(&v) { m.broker_ids = vec![7i32.into(), 7i32.into()]; }
-    if v >= 5 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=7).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (2..=7).contains(&v) {
+        m.broker_ids = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 5 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn create_topics_request_creatable_topic_config(v: i16) -> create_topics_request::CreatableTopicConfig {
+pub(super) fn create_topics_request_creatable_topic_config(
+    v: i16,
+) -> create_topics_request::CreatableTopicConfig {
     let mut m = create_topics_request::CreatableTopicConfig::default();
-    if (2..=7).contains(&v) { m.name = s(); }
-    if (2..=7).contains(&v) { m.value = Some(s()); }
-    if v >= 5 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=7).contains(&v) {
+        m.name = s();
+    }
+    if (2..=7).contains(&v) {
+        m.value = Some(s());
+    }
+    if v >= 5 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn delete_topics_request_delete_topics_request(v: i16) -> delete_topics_request::DeleteTopicsRequest {
+pub(super) fn delete_topics_request_delete_topics_request(
+    v: i16,
+) -> delete_topics_request::DeleteTopicsRequest {
     let mut m = delete_topics_request::DeleteTopicsRequest::default();
-    if (6..=6).contains(&v) { m.topics = vec![delete_topics_request_delete_topic_state(v), delete_topics_request_delete_topic_state(v)]; }
-    if (1..=5).contains(&v) { m.topic_names = vec![s(), s()]; }
-    if (1..=6).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (6..=6).contains(&v) {
+        m.topics = vec![
+            delete_topics_request_delete_topic_state(v),
+            delete_topics_request_delete_topic_state(v),
+        ];
+    }
+    if (1..=5).contains(&v) {
+        m.topic_names = vec![s(), s()];
+    }
+    if (1..=6).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn delete_topics_request_delete_topic_state(v: i16) -> delete_topics_request::DeleteTopicState {
+pub(super) fn delete_topics_request_delete_topic_state(
+    v: i16,
+) -> delete_topics_request::DeleteTopicState {
     let mut m = delete_topics_request::DeleteTopicState::default();
-    if (6..=6).contains(&v) { m.name = Some(s()); }
-    if (6..=6).contains(&v) { m.topic_id = uuid!(); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (6..=6).contains(&v) {
+        m.name = Some(s());
+    }
+    if (6..=6).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_configs_request_describe_configs_request(v: i16) -> describe_configs_request::DescribeConfigsRequest {
+pub(super) fn describe_configs_request_describe_configs_request(
+    v: i16,
+) -> describe_configs_request::DescribeConfigsRequest {
     let mut m = describe_configs_request::DescribeConfigsRequest::default();
-    if (1..=4).contains(&v) { m.resources = vec![describe_configs_request_describe_configs_resource(v), describe_configs_request_describe_configs_resource(v)]; }
-    if (1..=4).contains(&v) { m.include_synonyms = true; }
-    if (3..=4).contains(&v) { m.include_documentation = true; }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=4).contains(&v) {
+        m.resources = vec![
+            describe_configs_request_describe_configs_resource(v),
+            describe_configs_request_describe_configs_resource(v),
+        ];
+    }
+    if (1..=4).contains(&v) {
+        m.include_synonyms = true;
+    }
+    if (3..=4).contains(&v) {
+        m.include_documentation = true;
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_configs_request_describe_configs_resource(v: i16) -> describe_configs_request::DescribeConfigsResource {
+pub(super) fn describe_configs_request_describe_configs_resource(
+    v: i16,
+) -> describe_configs_request::DescribeConfigsResource {
     let mut m = describe_configs_request::DescribeConfigsResource::default();
-    if (1..=4).contains(&v) { m.resource_type = 7i8.into(); }
-    if (1..=4).contains(&v) { m.resource_name = s(); }
-    if (1..=4).contains(&v) { m.configuration_keys = Some(vec![s(), s()]); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=4).contains(&v) {
+        m.resource_type = 7i8.into();
+    }
+    if (1..=4).contains(&v) {
+        m.resource_name = s();
+    }
+    if (1..=4).contains(&v) {
+        m.configuration_keys = Some(vec![s(), s()]);
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn alter_configs_request_alter_configs_request(v: i16) -> alter_configs_request::AlterConfigsRequest {
+pub(super) fn alter_configs_request_alter_configs_request(
+    v: i16,
+) -> alter_configs_request::AlterConfigsRequest {
     let mut m = alter_configs_request::AlterConfigsRequest::default();
-    if (0..=2).contains(&v) { m.resources = vec![alter_configs_request_alter_configs_resource(v), alter_configs_request_alter_configs_resource(v)]; }
-    if (0..=2).contains(&v) { m.validate_only = true; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.resources = vec![
+            alter_configs_request_alter_configs_resource(v),
+            alter_configs_request_alter_configs_resource(v),
+        ];
+    }
+    if (0..=2).contains(&v) {
+        m.validate_only = true;
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_configs_request_alter_configs_resource(v: i16) -> alter_configs_request::AlterConfigsResource {
+pub(super) fn alter_configs_request_alter_configs_resource(
+    v: i16,
+) -> alter_configs_request::AlterConfigsResource {
     let mut m = alter_configs_request::AlterConfigsResource::default();
-    if (0..=2).contains(&v) { m.resource_type = 7i8.into(); }
-    if (0..=2).contains(&v) { m.resource_name = s(); }
-    if (0..=2).contains(&v) { m.configs = vec![alter_configs_request_alterable_config(v), alter_configs_request_alterable_config(v)]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.resource_type = 7i8.into();
+    }
+    if (0..=2).contains(&v) {
+        m.resource_name = s();
+    }
+    if (0..=2).contains(&v) {
+        m.configs = vec![
+            alter_configs_request_alterable_config(v),
+            alter_configs_request_alterable_config(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_configs_request_alterable_config(v: i16) -> alter_configs_request::AlterableConfig {
+pub(super) fn alter_configs_request_alterable_config(
+    v: i16,
+) -> alter_configs_request::AlterableConfig {
     let mut m = alter_configs_request::AlterableConfig::default();
-    if (0..=2).contains(&v) { m.name = s(); }
-    if (0..=2).contains(&v) { m.value = Some(s()); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.name = s();
+    }
+    if (0..=2).contains(&v) {
+        m.value = Some(s());
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn incremental_alter_configs_request_incremental_alter_configs_request(v: i16) -> incremental_alter_configs_request::IncrementalAlterConfigsRequest {
+pub(super) fn incremental_alter_configs_request_incremental_alter_configs_request(
+    v: i16,
+) -> incremental_alter_configs_request::IncrementalAlterConfigsRequest {
     let mut m = incremental_alter_configs_request::IncrementalAlterConfigsRequest::default();
-    if (0..=1).contains(&v) { m.resources = vec![incremental_alter_configs_request_alter_configs_resource(v), incremental_alter_configs_request_alter_configs_resource(v)]; }
-    if (0..=1).contains(&v) { m.validate_only = true; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.resources = vec![
+            incremental_alter_configs_request_alter_configs_resource(v),
+            incremental_alter_configs_request_alter_configs_resource(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.validate_only = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn incremental_alter_configs_request_alter_configs_resource(v: i16) -> incremental_alter_configs_request::AlterConfigsResource {
+pub(super) fn incremental_alter_configs_request_alter_configs_resource(
+    v: i16,
+) -> incremental_alter_configs_request::AlterConfigsResource {
     let mut m = incremental_alter_configs_request::AlterConfigsResource::default();
-    if (0..=1).contains(&v) { m.resource_type = 7i8.into(); }
-    if (0..=1).contains(&v) { m.resource_name = s(); }
-    if (0..=1).contains(&v) { m.configs = vec![incremental_alter_configs_request_alterable_config(v), incremental_alter_configs_request_alterable_config(v)]; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.resource_type = 7i8.into();
+    }
+    if (0..=1).contains(&v) {
+        m.resource_name = s();
+    }
+    if (0..=1).contains(&v) {
+        m.configs = vec![
+            incremental_alter_configs_request_alterable_config(v),
+            incremental_alter_configs_request_alterable_config(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn incremental_alter_configs_request_alterable_config(v: i16) -> incremental_alter_configs_request::AlterableConfig {
+pub(super) fn incremental_alter_configs_request_alterable_config(
+    v: i16,
+) -> incremental_alter_configs_request::AlterableConfig {
     let mut m = incremental_alter_configs_request::AlterableConfig::default();
-    if (0..=1).contains(&v) { m.name = s(); }
-    if (0..=1).contains(&v) { m.config_operation = 7i8.into(); }
-    if (0..=1).contains(&v) { m.value = Some(s()); }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.name = s();
+    }
+    if (0..=1).contains(&v) {
+        m.config_operation = 7i8.into();
+    }
+    if (0..=1).contains(&v) {
+        m.value = Some(s());
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn create_partitions_request_create_partitions_request(v: i16) -> create_partitions_request::CreatePartitionsRequest {
+pub(super) fn create_partitions_request_create_partitions_request(
+    v: i16,
+) -> create_partitions_request::CreatePartitionsRequest {
     let mut m = create_partitions_request::CreatePartitionsRequest::default();
-    if (0..=3).contains(&v) { m.topics = vec![create_partitions_request_create_partitions_topic(v), create_partitions_request_create_partitions_topic(v)]; }
-    if (0..=3).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if (0..=3).contains(&v) { m.validate_only = true; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=3).contains(&v) {
+        m.topics = vec![
+            create_partitions_request_create_partitions_topic(v),
+            create_partitions_request_create_partitions_topic(v),
+        ];
+    }
+    if (0..=3).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (0..=3).contains(&v) {
+        m.validate_only = true;
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn create_partitions_request_create_partitions_topic(v: i16) -> create_partitions_request::CreatePartitionsTopic {
+pub(super) fn create_partitions_request_create_partitions_topic(
+    v: i16,
+) -> create_partitions_request::CreatePartitionsTopic {
     let mut m = create_partitions_request::CreatePartitionsTopic::default();
-    if (0..=3).contains(&v) { m.name = s(); }
-    if (0..=3).contains(&v) { m.count = 7i32.into(); }
-    if (0..=3).contains(&v) { m.assignments = Some(vec![create_partitions_request_create_partitions_assignment(v), create_partitions_request_create_partitions_assignment(v)]); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=3).contains(&v) {
+        m.name = s();
+    }
+    if (0..=3).contains(&v) {
+        m.count = 7i32.into();
+    }
+    if (0..=3).contains(&v) {
+        m.assignments = Some(vec![
+            create_partitions_request_create_partitions_assignment(v),
+            create_partitions_request_create_partitions_assignment(v),
+        ]);
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn create_partitions_request_create_partitions_assignment(v: i16) -> create_partitions_request::CreatePartitionsAssignment {
+pub(super) fn create_partitions_request_create_partitions_assignment(
+    v: i16,
+) -> create_partitions_request::CreatePartitionsAssignment {
     let mut m = create_partitions_request::CreatePartitionsAssignment::default();
-    if (0..=3).contains(&v) { m.broker_ids = vec![7i32.into(), 7i32.into()]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=3).contains(&v) {
+        m.broker_ids = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn delete_records_request_delete_records_request(v: i16) -> delete_records_request::DeleteRecordsRequest {
+pub(super) fn delete_records_request_delete_records_request(
+    v: i16,
+) -> delete_records_request::DeleteRecordsRequest {
     let mut m = delete_records_request::DeleteRecordsRequest::default();
-    if (0..=2).contains(&v) { m.topics = vec![delete_records_request_delete_records_topic(v), delete_records_request_delete_records_topic(v)]; }
-    if (0..=2).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.topics = vec![
+            delete_records_request_delete_records_topic(v),
+            delete_records_request_delete_records_topic(v),
+        ];
+    }
+    if (0..=2).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn delete_records_request_delete_records_topic(v: i16) -> delete_records_request::DeleteRecordsTopic {
+pub(super) fn delete_records_request_delete_records_topic(
+    v: i16,
+) -> delete_records_request::DeleteRecordsTopic {
     let mut m = delete_records_request::DeleteRecordsTopic::default();
-    if (0..=2).contains(&v) { m.name = s(); }
-    if (0..=2).contains(&v) { m.partitions = vec![delete_records_request_delete_records_partition(v), delete_records_request_delete_records_partition(v)]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.name = s();
+    }
+    if (0..=2).contains(&v) {
+        m.partitions = vec![
+            delete_records_request_delete_records_partition(v),
+            delete_records_request_delete_records_partition(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn delete_records_request_delete_records_partition(v: i16) -> delete_records_request::DeleteRecordsPartition {
+pub(super) fn delete_records_request_delete_records_partition(
+    v: i16,
+) -> delete_records_request::DeleteRecordsPartition {
     let mut m = delete_records_request::DeleteRecordsPartition::default();
-    if (0..=2).contains(&v) { m.partition_index = 7i32.into(); }
-    if (0..=2).contains(&v) { m.offset = 7i64.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (0..=2).contains(&v) {
+        m.offset = 7i64.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_cluster_request_describe_cluster_request(v: i16) -> describe_cluster_request::DescribeClusterRequest {
+pub(super) fn describe_cluster_request_describe_cluster_request(
+    v: i16,
+) -> describe_cluster_request::DescribeClusterRequest {
     let mut m = describe_cluster_request::DescribeClusterRequest::default();
-    if (0..=2).contains(&v) { m.include_cluster_authorized_operations = true; }
-    if (1..=2).contains(&v) { m.endpoint_type = 7i8.into(); }
-    if (2..=2).contains(&v) { m.include_fenced_brokers = true; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.include_cluster_authorized_operations = true;
+    }
+    if (1..=2).contains(&v) {
+        m.endpoint_type = 7i8.into();
+    }
+    if (2..=2).contains(&v) {
+        m.include_fenced_brokers = true;
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn find_coordinator_request_find_coordinator_request(v: i16) -> find_coordinator_request::FindCoordinatorRequest {
+pub(super) fn find_coordinator_request_find_coordinator_request(
+    v: i16,
+) -> find_coordinator_request::FindCoordinatorRequest {
     let mut m = find_coordinator_request::FindCoordinatorRequest::default();
-    if (0..=3).contains(&v) { m.key = s(); }
-    if (1..=6).contains(&v) { m.key_type = 7i8.into(); }
-    if (4..=6).contains(&v) { m.coordinator_keys = vec![s(), s()]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=3).contains(&v) {
+        m.key = s();
+    }
+    if (1..=6).contains(&v) {
+        m.key_type = 7i8.into();
+    }
+    if (4..=6).contains(&v) {
+        m.coordinator_keys = vec![s(), s()];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn join_group_request_join_group_request(v: i16) -> join_group_request::JoinGroupRequest {
+pub(super) fn join_group_request_join_group_request(
+    v: i16,
+) -> join_group_request::JoinGroupRequest {
     let mut m = join_group_request::JoinGroupRequest::default();
-    if (0..=9).contains(&v) { m.group_id = s(); }
-    if (0..=9).contains(&v) { m.session_timeout_ms = 7i32.into(); }
-    if (1..=9).contains(&v) { m.rebalance_timeout_ms = 7i32.into(); }
-    if (0..=9).contains(&v) { m.member_id = s(); }
-    if (5..=9).contains(&v) { m.group_instance_id = Some(s()); }
-    if (0..=9).contains(&v) { m.protocol_type = s(); }
-    if (0..=9).contains(&v) { m.protocols = vec![join_group_request_join_group_request_protocol(v), join_group_request_join_group_request_protocol(v)]; }
-    if (8..=9).contains(&v) { m.reason = Some(s()); }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=9).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=9).contains(&v) {
+        m.session_timeout_ms = 7i32.into();
+    }
+    if (1..=9).contains(&v) {
+        m.rebalance_timeout_ms = 7i32.into();
+    }
+    if (0..=9).contains(&v) {
+        m.member_id = s();
+    }
+    if (5..=9).contains(&v) {
+        m.group_instance_id = Some(s());
+    }
+    if (0..=9).contains(&v) {
+        m.protocol_type = s();
+    }
+    if (0..=9).contains(&v) {
+        m.protocols = vec![
+            join_group_request_join_group_request_protocol(v),
+            join_group_request_join_group_request_protocol(v),
+        ];
+    }
+    if (8..=9).contains(&v) {
+        m.reason = Some(s());
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn join_group_request_join_group_request_protocol(v: i16) -> join_group_request::JoinGroupRequestProtocol {
+pub(super) fn join_group_request_join_group_request_protocol(
+    v: i16,
+) -> join_group_request::JoinGroupRequestProtocol {
     let mut m = join_group_request::JoinGroupRequestProtocol::default();
-    if (0..=9).contains(&v) { m.name = s(); }
-    if (0..=9).contains(&v) { m.metadata = b(); }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=9).contains(&v) {
+        m.name = s();
+    }
+    if (0..=9).contains(&v) {
+        m.metadata = b();
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn sync_group_request_sync_group_request(v: i16) -> sync_group_request::SyncGroupRequest {
+pub(super) fn sync_group_request_sync_group_request(
+    v: i16,
+) -> sync_group_request::SyncGroupRequest {
     let mut m = sync_group_request::SyncGroupRequest::default();
-    if (0..=5).contains(&v) { m.group_id = s(); }
-    if (0..=5).contains(&v) { m.generation_id = 7i32.into(); }
-    if (0..=5).contains(&v) { m.member_id = s(); }
-    if (3..=5).contains(&v) { m.group_instance_id = Some(s()); }
-    if (5..=5).contains(&v) { m.protocol_type = Some(s()); }
-    if (5..=5).contains(&v) { m.protocol_name = Some(s()); }
-    if (0..=5).contains(&v) { m.assignments = vec![sync_group_request_sync_group_request_assignment(v), sync_group_request_sync_group_request_assignment(v)]; }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=5).contains(&v) {
+        m.generation_id = 7i32.into();
+    }
+    if (0..=5).contains(&v) {
+        m.member_id = s();
+    }
+    if (3..=5).contains(&v) {
+        m.group_instance_id = Some(s());
+    }
+    if (5..=5).contains(&v) {
+        m.protocol_type = Some(s());
+    }
+    if (5..=5).contains(&v) {
+        m.protocol_name = Some(s());
+    }
+    if (0..=5).contains(&v) {
+        m.assignments = vec![
+            sync_group_request_sync_group_request_assignment(v),
+            sync_group_request_sync_group_request_assignment(v),
+        ];
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn sync_group_request_sync_group_request_assignment(v: i16) -> sync_group_request::SyncGroupRequestAssignment {
+pub(super) fn sync_group_request_sync_group_request_assignment(
+    v: i16,
+) -> sync_group_request::SyncGroupRequestAssignment {
     let mut m = sync_group_request::SyncGroupRequestAssignment::default();
-    if (0..=5).contains(&v) { m.member_id = s(); }
-    if (0..=5).contains(&v) { m.assignment = b(); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.member_id = s();
+    }
+    if (0..=5).contains(&v) {
+        m.assignment = b();
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
 pub(super) fn heartbeat_request_heartbeat_request(v: i16) -> heartbeat_request::HeartbeatRequest {
     let mut m = heartbeat_request::HeartbeatRequest::default();
-    if (0..=4).contains(&v) { m.group_id = s(); }
-    if (0..=4).contains(&v) { m.generation_id = 7i32.into(); }
-    if (0..=4).contains(&v) { m.member_id = s(); }
-    if (3..=4).contains(&v) { m.group_instance_id = Some(s()); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=4).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=4).contains(&v) {
+        m.generation_id = 7i32.into();
+    }
+    if (0..=4).contains(&v) {
+        m.member_id = s();
+    }
+    if (3..=4).contains(&v) {
+        m.group_instance_id = Some(s());
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn leave_group_request_leave_group_request(v: i16) -> leave_group_request::LeaveGroupRequest {
+pub(super) fn leave_group_request_leave_group_request(
+    v: i16,
+) -> leave_group_request::LeaveGroupRequest {
     let mut m = leave_group_request::LeaveGroupRequest::default();
-    if (0..=5).contains(&v) { m.group_id = s(); }
-    if (0..=2).contains(&v) { m.member_id = s(); }
-    if (3..=5).contains(&v) { m.members = vec![leave_group_request_member_identity(v), leave_group_request_member_identity(v)]; }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=2).contains(&v) {
+        m.member_id = s();
+    }
+    if (3..=5).contains(&v) {
+        m.members = vec![
+            leave_group_request_member_identity(v),
+            leave_group_request_member_identity(v),
+        ];
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn leave_group_request_member_identity(v: i16) -> leave_group_request::MemberIdentity {
     let mut m = leave_group_request::MemberIdentity::default();
-    if (3..=5).contains(&v) { m.member_id = s(); }
-    if (3..=5).contains(&v) { m.group_instance_id = Some(s()); }
-    if (5..=5).contains(&v) { m.reason = Some(s()); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (3..=5).contains(&v) {
+        m.member_id = s();
+    }
+    if (3..=5).contains(&v) {
+        m.group_instance_id = Some(s());
+    }
+    if (5..=5).contains(&v) {
+        m.reason = Some(s());
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn offset_commit_request_offset_commit_request(v: i16) -> offset_commit_request::OffsetCommitRequest {
+pub(super) fn offset_commit_request_offset_commit_request(
+    v: i16,
+) -> offset_commit_request::OffsetCommitRequest {
     let mut m = offset_commit_request::OffsetCommitRequest::default();
-    if (2..=9).contains(&v) { m.group_id = s(); }
-    if (2..=9).contains(&v) { m.generation_id_or_member_epoch = 7i32.into(); }
-    if (2..=9).contains(&v) { m.member_id = s(); }
-    if (7..=9).contains(&v) { m.group_instance_id = Some(s()); }
-    if (2..=4).contains(&v) { m.retention_time_ms = 7i64.into(); }
-    if (2..=9).contains(&v) { m.topics = vec![offset_commit_request_offset_commit_request_topic(v), offset_commit_request_offset_commit_request_topic(v)]; }
-    if v >= 8 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=9).contains(&v) {
+        m.group_id = s();
+    }
+    if (2..=9).contains(&v) {
+        m.generation_id_or_member_epoch = 7i32.into();
+    }
+    if (2..=9).contains(&v) {
+        m.member_id = s();
+    }
+    if (7..=9).contains(&v) {
+        m.group_instance_id = Some(s());
+    }
+    if (2..=4).contains(&v) {
+        m.retention_time_ms = 7i64.into();
+    }
+    if (2..=9).contains(&v) {
+        m.topics = vec![
+            offset_commit_request_offset_commit_request_topic(v),
+            offset_commit_request_offset_commit_request_topic(v),
+        ];
+    }
+    if v >= 8 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_commit_request_offset_commit_request_topic(v: i16) -> offset_commit_request::OffsetCommitRequestTopic {
+pub(super) fn offset_commit_request_offset_commit_request_topic(
+    v: i16,
+) -> offset_commit_request::OffsetCommitRequestTopic {
     let mut m = offset_commit_request::OffsetCommitRequestTopic::default();
-    if (2..=9).contains(&v) { m.name = s(); }
-    if (2..=9).contains(&v) { m.partitions = vec![offset_commit_request_offset_commit_request_partition(v), offset_commit_request_offset_commit_request_partition(v)]; }
-    if v >= 8 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=9).contains(&v) {
+        m.name = s();
+    }
+    if (2..=9).contains(&v) {
+        m.partitions = vec![
+            offset_commit_request_offset_commit_request_partition(v),
+            offset_commit_request_offset_commit_request_partition(v),
+        ];
+    }
+    if v >= 8 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_commit_request_offset_commit_request_partition(v: i16) -> offset_commit_request::OffsetCommitRequestPartition {
+pub(super) fn offset_commit_request_offset_commit_request_partition(
+    v: i16,
+) -> offset_commit_request::OffsetCommitRequestPartition {
     let mut m = offset_commit_request::OffsetCommitRequestPartition::default();
-    if (2..=9).contains(&v) { m.partition_index = 7i32.into(); }
-    if (2..=9).contains(&v) { m.committed_offset = 7i64.into(); }
-    if (6..=9).contains(&v) { m.committed_leader_epoch = 7i32.into(); }
-    if (2..=9).contains(&v) { m.committed_metadata = Some(s()); }
-    if v >= 8 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=9).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (2..=9).contains(&v) {
+        m.committed_offset = 7i64.into();
+    }
+    if (6..=9).contains(&v) {
+        m.committed_leader_epoch = 7i32.into();
+    }
+    if (2..=9).contains(&v) {
+        m.committed_metadata = Some(s());
+    }
+    if v >= 8 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn offset_fetch_request_offset_fetch_request(v: i16) -> offset_fetch_request::OffsetFetchRequest {
+pub(super) fn offset_fetch_request_offset_fetch_request(
+    v: i16,
+) -> offset_fetch_request::OffsetFetchRequest {
     let mut m = offset_fetch_request::OffsetFetchRequest::default();
-    if (1..=7).contains(&v) { m.group_id = s(); }
-    if (1..=7).contains(&v) { m.topics = Some(vec![offset_fetch_request_offset_fetch_request_topic(v), offset_fetch_request_offset_fetch_request_topic(v)]); }
-    if (8..=9).contains(&v) { m.groups = vec![offset_fetch_request_offset_fetch_request_group(v), offset_fetch_request_offset_fetch_request_group(v)]; }
-    if (7..=9).contains(&v) { m.require_stable = true; }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=7).contains(&v) {
+        m.group_id = s();
+    }
+    if (1..=7).contains(&v) {
+        m.topics = Some(vec![
+            offset_fetch_request_offset_fetch_request_topic(v),
+            offset_fetch_request_offset_fetch_request_topic(v),
+        ]);
+    }
+    if (8..=9).contains(&v) {
+        m.groups = vec![
+            offset_fetch_request_offset_fetch_request_group(v),
+            offset_fetch_request_offset_fetch_request_group(v),
+        ];
+    }
+    if (7..=9).contains(&v) {
+        m.require_stable = true;
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_fetch_request_offset_fetch_request_topic(v: i16) -> offset_fetch_request::OffsetFetchRequestTopic {
+pub(super) fn offset_fetch_request_offset_fetch_request_topic(
+    v: i16,
+) -> offset_fetch_request::OffsetFetchRequestTopic {
     let mut m = offset_fetch_request::OffsetFetchRequestTopic::default();
-    if (1..=7).contains(&v) { m.name = s(); }
-    if (1..=7).contains(&v) { m.partition_indexes = vec![7i32.into(), 7i32.into()]; }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=7).contains(&v) {
+        m.name = s();
+    }
+    if (1..=7).contains(&v) {
+        m.partition_indexes = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_fetch_request_offset_fetch_request_group(v: i16) -> offset_fetch_request::OffsetFetchRequestGroup {
+pub(super) fn offset_fetch_request_offset_fetch_request_group(
+    v: i16,
+) -> offset_fetch_request::OffsetFetchRequestGroup {
     let mut m = offset_fetch_request::OffsetFetchRequestGroup::default();
-    if (8..=9).contains(&v) { m.group_id = s(); }
-    if (9..=9).contains(&v) { m.member_id = Some(s()); }
-    if (9..=9).contains(&v) { m.member_epoch = 7i32.into(); }
-    if (8..=9).contains(&v) { m.topics = Some(vec![offset_fetch_request_offset_fetch_request_topics(v), offset_fetch_request_offset_fetch_request_topics(v)]); }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (8..=9).contains(&v) {
+        m.group_id = s();
+    }
+    if (9..=9).contains(&v) {
+        m.member_id = Some(s());
+    }
+    if (9..=9).contains(&v) {
+        m.member_epoch = 7i32.into();
+    }
+    if (8..=9).contains(&v) {
+        m.topics = Some(vec![
+            offset_fetch_request_offset_fetch_request_topics(v),
+            offset_fetch_request_offset_fetch_request_topics(v),
+        ]);
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_fetch_request_offset_fetch_request_topics(v: i16) -> offset_fetch_request::OffsetFetchRequestTopics {
+pub(super) fn offset_fetch_request_offset_fetch_request_topics(
+    v: i16,
+) -> offset_fetch_request::OffsetFetchRequestTopics {
     let mut m = offset_fetch_request::OffsetFetchRequestTopics::default();
-    if (8..=9).contains(&v) { m.name = s(); }
-    if (8..=9).contains(&v) { m.partition_indexes = vec![7i32.into(), 7i32.into()]; }
-    if v >= 6 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (8..=9).contains(&v) {
+        m.name = s();
+    }
+    if (8..=9).contains(&v) {
+        m.partition_indexes = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 6 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn list_groups_request_list_groups_request(v: i16) -> list_groups_request::ListGroupsRequest {
+pub(super) fn list_groups_request_list_groups_request(
+    v: i16,
+) -> list_groups_request::ListGroupsRequest {
     let mut m = list_groups_request::ListGroupsRequest::default();
-    if (4..=5).contains(&v) { m.states_filter = vec![s(), s()]; }
-    if (5..=5).contains(&v) { m.types_filter = vec![s(), s()]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (4..=5).contains(&v) {
+        m.states_filter = vec![s(), s()];
+    }
+    if (5..=5).contains(&v) {
+        m.types_filter = vec![s(), s()];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_groups_request_describe_groups_request(v: i16) -> describe_groups_request::DescribeGroupsRequest {
+pub(super) fn describe_groups_request_describe_groups_request(
+    v: i16,
+) -> describe_groups_request::DescribeGroupsRequest {
     let mut m = describe_groups_request::DescribeGroupsRequest::default();
-    if (0..=6).contains(&v) { m.groups = vec![s(), s()]; }
-    if (3..=6).contains(&v) { m.include_authorized_operations = true; }
-    if v >= 5 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=6).contains(&v) {
+        m.groups = vec![s(), s()];
+    }
+    if (3..=6).contains(&v) {
+        m.include_authorized_operations = true;
+    }
+    if v >= 5 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn delete_groups_request_delete_groups_request(v: i16) -> delete_groups_request::DeleteGroupsRequest {
+pub(super) fn delete_groups_request_delete_groups_request(
+    v: i16,
+) -> delete_groups_request::DeleteGroupsRequest {
     let mut m = delete_groups_request::DeleteGroupsRequest::default();
-    if (0..=2).contains(&v) { m.groups_names = vec![s(), s()]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.groups_names = vec![s(), s()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn offset_delete_request_offset_delete_request(v: i16) -> offset_delete_request::OffsetDeleteRequest {
+pub(super) fn offset_delete_request_offset_delete_request(
+    v: i16,
+) -> offset_delete_request::OffsetDeleteRequest {
     let mut m = offset_delete_request::OffsetDeleteRequest::default();
-    if (0..=0).contains(&v) { m.group_id = s(); }
-    if (0..=0).contains(&v) { m.topics = vec![offset_delete_request_offset_delete_request_topic(v), offset_delete_request_offset_delete_request_topic(v)]; }
+    if (0..=0).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=0).contains(&v) {
+        m.topics = vec![
+            offset_delete_request_offset_delete_request_topic(v),
+            offset_delete_request_offset_delete_request_topic(v),
+        ];
+    }
     m
 }
-pub(super) fn offset_delete_request_offset_delete_request_topic(v: i16) -> offset_delete_request::OffsetDeleteRequestTopic {
+pub(super) fn offset_delete_request_offset_delete_request_topic(
+    v: i16,
+) -> offset_delete_request::OffsetDeleteRequestTopic {
     let mut m = offset_delete_request::OffsetDeleteRequestTopic::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if (0..=0).contains(&v) { m.partitions = vec![offset_delete_request_offset_delete_request_partition(v), offset_delete_request_offset_delete_request_partition(v)]; }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partitions = vec![
+            offset_delete_request_offset_delete_request_partition(v),
+            offset_delete_request_offset_delete_request_partition(v),
+        ];
+    }
     m
 }
-pub(super) fn offset_delete_request_offset_delete_request_partition(v: i16) -> offset_delete_request::OffsetDeleteRequestPartition {
+pub(super) fn offset_delete_request_offset_delete_request_partition(
+    v: i16,
+) -> offset_delete_request::OffsetDeleteRequestPartition {
     let mut m = offset_delete_request::OffsetDeleteRequestPartition::default();
-    if (0..=0).contains(&v) { m.partition_index = 7i32.into(); }
+    if (0..=0).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
     m
 }
 
-pub(super) fn init_producer_id_request_init_producer_id_request(v: i16) -> init_producer_id_request::InitProducerIdRequest {
+pub(super) fn init_producer_id_request_init_producer_id_request(
+    v: i16,
+) -> init_producer_id_request::InitProducerIdRequest {
     let mut m = init_producer_id_request::InitProducerIdRequest::default();
-    if (0..=5).contains(&v) { m.transactional_id = Some(s()); }
-    if (0..=5).contains(&v) { m.transaction_timeout_ms = 7i32.into(); }
-    if (3..=5).contains(&v) { m.producer_id = 7i64.into(); }
-    if (3..=5).contains(&v) { m.producer_epoch = 7i16.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.transactional_id = Some(s());
+    }
+    if (0..=5).contains(&v) {
+        m.transaction_timeout_ms = 7i32.into();
+    }
+    if (3..=5).contains(&v) {
+        m.producer_id = 7i64.into();
+    }
+    if (3..=5).contains(&v) {
+        m.producer_epoch = 7i16.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn add_partitions_to_txn_request_add_partitions_to_txn_request(v: i16) -> add_partitions_to_txn_request::AddPartitionsToTxnRequest {
+pub(super) fn add_partitions_to_txn_request_add_partitions_to_txn_request(
+    v: i16,
+) -> add_partitions_to_txn_request::AddPartitionsToTxnRequest {
     let mut m = add_partitions_to_txn_request::AddPartitionsToTxnRequest::default();
-    if (4..=5).contains(&v) { m.transactions = vec![add_partitions_to_txn_request_add_partitions_to_txn_transaction(v), add_partitions_to_txn_request_add_partitions_to_txn_transaction(v)]; }
-    if (0..=3).contains(&v) { m.v3_and_below_transactional_id = s(); }
-    if (0..=3).contains(&v) { m.v3_and_below_producer_id = 7i64.into(); }
-    if (0..=3).contains(&v) { m.v3_and_below_producer_epoch = 7i16.into(); }
-    if (0..=3).contains(&v) { m.v3_and_below_topics = vec![add_partitions_to_txn_request_add_partitions_to_txn_topic(v), add_partitions_to_txn_request_add_partitions_to_txn_topic(v)]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (4..=5).contains(&v) {
+        m.transactions = vec![
+            add_partitions_to_txn_request_add_partitions_to_txn_transaction(v),
+            add_partitions_to_txn_request_add_partitions_to_txn_transaction(v),
+        ];
+    }
+    if (0..=3).contains(&v) {
+        m.v3_and_below_transactional_id = s();
+    }
+    if (0..=3).contains(&v) {
+        m.v3_and_below_producer_id = 7i64.into();
+    }
+    if (0..=3).contains(&v) {
+        m.v3_and_below_producer_epoch = 7i16.into();
+    }
+    if (0..=3).contains(&v) {
+        m.v3_and_below_topics = vec![
+            add_partitions_to_txn_request_add_partitions_to_txn_topic(v),
+            add_partitions_to_txn_request_add_partitions_to_txn_topic(v),
+        ];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn add_partitions_to_txn_request_add_partitions_to_txn_transaction(v: i16) -> add_partitions_to_txn_request::AddPartitionsToTxnTransaction {
+pub(super) fn add_partitions_to_txn_request_add_partitions_to_txn_transaction(
+    v: i16,
+) -> add_partitions_to_txn_request::AddPartitionsToTxnTransaction {
     let mut m = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
-    if (4..=5).contains(&v) { m.transactional_id = s(); }
-    if (4..=5).contains(&v) { m.producer_id = 7i64.into(); }
-    if (4..=5).contains(&v) { m.producer_epoch = 7i16.into(); }
-    if (4..=5).contains(&v) { m.verify_only = true; }
-    if (4..=5).contains(&v) { m.topics = vec![add_partitions_to_txn_request_add_partitions_to_txn_topic(v), add_partitions_to_txn_request_add_partitions_to_txn_topic(v)]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (4..=5).contains(&v) {
+        m.transactional_id = s();
+    }
+    if (4..=5).contains(&v) {
+        m.producer_id = 7i64.into();
+    }
+    if (4..=5).contains(&v) {
+        m.producer_epoch = 7i16.into();
+    }
+    if (4..=5).contains(&v) {
+        m.verify_only = true;
+    }
+    if (4..=5).contains(&v) {
+        m.topics = vec![
+            add_partitions_to_txn_request_add_partitions_to_txn_topic(v),
+            add_partitions_to_txn_request_add_partitions_to_txn_topic(v),
+        ];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn add_partitions_to_txn_request_add_partitions_to_txn_topic(v: i16) -> add_partitions_to_txn_request::AddPartitionsToTxnTopic {
+pub(super) fn add_partitions_to_txn_request_add_partitions_to_txn_topic(
+    v: i16,
+) -> add_partitions_to_txn_request::AddPartitionsToTxnTopic {
     let mut m = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
-    if (0..=5).contains(&v) { m.name = s(); }
-    if (0..=5).contains(&v) { m.partitions = vec![7i32.into(), 7i32.into()]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.name = s();
+    }
+    if (0..=5).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn add_offsets_to_txn_request_add_offsets_to_txn_request(v: i16) -> add_offsets_to_txn_request::AddOffsetsToTxnRequest {
+pub(super) fn add_offsets_to_txn_request_add_offsets_to_txn_request(
+    v: i16,
+) -> add_offsets_to_txn_request::AddOffsetsToTxnRequest {
     let mut m = add_offsets_to_txn_request::AddOffsetsToTxnRequest::default();
-    if (0..=4).contains(&v) { m.transactional_id = s(); }
-    if (0..=4).contains(&v) { m.producer_id = 7i64.into(); }
-    if (0..=4).contains(&v) { m.producer_epoch = 7i16.into(); }
-    if (0..=4).contains(&v) { m.group_id = s(); }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=4).contains(&v) {
+        m.transactional_id = s();
+    }
+    if (0..=4).contains(&v) {
+        m.producer_id = 7i64.into();
+    }
+    if (0..=4).contains(&v) {
+        m.producer_epoch = 7i16.into();
+    }
+    if (0..=4).contains(&v) {
+        m.group_id = s();
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
 pub(super) fn end_txn_request_end_txn_request(v: i16) -> end_txn_request::EndTxnRequest {
     let mut m = end_txn_request::EndTxnRequest::default();
-    if (0..=5).contains(&v) { m.transactional_id = s(); }
-    if (0..=5).contains(&v) { m.producer_id = 7i64.into(); }
-    if (0..=5).contains(&v) { m.producer_epoch = 7i16.into(); }
-    if (0..=5).contains(&v) { m.committed = true; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.transactional_id = s();
+    }
+    if (0..=5).contains(&v) {
+        m.producer_id = 7i64.into();
+    }
+    if (0..=5).contains(&v) {
+        m.producer_epoch = 7i16.into();
+    }
+    if (0..=5).contains(&v) {
+        m.committed = true;
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn txn_offset_commit_request_txn_offset_commit_request(v: i16) -> txn_offset_commit_request::TxnOffsetCommitRequest {
+pub(super) fn txn_offset_commit_request_txn_offset_commit_request(
+    v: i16,
+) -> txn_offset_commit_request::TxnOffsetCommitRequest {
     let mut m = txn_offset_commit_request::TxnOffsetCommitRequest::default();
-    if (0..=5).contains(&v) { m.transactional_id = s(); }
-    if (0..=5).contains(&v) { m.group_id = s(); }
-    if (0..=5).contains(&v) { m.producer_id = 7i64.into(); }
-    if (0..=5).contains(&v) { m.producer_epoch = 7i16.into(); }
-    if (3..=5).contains(&v) { m.generation_id = 7i32.into(); }
-    if (3..=5).contains(&v) { m.member_id = s(); }
-    if (3..=5).contains(&v) { m.group_instance_id = Some(s()); }
-    if (0..=5).contains(&v) { m.topics = vec![txn_offset_commit_request_txn_offset_commit_request_topic(v), txn_offset_commit_request_txn_offset_commit_request_topic(v)]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.transactional_id = s();
+    }
+    if (0..=5).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=5).contains(&v) {
+        m.producer_id = 7i64.into();
+    }
+    if (0..=5).contains(&v) {
+        m.producer_epoch = 7i16.into();
+    }
+    if (3..=5).contains(&v) {
+        m.generation_id = 7i32.into();
+    }
+    if (3..=5).contains(&v) {
+        m.member_id = s();
+    }
+    if (3..=5).contains(&v) {
+        m.group_instance_id = Some(s());
+    }
+    if (0..=5).contains(&v) {
+        m.topics = vec![
+            txn_offset_commit_request_txn_offset_commit_request_topic(v),
+            txn_offset_commit_request_txn_offset_commit_request_topic(v),
+        ];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn txn_offset_commit_request_txn_offset_commit_request_topic(v: i16) -> txn_offset_commit_request::TxnOffsetCommitRequestTopic {
+pub(super) fn txn_offset_commit_request_txn_offset_commit_request_topic(
+    v: i16,
+) -> txn_offset_commit_request::TxnOffsetCommitRequestTopic {
     let mut m = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
-    if (0..=5).contains(&v) { m.name = s(); }
-    if (0..=5).contains(&v) { m.partitions = vec![txn_offset_commit_request_txn_offset_commit_request_partition(v), txn_offset_commit_request_txn_offset_commit_request_partition(v)]; }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.name = s();
+    }
+    if (0..=5).contains(&v) {
+        m.partitions = vec![
+            txn_offset_commit_request_txn_offset_commit_request_partition(v),
+            txn_offset_commit_request_txn_offset_commit_request_partition(v),
+        ];
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn txn_offset_commit_request_txn_offset_commit_request_partition(v: i16) -> txn_offset_commit_request::TxnOffsetCommitRequestPartition {
+pub(super) fn txn_offset_commit_request_txn_offset_commit_request_partition(
+    v: i16,
+) -> txn_offset_commit_request::TxnOffsetCommitRequestPartition {
     let mut m = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
-    if (0..=5).contains(&v) { m.partition_index = 7i32.into(); }
-    if (0..=5).contains(&v) { m.committed_offset = 7i64.into(); }
-    if (2..=5).contains(&v) { m.committed_leader_epoch = 7i32.into(); }
-    if (0..=5).contains(&v) { m.committed_metadata = Some(s()); }
-    if v >= 3 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=5).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (0..=5).contains(&v) {
+        m.committed_offset = 7i64.into();
+    }
+    if (2..=5).contains(&v) {
+        m.committed_leader_epoch = 7i32.into();
+    }
+    if (0..=5).contains(&v) {
+        m.committed_metadata = Some(s());
+    }
+    if v >= 3 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn write_txn_markers_request_write_txn_markers_request(v: i16) -> write_txn_markers_request::WriteTxnMarkersRequest {
+pub(super) fn write_txn_markers_request_write_txn_markers_request(
+    v: i16,
+) -> write_txn_markers_request::WriteTxnMarkersRequest {
     let mut m = write_txn_markers_request::WriteTxnMarkersRequest::default();
-    if (1..=1).contains(&v) { m.markers = vec![write_txn_markers_request_writable_txn_marker(v), write_txn_markers_request_writable_txn_marker(v)]; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=1).contains(&v) {
+        m.markers = vec![
+            write_txn_markers_request_writable_txn_marker(v),
+            write_txn_markers_request_writable_txn_marker(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn write_txn_markers_request_writable_txn_marker(v: i16) -> write_txn_markers_request::WritableTxnMarker {
+pub(super) fn write_txn_markers_request_writable_txn_marker(
+    v: i16,
+) -> write_txn_markers_request::WritableTxnMarker {
     let mut m = write_txn_markers_request::WritableTxnMarker::default();
-    if (1..=1).contains(&v) { m.producer_id = 7i64.into(); }
-    if (1..=1).contains(&v) { m.producer_epoch = 7i16.into(); }
-    if (1..=1).contains(&v) { m.transaction_result = true; }
-    if (1..=1).contains(&v) { m.topics = vec![write_txn_markers_request_writable_txn_marker_topic(v), write_txn_markers_request_writable_txn_marker_topic(v)]; }
-    if (1..=1).contains(&v) { m.coordinator_epoch = 7i32.into(); }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=1).contains(&v) {
+        m.producer_id = 7i64.into();
+    }
+    if (1..=1).contains(&v) {
+        m.producer_epoch = 7i16.into();
+    }
+    if (1..=1).contains(&v) {
+        m.transaction_result = true;
+    }
+    if (1..=1).contains(&v) {
+        m.topics = vec![
+            write_txn_markers_request_writable_txn_marker_topic(v),
+            write_txn_markers_request_writable_txn_marker_topic(v),
+        ];
+    }
+    if (1..=1).contains(&v) {
+        m.coordinator_epoch = 7i32.into();
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn write_txn_markers_request_writable_txn_marker_topic(v: i16) -> write_txn_markers_request::WritableTxnMarkerTopic {
+pub(super) fn write_txn_markers_request_writable_txn_marker_topic(
+    v: i16,
+) -> write_txn_markers_request::WritableTxnMarkerTopic {
     let mut m = write_txn_markers_request::WritableTxnMarkerTopic::default();
-    if (1..=1).contains(&v) { m.name = s(); }
-    if (1..=1).contains(&v) { m.partition_indexes = vec![7i32.into(), 7i32.into()]; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=1).contains(&v) {
+        m.name = s();
+    }
+    if (1..=1).contains(&v) {
+        m.partition_indexes = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_producers_request_describe_producers_request(v: i16) -> describe_producers_request::DescribeProducersRequest {
+pub(super) fn describe_producers_request_describe_producers_request(
+    v: i16,
+) -> describe_producers_request::DescribeProducersRequest {
     let mut m = describe_producers_request::DescribeProducersRequest::default();
-    if (0..=0).contains(&v) { m.topics = vec![describe_producers_request_topic_request(v), describe_producers_request_topic_request(v)]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.topics = vec![
+            describe_producers_request_topic_request(v),
+            describe_producers_request_topic_request(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_producers_request_topic_request(v: i16) -> describe_producers_request::TopicRequest {
+pub(super) fn describe_producers_request_topic_request(
+    v: i16,
+) -> describe_producers_request::TopicRequest {
     let mut m = describe_producers_request::TopicRequest::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if (0..=0).contains(&v) { m.partition_indexes = vec![7i32.into(), 7i32.into()]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partition_indexes = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn list_transactions_request_list_transactions_request(v: i16) -> list_transactions_request::ListTransactionsRequest {
+pub(super) fn list_transactions_request_list_transactions_request(
+    v: i16,
+) -> list_transactions_request::ListTransactionsRequest {
     let mut m = list_transactions_request::ListTransactionsRequest::default();
-    if (0..=2).contains(&v) { m.state_filters = vec![s(), s()]; }
-    if (0..=2).contains(&v) { m.producer_id_filters = vec![7i64.into(), 7i64.into()]; }
-    if (1..=2).contains(&v) { m.duration_filter = 7i64.into(); }
-    if (2..=2).contains(&v) { m.transactional_id_pattern = Some(s()); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.state_filters = vec![s(), s()];
+    }
+    if (0..=2).contains(&v) {
+        m.producer_id_filters = vec![7i64.into(), 7i64.into()];
+    }
+    if (1..=2).contains(&v) {
+        m.duration_filter = 7i64.into();
+    }
+    if (2..=2).contains(&v) {
+        m.transactional_id_pattern = Some(s());
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_transactions_request_describe_transactions_request(v: i16) -> describe_transactions_request::DescribeTransactionsRequest {
+pub(super) fn describe_transactions_request_describe_transactions_request(
+    v: i16,
+) -> describe_transactions_request::DescribeTransactionsRequest {
     let mut m = describe_transactions_request::DescribeTransactionsRequest::default();
-    if (0..=0).contains(&v) { m.transactional_ids = vec![s(), s()]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.transactional_ids = vec![s(), s()];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn offset_for_leader_epoch_request_offset_for_leader_epoch_request(v: i16) -> offset_for_leader_epoch_request::OffsetForLeaderEpochRequest {
+pub(super) fn offset_for_leader_epoch_request_offset_for_leader_epoch_request(
+    v: i16,
+) -> offset_for_leader_epoch_request::OffsetForLeaderEpochRequest {
     let mut m = offset_for_leader_epoch_request::OffsetForLeaderEpochRequest::default();
-    if (3..=4).contains(&v) { m.replica_id = 7i32.into(); }
-    if (2..=4).contains(&v) { m.topics = vec![offset_for_leader_epoch_request_offset_for_leader_topic(v), offset_for_leader_epoch_request_offset_for_leader_topic(v)]; }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (3..=4).contains(&v) {
+        m.replica_id = 7i32.into();
+    }
+    if (2..=4).contains(&v) {
+        m.topics = vec![
+            offset_for_leader_epoch_request_offset_for_leader_topic(v),
+            offset_for_leader_epoch_request_offset_for_leader_topic(v),
+        ];
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_for_leader_epoch_request_offset_for_leader_topic(v: i16) -> offset_for_leader_epoch_request::OffsetForLeaderTopic {
+pub(super) fn offset_for_leader_epoch_request_offset_for_leader_topic(
+    v: i16,
+) -> offset_for_leader_epoch_request::OffsetForLeaderTopic {
     let mut m = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
-    if (2..=4).contains(&v) { m.topic = s(); }
-    if (2..=4).contains(&v) { m.partitions = vec![offset_for_leader_epoch_request_offset_for_leader_partition(v), offset_for_leader_epoch_request_offset_for_leader_partition(v)]; }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=4).contains(&v) {
+        m.topic = s();
+    }
+    if (2..=4).contains(&v) {
+        m.partitions = vec![
+            offset_for_leader_epoch_request_offset_for_leader_partition(v),
+            offset_for_leader_epoch_request_offset_for_leader_partition(v),
+        ];
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn offset_for_leader_epoch_request_offset_for_leader_partition(v: i16) -> offset_for_leader_epoch_request::OffsetForLeaderPartition {
+pub(super) fn offset_for_leader_epoch_request_offset_for_leader_partition(
+    v: i16,
+) -> offset_for_leader_epoch_request::OffsetForLeaderPartition {
     let mut m = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
-    if (2..=4).contains(&v) { m.partition = 7i32.into(); }
-    if (2..=4).contains(&v) { m.current_leader_epoch = 7i32.into(); }
-    if (2..=4).contains(&v) { m.leader_epoch = 7i32.into(); }
-    if v >= 4 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (2..=4).contains(&v) {
+        m.partition = 7i32.into();
+    }
+    if (2..=4).contains(&v) {
+        m.current_leader_epoch = 7i32.into();
+    }
+    if (2..=4).contains(&v) {
+        m.leader_epoch = 7i32.into();
+    }
+    if v >= 4 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn sasl_handshake_request_sasl_handshake_request(v: i16) -> sasl_handshake_request::SaslHandshakeRequest {
+pub(super) fn sasl_handshake_request_sasl_handshake_request(
+    v: i16,
+) -> sasl_handshake_request::SaslHandshakeRequest {
     let mut m = sasl_handshake_request::SaslHandshakeRequest::default();
-    if (0..=1).contains(&v) { m.mechanism = s(); }
+    if (0..=1).contains(&v) {
+        m.mechanism = s();
+    }
     m
 }
 
-pub(super) fn sasl_authenticate_request_sasl_authenticate_request(v: i16) -> sasl_authenticate_request::SaslAuthenticateRequest {
+pub(super) fn sasl_authenticate_request_sasl_authenticate_request(
+    v: i16,
+) -> sasl_authenticate_request::SaslAuthenticateRequest {
     let mut m = sasl_authenticate_request::SaslAuthenticateRequest::default();
-    if (0..=2).contains(&v) { m.auth_bytes = b(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.auth_bytes = b();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn consumer_group_heartbeat_request_consumer_group_heartbeat_request(v: i16) -> consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest {
+pub(super) fn consumer_group_heartbeat_request_consumer_group_heartbeat_request(
+    v: i16,
+) -> consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest {
     let mut m = consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest::default();
-    if (0..=1).contains(&v) { m.group_id = s(); }
-    if (0..=1).contains(&v) { m.member_id = s(); }
-    if (0..=1).contains(&v) { m.member_epoch = 7i32.into(); }
-    if (0..=1).contains(&v) { m.instance_id = Some(s()); }
-    if (0..=1).contains(&v) { m.rack_id = Some(s()); }
-    if (0..=1).contains(&v) { m.rebalance_timeout_ms = 7i32.into(); }
-    if (0..=1).contains(&v) { m.subscribed_topic_names = Some(vec![s(), s()]); }
-    if (1..=1).contains(&v) { m.subscribed_topic_regex = Some(s()); }
-    if (0..=1).contains(&v) { m.server_assignor = Some(s()); }
-    if (0..=1).contains(&v) { m.topic_partitions = Some(vec![consumer_group_heartbeat_request_topic_partitions(v), consumer_group_heartbeat_request_topic_partitions(v)]); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=1).contains(&v) {
+        m.member_id = s();
+    }
+    if (0..=1).contains(&v) {
+        m.member_epoch = 7i32.into();
+    }
+    if (0..=1).contains(&v) {
+        m.instance_id = Some(s());
+    }
+    if (0..=1).contains(&v) {
+        m.rack_id = Some(s());
+    }
+    if (0..=1).contains(&v) {
+        m.rebalance_timeout_ms = 7i32.into();
+    }
+    if (0..=1).contains(&v) {
+        m.subscribed_topic_names = Some(vec![s(), s()]);
+    }
+    if (1..=1).contains(&v) {
+        m.subscribed_topic_regex = Some(s());
+    }
+    if (0..=1).contains(&v) {
+        m.server_assignor = Some(s());
+    }
+    if (0..=1).contains(&v) {
+        m.topic_partitions = Some(vec![
+            consumer_group_heartbeat_request_topic_partitions(v),
+            consumer_group_heartbeat_request_topic_partitions(v),
+        ]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn consumer_group_heartbeat_request_topic_partitions(v: i16) -> consumer_group_heartbeat_request::TopicPartitions {
+pub(super) fn consumer_group_heartbeat_request_topic_partitions(
+    v: i16,
+) -> consumer_group_heartbeat_request::TopicPartitions {
     let mut m = consumer_group_heartbeat_request::TopicPartitions::default();
-    if (0..=1).contains(&v) { m.topic_id = uuid!(); }
-    if (0..=1).contains(&v) { m.partitions = vec![7i32.into(), 7i32.into()]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (0..=1).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn consumer_group_describe_request_consumer_group_describe_request(v: i16) -> consumer_group_describe_request::ConsumerGroupDescribeRequest {
+pub(super) fn consumer_group_describe_request_consumer_group_describe_request(
+    v: i16,
+) -> consumer_group_describe_request::ConsumerGroupDescribeRequest {
     let mut m = consumer_group_describe_request::ConsumerGroupDescribeRequest::default();
-    if (0..=1).contains(&v) { m.group_ids = vec![s(), s()]; }
-    if (0..=1).contains(&v) { m.include_authorized_operations = true; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.group_ids = vec![s(), s()];
+    }
+    if (0..=1).contains(&v) {
+        m.include_authorized_operations = true;
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_user_scram_credentials_request_describe_user_scram_credentials_request(v: i16) -> describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest {
-    let mut m = describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest::default();
-    if (0..=0).contains(&v) { m.users = Some(vec![describe_user_scram_credentials_request_user_name(v), describe_user_scram_credentials_request_user_name(v)]); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+pub(super) fn describe_user_scram_credentials_request_describe_user_scram_credentials_request(
+    v: i16,
+) -> describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest {
+    let mut m =
+        describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest::default();
+    if (0..=0).contains(&v) {
+        m.users = Some(vec![
+            describe_user_scram_credentials_request_user_name(v),
+            describe_user_scram_credentials_request_user_name(v),
+        ]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_user_scram_credentials_request_user_name(v: i16) -> describe_user_scram_credentials_request::UserName {
+pub(super) fn describe_user_scram_credentials_request_user_name(
+    v: i16,
+) -> describe_user_scram_credentials_request::UserName {
     let mut m = describe_user_scram_credentials_request::UserName::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn alter_user_scram_credentials_request_alter_user_scram_credentials_request(v: i16) -> alter_user_scram_credentials_request::AlterUserScramCredentialsRequest {
+pub(super) fn alter_user_scram_credentials_request_alter_user_scram_credentials_request(
+    v: i16,
+) -> alter_user_scram_credentials_request::AlterUserScramCredentialsRequest {
     let mut m = alter_user_scram_credentials_request::AlterUserScramCredentialsRequest::default();
-    if (0..=0).contains(&v) { m.deletions = vec![alter_user_scram_credentials_request_scram_credential_deletion(v), alter_user_scram_credentials_request_scram_credential_deletion(v)]; }
-    if (0..=0).contains(&v) { m.upsertions = vec![alter_user_scram_credentials_request_scram_credential_upsertion(v), alter_user_scram_credentials_request_scram_credential_upsertion(v)]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.deletions = vec![
+            alter_user_scram_credentials_request_scram_credential_deletion(v),
+            alter_user_scram_credentials_request_scram_credential_deletion(v),
+        ];
+    }
+    if (0..=0).contains(&v) {
+        m.upsertions = vec![
+            alter_user_scram_credentials_request_scram_credential_upsertion(v),
+            alter_user_scram_credentials_request_scram_credential_upsertion(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_user_scram_credentials_request_scram_credential_deletion(v: i16) -> alter_user_scram_credentials_request::ScramCredentialDeletion {
+pub(super) fn alter_user_scram_credentials_request_scram_credential_deletion(
+    v: i16,
+) -> alter_user_scram_credentials_request::ScramCredentialDeletion {
     let mut m = alter_user_scram_credentials_request::ScramCredentialDeletion::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if (0..=0).contains(&v) { m.mechanism = 7i8.into(); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.mechanism = 7i8.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_user_scram_credentials_request_scram_credential_upsertion(v: i16) -> alter_user_scram_credentials_request::ScramCredentialUpsertion {
+pub(super) fn alter_user_scram_credentials_request_scram_credential_upsertion(
+    v: i16,
+) -> alter_user_scram_credentials_request::ScramCredentialUpsertion {
     let mut m = alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if (0..=0).contains(&v) { m.mechanism = 7i8.into(); }
-    if (0..=0).contains(&v) { m.iterations = 7i32.into(); }
-    if (0..=0).contains(&v) { m.salt = b(); }
-    if (0..=0).contains(&v) { m.salted_password = b(); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.mechanism = 7i8.into();
+    }
+    if (0..=0).contains(&v) {
+        m.iterations = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.salt = b();
+    }
+    if (0..=0).contains(&v) {
+        m.salted_password = b();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_log_dirs_request_describe_log_dirs_request(v: i16) -> describe_log_dirs_request::DescribeLogDirsRequest {
+pub(super) fn describe_log_dirs_request_describe_log_dirs_request(
+    v: i16,
+) -> describe_log_dirs_request::DescribeLogDirsRequest {
     let mut m = describe_log_dirs_request::DescribeLogDirsRequest::default();
-    if (1..=4).contains(&v) { m.topics = Some(vec![describe_log_dirs_request_describable_log_dir_topic(v), describe_log_dirs_request_describable_log_dir_topic(v)]); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=4).contains(&v) {
+        m.topics = Some(vec![
+            describe_log_dirs_request_describable_log_dir_topic(v),
+            describe_log_dirs_request_describable_log_dir_topic(v),
+        ]);
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_log_dirs_request_describable_log_dir_topic(v: i16) -> describe_log_dirs_request::DescribableLogDirTopic {
+pub(super) fn describe_log_dirs_request_describable_log_dir_topic(
+    v: i16,
+) -> describe_log_dirs_request::DescribableLogDirTopic {
     let mut m = describe_log_dirs_request::DescribableLogDirTopic::default();
-    if (1..=4).contains(&v) { m.topic = s(); }
-    if (1..=4).contains(&v) { m.partitions = vec![7i32.into(), 7i32.into()]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=4).contains(&v) {
+        m.topic = s();
+    }
+    if (1..=4).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dirs_request(v: i16) -> alter_replica_log_dirs_request::AlterReplicaLogDirsRequest {
+pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dirs_request(
+    v: i16,
+) -> alter_replica_log_dirs_request::AlterReplicaLogDirsRequest {
     let mut m = alter_replica_log_dirs_request::AlterReplicaLogDirsRequest::default();
-    if (1..=2).contains(&v) { m.dirs = vec![alter_replica_log_dirs_request_alter_replica_log_dir(v), alter_replica_log_dirs_request_alter_replica_log_dir(v)]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=2).contains(&v) {
+        m.dirs = vec![
+            alter_replica_log_dirs_request_alter_replica_log_dir(v),
+            alter_replica_log_dirs_request_alter_replica_log_dir(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dir(v: i16) -> alter_replica_log_dirs_request::AlterReplicaLogDir {
+pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dir(
+    v: i16,
+) -> alter_replica_log_dirs_request::AlterReplicaLogDir {
     let mut m = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
-    if (1..=2).contains(&v) { m.path = s(); }
-    if (1..=2).contains(&v) { m.topics = vec![alter_replica_log_dirs_request_alter_replica_log_dir_topic(v), alter_replica_log_dirs_request_alter_replica_log_dir_topic(v)]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=2).contains(&v) {
+        m.path = s();
+    }
+    if (1..=2).contains(&v) {
+        m.topics = vec![
+            alter_replica_log_dirs_request_alter_replica_log_dir_topic(v),
+            alter_replica_log_dirs_request_alter_replica_log_dir_topic(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dir_topic(v: i16) -> alter_replica_log_dirs_request::AlterReplicaLogDirTopic {
+pub(super) fn alter_replica_log_dirs_request_alter_replica_log_dir_topic(
+    v: i16,
+) -> alter_replica_log_dirs_request::AlterReplicaLogDirTopic {
     let mut m = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default();
-    if (1..=2).contains(&v) { m.name = s(); }
-    if (1..=2).contains(&v) { m.partitions = vec![7i32.into(), 7i32.into()]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=2).contains(&v) {
+        m.name = s();
+    }
+    if (1..=2).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn elect_leaders_request_elect_leaders_request(v: i16) -> elect_leaders_request::ElectLeadersRequest {
+pub(super) fn elect_leaders_request_elect_leaders_request(
+    v: i16,
+) -> elect_leaders_request::ElectLeadersRequest {
     let mut m = elect_leaders_request::ElectLeadersRequest::default();
-    if (1..=2).contains(&v) { m.election_type = 7i8.into(); }
-    if (0..=2).contains(&v) { m.topic_partitions = Some(vec![elect_leaders_request_topic_partitions(v), elect_leaders_request_topic_partitions(v)]); }
-    if (0..=2).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=2).contains(&v) {
+        m.election_type = 7i8.into();
+    }
+    if (0..=2).contains(&v) {
+        m.topic_partitions = Some(vec![
+            elect_leaders_request_topic_partitions(v),
+            elect_leaders_request_topic_partitions(v),
+        ]);
+    }
+    if (0..=2).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn elect_leaders_request_topic_partitions(v: i16) -> elect_leaders_request::TopicPartitions {
+pub(super) fn elect_leaders_request_topic_partitions(
+    v: i16,
+) -> elect_leaders_request::TopicPartitions {
     let mut m = elect_leaders_request::TopicPartitions::default();
-    if (0..=2).contains(&v) { m.topic = s(); }
-    if (0..=2).contains(&v) { m.partitions = vec![7i32.into(), 7i32.into()]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.topic = s();
+    }
+    if (0..=2).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn alter_partition_reassignments_request_alter_partition_reassignments_request(v: i16) -> alter_partition_reassignments_request::AlterPartitionReassignmentsRequest {
-    let mut m = alter_partition_reassignments_request::AlterPartitionReassignmentsRequest::default();
-    if (0..=1).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if (1..=1).contains(&v) { m.allow_replication_factor_change = true; }
-    if (0..=1).contains(&v) { m.topics = vec![alter_partition_reassignments_request_reassignable_topic(v), alter_partition_reassignments_request_reassignable_topic(v)]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+pub(super) fn alter_partition_reassignments_request_alter_partition_reassignments_request(
+    v: i16,
+) -> alter_partition_reassignments_request::AlterPartitionReassignmentsRequest {
+    let mut m =
+        alter_partition_reassignments_request::AlterPartitionReassignmentsRequest::default();
+    if (0..=1).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.allow_replication_factor_change = true;
+    }
+    if (0..=1).contains(&v) {
+        m.topics = vec![
+            alter_partition_reassignments_request_reassignable_topic(v),
+            alter_partition_reassignments_request_reassignable_topic(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_partition_reassignments_request_reassignable_topic(v: i16) -> alter_partition_reassignments_request::ReassignableTopic {
+pub(super) fn alter_partition_reassignments_request_reassignable_topic(
+    v: i16,
+) -> alter_partition_reassignments_request::ReassignableTopic {
     let mut m = alter_partition_reassignments_request::ReassignableTopic::default();
-    if (0..=1).contains(&v) { m.name = s(); }
-    if (0..=1).contains(&v) { m.partitions = vec![alter_partition_reassignments_request_reassignable_partition(v), alter_partition_reassignments_request_reassignable_partition(v)]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.name = s();
+    }
+    if (0..=1).contains(&v) {
+        m.partitions = vec![
+            alter_partition_reassignments_request_reassignable_partition(v),
+            alter_partition_reassignments_request_reassignable_partition(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_partition_reassignments_request_reassignable_partition(v: i16) -> alter_partition_reassignments_request::ReassignablePartition {
+pub(super) fn alter_partition_reassignments_request_reassignable_partition(
+    v: i16,
+) -> alter_partition_reassignments_request::ReassignablePartition {
     let mut m = alter_partition_reassignments_request::ReassignablePartition::default();
-    if (0..=1).contains(&v) { m.partition_index = 7i32.into(); }
-    if (0..=1).contains(&v) { m.replicas = Some(vec![7i32.into(), 7i32.into()]); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (0..=1).contains(&v) {
+        m.replicas = Some(vec![7i32.into(), 7i32.into()]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn list_partition_reassignments_request_list_partition_reassignments_request(v: i16) -> list_partition_reassignments_request::ListPartitionReassignmentsRequest {
+pub(super) fn list_partition_reassignments_request_list_partition_reassignments_request(
+    v: i16,
+) -> list_partition_reassignments_request::ListPartitionReassignmentsRequest {
     let mut m = list_partition_reassignments_request::ListPartitionReassignmentsRequest::default();
-    if (0..=0).contains(&v) { m.timeout_ms = 7i32.into(); }
-    if (0..=0).contains(&v) { m.topics = Some(vec![list_partition_reassignments_request_list_partition_reassignments_topics(v), list_partition_reassignments_request_list_partition_reassignments_topics(v)]); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.timeout_ms = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.topics = Some(vec![
+            list_partition_reassignments_request_list_partition_reassignments_topics(v),
+            list_partition_reassignments_request_list_partition_reassignments_topics(v),
+        ]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn list_partition_reassignments_request_list_partition_reassignments_topics(v: i16) -> list_partition_reassignments_request::ListPartitionReassignmentsTopics {
+pub(super) fn list_partition_reassignments_request_list_partition_reassignments_topics(
+    v: i16,
+) -> list_partition_reassignments_request::ListPartitionReassignmentsTopics {
     let mut m = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if (0..=0).contains(&v) { m.partition_indexes = vec![7i32.into(), 7i32.into()]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partition_indexes = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_quorum_request_describe_quorum_request(v: i16) -> describe_quorum_request::DescribeQuorumRequest {
+pub(super) fn describe_quorum_request_describe_quorum_request(
+    v: i16,
+) -> describe_quorum_request::DescribeQuorumRequest {
     let mut m = describe_quorum_request::DescribeQuorumRequest::default();
-    if (0..=2).contains(&v) { m.topics = vec![describe_quorum_request_topic_data(v), describe_quorum_request_topic_data(v)]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.topics = vec![
+            describe_quorum_request_topic_data(v),
+            describe_quorum_request_topic_data(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn describe_quorum_request_topic_data(v: i16) -> describe_quorum_request::TopicData {
     let mut m = describe_quorum_request::TopicData::default();
-    if (0..=2).contains(&v) { m.topic_name = s(); }
-    if (0..=2).contains(&v) { m.partitions = vec![describe_quorum_request_partition_data(v), describe_quorum_request_partition_data(v)]; }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.topic_name = s();
+    }
+    if (0..=2).contains(&v) {
+        m.partitions = vec![
+            describe_quorum_request_partition_data(v),
+            describe_quorum_request_partition_data(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_quorum_request_partition_data(v: i16) -> describe_quorum_request::PartitionData {
+pub(super) fn describe_quorum_request_partition_data(
+    v: i16,
+) -> describe_quorum_request::PartitionData {
     let mut m = describe_quorum_request::PartitionData::default();
-    if (0..=2).contains(&v) { m.partition_index = 7i32.into(); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=2).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_topic_partitions_request_describe_topic_partitions_request(v: i16) -> describe_topic_partitions_request::DescribeTopicPartitionsRequest {
+pub(super) fn describe_topic_partitions_request_describe_topic_partitions_request(
+    v: i16,
+) -> describe_topic_partitions_request::DescribeTopicPartitionsRequest {
     let mut m = describe_topic_partitions_request::DescribeTopicPartitionsRequest::default();
-    if (0..=0).contains(&v) { m.topics = vec![describe_topic_partitions_request_topic_request(v), describe_topic_partitions_request_topic_request(v)]; }
-    if (0..=0).contains(&v) { m.response_partition_limit = 7i32.into(); }
-    if (0..=0).contains(&v) { m.cursor = Some(describe_topic_partitions_request_cursor(v)); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.topics = vec![
+            describe_topic_partitions_request_topic_request(v),
+            describe_topic_partitions_request_topic_request(v),
+        ];
+    }
+    if (0..=0).contains(&v) {
+        m.response_partition_limit = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.cursor = Some(describe_topic_partitions_request_cursor(v));
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_topic_partitions_request_topic_request(v: i16) -> describe_topic_partitions_request::TopicRequest {
+pub(super) fn describe_topic_partitions_request_topic_request(
+    v: i16,
+) -> describe_topic_partitions_request::TopicRequest {
     let mut m = describe_topic_partitions_request::TopicRequest::default();
-    if (0..=0).contains(&v) { m.name = s(); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.name = s();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_topic_partitions_request_cursor(v: i16) -> describe_topic_partitions_request::Cursor {
+pub(super) fn describe_topic_partitions_request_cursor(
+    v: i16,
+) -> describe_topic_partitions_request::Cursor {
     let mut m = describe_topic_partitions_request::Cursor::default();
-    if (0..=0).contains(&v) { m.topic_name = s(); }
-    if (0..=0).contains(&v) { m.partition_index = 7i32.into(); }
-    if v >= 0 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=0).contains(&v) {
+        m.topic_name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_client_quotas_request_describe_client_quotas_request(v: i16) -> describe_client_quotas_request::DescribeClientQuotasRequest {
+pub(super) fn describe_client_quotas_request_describe_client_quotas_request(
+    v: i16,
+) -> describe_client_quotas_request::DescribeClientQuotasRequest {
     let mut m = describe_client_quotas_request::DescribeClientQuotasRequest::default();
-    if (0..=1).contains(&v) { m.components = vec![describe_client_quotas_request_component_data(v), describe_client_quotas_request_component_data(v)]; }
-    if (0..=1).contains(&v) { m.strict = true; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.components = vec![
+            describe_client_quotas_request_component_data(v),
+            describe_client_quotas_request_component_data(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.strict = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn describe_client_quotas_request_component_data(v: i16) -> describe_client_quotas_request::ComponentData {
+pub(super) fn describe_client_quotas_request_component_data(
+    v: i16,
+) -> describe_client_quotas_request::ComponentData {
     let mut m = describe_client_quotas_request::ComponentData::default();
-    if (0..=1).contains(&v) { m.entity_type = s(); }
-    if (0..=1).contains(&v) { m.match_type = 7i8.into(); }
-    if (0..=1).contains(&v) { m._match = Some(s()); }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.entity_type = s();
+    }
+    if (0..=1).contains(&v) {
+        m.match_type = 7i8.into();
+    }
+    if (0..=1).contains(&v) {
+        m._match = Some(s());
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn alter_client_quotas_request_alter_client_quotas_request(v: i16) -> alter_client_quotas_request::AlterClientQuotasRequest {
+pub(super) fn alter_client_quotas_request_alter_client_quotas_request(
+    v: i16,
+) -> alter_client_quotas_request::AlterClientQuotasRequest {
     let mut m = alter_client_quotas_request::AlterClientQuotasRequest::default();
-    if (0..=1).contains(&v) { m.entries = vec![alter_client_quotas_request_entry_data(v), alter_client_quotas_request_entry_data(v)]; }
-    if (0..=1).contains(&v) { m.validate_only = true; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.entries = vec![
+            alter_client_quotas_request_entry_data(v),
+            alter_client_quotas_request_entry_data(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.validate_only = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_client_quotas_request_entry_data(v: i16) -> alter_client_quotas_request::EntryData {
+pub(super) fn alter_client_quotas_request_entry_data(
+    v: i16,
+) -> alter_client_quotas_request::EntryData {
     let mut m = alter_client_quotas_request::EntryData::default();
-    if (0..=1).contains(&v) { m.entity = vec![alter_client_quotas_request_entity_data(v), alter_client_quotas_request_entity_data(v)]; }
-    if (0..=1).contains(&v) { m.ops = vec![alter_client_quotas_request_op_data(v), alter_client_quotas_request_op_data(v)]; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.entity = vec![
+            alter_client_quotas_request_entity_data(v),
+            alter_client_quotas_request_entity_data(v),
+        ];
+    }
+    if (0..=1).contains(&v) {
+        m.ops = vec![
+            alter_client_quotas_request_op_data(v),
+            alter_client_quotas_request_op_data(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn alter_client_quotas_request_entity_data(v: i16) -> alter_client_quotas_request::EntityData {
+pub(super) fn alter_client_quotas_request_entity_data(
+    v: i16,
+) -> alter_client_quotas_request::EntityData {
     let mut m = alter_client_quotas_request::EntityData::default();
-    if (0..=1).contains(&v) { m.entity_type = s(); }
-    if (0..=1).contains(&v) { m.entity_name = Some(s()); }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.entity_type = s();
+    }
+    if (0..=1).contains(&v) {
+        m.entity_name = Some(s());
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn alter_client_quotas_request_op_data(v: i16) -> alter_client_quotas_request::OpData {
     let mut m = alter_client_quotas_request::OpData::default();
-    if (0..=1).contains(&v) { m.key = s(); }
-    if (0..=1).contains(&v) { m.value = 1.5f64.into(); }
-    if (0..=1).contains(&v) { m.remove = true; }
-    if v >= 1 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (0..=1).contains(&v) {
+        m.key = s();
+    }
+    if (0..=1).contains(&v) {
+        m.value = 1.5f64.into();
+    }
+    if (0..=1).contains(&v) {
+        m.remove = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn create_acls_request_create_acls_request(v: i16) -> create_acls_request::CreateAclsRequest {
+pub(super) fn create_acls_request_create_acls_request(
+    v: i16,
+) -> create_acls_request::CreateAclsRequest {
     let mut m = create_acls_request::CreateAclsRequest::default();
-    if (1..=3).contains(&v) { m.creations = vec![create_acls_request_acl_creation(v), create_acls_request_acl_creation(v)]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=3).contains(&v) {
+        m.creations = vec![
+            create_acls_request_acl_creation(v),
+            create_acls_request_acl_creation(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 pub(super) fn create_acls_request_acl_creation(v: i16) -> create_acls_request::AclCreation {
     let mut m = create_acls_request::AclCreation::default();
-    if (1..=3).contains(&v) { m.resource_type = 7i8.into(); }
-    if (1..=3).contains(&v) { m.resource_name = s(); }
-    if (1..=3).contains(&v) { m.resource_pattern_type = 7i8.into(); }
-    if (1..=3).contains(&v) { m.principal = s(); }
-    if (1..=3).contains(&v) { m.host = s(); }
-    if (1..=3).contains(&v) { m.operation = 7i8.into(); }
-    if (1..=3).contains(&v) { m.permission_type = 7i8.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=3).contains(&v) {
+        m.resource_type = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_name = s();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_pattern_type = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.principal = s();
+    }
+    if (1..=3).contains(&v) {
+        m.host = s();
+    }
+    if (1..=3).contains(&v) {
+        m.operation = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.permission_type = 7i8.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn describe_acls_request_describe_acls_request(v: i16) -> describe_acls_request::DescribeAclsRequest {
+pub(super) fn describe_acls_request_describe_acls_request(
+    v: i16,
+) -> describe_acls_request::DescribeAclsRequest {
     let mut m = describe_acls_request::DescribeAclsRequest::default();
-    if (1..=3).contains(&v) { m.resource_type_filter = 7i8.into(); }
-    if (1..=3).contains(&v) { m.resource_name_filter = Some(s()); }
-    if (1..=3).contains(&v) { m.pattern_type_filter = 7i8.into(); }
-    if (1..=3).contains(&v) { m.principal_filter = Some(s()); }
-    if (1..=3).contains(&v) { m.host_filter = Some(s()); }
-    if (1..=3).contains(&v) { m.operation = 7i8.into(); }
-    if (1..=3).contains(&v) { m.permission_type = 7i8.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=3).contains(&v) {
+        m.resource_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_name_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.pattern_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.principal_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.host_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.operation = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.permission_type = 7i8.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
-pub(super) fn delete_acls_request_delete_acls_request(v: i16) -> delete_acls_request::DeleteAclsRequest {
+pub(super) fn delete_acls_request_delete_acls_request(
+    v: i16,
+) -> delete_acls_request::DeleteAclsRequest {
     let mut m = delete_acls_request::DeleteAclsRequest::default();
-    if (1..=3).contains(&v) { m.filters = vec![delete_acls_request_delete_acls_filter(v), delete_acls_request_delete_acls_filter(v)]; }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=3).contains(&v) {
+        m.filters = vec![
+            delete_acls_request_delete_acls_filter(v),
+            delete_acls_request_delete_acls_filter(v),
+        ];
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
-pub(super) fn delete_acls_request_delete_acls_filter(v: i16) -> delete_acls_request::DeleteAclsFilter {
+pub(super) fn delete_acls_request_delete_acls_filter(
+    v: i16,
+) -> delete_acls_request::DeleteAclsFilter {
     let mut m = delete_acls_request::DeleteAclsFilter::default();
-    if (1..=3).contains(&v) { m.resource_type_filter = 7i8.into(); }
-    if (1..=3).contains(&v) { m.resource_name_filter = Some(s()); }
-    if (1..=3).contains(&v) { m.pattern_type_filter = 7i8.into(); }
-    if (1..=3).contains(&v) { m.principal_filter = Some(s()); }
-    if (1..=3).contains(&v) { m.host_filter = Some(s()); }
-    if (1..=3).contains(&v) { m.operation = 7i8.into(); }
-    if (1..=3).contains(&v) { m.permission_type = 7i8.into(); }
-    if v >= 2 { m.unknown_tagged_fields.insert(1000, b()); }
+    if (1..=3).contains(&v) {
+        m.resource_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.resource_name_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.pattern_type_filter = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.principal_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.host_filter = Some(s());
+    }
+    if (1..=3).contains(&v) {
+        m.operation = 7i8.into();
+    }
+    if (1..=3).contains(&v) {
+        m.permission_type = 7i8.into();
+    }
+    if v >= 2 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
     m
 }
 
 /// Encodes the sample request for `api` at `v`.
 pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
     match api {
-        ApiKey::ApiVersions => super::tests::encode(&api_versions_request_api_versions_request(v), v),
+        ApiKey::ApiVersions => {
+            super::tests::encode(&api_versions_request_api_versions_request(v), v)
+        }
         ApiKey::Metadata => super::tests::encode(&metadata_request_metadata_request(v), v),
         ApiKey::Produce => super::tests::encode(&produce_request_produce_request(v), v),
         ApiKey::Fetch => super::tests::encode(&fetch_request_fetch_request(v), v),
-        ApiKey::ListOffsets => super::tests::encode(&list_offsets_request_list_offsets_request(v), v),
-        ApiKey::CreateTopics => super::tests::encode(&create_topics_request_create_topics_request(v), v),
-        ApiKey::DeleteTopics => super::tests::encode(&delete_topics_request_delete_topics_request(v), v),
-        ApiKey::DescribeConfigs => super::tests::encode(&describe_configs_request_describe_configs_request(v), v),
-        ApiKey::AlterConfigs => super::tests::encode(&alter_configs_request_alter_configs_request(v), v),
-        ApiKey::IncrementalAlterConfigs => super::tests::encode(&incremental_alter_configs_request_incremental_alter_configs_request(v), v),
-        ApiKey::CreatePartitions => super::tests::encode(&create_partitions_request_create_partitions_request(v), v),
-        ApiKey::DeleteRecords => super::tests::encode(&delete_records_request_delete_records_request(v), v),
-        ApiKey::DescribeCluster => super::tests::encode(&describe_cluster_request_describe_cluster_request(v), v),
-        ApiKey::FindCoordinator => super::tests::encode(&find_coordinator_request_find_coordinator_request(v), v),
+        ApiKey::ListOffsets => {
+            super::tests::encode(&list_offsets_request_list_offsets_request(v), v)
+        }
+        ApiKey::CreateTopics => {
+            super::tests::encode(&create_topics_request_create_topics_request(v), v)
+        }
+        ApiKey::DeleteTopics => {
+            super::tests::encode(&delete_topics_request_delete_topics_request(v), v)
+        }
+        ApiKey::DescribeConfigs => {
+            super::tests::encode(&describe_configs_request_describe_configs_request(v), v)
+        }
+        ApiKey::AlterConfigs => {
+            super::tests::encode(&alter_configs_request_alter_configs_request(v), v)
+        }
+        ApiKey::IncrementalAlterConfigs => super::tests::encode(
+            &incremental_alter_configs_request_incremental_alter_configs_request(v),
+            v,
+        ),
+        ApiKey::CreatePartitions => {
+            super::tests::encode(&create_partitions_request_create_partitions_request(v), v)
+        }
+        ApiKey::DeleteRecords => {
+            super::tests::encode(&delete_records_request_delete_records_request(v), v)
+        }
+        ApiKey::DescribeCluster => {
+            super::tests::encode(&describe_cluster_request_describe_cluster_request(v), v)
+        }
+        ApiKey::FindCoordinator => {
+            super::tests::encode(&find_coordinator_request_find_coordinator_request(v), v)
+        }
         ApiKey::JoinGroup => super::tests::encode(&join_group_request_join_group_request(v), v),
         ApiKey::SyncGroup => super::tests::encode(&sync_group_request_sync_group_request(v), v),
         ApiKey::Heartbeat => super::tests::encode(&heartbeat_request_heartbeat_request(v), v),
         ApiKey::LeaveGroup => super::tests::encode(&leave_group_request_leave_group_request(v), v),
-        ApiKey::OffsetCommit => super::tests::encode(&offset_commit_request_offset_commit_request(v), v),
-        ApiKey::OffsetFetch => super::tests::encode(&offset_fetch_request_offset_fetch_request(v), v),
+        ApiKey::OffsetCommit => {
+            super::tests::encode(&offset_commit_request_offset_commit_request(v), v)
+        }
+        ApiKey::OffsetFetch => {
+            super::tests::encode(&offset_fetch_request_offset_fetch_request(v), v)
+        }
         ApiKey::ListGroups => super::tests::encode(&list_groups_request_list_groups_request(v), v),
-        ApiKey::DescribeGroups => super::tests::encode(&describe_groups_request_describe_groups_request(v), v),
-        ApiKey::DeleteGroups => super::tests::encode(&delete_groups_request_delete_groups_request(v), v),
-        ApiKey::OffsetDelete => super::tests::encode(&offset_delete_request_offset_delete_request(v), v),
-        ApiKey::InitProducerId => super::tests::encode(&init_producer_id_request_init_producer_id_request(v), v),
-        ApiKey::AddPartitionsToTxn => super::tests::encode(&add_partitions_to_txn_request_add_partitions_to_txn_request(v), v),
-        ApiKey::AddOffsetsToTxn => super::tests::encode(&add_offsets_to_txn_request_add_offsets_to_txn_request(v), v),
+        ApiKey::DescribeGroups => {
+            super::tests::encode(&describe_groups_request_describe_groups_request(v), v)
+        }
+        ApiKey::DeleteGroups => {
+            super::tests::encode(&delete_groups_request_delete_groups_request(v), v)
+        }
+        ApiKey::OffsetDelete => {
+            super::tests::encode(&offset_delete_request_offset_delete_request(v), v)
+        }
+        ApiKey::InitProducerId => {
+            super::tests::encode(&init_producer_id_request_init_producer_id_request(v), v)
+        }
+        ApiKey::AddPartitionsToTxn => super::tests::encode(
+            &add_partitions_to_txn_request_add_partitions_to_txn_request(v),
+            v,
+        ),
+        ApiKey::AddOffsetsToTxn => {
+            super::tests::encode(&add_offsets_to_txn_request_add_offsets_to_txn_request(v), v)
+        }
         ApiKey::EndTxn => super::tests::encode(&end_txn_request_end_txn_request(v), v),
-        ApiKey::TxnOffsetCommit => super::tests::encode(&txn_offset_commit_request_txn_offset_commit_request(v), v),
-        ApiKey::WriteTxnMarkers => super::tests::encode(&write_txn_markers_request_write_txn_markers_request(v), v),
-        ApiKey::DescribeProducers => super::tests::encode(&describe_producers_request_describe_producers_request(v), v),
-        ApiKey::ListTransactions => super::tests::encode(&list_transactions_request_list_transactions_request(v), v),
-        ApiKey::DescribeTransactions => super::tests::encode(&describe_transactions_request_describe_transactions_request(v), v),
-        ApiKey::OffsetForLeaderEpoch => super::tests::encode(&offset_for_leader_epoch_request_offset_for_leader_epoch_request(v), v),
-        ApiKey::SaslHandshake => super::tests::encode(&sasl_handshake_request_sasl_handshake_request(v), v),
-        ApiKey::SaslAuthenticate => super::tests::encode(&sasl_authenticate_request_sasl_authenticate_request(v), v),
-        ApiKey::ConsumerGroupHeartbeat => super::tests::encode(&consumer_group_heartbeat_request_consumer_group_heartbeat_request(v), v),
-        ApiKey::ConsumerGroupDescribe => super::tests::encode(&consumer_group_describe_request_consumer_group_describe_request(v), v),
-        ApiKey::DescribeUserScramCredentials => super::tests::encode(&describe_user_scram_credentials_request_describe_user_scram_credentials_request(v), v),
-        ApiKey::AlterUserScramCredentials => super::tests::encode(&alter_user_scram_credentials_request_alter_user_scram_credentials_request(v), v),
-        ApiKey::DescribeLogDirs => super::tests::encode(&describe_log_dirs_request_describe_log_dirs_request(v), v),
-        ApiKey::AlterReplicaLogDirs => super::tests::encode(&alter_replica_log_dirs_request_alter_replica_log_dirs_request(v), v),
-        ApiKey::ElectLeaders => super::tests::encode(&elect_leaders_request_elect_leaders_request(v), v),
-        ApiKey::AlterPartitionReassignments => super::tests::encode(&alter_partition_reassignments_request_alter_partition_reassignments_request(v), v),
-        ApiKey::ListPartitionReassignments => super::tests::encode(&list_partition_reassignments_request_list_partition_reassignments_request(v), v),
-        ApiKey::DescribeQuorum => super::tests::encode(&describe_quorum_request_describe_quorum_request(v), v),
-        ApiKey::DescribeTopicPartitions => super::tests::encode(&describe_topic_partitions_request_describe_topic_partitions_request(v), v),
-        ApiKey::DescribeClientQuotas => super::tests::encode(&describe_client_quotas_request_describe_client_quotas_request(v), v),
-        ApiKey::AlterClientQuotas => super::tests::encode(&alter_client_quotas_request_alter_client_quotas_request(v), v),
+        ApiKey::TxnOffsetCommit => {
+            super::tests::encode(&txn_offset_commit_request_txn_offset_commit_request(v), v)
+        }
+        ApiKey::WriteTxnMarkers => {
+            super::tests::encode(&write_txn_markers_request_write_txn_markers_request(v), v)
+        }
+        ApiKey::DescribeProducers => {
+            super::tests::encode(&describe_producers_request_describe_producers_request(v), v)
+        }
+        ApiKey::ListTransactions => {
+            super::tests::encode(&list_transactions_request_list_transactions_request(v), v)
+        }
+        ApiKey::DescribeTransactions => super::tests::encode(
+            &describe_transactions_request_describe_transactions_request(v),
+            v,
+        ),
+        ApiKey::OffsetForLeaderEpoch => super::tests::encode(
+            &offset_for_leader_epoch_request_offset_for_leader_epoch_request(v),
+            v,
+        ),
+        ApiKey::SaslHandshake => {
+            super::tests::encode(&sasl_handshake_request_sasl_handshake_request(v), v)
+        }
+        ApiKey::SaslAuthenticate => {
+            super::tests::encode(&sasl_authenticate_request_sasl_authenticate_request(v), v)
+        }
+        ApiKey::ConsumerGroupHeartbeat => super::tests::encode(
+            &consumer_group_heartbeat_request_consumer_group_heartbeat_request(v),
+            v,
+        ),
+        ApiKey::ConsumerGroupDescribe => super::tests::encode(
+            &consumer_group_describe_request_consumer_group_describe_request(v),
+            v,
+        ),
+        ApiKey::DescribeUserScramCredentials => super::tests::encode(
+            &describe_user_scram_credentials_request_describe_user_scram_credentials_request(v),
+            v,
+        ),
+        ApiKey::AlterUserScramCredentials => super::tests::encode(
+            &alter_user_scram_credentials_request_alter_user_scram_credentials_request(v),
+            v,
+        ),
+        ApiKey::DescribeLogDirs => {
+            super::tests::encode(&describe_log_dirs_request_describe_log_dirs_request(v), v)
+        }
+        ApiKey::AlterReplicaLogDirs => super::tests::encode(
+            &alter_replica_log_dirs_request_alter_replica_log_dirs_request(v),
+            v,
+        ),
+        ApiKey::ElectLeaders => {
+            super::tests::encode(&elect_leaders_request_elect_leaders_request(v), v)
+        }
+        ApiKey::AlterPartitionReassignments => super::tests::encode(
+            &alter_partition_reassignments_request_alter_partition_reassignments_request(v),
+            v,
+        ),
+        ApiKey::ListPartitionReassignments => super::tests::encode(
+            &list_partition_reassignments_request_list_partition_reassignments_request(v),
+            v,
+        ),
+        ApiKey::DescribeQuorum => {
+            super::tests::encode(&describe_quorum_request_describe_quorum_request(v), v)
+        }
+        ApiKey::DescribeTopicPartitions => super::tests::encode(
+            &describe_topic_partitions_request_describe_topic_partitions_request(v),
+            v,
+        ),
+        ApiKey::DescribeClientQuotas => super::tests::encode(
+            &describe_client_quotas_request_describe_client_quotas_request(v),
+            v,
+        ),
+        ApiKey::AlterClientQuotas => super::tests::encode(
+            &alter_client_quotas_request_alter_client_quotas_request(v),
+            v,
+        ),
         ApiKey::CreateAcls => super::tests::encode(&create_acls_request_create_acls_request(v), v),
-        ApiKey::DescribeAcls => super::tests::encode(&describe_acls_request_describe_acls_request(v), v),
+        ApiKey::DescribeAcls => {
+            super::tests::encode(&describe_acls_request_describe_acls_request(v), v)
+        }
         ApiKey::DeleteAcls => super::tests::encode(&delete_acls_request_delete_acls_request(v), v),
         _ => unreachable!("not covered"),
     }
@@ -1035,120 +2399,577 @@ pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
 pub(super) fn rust_sizes() -> Vec<(ApiKey, &'static str, usize)> {
     use std::mem::size_of;
     vec![
-        (ApiKey::ApiVersions, "ApiVersionsRequest", size_of::<api_versions_request::ApiVersionsRequest>()),
-        (ApiKey::Metadata, "MetadataRequest", size_of::<metadata_request::MetadataRequest>()),
-        (ApiKey::Metadata, "MetadataRequestTopic", size_of::<metadata_request::MetadataRequestTopic>()),
-        (ApiKey::Produce, "ProduceRequest", size_of::<produce_request::ProduceRequest>()),
-        (ApiKey::Produce, "TopicProduceData", size_of::<produce_request::TopicProduceData>()),
-        (ApiKey::Produce, "PartitionProduceData", size_of::<produce_request::PartitionProduceData>()),
-        (ApiKey::Fetch, "FetchRequest", size_of::<fetch_request::FetchRequest>()),
-        (ApiKey::Fetch, "FetchTopic", size_of::<fetch_request::FetchTopic>()),
-        (ApiKey::Fetch, "FetchPartition", size_of::<fetch_request::FetchPartition>()),
-        (ApiKey::Fetch, "ForgottenTopic", size_of::<fetch_request::ForgottenTopic>()),
-        (ApiKey::Fetch, "ReplicaState", size_of::<fetch_request::ReplicaState>()),
-        (ApiKey::ListOffsets, "ListOffsetsRequest", size_of::<list_offsets_request::ListOffsetsRequest>()),
-        (ApiKey::ListOffsets, "ListOffsetsTopic", size_of::<list_offsets_request::ListOffsetsTopic>()),
-        (ApiKey::ListOffsets, "ListOffsetsPartition", size_of::<list_offsets_request::ListOffsetsPartition>()),
-        (ApiKey::CreateTopics, "CreateTopicsRequest", size_of::<create_topics_request::CreateTopicsRequest>()),
-        (ApiKey::CreateTopics, "CreatableTopic", size_of::<create_topics_request::CreatableTopic>()),
-        (ApiKey::CreateTopics, "CreatableReplicaAssignment", size_of::<create_topics_request::CreatableReplicaAssignment>()),
-        (ApiKey::CreateTopics, "CreatableTopicConfig", size_of::<create_topics_request::CreatableTopicConfig>()),
-        (ApiKey::DeleteTopics, "DeleteTopicsRequest", size_of::<delete_topics_request::DeleteTopicsRequest>()),
-        (ApiKey::DeleteTopics, "DeleteTopicState", size_of::<delete_topics_request::DeleteTopicState>()),
-        (ApiKey::DescribeConfigs, "DescribeConfigsRequest", size_of::<describe_configs_request::DescribeConfigsRequest>()),
-        (ApiKey::DescribeConfigs, "DescribeConfigsResource", size_of::<describe_configs_request::DescribeConfigsResource>()),
-        (ApiKey::AlterConfigs, "AlterConfigsRequest", size_of::<alter_configs_request::AlterConfigsRequest>()),
-        (ApiKey::AlterConfigs, "AlterConfigsResource", size_of::<alter_configs_request::AlterConfigsResource>()),
-        (ApiKey::AlterConfigs, "AlterableConfig", size_of::<alter_configs_request::AlterableConfig>()),
-        (ApiKey::IncrementalAlterConfigs, "IncrementalAlterConfigsRequest", size_of::<incremental_alter_configs_request::IncrementalAlterConfigsRequest>()),
-        (ApiKey::IncrementalAlterConfigs, "AlterConfigsResource", size_of::<incremental_alter_configs_request::AlterConfigsResource>()),
-        (ApiKey::IncrementalAlterConfigs, "AlterableConfig", size_of::<incremental_alter_configs_request::AlterableConfig>()),
-        (ApiKey::CreatePartitions, "CreatePartitionsRequest", size_of::<create_partitions_request::CreatePartitionsRequest>()),
-        (ApiKey::CreatePartitions, "CreatePartitionsTopic", size_of::<create_partitions_request::CreatePartitionsTopic>()),
-        (ApiKey::CreatePartitions, "CreatePartitionsAssignment", size_of::<create_partitions_request::CreatePartitionsAssignment>()),
-        (ApiKey::DeleteRecords, "DeleteRecordsRequest", size_of::<delete_records_request::DeleteRecordsRequest>()),
-        (ApiKey::DeleteRecords, "DeleteRecordsTopic", size_of::<delete_records_request::DeleteRecordsTopic>()),
-        (ApiKey::DeleteRecords, "DeleteRecordsPartition", size_of::<delete_records_request::DeleteRecordsPartition>()),
-        (ApiKey::DescribeCluster, "DescribeClusterRequest", size_of::<describe_cluster_request::DescribeClusterRequest>()),
-        (ApiKey::FindCoordinator, "FindCoordinatorRequest", size_of::<find_coordinator_request::FindCoordinatorRequest>()),
-        (ApiKey::JoinGroup, "JoinGroupRequest", size_of::<join_group_request::JoinGroupRequest>()),
-        (ApiKey::JoinGroup, "JoinGroupRequestProtocol", size_of::<join_group_request::JoinGroupRequestProtocol>()),
-        (ApiKey::SyncGroup, "SyncGroupRequest", size_of::<sync_group_request::SyncGroupRequest>()),
-        (ApiKey::SyncGroup, "SyncGroupRequestAssignment", size_of::<sync_group_request::SyncGroupRequestAssignment>()),
-        (ApiKey::Heartbeat, "HeartbeatRequest", size_of::<heartbeat_request::HeartbeatRequest>()),
-        (ApiKey::LeaveGroup, "LeaveGroupRequest", size_of::<leave_group_request::LeaveGroupRequest>()),
-        (ApiKey::LeaveGroup, "MemberIdentity", size_of::<leave_group_request::MemberIdentity>()),
-        (ApiKey::OffsetCommit, "OffsetCommitRequest", size_of::<offset_commit_request::OffsetCommitRequest>()),
-        (ApiKey::OffsetCommit, "OffsetCommitRequestTopic", size_of::<offset_commit_request::OffsetCommitRequestTopic>()),
-        (ApiKey::OffsetCommit, "OffsetCommitRequestPartition", size_of::<offset_commit_request::OffsetCommitRequestPartition>()),
-        (ApiKey::OffsetFetch, "OffsetFetchRequest", size_of::<offset_fetch_request::OffsetFetchRequest>()),
-        (ApiKey::OffsetFetch, "OffsetFetchRequestTopic", size_of::<offset_fetch_request::OffsetFetchRequestTopic>()),
-        (ApiKey::OffsetFetch, "OffsetFetchRequestGroup", size_of::<offset_fetch_request::OffsetFetchRequestGroup>()),
-        (ApiKey::OffsetFetch, "OffsetFetchRequestTopics", size_of::<offset_fetch_request::OffsetFetchRequestTopics>()),
-        (ApiKey::ListGroups, "ListGroupsRequest", size_of::<list_groups_request::ListGroupsRequest>()),
-        (ApiKey::DescribeGroups, "DescribeGroupsRequest", size_of::<describe_groups_request::DescribeGroupsRequest>()),
-        (ApiKey::DeleteGroups, "DeleteGroupsRequest", size_of::<delete_groups_request::DeleteGroupsRequest>()),
-        (ApiKey::OffsetDelete, "OffsetDeleteRequest", size_of::<offset_delete_request::OffsetDeleteRequest>()),
-        (ApiKey::OffsetDelete, "OffsetDeleteRequestTopic", size_of::<offset_delete_request::OffsetDeleteRequestTopic>()),
-        (ApiKey::OffsetDelete, "OffsetDeleteRequestPartition", size_of::<offset_delete_request::OffsetDeleteRequestPartition>()),
-        (ApiKey::InitProducerId, "InitProducerIdRequest", size_of::<init_producer_id_request::InitProducerIdRequest>()),
-        (ApiKey::AddPartitionsToTxn, "AddPartitionsToTxnRequest", size_of::<add_partitions_to_txn_request::AddPartitionsToTxnRequest>()),
-        (ApiKey::AddPartitionsToTxn, "AddPartitionsToTxnTransaction", size_of::<add_partitions_to_txn_request::AddPartitionsToTxnTransaction>()),
-        (ApiKey::AddPartitionsToTxn, "AddPartitionsToTxnTopic", size_of::<add_partitions_to_txn_request::AddPartitionsToTxnTopic>()),
-        (ApiKey::AddOffsetsToTxn, "AddOffsetsToTxnRequest", size_of::<add_offsets_to_txn_request::AddOffsetsToTxnRequest>()),
-        (ApiKey::EndTxn, "EndTxnRequest", size_of::<end_txn_request::EndTxnRequest>()),
-        (ApiKey::TxnOffsetCommit, "TxnOffsetCommitRequest", size_of::<txn_offset_commit_request::TxnOffsetCommitRequest>()),
-        (ApiKey::TxnOffsetCommit, "TxnOffsetCommitRequestTopic", size_of::<txn_offset_commit_request::TxnOffsetCommitRequestTopic>()),
-        (ApiKey::TxnOffsetCommit, "TxnOffsetCommitRequestPartition", size_of::<txn_offset_commit_request::TxnOffsetCommitRequestPartition>()),
-        (ApiKey::WriteTxnMarkers, "WriteTxnMarkersRequest", size_of::<write_txn_markers_request::WriteTxnMarkersRequest>()),
-        (ApiKey::WriteTxnMarkers, "WritableTxnMarker", size_of::<write_txn_markers_request::WritableTxnMarker>()),
-        (ApiKey::WriteTxnMarkers, "WritableTxnMarkerTopic", size_of::<write_txn_markers_request::WritableTxnMarkerTopic>()),
-        (ApiKey::DescribeProducers, "DescribeProducersRequest", size_of::<describe_producers_request::DescribeProducersRequest>()),
-        (ApiKey::DescribeProducers, "TopicRequest", size_of::<describe_producers_request::TopicRequest>()),
-        (ApiKey::ListTransactions, "ListTransactionsRequest", size_of::<list_transactions_request::ListTransactionsRequest>()),
-        (ApiKey::DescribeTransactions, "DescribeTransactionsRequest", size_of::<describe_transactions_request::DescribeTransactionsRequest>()),
-        (ApiKey::OffsetForLeaderEpoch, "OffsetForLeaderEpochRequest", size_of::<offset_for_leader_epoch_request::OffsetForLeaderEpochRequest>()),
-        (ApiKey::OffsetForLeaderEpoch, "OffsetForLeaderTopic", size_of::<offset_for_leader_epoch_request::OffsetForLeaderTopic>()),
-        (ApiKey::OffsetForLeaderEpoch, "OffsetForLeaderPartition", size_of::<offset_for_leader_epoch_request::OffsetForLeaderPartition>()),
-        (ApiKey::SaslHandshake, "SaslHandshakeRequest", size_of::<sasl_handshake_request::SaslHandshakeRequest>()),
-        (ApiKey::SaslAuthenticate, "SaslAuthenticateRequest", size_of::<sasl_authenticate_request::SaslAuthenticateRequest>()),
-        (ApiKey::ConsumerGroupHeartbeat, "ConsumerGroupHeartbeatRequest", size_of::<consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest>()),
-        (ApiKey::ConsumerGroupHeartbeat, "TopicPartitions", size_of::<consumer_group_heartbeat_request::TopicPartitions>()),
-        (ApiKey::ConsumerGroupDescribe, "ConsumerGroupDescribeRequest", size_of::<consumer_group_describe_request::ConsumerGroupDescribeRequest>()),
-        (ApiKey::DescribeUserScramCredentials, "DescribeUserScramCredentialsRequest", size_of::<describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest>()),
-        (ApiKey::DescribeUserScramCredentials, "UserName", size_of::<describe_user_scram_credentials_request::UserName>()),
-        (ApiKey::AlterUserScramCredentials, "AlterUserScramCredentialsRequest", size_of::<alter_user_scram_credentials_request::AlterUserScramCredentialsRequest>()),
-        (ApiKey::AlterUserScramCredentials, "ScramCredentialDeletion", size_of::<alter_user_scram_credentials_request::ScramCredentialDeletion>()),
-        (ApiKey::AlterUserScramCredentials, "ScramCredentialUpsertion", size_of::<alter_user_scram_credentials_request::ScramCredentialUpsertion>()),
-        (ApiKey::DescribeLogDirs, "DescribeLogDirsRequest", size_of::<describe_log_dirs_request::DescribeLogDirsRequest>()),
-        (ApiKey::DescribeLogDirs, "DescribableLogDirTopic", size_of::<describe_log_dirs_request::DescribableLogDirTopic>()),
-        (ApiKey::AlterReplicaLogDirs, "AlterReplicaLogDirsRequest", size_of::<alter_replica_log_dirs_request::AlterReplicaLogDirsRequest>()),
-        (ApiKey::AlterReplicaLogDirs, "AlterReplicaLogDir", size_of::<alter_replica_log_dirs_request::AlterReplicaLogDir>()),
-        (ApiKey::AlterReplicaLogDirs, "AlterReplicaLogDirTopic", size_of::<alter_replica_log_dirs_request::AlterReplicaLogDirTopic>()),
-        (ApiKey::ElectLeaders, "ElectLeadersRequest", size_of::<elect_leaders_request::ElectLeadersRequest>()),
-        (ApiKey::ElectLeaders, "TopicPartitions", size_of::<elect_leaders_request::TopicPartitions>()),
-        (ApiKey::AlterPartitionReassignments, "AlterPartitionReassignmentsRequest", size_of::<alter_partition_reassignments_request::AlterPartitionReassignmentsRequest>()),
-        (ApiKey::AlterPartitionReassignments, "ReassignableTopic", size_of::<alter_partition_reassignments_request::ReassignableTopic>()),
-        (ApiKey::AlterPartitionReassignments, "ReassignablePartition", size_of::<alter_partition_reassignments_request::ReassignablePartition>()),
-        (ApiKey::ListPartitionReassignments, "ListPartitionReassignmentsRequest", size_of::<list_partition_reassignments_request::ListPartitionReassignmentsRequest>()),
-        (ApiKey::ListPartitionReassignments, "ListPartitionReassignmentsTopics", size_of::<list_partition_reassignments_request::ListPartitionReassignmentsTopics>()),
-        (ApiKey::DescribeQuorum, "DescribeQuorumRequest", size_of::<describe_quorum_request::DescribeQuorumRequest>()),
-        (ApiKey::DescribeQuorum, "TopicData", size_of::<describe_quorum_request::TopicData>()),
-        (ApiKey::DescribeQuorum, "PartitionData", size_of::<describe_quorum_request::PartitionData>()),
-        (ApiKey::DescribeTopicPartitions, "DescribeTopicPartitionsRequest", size_of::<describe_topic_partitions_request::DescribeTopicPartitionsRequest>()),
-        (ApiKey::DescribeTopicPartitions, "TopicRequest", size_of::<describe_topic_partitions_request::TopicRequest>()),
-        (ApiKey::DescribeTopicPartitions, "Cursor", size_of::<describe_topic_partitions_request::Cursor>()),
-        (ApiKey::DescribeClientQuotas, "DescribeClientQuotasRequest", size_of::<describe_client_quotas_request::DescribeClientQuotasRequest>()),
-        (ApiKey::DescribeClientQuotas, "ComponentData", size_of::<describe_client_quotas_request::ComponentData>()),
-        (ApiKey::AlterClientQuotas, "AlterClientQuotasRequest", size_of::<alter_client_quotas_request::AlterClientQuotasRequest>()),
-        (ApiKey::AlterClientQuotas, "EntryData", size_of::<alter_client_quotas_request::EntryData>()),
-        (ApiKey::AlterClientQuotas, "EntityData", size_of::<alter_client_quotas_request::EntityData>()),
-        (ApiKey::AlterClientQuotas, "OpData", size_of::<alter_client_quotas_request::OpData>()),
-        (ApiKey::CreateAcls, "CreateAclsRequest", size_of::<create_acls_request::CreateAclsRequest>()),
-        (ApiKey::CreateAcls, "AclCreation", size_of::<create_acls_request::AclCreation>()),
-        (ApiKey::DescribeAcls, "DescribeAclsRequest", size_of::<describe_acls_request::DescribeAclsRequest>()),
-        (ApiKey::DeleteAcls, "DeleteAclsRequest", size_of::<delete_acls_request::DeleteAclsRequest>()),
-        (ApiKey::DeleteAcls, "DeleteAclsFilter", size_of::<delete_acls_request::DeleteAclsFilter>()),
+        (
+            ApiKey::ApiVersions,
+            "ApiVersionsRequest",
+            size_of::<api_versions_request::ApiVersionsRequest>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "MetadataRequest",
+            size_of::<metadata_request::MetadataRequest>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "MetadataRequestTopic",
+            size_of::<metadata_request::MetadataRequestTopic>(),
+        ),
+        (
+            ApiKey::Produce,
+            "ProduceRequest",
+            size_of::<produce_request::ProduceRequest>(),
+        ),
+        (
+            ApiKey::Produce,
+            "TopicProduceData",
+            size_of::<produce_request::TopicProduceData>(),
+        ),
+        (
+            ApiKey::Produce,
+            "PartitionProduceData",
+            size_of::<produce_request::PartitionProduceData>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "FetchRequest",
+            size_of::<fetch_request::FetchRequest>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "FetchTopic",
+            size_of::<fetch_request::FetchTopic>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "FetchPartition",
+            size_of::<fetch_request::FetchPartition>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "ForgottenTopic",
+            size_of::<fetch_request::ForgottenTopic>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "ReplicaState",
+            size_of::<fetch_request::ReplicaState>(),
+        ),
+        (
+            ApiKey::ListOffsets,
+            "ListOffsetsRequest",
+            size_of::<list_offsets_request::ListOffsetsRequest>(),
+        ),
+        (
+            ApiKey::ListOffsets,
+            "ListOffsetsTopic",
+            size_of::<list_offsets_request::ListOffsetsTopic>(),
+        ),
+        (
+            ApiKey::ListOffsets,
+            "ListOffsetsPartition",
+            size_of::<list_offsets_request::ListOffsetsPartition>(),
+        ),
+        (
+            ApiKey::CreateTopics,
+            "CreateTopicsRequest",
+            size_of::<create_topics_request::CreateTopicsRequest>(),
+        ),
+        (
+            ApiKey::CreateTopics,
+            "CreatableTopic",
+            size_of::<create_topics_request::CreatableTopic>(),
+        ),
+        (
+            ApiKey::CreateTopics,
+            "CreatableReplicaAssignment",
+            size_of::<create_topics_request::CreatableReplicaAssignment>(),
+        ),
+        (
+            ApiKey::CreateTopics,
+            "CreatableTopicConfig",
+            size_of::<create_topics_request::CreatableTopicConfig>(),
+        ),
+        (
+            ApiKey::DeleteTopics,
+            "DeleteTopicsRequest",
+            size_of::<delete_topics_request::DeleteTopicsRequest>(),
+        ),
+        (
+            ApiKey::DeleteTopics,
+            "DeleteTopicState",
+            size_of::<delete_topics_request::DeleteTopicState>(),
+        ),
+        (
+            ApiKey::DescribeConfigs,
+            "DescribeConfigsRequest",
+            size_of::<describe_configs_request::DescribeConfigsRequest>(),
+        ),
+        (
+            ApiKey::DescribeConfigs,
+            "DescribeConfigsResource",
+            size_of::<describe_configs_request::DescribeConfigsResource>(),
+        ),
+        (
+            ApiKey::AlterConfigs,
+            "AlterConfigsRequest",
+            size_of::<alter_configs_request::AlterConfigsRequest>(),
+        ),
+        (
+            ApiKey::AlterConfigs,
+            "AlterConfigsResource",
+            size_of::<alter_configs_request::AlterConfigsResource>(),
+        ),
+        (
+            ApiKey::AlterConfigs,
+            "AlterableConfig",
+            size_of::<alter_configs_request::AlterableConfig>(),
+        ),
+        (
+            ApiKey::IncrementalAlterConfigs,
+            "IncrementalAlterConfigsRequest",
+            size_of::<incremental_alter_configs_request::IncrementalAlterConfigsRequest>(),
+        ),
+        (
+            ApiKey::IncrementalAlterConfigs,
+            "AlterConfigsResource",
+            size_of::<incremental_alter_configs_request::AlterConfigsResource>(),
+        ),
+        (
+            ApiKey::IncrementalAlterConfigs,
+            "AlterableConfig",
+            size_of::<incremental_alter_configs_request::AlterableConfig>(),
+        ),
+        (
+            ApiKey::CreatePartitions,
+            "CreatePartitionsRequest",
+            size_of::<create_partitions_request::CreatePartitionsRequest>(),
+        ),
+        (
+            ApiKey::CreatePartitions,
+            "CreatePartitionsTopic",
+            size_of::<create_partitions_request::CreatePartitionsTopic>(),
+        ),
+        (
+            ApiKey::CreatePartitions,
+            "CreatePartitionsAssignment",
+            size_of::<create_partitions_request::CreatePartitionsAssignment>(),
+        ),
+        (
+            ApiKey::DeleteRecords,
+            "DeleteRecordsRequest",
+            size_of::<delete_records_request::DeleteRecordsRequest>(),
+        ),
+        (
+            ApiKey::DeleteRecords,
+            "DeleteRecordsTopic",
+            size_of::<delete_records_request::DeleteRecordsTopic>(),
+        ),
+        (
+            ApiKey::DeleteRecords,
+            "DeleteRecordsPartition",
+            size_of::<delete_records_request::DeleteRecordsPartition>(),
+        ),
+        (
+            ApiKey::DescribeCluster,
+            "DescribeClusterRequest",
+            size_of::<describe_cluster_request::DescribeClusterRequest>(),
+        ),
+        (
+            ApiKey::FindCoordinator,
+            "FindCoordinatorRequest",
+            size_of::<find_coordinator_request::FindCoordinatorRequest>(),
+        ),
+        (
+            ApiKey::JoinGroup,
+            "JoinGroupRequest",
+            size_of::<join_group_request::JoinGroupRequest>(),
+        ),
+        (
+            ApiKey::JoinGroup,
+            "JoinGroupRequestProtocol",
+            size_of::<join_group_request::JoinGroupRequestProtocol>(),
+        ),
+        (
+            ApiKey::SyncGroup,
+            "SyncGroupRequest",
+            size_of::<sync_group_request::SyncGroupRequest>(),
+        ),
+        (
+            ApiKey::SyncGroup,
+            "SyncGroupRequestAssignment",
+            size_of::<sync_group_request::SyncGroupRequestAssignment>(),
+        ),
+        (
+            ApiKey::Heartbeat,
+            "HeartbeatRequest",
+            size_of::<heartbeat_request::HeartbeatRequest>(),
+        ),
+        (
+            ApiKey::LeaveGroup,
+            "LeaveGroupRequest",
+            size_of::<leave_group_request::LeaveGroupRequest>(),
+        ),
+        (
+            ApiKey::LeaveGroup,
+            "MemberIdentity",
+            size_of::<leave_group_request::MemberIdentity>(),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            "OffsetCommitRequest",
+            size_of::<offset_commit_request::OffsetCommitRequest>(),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            "OffsetCommitRequestTopic",
+            size_of::<offset_commit_request::OffsetCommitRequestTopic>(),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            "OffsetCommitRequestPartition",
+            size_of::<offset_commit_request::OffsetCommitRequestPartition>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "OffsetFetchRequest",
+            size_of::<offset_fetch_request::OffsetFetchRequest>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "OffsetFetchRequestTopic",
+            size_of::<offset_fetch_request::OffsetFetchRequestTopic>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "OffsetFetchRequestGroup",
+            size_of::<offset_fetch_request::OffsetFetchRequestGroup>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "OffsetFetchRequestTopics",
+            size_of::<offset_fetch_request::OffsetFetchRequestTopics>(),
+        ),
+        (
+            ApiKey::ListGroups,
+            "ListGroupsRequest",
+            size_of::<list_groups_request::ListGroupsRequest>(),
+        ),
+        (
+            ApiKey::DescribeGroups,
+            "DescribeGroupsRequest",
+            size_of::<describe_groups_request::DescribeGroupsRequest>(),
+        ),
+        (
+            ApiKey::DeleteGroups,
+            "DeleteGroupsRequest",
+            size_of::<delete_groups_request::DeleteGroupsRequest>(),
+        ),
+        (
+            ApiKey::OffsetDelete,
+            "OffsetDeleteRequest",
+            size_of::<offset_delete_request::OffsetDeleteRequest>(),
+        ),
+        (
+            ApiKey::OffsetDelete,
+            "OffsetDeleteRequestTopic",
+            size_of::<offset_delete_request::OffsetDeleteRequestTopic>(),
+        ),
+        (
+            ApiKey::OffsetDelete,
+            "OffsetDeleteRequestPartition",
+            size_of::<offset_delete_request::OffsetDeleteRequestPartition>(),
+        ),
+        (
+            ApiKey::InitProducerId,
+            "InitProducerIdRequest",
+            size_of::<init_producer_id_request::InitProducerIdRequest>(),
+        ),
+        (
+            ApiKey::AddPartitionsToTxn,
+            "AddPartitionsToTxnRequest",
+            size_of::<add_partitions_to_txn_request::AddPartitionsToTxnRequest>(),
+        ),
+        (
+            ApiKey::AddPartitionsToTxn,
+            "AddPartitionsToTxnTransaction",
+            size_of::<add_partitions_to_txn_request::AddPartitionsToTxnTransaction>(),
+        ),
+        (
+            ApiKey::AddPartitionsToTxn,
+            "AddPartitionsToTxnTopic",
+            size_of::<add_partitions_to_txn_request::AddPartitionsToTxnTopic>(),
+        ),
+        (
+            ApiKey::AddOffsetsToTxn,
+            "AddOffsetsToTxnRequest",
+            size_of::<add_offsets_to_txn_request::AddOffsetsToTxnRequest>(),
+        ),
+        (
+            ApiKey::EndTxn,
+            "EndTxnRequest",
+            size_of::<end_txn_request::EndTxnRequest>(),
+        ),
+        (
+            ApiKey::TxnOffsetCommit,
+            "TxnOffsetCommitRequest",
+            size_of::<txn_offset_commit_request::TxnOffsetCommitRequest>(),
+        ),
+        (
+            ApiKey::TxnOffsetCommit,
+            "TxnOffsetCommitRequestTopic",
+            size_of::<txn_offset_commit_request::TxnOffsetCommitRequestTopic>(),
+        ),
+        (
+            ApiKey::TxnOffsetCommit,
+            "TxnOffsetCommitRequestPartition",
+            size_of::<txn_offset_commit_request::TxnOffsetCommitRequestPartition>(),
+        ),
+        (
+            ApiKey::WriteTxnMarkers,
+            "WriteTxnMarkersRequest",
+            size_of::<write_txn_markers_request::WriteTxnMarkersRequest>(),
+        ),
+        (
+            ApiKey::WriteTxnMarkers,
+            "WritableTxnMarker",
+            size_of::<write_txn_markers_request::WritableTxnMarker>(),
+        ),
+        (
+            ApiKey::WriteTxnMarkers,
+            "WritableTxnMarkerTopic",
+            size_of::<write_txn_markers_request::WritableTxnMarkerTopic>(),
+        ),
+        (
+            ApiKey::DescribeProducers,
+            "DescribeProducersRequest",
+            size_of::<describe_producers_request::DescribeProducersRequest>(),
+        ),
+        (
+            ApiKey::DescribeProducers,
+            "TopicRequest",
+            size_of::<describe_producers_request::TopicRequest>(),
+        ),
+        (
+            ApiKey::ListTransactions,
+            "ListTransactionsRequest",
+            size_of::<list_transactions_request::ListTransactionsRequest>(),
+        ),
+        (
+            ApiKey::DescribeTransactions,
+            "DescribeTransactionsRequest",
+            size_of::<describe_transactions_request::DescribeTransactionsRequest>(),
+        ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            "OffsetForLeaderEpochRequest",
+            size_of::<offset_for_leader_epoch_request::OffsetForLeaderEpochRequest>(),
+        ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            "OffsetForLeaderTopic",
+            size_of::<offset_for_leader_epoch_request::OffsetForLeaderTopic>(),
+        ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            "OffsetForLeaderPartition",
+            size_of::<offset_for_leader_epoch_request::OffsetForLeaderPartition>(),
+        ),
+        (
+            ApiKey::SaslHandshake,
+            "SaslHandshakeRequest",
+            size_of::<sasl_handshake_request::SaslHandshakeRequest>(),
+        ),
+        (
+            ApiKey::SaslAuthenticate,
+            "SaslAuthenticateRequest",
+            size_of::<sasl_authenticate_request::SaslAuthenticateRequest>(),
+        ),
+        (
+            ApiKey::ConsumerGroupHeartbeat,
+            "ConsumerGroupHeartbeatRequest",
+            size_of::<consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest>(),
+        ),
+        (
+            ApiKey::ConsumerGroupHeartbeat,
+            "TopicPartitions",
+            size_of::<consumer_group_heartbeat_request::TopicPartitions>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "ConsumerGroupDescribeRequest",
+            size_of::<consumer_group_describe_request::ConsumerGroupDescribeRequest>(),
+        ),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            "DescribeUserScramCredentialsRequest",
+            size_of::<describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest>(
+            ),
+        ),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            "UserName",
+            size_of::<describe_user_scram_credentials_request::UserName>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            "AlterUserScramCredentialsRequest",
+            size_of::<alter_user_scram_credentials_request::AlterUserScramCredentialsRequest>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            "ScramCredentialDeletion",
+            size_of::<alter_user_scram_credentials_request::ScramCredentialDeletion>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            "ScramCredentialUpsertion",
+            size_of::<alter_user_scram_credentials_request::ScramCredentialUpsertion>(),
+        ),
+        (
+            ApiKey::DescribeLogDirs,
+            "DescribeLogDirsRequest",
+            size_of::<describe_log_dirs_request::DescribeLogDirsRequest>(),
+        ),
+        (
+            ApiKey::DescribeLogDirs,
+            "DescribableLogDirTopic",
+            size_of::<describe_log_dirs_request::DescribableLogDirTopic>(),
+        ),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            "AlterReplicaLogDirsRequest",
+            size_of::<alter_replica_log_dirs_request::AlterReplicaLogDirsRequest>(),
+        ),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            "AlterReplicaLogDir",
+            size_of::<alter_replica_log_dirs_request::AlterReplicaLogDir>(),
+        ),
+        (
+            ApiKey::AlterReplicaLogDirs,
+            "AlterReplicaLogDirTopic",
+            size_of::<alter_replica_log_dirs_request::AlterReplicaLogDirTopic>(),
+        ),
+        (
+            ApiKey::ElectLeaders,
+            "ElectLeadersRequest",
+            size_of::<elect_leaders_request::ElectLeadersRequest>(),
+        ),
+        (
+            ApiKey::ElectLeaders,
+            "TopicPartitions",
+            size_of::<elect_leaders_request::TopicPartitions>(),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            "AlterPartitionReassignmentsRequest",
+            size_of::<alter_partition_reassignments_request::AlterPartitionReassignmentsRequest>(),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            "ReassignableTopic",
+            size_of::<alter_partition_reassignments_request::ReassignableTopic>(),
+        ),
+        (
+            ApiKey::AlterPartitionReassignments,
+            "ReassignablePartition",
+            size_of::<alter_partition_reassignments_request::ReassignablePartition>(),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            "ListPartitionReassignmentsRequest",
+            size_of::<list_partition_reassignments_request::ListPartitionReassignmentsRequest>(),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            "ListPartitionReassignmentsTopics",
+            size_of::<list_partition_reassignments_request::ListPartitionReassignmentsTopics>(),
+        ),
+        (
+            ApiKey::DescribeQuorum,
+            "DescribeQuorumRequest",
+            size_of::<describe_quorum_request::DescribeQuorumRequest>(),
+        ),
+        (
+            ApiKey::DescribeQuorum,
+            "TopicData",
+            size_of::<describe_quorum_request::TopicData>(),
+        ),
+        (
+            ApiKey::DescribeQuorum,
+            "PartitionData",
+            size_of::<describe_quorum_request::PartitionData>(),
+        ),
+        (
+            ApiKey::DescribeTopicPartitions,
+            "DescribeTopicPartitionsRequest",
+            size_of::<describe_topic_partitions_request::DescribeTopicPartitionsRequest>(),
+        ),
+        (
+            ApiKey::DescribeTopicPartitions,
+            "TopicRequest",
+            size_of::<describe_topic_partitions_request::TopicRequest>(),
+        ),
+        (
+            ApiKey::DescribeTopicPartitions,
+            "Cursor",
+            size_of::<describe_topic_partitions_request::Cursor>(),
+        ),
+        (
+            ApiKey::DescribeClientQuotas,
+            "DescribeClientQuotasRequest",
+            size_of::<describe_client_quotas_request::DescribeClientQuotasRequest>(),
+        ),
+        (
+            ApiKey::DescribeClientQuotas,
+            "ComponentData",
+            size_of::<describe_client_quotas_request::ComponentData>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "AlterClientQuotasRequest",
+            size_of::<alter_client_quotas_request::AlterClientQuotasRequest>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "EntryData",
+            size_of::<alter_client_quotas_request::EntryData>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "EntityData",
+            size_of::<alter_client_quotas_request::EntityData>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            "OpData",
+            size_of::<alter_client_quotas_request::OpData>(),
+        ),
+        (
+            ApiKey::CreateAcls,
+            "CreateAclsRequest",
+            size_of::<create_acls_request::CreateAclsRequest>(),
+        ),
+        (
+            ApiKey::CreateAcls,
+            "AclCreation",
+            size_of::<create_acls_request::AclCreation>(),
+        ),
+        (
+            ApiKey::DescribeAcls,
+            "DescribeAclsRequest",
+            size_of::<describe_acls_request::DescribeAclsRequest>(),
+        ),
+        (
+            ApiKey::DeleteAcls,
+            "DeleteAclsRequest",
+            size_of::<delete_acls_request::DeleteAclsRequest>(),
+        ),
+        (
+            ApiKey::DeleteAcls,
+            "DeleteAclsFilter",
+            size_of::<delete_acls_request::DeleteAclsFilter>(),
+        ),
     ]
 }
 
@@ -1193,13 +3014,21 @@ pub(super) fn default_kind(api: ApiKey) -> RequestKind {
         ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(Default::default()),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(Default::default()),
-        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(Default::default()),
-        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(Default::default()),
+        ApiKey::DescribeUserScramCredentials => {
+            RequestKind::DescribeUserScramCredentials(Default::default())
+        }
+        ApiKey::AlterUserScramCredentials => {
+            RequestKind::AlterUserScramCredentials(Default::default())
+        }
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
         ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(Default::default()),
         ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
-        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(Default::default()),
-        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(Default::default()),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(Default::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(Default::default())
+        }
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
         ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
         ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
