@@ -38,6 +38,7 @@ use crate::delivery::RetryPolicy;
 use crate::inference::InferenceSettings;
 use crate::llm::LlmSettings;
 use crate::mcp::McpServerDef;
+use crate::queue::DeliveryMode;
 use crate::rag::RagSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
 use crate::uplink::{UplinkConfigError, UplinkDef};
@@ -147,6 +148,9 @@ pub struct AgentDef {
     /// `a2a = true` or `[agents.a2a]`: serve A2A and publish a card (see [`crate::a2a`]).
     #[serde(default)]
     pub a2a: Option<crate::a2a::A2aDecl>,
+    /// `"stream"` (a consumer group, the default) or `"queue"` (a share group: per-event
+    /// acknowledgement, any number of instances per partition; embedded backend only).
+    pub delivery: Option<String>,
 }
 
 /// A built-in agent made from its definition.
@@ -224,6 +228,7 @@ impl AgentsConfig {
         };
         for def in &config.agents {
             config.validate(def)?;
+            config.validate_delivery(def)?;
             if let Some(decl) = &def.a2a {
                 decl.0
                     .validate(&def.name)
@@ -250,6 +255,25 @@ impl AgentsConfig {
             return Err(ConfigError::UplinksNeedEmbedded);
         }
         Ok(config)
+    }
+
+    /// Checks `delivery`: a known mode, and `queue` only where a share consumer exists.
+    fn validate_delivery(&self, def: &AgentDef) -> Result<(), ConfigError> {
+        let refuse = |reason: String| ConfigError::Options {
+            name: def.name.clone(),
+            reason,
+        };
+        match def.delivery.as_deref().map(DeliveryMode::parse) {
+            None | Some(Some(DeliveryMode::Stream)) => Ok(()),
+            Some(Some(DeliveryMode::Queue)) if self.backend != BackendChoice::Embedded => {
+                Err(refuse(crate::backend::QUEUE_NEEDS_EMBEDDED.to_string()))
+            }
+            Some(Some(DeliveryMode::Queue)) => Ok(()),
+            Some(None) => Err(refuse(format!(
+                "delivery = {:?}: expected \"stream\" or \"queue\"",
+                def.delivery.as_deref().unwrap_or_default()
+            ))),
+        }
     }
 
     /// Checks one definition against its kind, so a bad one is refused at start-up
@@ -292,6 +316,11 @@ impl AgentDef {
             .unwrap_or(crate::runtime::DEFAULT_MAX_BATCH)
             .max(1);
         spec.a2a = self.a2a.as_ref().map(|decl| decl.0.clone());
+        spec.delivery = self
+            .delivery
+            .as_deref()
+            .and_then(DeliveryMode::parse)
+            .unwrap_or_default();
         spec
     }
 
@@ -454,6 +483,22 @@ topics = ["events.dlq"]
             AgentsConfig::from_toml("").unwrap().backend,
             BackendChoice::Embedded
         );
+    }
+
+    #[test]
+    fn queue_delivery_is_read_and_refused_where_no_share_consumer_exists() {
+        let agent = "[[agents]]\nname='r'\nkind='router'\ntopics=['t']\ndelivery='queue'\n[agents.options]\nfield='type'\n";
+        let config = AgentsConfig::from_toml(agent).unwrap();
+        assert_eq!(config.agents[0].spec().delivery, DeliveryMode::Queue);
+        let on_kafka = format!("backend='kafka'\nbootstrap='k:9092'\n{agent}");
+        let Err(ConfigError::Options { reason, .. }) = AgentsConfig::from_toml(&on_kafka) else {
+            panic!("queue agents on the kafka backend were accepted");
+        };
+        assert!(reason.contains("embedded backend"), "{reason}");
+        assert!(matches!(
+            AgentsConfig::from_toml(&agent.replace("'queue'", "'fanout'")),
+            Err(ConfigError::Options { .. })
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::delivery::{Delivery, DeliveryError, Outcome, RetryPolicy};
 use crate::dispatch::{KeyedDispatch, Ticket};
 use crate::event::Event;
 use crate::metrics::{AgentMetrics, MetricsSnapshot};
+use crate::queue::DeliveryMode;
 use crate::rag::Indexes;
 use crate::state::{RestoreError, StateStore};
 
@@ -45,6 +46,8 @@ pub struct AgentSpec {
     pub max_batch: usize,
     /// Serve A2A requests and publish an agent card (`[agents.a2a]`); `None`: off.
     pub a2a: Option<crate::a2a::A2aSettings>,
+    /// A consumer group (stream) or a share group (queue, see [`crate::queue`]).
+    pub delivery: DeliveryMode,
 }
 
 /// Events per batch unless configured: large enough that a batch's one append and one
@@ -66,7 +69,15 @@ impl AgentSpec {
             max_in_flight: 1,
             max_batch: DEFAULT_MAX_BATCH,
             a2a: None,
+            delivery: DeliveryMode::Stream,
         }
+    }
+
+    /// Runs the instances as a share group: per-event acquisition and
+    /// acknowledgement instead of partition ownership (see [`crate::queue`]).
+    pub fn queue(mut self) -> AgentSpec {
+        self.delivery = DeliveryMode::Queue;
+        self
     }
 
     /// Uses another consumer group.
@@ -297,14 +308,25 @@ impl<B: Backend> Runtime<B> {
         let spawn: Spawner = Arc::new(move |id| {
             let (stop, stop_rx) = watch::channel(false);
             let assignment = Arc::new(Mutex::new(Vec::new()));
-            let task = tokio::spawn(run_instance(
-                backend.clone(),
-                delivery.clone(),
-                loop_spec.clone(),
-                format!("{}-{id}", loop_spec.name),
-                stop_rx,
-                assignment.clone(),
-            ));
+            let client_id = format!("{}-{id}", loop_spec.name);
+            let task = match loop_spec.delivery {
+                DeliveryMode::Stream => tokio::spawn(run_instance(
+                    backend.clone(),
+                    delivery.clone(),
+                    loop_spec.clone(),
+                    client_id,
+                    stop_rx,
+                    assignment.clone(),
+                )),
+                DeliveryMode::Queue => tokio::spawn(crate::queue::run_queue_instance(
+                    backend.clone(),
+                    delivery.clone(),
+                    loop_spec.clone(),
+                    client_id,
+                    stop_rx,
+                    assignment.clone(),
+                )),
+            };
             Instance {
                 stop,
                 task,

@@ -12,6 +12,7 @@ pub mod partition;
 pub mod producers;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod storage;
 pub mod topics;
 pub mod transactions;

@@ -24,7 +24,9 @@ COVERED = [
     "WriteTxnMarkers", "DescribeProducers", "ListTransactions", "DescribeTransactions",
     "OffsetForLeaderEpoch", "SaslHandshake", "SaslAuthenticate",
     "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "DescribeUserScramCredentials",
-    "AlterUserScramCredentials",
+    "AlterUserScramCredentials", "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch",
+    "ShareAcknowledge", "DescribeShareGroupOffsets", "AlterShareGroupOffsets",
+    "DeleteShareGroupOffsets",
 ]
 
 SCALARS = {

@@ -8,6 +8,7 @@ use super::walk::Message;
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
+pub(crate) mod alter_share_group_offsets;
 pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
@@ -16,11 +17,13 @@ pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
+pub(crate) mod delete_share_group_offsets;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
 pub(crate) mod describe_producers;
+pub(crate) mod describe_share_group_offsets;
 pub(crate) mod describe_transactions;
 pub(crate) mod describe_user_scram_credentials;
 pub(crate) mod end_txn;
@@ -42,6 +45,10 @@ pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod sasl_authenticate;
 pub(crate) mod sasl_handshake;
+pub(crate) mod share_acknowledge;
+pub(crate) mod share_fetch;
+pub(crate) mod share_group_describe;
+pub(crate) mod share_group_heartbeat;
 pub(crate) mod sync_group;
 pub(crate) mod txn_offset_commit;
 pub(crate) mod write_txn_markers;
@@ -108,5 +115,21 @@ pub(crate) const COVERED: &[(ApiKey, &Message)] = &[
     (
         ApiKey::AlterUserScramCredentials,
         &alter_user_scram_credentials::MESSAGE,
+    ),
+    (ApiKey::ShareGroupHeartbeat, &share_group_heartbeat::MESSAGE),
+    (ApiKey::ShareGroupDescribe, &share_group_describe::MESSAGE),
+    (ApiKey::ShareFetch, &share_fetch::MESSAGE),
+    (ApiKey::ShareAcknowledge, &share_acknowledge::MESSAGE),
+    (
+        ApiKey::DescribeShareGroupOffsets,
+        &describe_share_group_offsets::MESSAGE,
+    ),
+    (
+        ApiKey::AlterShareGroupOffsets,
+        &alter_share_group_offsets::MESSAGE,
+    ),
+    (
+        ApiKey::DeleteShareGroupOffsets,
+        &delete_share_group_offsets::MESSAGE,
     ),
 ];
