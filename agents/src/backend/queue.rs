@@ -107,7 +107,9 @@ impl QueueSource {
             client_host: "in-process".to_string(),
         };
         let shares = &self.broker.shares;
-        let beat = shares.heartbeat(&self.group, params(self.epoch, None), &self.broker.topics);
+        // Joining (epoch 0) names the topics; later heartbeats leave them unchanged.
+        let topics = (self.epoch == 0).then(|| self.topics.clone());
+        let beat = shares.heartbeat(&self.group, params(self.epoch, topics), &self.broker.topics);
         let outcome = match beat {
             Ok(outcome) => outcome,
             // Expired (a long stall) or fenced: join again; its records were released.
