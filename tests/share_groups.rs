@@ -51,7 +51,7 @@ fn s(text: &str) -> StrBytes {
 fn topic_id(client: &mut RawClient, topic: &str) -> Uuid {
     let response = client.call(
         &MetadataRequest::default().with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
+            MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))
         ])),
         12,
     );
@@ -223,15 +223,33 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
     let epoch = join(&mut c, "sg", "m1", "q");
     let joined = heartbeat(&mut c, "sg", "m1", epoch, None);
     assert_eq!((joined.error_code, joined.member_epoch), (0, epoch));
-    assert_eq!(heartbeat(&mut c, "sg", "m1", epoch + 5, None).error_code, FENCED_MEMBER_EPOCH);
-    assert_eq!(heartbeat(&mut c, "sg", "nobody", 3, None).error_code, UNKNOWN_MEMBER_ID);
-    assert_eq!(heartbeat(&mut c, "sg", "", 0, Some(&["q"][..])).error_code, INVALID_REQUEST);
-    assert_eq!(heartbeat(&mut c, "sg", "m9", 0, None).error_code, INVALID_REQUEST);
+    assert_eq!(
+        heartbeat(&mut c, "sg", "m1", epoch + 5, None).error_code,
+        FENCED_MEMBER_EPOCH
+    );
+    assert_eq!(
+        heartbeat(&mut c, "sg", "nobody", 3, None).error_code,
+        UNKNOWN_MEMBER_ID
+    );
+    assert_eq!(
+        heartbeat(&mut c, "sg", "", 0, Some(&["q"][..])).error_code,
+        INVALID_REQUEST
+    );
+    assert_eq!(
+        heartbeat(&mut c, "sg", "m9", 0, None).error_code,
+        INVALID_REQUEST
+    );
     let first = heartbeat(&mut c, "sg", "m1", epoch, None);
-    assert_eq!(first.error_code, 0, "the member survives refused heartbeats of others");
+    assert_eq!(
+        first.error_code, 0,
+        "the member survives refused heartbeats of others"
+    );
 
     // Fetches from strangers and out-of-session requests.
-    assert_eq!(share_fetch(&mut c, "sg", "nobody", 0, q, vec![], 0).error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        share_fetch(&mut c, "sg", "nobody", 0, q, vec![], 0).error_code,
+        UNKNOWN_MEMBER_ID
+    );
     assert_eq!(
         share_fetch(&mut c, "sg", "m1", 3, q, vec![], 0).error_code,
         SHARE_SESSION_NOT_FOUND
@@ -267,7 +285,11 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
     );
     assert_eq!(ack_error(&acked), 0);
     let again = acknowledge(&mut c, "sg", "m1", 3, q, vec![(0, 0, vec![ACCEPT])]);
-    assert_eq!(ack_error(&again), INVALID_RECORD_STATE, "acknowledged twice");
+    assert_eq!(
+        ack_error(&again),
+        INVALID_RECORD_STATE,
+        "acknowledged twice"
+    );
     let never = acknowledge(&mut c, "sg", "m1", 4, q, vec![(40, 41, vec![ACCEPT])]);
     assert_eq!(ack_error(&never), INVALID_RECORD_STATE, "never acquired");
     let malformed = acknowledge(&mut c, "sg", "m1", 5, q, vec![(4, 4, vec![9])]);
@@ -287,19 +309,30 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
     });
     assert_eq!(seen, BTreeSet::from([(2, 2), (4, 2)]));
     let late = acknowledge(&mut c, "sg", "m1", 6, q, vec![(4, 4, vec![ACCEPT])]);
-    assert_eq!(ack_error(&late), INVALID_RECORD_STATE, "m1's lock timed out");
+    assert_eq!(
+        ack_error(&late),
+        INVALID_RECORD_STATE,
+        "m1's lock timed out"
+    );
 
     // Released (4) or timed out (2) at the delivery limit: archived, never delivered
     // again, and the start offset moves past them.
     let released = share_fetch(&mut c2, "sg", "m2", epoch2, q, vec![(4, 4, RELEASE)], 0);
     epoch2 += 1;
-    assert_eq!(released.responses[0].partitions[0].acknowledge_error_code, 0);
-    poll_until(Duration::from_secs(30), "the start offset past the archived", || {
-        let got = acquired(&share_fetch(&mut c2, "sg", "m2", epoch2, q, vec![], 200));
-        epoch2 += 1;
-        assert!(got.is_empty(), "archived records delivered again: {got:?}");
-        (start_offset(&mut c, "sg", "q") == 5).then_some(())
-    });
+    assert_eq!(
+        released.responses[0].partitions[0].acknowledge_error_code,
+        0
+    );
+    poll_until(
+        Duration::from_secs(30),
+        "the start offset past the archived",
+        || {
+            let got = acquired(&share_fetch(&mut c2, "sg", "m2", epoch2, q, vec![], 200));
+            epoch2 += 1;
+            assert!(got.is_empty(), "archived records delivered again: {got:?}");
+            (start_offset(&mut c, "sg", "q") == 5).then_some(())
+        },
+    );
 
     // Reporting: ShareGroupDescribe, ListGroups with the share type, DescribeGroups.
     let described = c.call(
@@ -308,11 +341,24 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
         1,
     );
     let group = &described.groups[0];
-    assert_eq!((group.error_code, group.group_state.to_string()), (0, "Stable".to_string()));
+    assert_eq!(
+        (group.error_code, group.group_state.to_string()),
+        (0, "Stable".to_string())
+    );
     assert_eq!(group.assignor_name.to_string(), "simple");
-    let members: BTreeSet<String> = group.members.iter().map(|m| m.member_id.to_string()).collect();
-    assert_eq!(members, BTreeSet::from(["m1".to_string(), "m2".to_string()]));
-    assert_eq!(group.members[0].assignment.topic_partitions[0].partitions, vec![0]);
+    let members: BTreeSet<String> = group
+        .members
+        .iter()
+        .map(|m| m.member_id.to_string())
+        .collect();
+    assert_eq!(
+        members,
+        BTreeSet::from(["m1".to_string(), "m2".to_string()])
+    );
+    assert_eq!(
+        group.members[0].assignment.topic_partitions[0].partitions,
+        vec![0]
+    );
     assert_eq!(described.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
     let listed = |c: &mut RawClient, types: Vec<&str>| -> Vec<(String, String, String)> {
         let response = c.call(
@@ -323,7 +369,11 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
             .groups
             .iter()
             .map(|g| {
-                (g.group_id.0.to_string(), g.protocol_type.to_string(), g.group_type.to_string())
+                (
+                    g.group_id.0.to_string(),
+                    g.protocol_type.to_string(),
+                    g.group_type.to_string(),
+                )
             })
             .collect()
     };
@@ -335,7 +385,11 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
         &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("sg"))]),
         5,
     );
-    assert_eq!(classic.groups[0].group_state.to_string(), "Dead", "not a classic group");
+    assert_eq!(
+        classic.groups[0].group_state.to_string(),
+        "Dead",
+        "not a classic group"
+    );
 
     // Offsets can only be changed on an empty group.
     let alter = |c: &mut RawClient, offset: i64| {
@@ -344,9 +398,11 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
                 .with_group_id(GroupId(s("sg")))
                 .with_topics(vec![AlterShareGroupOffsetsRequestTopic::default()
                     .with_topic_name(TopicName(s("q")))
-                    .with_partitions(vec![AlterShareGroupOffsetsRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_start_offset(offset)])]),
+                    .with_partitions(vec![
+                        AlterShareGroupOffsetsRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_start_offset(offset),
+                    ])]),
             0,
         )
     };
@@ -360,11 +416,15 @@ fn share_group_delivery_acknowledgement_and_error_codes() {
     let deleted = c.call(
         &DeleteShareGroupOffsetsRequest::default()
             .with_group_id(GroupId(s("sg")))
-            .with_topics(vec![DeleteShareGroupOffsetsRequestTopic::default()
-                .with_topic_name(TopicName(s("q")))]),
+            .with_topics(vec![
+                DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(s("q")))
+            ]),
         0,
     );
-    assert_eq!((deleted.error_code, deleted.responses[0].error_code), (0, 0));
+    assert_eq!(
+        (deleted.error_code, deleted.responses[0].error_code),
+        (0, 0)
+    );
     assert_eq!(start_offset(&mut c, "sg", "q"), -1);
 }
 
@@ -395,15 +455,37 @@ fn acknowledged_records_are_not_redelivered_after_sigkill_and_unacknowledged_are
     join(&mut c, "workers", "w2", "jobs");
     let mut seen = Vec::new();
     let mut epoch = 0;
-    poll_until(Duration::from_secs(30), "the unacknowledged records", || {
-        seen.extend(acquired(&share_fetch(&mut c, "workers", "w2", epoch, jobs, vec![], 1000)));
-        epoch += 1;
-        (seen.len() >= 5).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(30),
+        "the unacknowledged records",
+        || {
+            seen.extend(acquired(&share_fetch(
+                &mut c,
+                "workers",
+                "w2",
+                epoch,
+                jobs,
+                vec![],
+                1000,
+            )));
+            epoch += 1;
+            (seen.len() >= 5).then_some(())
+        },
+    );
     let offsets: Vec<i64> = seen.iter().map(|(o, _)| *o).collect();
     assert_eq!(offsets, (5..10).collect::<Vec<_>>(), "{seen:?}");
-    assert!(seen.iter().all(|(_, count)| *count == 2), "second delivery: {seen:?}");
-    let done = acknowledge(&mut c, "workers", "w2", epoch, jobs, vec![(5, 9, vec![ACCEPT])]);
+    assert!(
+        seen.iter().all(|(_, count)| *count == 2),
+        "second delivery: {seen:?}"
+    );
+    let done = acknowledge(
+        &mut c,
+        "workers",
+        "w2",
+        epoch,
+        jobs,
+        vec![(5, 9, vec![ACCEPT])],
+    );
     assert_eq!(ack_error(&done), 0);
     assert_eq!(start_offset(&mut c, "workers", "jobs"), 10);
 }
@@ -466,7 +548,11 @@ impl Wire {
         );
         self.epoch += 1;
         for partition in response.responses.iter().flat_map(|t| &t.partitions) {
-            assert_eq!(partition.acknowledge_error_code, 0, "{:?}", partition.acknowledge_error_message);
+            assert_eq!(
+                partition.acknowledge_error_code, 0,
+                "{:?}",
+                partition.acknowledge_error_message
+            );
         }
         acquired(&response)
     }
@@ -482,7 +568,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_agents_share_a_group_with_wire_members_and_dead_letter_at_the_limit() {
     let broker = agentlog_broker::EmbeddedBroker::start_with(|config| {
-        config.set("group.share.record.lock.duration.ms", "1000").unwrap();
+        config
+            .set("group.share.record.lock.duration.ms", "1000")
+            .unwrap();
         config.set("group.share.delivery.count.limit", "2").unwrap();
     })
     .await
@@ -495,7 +583,10 @@ async fn queue_agents_share_a_group_with_wire_members_and_dead_letter_at_the_lim
     let mut swarm = runtime.start(spec.clone(), recorder.clone()).await.unwrap();
 
     // The agents alone first: they start at the log start.
-    backend.produce("tasks", (0..20).map(record).collect()).await.unwrap();
+    backend
+        .produce("tasks", (0..20).map(record).collect())
+        .await
+        .unwrap();
     let handled = recorder.handled.clone();
     agents_common::eventually("the agents handle 20", Duration::from_secs(30), || {
         handled.lock().unwrap().len() == 20
@@ -509,7 +600,10 @@ async fn queue_agents_share_a_group_with_wire_members_and_dead_letter_at_the_lim
         let got = wire.fetch(vec![], 10_000);
         (wire, got)
     });
-    backend.produce("tasks", (20..100).map(record).collect()).await.unwrap();
+    backend
+        .produce("tasks", (20..100).map(record).collect())
+        .await
+        .unwrap();
     let (mut wire, mut got) = parked.await.unwrap();
     let mut by_wire: Vec<i64> = Vec::new();
     for round in 0.. {
@@ -532,7 +626,11 @@ async fn queue_agents_share_a_group_with_wire_members_and_dead_letter_at_the_lim
     assert!(!by_wire.is_empty(), "the wire member got none");
     let mut all: Vec<i64> = by_agents.iter().chain(&by_wire).copied().collect();
     all.sort_unstable();
-    assert_eq!(all, (0..100).collect::<Vec<_>>(), "each event handled exactly once");
+    assert_eq!(
+        all,
+        (0..100).collect::<Vec<_>>(),
+        "each event handled exactly once"
+    );
 
     // A poison pill: the wire member takes it and never acknowledges; the agents get
     // it on the last delivery the group allows and dead-letter it.

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::agent::{Agent, HandlerError};
-use crate::backend::queue::{QueuedEvent, QueueSource};
+use crate::backend::queue::{QueueSource, QueuedEvent};
 use crate::backend::Backend;
 use crate::delivery::{Delivery, DeliveryError, Outcome};
 use crate::event::Event;
@@ -67,7 +67,15 @@ pub(crate) async fn run_queue_instance<B: Backend, A: Agent>(
                 continue;
             }
         };
-        serve(&backend, &delivery, &spec, &mut source, &mut stop, &assignment).await;
+        serve(
+            &backend,
+            &delivery,
+            &spec,
+            &mut source,
+            &mut stop,
+            &assignment,
+        )
+        .await;
         source.close();
     }
     assignment.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -102,7 +110,14 @@ async fn serve<B: Backend, A: Agent>(
                 Ok(events) => {
                     *assignment.lock().unwrap_or_else(|p| p.into_inner()) = source.assignment();
                     for queued in events {
-                        spawn(&mut tasks, backend, delivery, stop, source.delivery_limit(), queued);
+                        spawn(
+                            &mut tasks,
+                            backend,
+                            delivery,
+                            stop,
+                            source.delivery_limit(),
+                            queued,
+                        );
                     }
                 }
                 Err(error) => {
@@ -139,7 +154,12 @@ fn spawn<B: Backend, A: Agent>(
                  (group.share.delivery.count.limit)"
             ));
             delivery
-                .dead_letter_durably(&backend, &event, &error, u32::from(deliveries.unsigned_abs()))
+                .dead_letter_durably(
+                    &backend,
+                    &event,
+                    &error,
+                    u32::from(deliveries.unsigned_abs()),
+                )
                 .await
         } else {
             delivery.deliver(&backend, &event, &stop).await

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentlog_agents::{Agent, AgentSpec, Context, EmbeddedBackend, Event, HandlerError, Runtime, Sink};
+use agentlog_agents::{
+    Agent, AgentSpec, Context, EmbeddedBackend, Event, HandlerError, Runtime, Sink,
+};
 use agentlog_broker::EmbeddedBroker;
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -95,7 +97,9 @@ pub fn run(options: &QueueOptions) -> anyhow::Result<()> {
 }
 
 async fn measure(options: &QueueOptions) -> anyhow::Result<(u64, f64)> {
-    let broker = EmbeddedBroker::start().await.context("starting the broker")?;
+    let broker = EmbeddedBroker::start()
+        .await
+        .context("starting the broker")?;
     let backend = EmbeddedBackend::new(broker.running().broker.clone());
     let topic = "bench-queue";
     backend
@@ -115,7 +119,10 @@ async fn measure(options: &QueueOptions) -> anyhow::Result<(u64, f64)> {
     let spec = AgentSpec::new("bench-queue", &[topic])
         .instances(options.instances)
         .queue();
-    let swarm = runtime.start(spec, agent).await.context("starting the agents")?;
+    let swarm = runtime
+        .start(spec, agent)
+        .await
+        .context("starting the agents")?;
     // Warm-up: every instance joined and the first events are through.
     let started = Instant::now();
     while handled.load(Ordering::Relaxed) < options.instances as u64 {

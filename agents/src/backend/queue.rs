@@ -17,8 +17,9 @@ use super::ConsumeError;
 use crate::event::Event;
 use crate::records;
 
-/// Most log bytes one acquisition reads from a partition.
-const MAX_READ_BYTES: usize = 1 << 20;
+/// Log bytes one acquisition reads from a partition: an instance acquires a few records
+/// at a time, which one stored batch (always returned whole) nearly always holds.
+const MAX_READ_BYTES: usize = 64 << 10;
 
 /// An acquired event and how many times it was delivered (this time included).
 #[derive(Debug, Clone)]
@@ -215,7 +216,8 @@ impl QueueSource {
             let name: Arc<str> = Arc::from(topic.name());
             let mut decoded = Vec::new();
             let first = acquired.ranges.first().map_or(0, |r| r.first);
-            records::decode_batches(&name, *index, &acquired.bytes, first, &mut decoded);
+            let last = acquired.ranges.last().map_or(first, |r| r.last);
+            records::decode_range(&name, *index, &acquired.bytes, first..=last, &mut decoded);
             let mut gaps = Vec::new();
             for range in &acquired.ranges {
                 let mut expected = range.first;
@@ -257,13 +259,15 @@ impl QueueSource {
         Ok(out)
     }
 
-    /// Acknowledges one event; durable when this returns `Ok`.
+    /// Acknowledges one event: applied at once (no other member can get it), durable at
+    /// the next metadata flush, which this starts without waiting for it. An instance
+    /// crashing before that flush sees the event again (at least once); waiting would
+    /// add a flush to every event of every instance.
     pub async fn acknowledge(&self, event: &Event, ack: AckType) -> Result<(), ConsumeError> {
-        let topic = self
-            .broker
-            .topics
-            .get(&event.topic)
-            .ok_or_else(|| group_error(&self.group, format!("topic {} is gone", event.topic)))?;
+        let topic =
+            self.broker.topics.get(&event.topic).ok_or_else(|| {
+                group_error(&self.group, format!("topic {} is gone", event.topic))
+            })?;
         let batch = AckBatch {
             first: event.offset,
             last: event.offset,
@@ -271,13 +275,21 @@ impl QueueSource {
         };
         self.broker
             .shares
-            .acknowledge(&self.group, &self.member, topic.id(), event.partition, &[batch])
+            .acknowledge(
+                &self.group,
+                &self.member,
+                topic.id(),
+                event.partition,
+                &[batch],
+            )
             .map_err(|e| group_error(&self.group, e))?;
-        self.broker
-            .groups
-            .flush()
-            .await
-            .map_err(|e| group_error(&self.group, e))
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            if let Err(error) = broker.groups.flush().await {
+                tracing::warn!(%error, "cannot make a queue acknowledgement durable");
+            }
+        });
+        Ok(())
     }
 
     /// Leaves the group: whatever it still holds is released at once.

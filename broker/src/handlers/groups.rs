@@ -300,7 +300,9 @@ fn share_groups(
         .shares
         .list()
         .into_iter()
-        .filter(|(_, state)| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state)))
+        .filter(|(_, state)| {
+            states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
+        })
         .map(|(id, state)| {
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))

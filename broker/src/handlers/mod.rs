@@ -263,13 +263,15 @@ pub async fn dispatch_from(broker: &Arc<Broker>, request: Request, origin: &Orig
                 broker, req, &client_id, &host,
             )))
         }
-        RequestKind::ShareGroupDescribe(req) => ReplyBody::ready(
-            ResponseKind::ShareGroupDescribe(share_group::describe(broker, req)),
-        ),
+        RequestKind::ShareGroupDescribe(req) => ReplyBody::ready(ResponseKind::ShareGroupDescribe(
+            share_group::describe(broker, req),
+        )),
         RequestKind::ShareFetch(req) => {
             let broker = broker.clone();
             ReplyBody::Later(tokio::spawn(async move {
-                Some(ResponseKind::ShareFetch(share_fetch::fetch(broker, req).await))
+                Some(ResponseKind::ShareFetch(
+                    share_fetch::fetch(broker, req).await,
+                ))
             }))
         }
         RequestKind::ShareAcknowledge(req) => {

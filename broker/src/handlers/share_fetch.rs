@@ -136,9 +136,14 @@ fn check_request(broker: &Broker, group: &str, member: &str) -> Result<(), Respo
 
 /// Serves a ShareFetch.
 pub async fn fetch(broker: Arc<Broker>, request: ShareFetchRequest) -> ShareFetchResponse {
-    let group = request.group_id.as_ref().map(|g| g.0.to_string()).unwrap_or_default();
+    let group = request
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
     let member = text(&request.member_id);
-    let lock_ms = i32::try_from(broker.shares.settings().record_lock.as_millis()).unwrap_or(i32::MAX);
+    let lock_ms =
+        i32::try_from(broker.shares.settings().record_lock.as_millis()).unwrap_or(i32::MAX);
     let response = ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms);
     let top_error = |code: ResponseError, message: String| {
         ShareFetchResponse::default()
@@ -146,7 +151,10 @@ pub async fn fetch(broker: Arc<Broker>, request: ShareFetchRequest) -> ShareFetc
             .with_error_message(Some(str_bytes(&message)))
     };
     if let Err(code) = check_request(&broker, &group, &member) {
-        return top_error(code, format!("share fetch from {member:?} in group {group:?}"));
+        return top_error(
+            code,
+            format!("share fetch from {member:?} in group {group:?}"),
+        );
     }
     let mut add = Vec::new();
     let mut acks: Vec<(Key, Vec<RawAck>)> = Vec::new();
@@ -218,7 +226,15 @@ pub async fn fetch(broker: Arc<Broker>, request: ShareFetchRequest) -> ShareFetc
                 watchers.push(log.subscribe());
             }
         }
-        let found = acquire_all(&broker, &group, &member, &session.partitions, max_records, max_bytes, &mut outcomes);
+        let found = acquire_all(
+            &broker,
+            &group,
+            &member,
+            &session.partitions,
+            max_records,
+            max_bytes,
+            &mut outcomes,
+        );
         if found || Instant::now() >= deadline || watchers.is_empty() {
             return respond(&broker, response, outcomes);
         }
@@ -255,8 +271,10 @@ fn acquire_all(
             break;
         }
         let Some(topic) = broker.topics.get_by_id(key.0) else {
-            outcomes.entry(*key).or_default().error =
-                Some((ResponseError::UnknownTopicId, format!("unknown topic id {}", key.0)));
+            outcomes.entry(*key).or_default().error = Some((
+                ResponseError::UnknownTopicId,
+                format!("unknown topic id {}", key.0),
+            ));
             found = true;
             continue;
         };
@@ -268,7 +286,8 @@ fn acquire_all(
         match broker.shares.acquire(group, member, &topic, key.1, want) {
             Ok(Some(acquired)) => {
                 let count: i64 = acquired.ranges.iter().map(|r| r.last - r.first + 1).sum();
-                left_records = left_records.saturating_sub(usize::try_from(count).unwrap_or(usize::MAX));
+                left_records =
+                    left_records.saturating_sub(usize::try_from(count).unwrap_or(usize::MAX));
                 left_bytes = left_bytes.saturating_sub(acquired.bytes.len());
                 outcomes.entry(*key).or_default().records = Some(acquired);
                 found = true;
@@ -339,8 +358,15 @@ fn split(error: Option<(ResponseError, String)>) -> (i16, Option<StrBytes>) {
 }
 
 /// Serves a ShareAcknowledge.
-pub async fn acknowledge(broker: Arc<Broker>, request: ShareAcknowledgeRequest) -> ShareAcknowledgeResponse {
-    let group = request.group_id.as_ref().map(|g| g.0.to_string()).unwrap_or_default();
+pub async fn acknowledge(
+    broker: Arc<Broker>,
+    request: ShareAcknowledgeRequest,
+) -> ShareAcknowledgeResponse {
+    let group = request
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
     let member = text(&request.member_id);
     let top_error = |code: ResponseError, message: String| {
         ShareAcknowledgeResponse::default()
@@ -348,15 +374,23 @@ pub async fn acknowledge(broker: Arc<Broker>, request: ShareAcknowledgeRequest) 
             .with_error_message(Some(str_bytes(&message)))
     };
     if let Err(code) = check_request(&broker, &group, &member) {
-        return top_error(code, format!("share acknowledge from {member:?} in group {group:?}"));
+        return top_error(
+            code,
+            format!("share acknowledge from {member:?} in group {group:?}"),
+        );
     }
-    let closing = match broker.shares.sessions.acknowledge(&group, &member, request.share_session_epoch) {
-        Ok(closing) => closing,
-        Err(error) => {
-            tracing::info!(%group, %member, %error, "share acknowledge session refused");
-            return top_error(session_error_code(&error), error.to_string());
-        }
-    };
+    let closing =
+        match broker
+            .shares
+            .sessions
+            .acknowledge(&group, &member, request.share_session_epoch)
+        {
+            Ok(closing) => closing,
+            Err(error) => {
+                tracing::info!(%group, %member, %error, "share acknowledge session refused");
+                return top_error(session_error_code(&error), error.to_string());
+            }
+        };
     let acks: Vec<(Key, Vec<RawAck>)> = request
         .topics
         .iter()

@@ -29,7 +29,11 @@ pub fn heartbeat(
     let response = ShareGroupHeartbeatResponse::default()
         .with_heartbeat_interval_ms(broker.shares.settings().heartbeat_interval_ms);
     if group.is_empty() {
-        return error(response, ResponseError::InvalidRequest, "GroupId can't be empty.");
+        return error(
+            response,
+            ResponseError::InvalidRequest,
+            "GroupId can't be empty.",
+        );
     }
     if broker.groups.describe(&group).is_ok() {
         // A classic (or consumer) group of that name exists: Kafka's GroupIdNotFound.
@@ -129,17 +133,19 @@ pub fn describe(broker: &Broker, request: ShareGroupDescribeRequest) -> ShareGro
                         .with_subscribed_topic_names(
                             m.subscribed.iter().map(|t| topic_name(t)).collect(),
                         )
-                        .with_assignment(DescribedAssignment::default().with_topic_partitions(
-                            m.assignment
-                                .iter()
-                                .map(|(id, partitions)| {
-                                    DescribedTopic::default()
-                                        .with_topic_id(*id)
-                                        .with_topic_name(topic_name(&topic_name_of(*id)))
-                                        .with_partitions(partitions.clone())
-                                })
-                                .collect(),
-                        ))
+                        .with_assignment(
+                            DescribedAssignment::default().with_topic_partitions(
+                                m.assignment
+                                    .iter()
+                                    .map(|(id, partitions)| {
+                                        DescribedTopic::default()
+                                            .with_topic_id(*id)
+                                            .with_topic_name(topic_name(&topic_name_of(*id)))
+                                            .with_partitions(partitions.clone())
+                                    })
+                                    .collect(),
+                            ),
+                        )
                 })
                 .collect();
             described

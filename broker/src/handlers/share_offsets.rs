@@ -34,7 +34,8 @@ pub fn describe(
         .into_iter()
         .map(|group| {
             let id = group.group_id.0.to_string();
-            let out = DescribeShareGroupOffsetsResponseGroup::default().with_group_id(group.group_id);
+            let out =
+                DescribeShareGroupOffsetsResponseGroup::default().with_group_id(group.group_id);
             if !broker.shares.exists(&id) {
                 return out
                     .with_error_code(ResponseError::GroupIdNotFound.code())
@@ -119,9 +120,7 @@ pub async fn alter(
                     stored = true;
                     out
                 }
-                Err(
-                    error @ (ShareError::NonEmptyGroup(_) | ShareError::GroupNotFound(_)),
-                ) => {
+                Err(error @ (ShareError::NonEmptyGroup(_) | ShareError::GroupNotFound(_))) => {
                     return AlterShareGroupOffsetsResponse::default()
                         .with_error_code(error.code().code())
                         .with_error_message(Some(str_bytes(&error.to_string())));

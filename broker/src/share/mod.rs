@@ -28,7 +28,7 @@ use crate::topics::{Topic, TopicRegistry};
 use group::{HeartbeatError, HeartbeatOutcome, HeartbeatParams, ShareGroup};
 use partition::{AckBatch, AckError, AcquireLimits, AcquiredRange, SharePartition};
 use session::Sessions;
-use store::{Shared, ShareStore, ShareStoreError};
+use store::{ShareStore, ShareStoreError, Shared};
 
 /// The `group.share.*` settings.
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +176,9 @@ impl ShareCoordinator {
         let mut groups = BTreeMap::new();
         let mut partitions = HashMap::new();
         for (group, topic, partition, state) in store.load_all()? {
-            groups.entry(group.clone()).or_insert_with(ShareGroup::default);
+            groups
+                .entry(group.clone())
+                .or_insert_with(ShareGroup::default);
             partitions.insert((group, topic, partition), Arc::new(Mutex::new(state)));
         }
         Ok(ShareCoordinator {
@@ -400,7 +402,12 @@ impl ShareCoordinator {
             return Err(AckError::NotAcquired(first).into());
         };
         let mut state = lock(&shared);
-        state.acknowledge(member, batches, Instant::now(), self.settings.delivery_limit)?;
+        state.acknowledge(
+            member,
+            batches,
+            Instant::now(),
+            self.settings.delivery_limit,
+        )?;
         self.store.save(group, topic, partition, &state)?;
         drop(state);
         let released = batches
@@ -523,4 +530,3 @@ fn covering(bytes: &Bytes, first: i64, last: i64) -> Bytes {
         _ => Bytes::new(),
     }
 }
-

@@ -180,12 +180,18 @@ impl SharePartition {
     /// The first offset a fetch could acquire at or after, given the log's end: the
     /// first available (or lock-expired) offset in the window, else `end` when the log
     /// has records there. `None`: nothing to hand out.
-    pub fn first_acquirable(&self, now: Instant, high_watermark: i64, max_window: i64) -> Option<i64> {
-        let redelivery = self.window.iter().find_map(|(offset, entry)| {
-            acquirable(&entry.state, now).then_some(*offset)
-        });
-        let fresh = (self.end < high_watermark && self.end - self.start < max_window)
-            .then_some(self.end);
+    pub fn first_acquirable(
+        &self,
+        now: Instant,
+        high_watermark: i64,
+        max_window: i64,
+    ) -> Option<i64> {
+        let redelivery = self
+            .window
+            .iter()
+            .find_map(|(offset, entry)| acquirable(&entry.state, now).then_some(*offset));
+        let fresh =
+            (self.end < high_watermark && self.end - self.start < max_window).then_some(self.end);
         redelivery.or(fresh)
     }
 
@@ -205,7 +211,12 @@ impl SharePartition {
     /// the ones in the window (redeliveries), then new ones from `end`. Each acquisition
     /// counts a delivery; lock-expired offsets past the delivery limit are archived
     /// instead. Returns the acquired runs in offset order.
-    pub fn acquire(&mut self, member: &Arc<str>, now: Instant, limits: AcquireLimits) -> Vec<AcquiredRange> {
+    pub fn acquire(
+        &mut self,
+        member: &Arc<str>,
+        now: Instant,
+        limits: AcquireLimits,
+    ) -> Vec<AcquiredRange> {
         self.expire(now, limits.delivery_limit);
         let mut ranges: Vec<AcquiredRange> = Vec::new();
         let mut taken = 0usize;
@@ -257,7 +268,10 @@ impl SharePartition {
         delivery_limit: i16,
     ) -> Result<(), AckError> {
         for batch in batches {
-            let size = batch.last.checked_sub(batch.first).and_then(|d| d.checked_add(1));
+            let size = batch
+                .last
+                .checked_sub(batch.first)
+                .and_then(|d| d.checked_add(1));
             let Some(size) = size.filter(|s| *s > 0) else {
                 return Err(AckError::Invalid(format!(
                     "range {}..={} is empty",
@@ -272,7 +286,11 @@ impl SharePartition {
             }
             // Outside the window nothing is acquired (and the loop below stays bounded).
             if batch.first < self.start || batch.last >= self.end {
-                let outside = if batch.first < self.start { batch.first } else { self.end.max(batch.first) };
+                let outside = if batch.first < self.start {
+                    batch.first
+                } else {
+                    self.end.max(batch.first)
+                };
                 return Err(AckError::NotAcquired(outside));
             }
             for offset in batch.first..=batch.last {
@@ -331,7 +349,10 @@ impl SharePartition {
     /// Moves the start past every finished offset at the front of the window.
     fn advance(&mut self) {
         while let Some(entry) = self.window.first_entry() {
-            if !matches!(entry.get().state, RecordState::Acknowledged | RecordState::Archived) {
+            if !matches!(
+                entry.get().state,
+                RecordState::Acknowledged | RecordState::Archived
+            ) {
                 break;
             }
             entry.remove();

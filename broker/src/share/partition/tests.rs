@@ -26,17 +26,37 @@ fn acquisition_hands_each_record_to_one_member_until_acknowledged() {
     let now = Instant::now();
     let mut p = SharePartition::starting_at(0);
     let got = p.acquire(&a, now, limits(3, 9, now));
-    assert_eq!(got, vec![AcquiredRange { first: 0, last: 2, deliveries: 1 }]);
+    assert_eq!(
+        got,
+        vec![AcquiredRange {
+            first: 0,
+            last: 2,
+            deliveries: 1
+        }]
+    );
     let got = p.acquire(&b, now, limits(10, 9, now));
-    assert_eq!(got, vec![AcquiredRange { first: 3, last: 9, deliveries: 1 }]);
+    assert_eq!(
+        got,
+        vec![AcquiredRange {
+            first: 3,
+            last: 9,
+            deliveries: 1
+        }]
+    );
     assert!(p.acquire(&a, now, limits(10, 9, now)).is_empty());
     // b cannot acknowledge a's records; nothing of the request is applied.
     assert_eq!(
-        p.acknowledge("b", &[ack(3, 3, &[AckType::Accept]), ack(0, 0, &[AckType::Accept])], now, 3),
+        p.acknowledge(
+            "b",
+            &[ack(3, 3, &[AckType::Accept]), ack(0, 0, &[AckType::Accept])],
+            now,
+            3
+        ),
         Err(AckError::NotAcquired(0))
     );
     assert_eq!(p.acquired_count(now), 10);
-    p.acknowledge("a", &[ack(0, 2, &[AckType::Accept])], now, 3).unwrap();
+    p.acknowledge("a", &[ack(0, 2, &[AckType::Accept])], now, 3)
+        .unwrap();
     assert_eq!(p.start(), 3);
     // Already acknowledged: refused.
     assert_eq!(
@@ -52,20 +72,38 @@ fn released_and_timed_out_records_come_back_until_the_delivery_limit() {
     let mut p = SharePartition::starting_at(5);
     assert_eq!(p.acquire(&a, t0, limits(2, 6, t0)).len(), 1);
     // Per-offset types: 5 released, 6 rejected.
-    p.acknowledge("a", &[ack(5, 6, &[AckType::Release, AckType::Reject])], t0, 3)
-        .unwrap();
+    p.acknowledge(
+        "a",
+        &[ack(5, 6, &[AckType::Release, AckType::Reject])],
+        t0,
+        3,
+    )
+    .unwrap();
     assert_eq!(
         p.acquire(&a, t0, limits(5, 6, t0)),
-        vec![AcquiredRange { first: 5, last: 5, deliveries: 2 }]
+        vec![AcquiredRange {
+            first: 5,
+            last: 5,
+            deliveries: 2
+        }]
     );
     // Its lock times out: delivered a third time, then archived when that lock expires.
     let t1 = t0 + Duration::from_secs(31);
     assert_eq!(
         p.acquire(&a, t1, limits(5, 6, t1)),
-        vec![AcquiredRange { first: 5, last: 5, deliveries: 3 }]
+        vec![AcquiredRange {
+            first: 5,
+            last: 5,
+            deliveries: 3
+        }]
     );
     assert_eq!(
-        p.acknowledge("a", &[ack(5, 5, &[AckType::Accept])], t1 + Duration::from_secs(31), 3),
+        p.acknowledge(
+            "a",
+            &[ack(5, 5, &[AckType::Accept])],
+            t1 + Duration::from_secs(31),
+            3
+        ),
         Err(AckError::NotAcquired(5))
     );
     let t2 = t1 + Duration::from_secs(31);
@@ -84,7 +122,12 @@ fn malformed_acknowledgements_are_refused() {
         Err(AckError::Invalid(_))
     ));
     assert!(matches!(
-        p.acknowledge("a", &[ack(0, 3, &[AckType::Accept, AckType::Accept])], now, 3),
+        p.acknowledge(
+            "a",
+            &[ack(0, 3, &[AckType::Accept, AckType::Accept])],
+            now,
+            3
+        ),
         Err(AckError::Invalid(_))
     ));
     assert!(matches!(
