@@ -17,7 +17,8 @@ use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
 };
 use kafka_protocol::messages::{
-    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -119,29 +120,29 @@ async fn acknowledge_all(
     results
 }
 
-fn text(value: &Option<StrBytes>) -> String {
-    value.as_ref().map(|s| s.to_string()).unwrap_or_default()
-}
-
-/// Checks the group and member named by a request; the top-level error otherwise.
-fn check_request(broker: &Broker, group: &str, member: &str) -> Result<(), ResponseError> {
+/// The group and member a request names, once checked (both set, the member in the
+/// group); the top-level error and its message otherwise.
+fn requester(
+    broker: &Broker,
+    group: &Option<GroupId>,
+    member: &Option<StrBytes>,
+) -> Result<(String, String), (ResponseError, String)> {
+    let group = group.as_ref().map(|g| g.0.to_string()).unwrap_or_default();
+    let member = member.as_ref().map(|m| m.to_string()).unwrap_or_default();
     if group.is_empty() || member.is_empty() {
-        return Err(ResponseError::InvalidRequest);
+        return Err((
+            ResponseError::InvalidRequest,
+            "GroupId and MemberId must be set".to_string(),
+        ));
     }
-    broker
-        .shares
-        .check_member(group, member)
-        .map_err(|e| e.code())
+    match broker.shares.check_member(&group, &member) {
+        Ok(()) => Ok((group, member)),
+        Err(error) => Err((error.code(), format!("{error} in group {group:?}"))),
+    }
 }
 
 /// Serves a ShareFetch.
 pub async fn fetch(broker: Arc<Broker>, request: ShareFetchRequest) -> ShareFetchResponse {
-    let group = request
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = text(&request.member_id);
     let lock_ms =
         i32::try_from(broker.shares.settings().record_lock.as_millis()).unwrap_or(i32::MAX);
     let response = ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_ms);
@@ -150,12 +151,10 @@ pub async fn fetch(broker: Arc<Broker>, request: ShareFetchRequest) -> ShareFetc
             .with_error_code(code.code())
             .with_error_message(Some(str_bytes(&message)))
     };
-    if let Err(code) = check_request(&broker, &group, &member) {
-        return top_error(
-            code,
-            format!("share fetch from {member:?} in group {group:?}"),
-        );
-    }
+    let (group, member) = match requester(&broker, &request.group_id, &request.member_id) {
+        Ok(named) => named,
+        Err((code, message)) => return top_error(code, message),
+    };
     let mut add = Vec::new();
     let mut acks: Vec<(Key, Vec<RawAck>)> = Vec::new();
     for topic in &request.topics {
@@ -362,23 +361,15 @@ pub async fn acknowledge(
     broker: Arc<Broker>,
     request: ShareAcknowledgeRequest,
 ) -> ShareAcknowledgeResponse {
-    let group = request
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = text(&request.member_id);
     let top_error = |code: ResponseError, message: String| {
         ShareAcknowledgeResponse::default()
             .with_error_code(code.code())
             .with_error_message(Some(str_bytes(&message)))
     };
-    if let Err(code) = check_request(&broker, &group, &member) {
-        return top_error(
-            code,
-            format!("share acknowledge from {member:?} in group {group:?}"),
-        );
-    }
+    let (group, member) = match requester(&broker, &request.group_id, &request.member_id) {
+        Ok(named) => named,
+        Err((code, message)) => return top_error(code, message),
+    };
     let closing =
         match broker
             .shares

@@ -64,6 +64,22 @@ fn next_epoch(epoch: i32) -> i32 {
     }
 }
 
+/// The open session of `key`, if `sent` is the epoch it expects next.
+fn current<'a>(
+    open: &'a mut HashMap<(String, String), Session>,
+    key: &(String, String),
+    sent: i32,
+) -> Result<&'a mut Session, SessionError> {
+    let session = open.get_mut(key).ok_or(SessionError::NotFound)?;
+    if session.epoch != sent {
+        return Err(SessionError::Epoch {
+            sent,
+            expected: session.epoch,
+        });
+    }
+    Ok(session)
+}
+
 impl Sessions {
     /// Applies a `ShareFetch`'s epoch, partitions to add and partitions to forget.
     pub fn fetch(
@@ -117,13 +133,7 @@ impl Sessions {
                 })
             }
             sent => {
-                let session = open.get_mut(&key).ok_or(SessionError::NotFound)?;
-                if session.epoch != sent {
-                    return Err(SessionError::Epoch {
-                        sent,
-                        expected: session.epoch,
-                    });
-                }
+                let session = current(&mut open, &key, sent)?;
                 session.partitions.retain(|p| !forget.contains(p));
                 for p in add {
                     if !session.partitions.contains(p) {
@@ -160,13 +170,7 @@ impl Sessions {
                 Ok(Some(session.partitions))
             }
             sent => {
-                let session = open.get_mut(&key).ok_or(SessionError::NotFound)?;
-                if session.epoch != sent {
-                    return Err(SessionError::Epoch {
-                        sent,
-                        expected: session.epoch,
-                    });
-                }
+                let session = current(&mut open, &key, sent)?;
                 session.epoch = next_epoch(session.epoch);
                 Ok(None)
             }

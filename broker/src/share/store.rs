@@ -149,9 +149,9 @@ fn decode_value(value: &[u8]) -> Option<SharePartition> {
         runs = rest;
         let first = i64::from_be_bytes(run.get(0..8)?.try_into().ok()?);
         let last = i64::from_be_bytes(run.get(8..16)?.try_into().ok()?);
-        let state = match run.get(16)? {
-            &ACKNOWLEDGED => RecordState::Acknowledged,
-            &ARCHIVED => RecordState::Archived,
+        let state = match *run.get(16)? {
+            ACKNOWLEDGED => RecordState::Acknowledged,
+            ARCHIVED => RecordState::Archived,
             _ => RecordState::Available,
         };
         let deliveries = i16::from_be_bytes(run.get(17..19)?.try_into().ok()?);
