@@ -143,8 +143,9 @@ async fn the_readme_queue_agents_example_works_verbatim() {
     let readme = include_str!("../README.md");
     let example = readme
         .split("```toml\n")
-        .find(|block| block.contains("delivery = \"queue\""))
-        .and_then(|block| block.split("```").next())
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|code| code.contains("delivery = \"queue\""))
         .expect("README has a queue agents example");
     let dir = tempfile::tempdir().unwrap();
     let (process, addr) = serve(dir.path(), example, true);
