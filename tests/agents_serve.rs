@@ -135,3 +135,21 @@ async fn the_readme_agents_example_works_verbatim() {
     routed(&backend).await;
     process.stop();
 }
+
+/// The README's queue-agents example, exactly as printed: a router swarm as a share
+/// group routes every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_queue_agents_example_works_verbatim() {
+    let readme = include_str!("../README.md");
+    let example = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|code| code.contains("delivery = \"queue\""))
+        .expect("README has a queue agents example");
+    let dir = tempfile::tempdir().unwrap();
+    let (process, addr) = serve(dir.path(), example, true);
+    let backend = client(&addr.expect("the broker listens"));
+    routed(&backend).await;
+    process.stop();
+}

@@ -40,6 +40,7 @@ use crate::exactly_once::Processing;
 use crate::inference::InferenceSettings;
 use crate::llm::LlmSettings;
 use crate::mcp::McpServerDef;
+use crate::queue::DeliveryMode;
 use crate::rag::RagSettings;
 use crate::runtime::{AgentHandle, AgentSpec, Runtime, StartError};
 use crate::uplink::{UplinkConfigError, UplinkDef};
@@ -154,6 +155,9 @@ pub struct AgentDef {
     /// [`crate::exactly_once`]).
     #[serde(default)]
     pub processing: Processing,
+    /// `"stream"` (a consumer group, the default) or `"queue"` (a share group: per-event
+    /// acknowledgement, any number of instances per partition; embedded backend only).
+    pub delivery: Option<String>,
 }
 
 /// A built-in agent made from its definition.
@@ -247,6 +251,7 @@ impl AgentsConfig {
         };
         for def in &config.agents {
             config.validate(def)?;
+            config.validate_delivery(def)?;
             if let Some(decl) = &def.a2a {
                 decl.0
                     .validate(&def.name)
@@ -273,6 +278,34 @@ impl AgentsConfig {
             return Err(ConfigError::UplinksNeedEmbedded);
         }
         Ok(config)
+    }
+
+    /// Checks `delivery`: a known mode, and `queue` only where a share consumer exists.
+    fn validate_delivery(&self, def: &AgentDef) -> Result<(), ConfigError> {
+        let refuse = |reason: String| ConfigError::Options {
+            name: def.name.clone(),
+            reason,
+        };
+        match def.delivery.as_deref().map(DeliveryMode::parse) {
+            None | Some(Some(DeliveryMode::Stream)) => Ok(()),
+            Some(Some(DeliveryMode::Queue)) if self.backend != BackendChoice::Embedded => {
+                Err(refuse(crate::backend::QUEUE_NEEDS_EMBEDDED.to_string()))
+            }
+            // A share group acknowledges each record on its own; there is no offset to
+            // commit inside a transaction, so Kafka's exactly-once does not apply.
+            Some(Some(DeliveryMode::Queue)) if def.processing == Processing::ExactlyOnce => {
+                Err(refuse(
+                    "delivery = \"queue\" acknowledges each event on its own and cannot be \
+                     processing = \"exactly_once\" (use delivery = \"stream\")"
+                        .to_string(),
+                ))
+            }
+            Some(Some(DeliveryMode::Queue)) => Ok(()),
+            Some(None) => Err(refuse(format!(
+                "delivery = {:?}: expected \"stream\" or \"queue\"",
+                def.delivery.as_deref().unwrap_or_default()
+            ))),
+        }
     }
 
     /// Checks one definition against its kind, so a bad one is refused at start-up
@@ -324,6 +357,11 @@ impl AgentDef {
             .max(1);
         spec.a2a = self.a2a.as_ref().map(|decl| decl.0.clone());
         spec.processing = self.processing;
+        spec.delivery = self
+            .delivery
+            .as_deref()
+            .and_then(DeliveryMode::parse)
+            .unwrap_or_default();
         spec
     }
 
@@ -517,6 +555,30 @@ topics = ["events.dlq"]
         let concurrent = with("processing = 'exactly_once'\nmax_in_flight = 4");
         assert!(matches!(
             AgentsConfig::from_toml(&concurrent),
+            Err(ConfigError::Options { .. })
+        ));
+    }
+
+    #[test]
+    fn queue_delivery_is_read_and_refused_where_no_share_consumer_exists() {
+        let agent = "[[agents]]\nname='r'\nkind='router'\ntopics=['t']\ndelivery='queue'\n[agents.options]\nfield='type'\n";
+        let config = AgentsConfig::from_toml(agent).unwrap();
+        assert_eq!(config.agents[0].spec().delivery, DeliveryMode::Queue);
+        let exactly_once = agent.replace(
+            "delivery='queue'",
+            "delivery='queue'\nprocessing='exactly_once'",
+        );
+        assert!(matches!(
+            AgentsConfig::from_toml(&exactly_once),
+            Err(ConfigError::Options { .. })
+        ));
+        let on_kafka = format!("backend='kafka'\nbootstrap='k:9092'\n{agent}");
+        let Err(ConfigError::Options { reason, .. }) = AgentsConfig::from_toml(&on_kafka) else {
+            panic!("queue agents on the kafka backend were accepted");
+        };
+        assert!(reason.contains("embedded backend"), "{reason}");
+        assert!(matches!(
+            AgentsConfig::from_toml(&agent.replace("'queue'", "'fanout'")),
             Err(ConfigError::Options { .. })
         ));
     }

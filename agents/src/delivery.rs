@@ -253,7 +253,7 @@ impl<A: Agent> Delivery<A> {
     }
 
     /// Writes `event` to the dead-letter topic; only then may it be committed.
-    async fn dead_letter_durably<S: Sink>(
+    pub(crate) async fn dead_letter_durably<S: Sink>(
         &self,
         sink: &S,
         event: &Event,

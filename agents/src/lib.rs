@@ -44,6 +44,7 @@
 //! assignors), `delivery` (retries, dead letters, output writes), `state`, `runtime`,
 //! `builtins` (router, DLQ replayer), `config` (`[[agents]]`), `metrics`, `llm` (model
 //! endpoints, durable calls, the `llm`, `llm_router` and `tool_agent` kinds, replay),
+//! `queue` (`delivery = "queue"`: instances as a KIP-932 share group),
 //! `workflow` (`aggregate`, the fan-in), `dispatch` (key-ordered concurrency), `rag`
 //! (the vector index and its snapshots), `a2a` (A2A over topics: agent cards,
 //! inboxes, the client), `uplink` (edge store-and-forward to a central cluster),
@@ -68,6 +69,7 @@ pub mod jsonrpc;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;
+pub mod queue;
 pub mod rag;
 pub mod records;
 pub mod runtime;

@@ -76,7 +76,19 @@ pub fn decode_batches(
     from: i64,
     out: &mut Vec<Event>,
 ) -> i64 {
-    decode_skipping(topic, partition, bytes, from, out, |_| false)
+    decode_skipping(topic, partition, bytes, from..=i64::MAX, out, |_| false)
+}
+
+/// [`decode_batches`] of the records in `offsets` only: a share-group member acquiring
+/// a few records of a large batch decodes those, not the whole batch.
+pub fn decode_range(
+    topic: &Arc<str>,
+    partition: i32,
+    bytes: &Bytes,
+    offsets: std::ops::RangeInclusive<i64>,
+    out: &mut Vec<Event>,
+) {
+    decode_skipping(topic, partition, bytes, offsets, out, |_| false);
 }
 
 /// [`decode_batches`] as a read_committed consumer sees a read: the batches of aborted
@@ -90,9 +102,14 @@ pub fn decode_committed(
     from: i64,
     out: &mut Vec<Event>,
 ) -> i64 {
-    decode_skipping(topic, partition, &read.read.bytes, from, out, |header| {
-        read.is_aborted(header)
-    })
+    decode_skipping(
+        topic,
+        partition,
+        &read.read.bytes,
+        from..=i64::MAX,
+        out,
+        |header| read.is_aborted(header),
+    )
 }
 
 /// Decodes the batches `skip` does not reject (control batches are always skipped).
@@ -100,19 +117,30 @@ fn decode_skipping(
     topic: &Arc<str>,
     partition: i32,
     bytes: &Bytes,
-    from: i64,
+    offsets: std::ops::RangeInclusive<i64>,
     out: &mut Vec<Event>,
     skip: impl Fn(&BatchHeader) -> bool,
 ) -> i64 {
+    let (from, to) = (*offsets.start(), *offsets.end());
     let mut next = from;
     for (header, range) in Batches::new(bytes) {
         next = next.max(header.next_offset());
         if header.is_control() || header.last_offset() < from || skip(&header) {
             continue;
         }
+        if header.base_offset > to {
+            break;
+        }
         let before = out.len();
         let batch = bytes.slice(range);
-        if let Err(error) = decode_batch(topic, partition, &header, batch.clone(), from, out) {
+        if let Err(error) = decode_batch(
+            topic,
+            partition,
+            &header,
+            batch.clone(),
+            offsets.clone(),
+            out,
+        ) {
             out.truncate(before);
             out.push(Event {
                 topic: topic.clone(),
@@ -135,9 +163,10 @@ fn decode_batch(
     partition: i32,
     header: &BatchHeader,
     batch: Bytes,
-    from: i64,
+    offsets: std::ops::RangeInclusive<i64>,
     out: &mut Vec<Event>,
 ) -> Result<(), DecodeError> {
+    let (from, to) = (*offsets.start(), *offsets.end());
     let base_offset = header.base_offset;
     let records =
         BatchRecords::new(batch, MAX_DECOMPRESSED_BATCH).map_err(|e| DecodeError::Decompress {
@@ -154,6 +183,9 @@ fn decode_batch(
         })?;
         if record.offset < from {
             continue;
+        }
+        if record.offset > to {
+            break;
         }
         let headers = record
             .headers()

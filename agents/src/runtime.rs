@@ -18,6 +18,7 @@ use crate::dispatch::{KeyedDispatch, Ticket};
 use crate::event::Event;
 use crate::exactly_once::{transactional_id, Processing};
 use crate::metrics::{AgentMetrics, MetricsSnapshot};
+use crate::queue::DeliveryMode;
 use crate::rag::Indexes;
 use crate::state::{RestoreError, StateStore};
 
@@ -48,6 +49,8 @@ pub struct AgentSpec {
     pub a2a: Option<crate::a2a::A2aSettings>,
     /// At-least-once (the default) or exactly-once (see [`crate::exactly_once`]).
     pub processing: Processing,
+    /// A consumer group (stream) or a share group (queue, see [`crate::queue`]).
+    pub delivery: DeliveryMode,
 }
 
 /// Events per batch unless configured: large enough that a batch's one append and one
@@ -70,6 +73,7 @@ impl AgentSpec {
             max_batch: DEFAULT_MAX_BATCH,
             a2a: None,
             processing: Processing::AtLeastOnce,
+            delivery: DeliveryMode::Stream,
         }
     }
 
@@ -77,6 +81,13 @@ impl AgentSpec {
     /// ([`Processing::ExactlyOnce`]) or not.
     pub fn processing(mut self, processing: Processing) -> AgentSpec {
         self.processing = processing;
+        self
+    }
+
+    /// Runs the instances as a share group: per-event acquisition and
+    /// acknowledgement instead of partition ownership (see [`crate::queue`]).
+    pub fn queue(mut self) -> AgentSpec {
+        self.delivery = DeliveryMode::Queue;
         self
     }
 
@@ -325,8 +336,8 @@ impl<B: Backend> Runtime<B> {
             let (stop, stop_rx) = watch::channel(false);
             let assignment = Arc::new(Mutex::new(Vec::new()));
             let client_id = format!("{}-{id}", loop_spec.name);
-            let task = match loop_spec.processing {
-                Processing::AtLeastOnce => tokio::spawn(run_instance(
+            let task = match (loop_spec.delivery, loop_spec.processing) {
+                (DeliveryMode::Queue, _) => tokio::spawn(crate::queue::run_queue_instance(
                     backend.clone(),
                     delivery.clone(),
                     loop_spec.clone(),
@@ -334,15 +345,25 @@ impl<B: Backend> Runtime<B> {
                     stop_rx,
                     assignment.clone(),
                 )),
-                Processing::ExactlyOnce => tokio::spawn(crate::exactly_once::run::run_instance(
+                (DeliveryMode::Stream, Processing::AtLeastOnce) => tokio::spawn(run_instance(
                     backend.clone(),
                     delivery.clone(),
                     loop_spec.clone(),
                     client_id,
-                    transactional_id(&loop_spec.group, &process_tag, id),
                     stop_rx,
                     assignment.clone(),
                 )),
+                (DeliveryMode::Stream, Processing::ExactlyOnce) => {
+                    tokio::spawn(crate::exactly_once::run::run_instance(
+                        backend.clone(),
+                        delivery.clone(),
+                        loop_spec.clone(),
+                        client_id,
+                        transactional_id(&loop_spec.group, &process_tag, id),
+                        stop_rx,
+                        assignment.clone(),
+                    ))
+                }
             };
             Instance {
                 stop,

@@ -16,6 +16,7 @@ use crate::security::credentials::CredentialStore;
 use crate::security::listener::{Listener, SecurityProtocol};
 use crate::security::tls::TlsError;
 use crate::server::{self, ListenerContext};
+use crate::share::{ShareCoordinator, ShareSettings};
 use crate::topics::{RegistryOpenError, TopicRegistry};
 use crate::transactions::{TransactionCoordinator, TxnSettings};
 
@@ -37,6 +38,8 @@ pub struct Broker {
     pub lifecycle: crate::lifecycle::Lifecycle,
     /// Transactional ids and their transactions.
     pub transactions: TransactionCoordinator,
+    /// Share groups (KIP-932), shared by wire clients and in-process queue agents.
+    pub shares: ShareCoordinator,
     /// SCRAM users, for SASL logins and the user-management APIs.
     pub credentials: CredentialStore,
     /// Client quotas and the rates measured against them.
@@ -84,6 +87,9 @@ pub enum StartError {
     /// Transaction state could not be loaded.
     #[error("cannot load transactions: {0}")]
     Transactions(String),
+    /// Share-group state could not be loaded.
+    #[error("cannot load share groups: {0}")]
+    Shares(String),
     /// `--advertise` is not `host:port`.
     #[error("advertised address `{0}` is not host:port")]
     Advertise(String),
@@ -136,6 +142,8 @@ impl Broker {
             },
         )
         .map_err(|error| StartError::Transactions(error.to_string()))?;
+        let shares = ShareCoordinator::open(&db, ShareSettings::from_config(&config))
+            .map_err(|error| StartError::Shares(error.to_string()))?;
         let credentials = CredentialStore::open(&db).map_err(|error| StartError::Metadata {
             path: config.data_dir.join("meta"),
             source: match error {
@@ -164,6 +172,7 @@ impl Broker {
             authorizer,
             groups,
             transactions,
+            shares,
             node_id: config.node_id(),
             config,
             topics,

@@ -15,6 +15,7 @@ pub mod producers;
 pub mod quotas;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod storage;
 pub mod topics;
 pub mod transactions;

@@ -87,5 +87,5 @@ fn covered_table_advertises_the_mandatory_apis() {
     ] {
         assert!(table.range(api).is_some(), "{api:?} not covered");
     }
-    assert_eq!(table.iter().count(), 52);
+    assert_eq!(table.iter().count(), 59);
 }

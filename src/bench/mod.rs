@@ -7,7 +7,8 @@
 //! Module map: `options` (flags and client settings), `stats` (counters, latency
 //! histogram, progress line, final report), `broker_proc` (broker CPU and RSS from
 //! `/proc`), `topic` (create-if-missing), `payload` (record values and keys), `produce`,
-//! `consume`, `e2e`, and `agents` with `pass_through` (the agent-runtime comparison).
+//! `consume`, `e2e`, `agents` with `pass_through` (the agent-runtime comparison), and
+//! `queue` (a share-group agent swarm).
 
 mod agents;
 mod broker_proc;
@@ -17,6 +18,7 @@ mod options;
 mod pass_through;
 mod payload;
 mod produce;
+mod queue;
 mod stats;
 mod topic;
 
@@ -47,6 +49,9 @@ pub enum Mode {
     /// The same pass-through agent on the embedded and the Kafka backend against one
     /// in-process broker: records/s, latencies and CPU per record side by side.
     Agents(agents::AgentsOptions),
+    /// A swarm of queue agents (a KIP-932 share group) handling slow events: events/s
+    /// against the ideal `instances × 1000 / handle_ms`.
+    Queue(queue::QueueOptions),
 }
 
 /// Runs one benchmark and prints its report; the only entry point `main` needs.
@@ -54,6 +59,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (name, options, workload): (_, _, fn(&Options) -> anyhow::Result<stats::Report>) =
         match &args.mode {
             Mode::Agents(o) => return agents::run(o),
+            Mode::Queue(o) => return queue::run(o),
             Mode::Produce(o) => ("produce", o, produce::run),
             Mode::Consume(o) => ("consume", o, consume::run),
             Mode::E2e(o) => ("e2e", o, e2e::run),

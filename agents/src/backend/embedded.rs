@@ -641,6 +641,15 @@ impl Backend for EmbeddedBackend {
         Ok(source)
     }
 
+    async fn queue(
+        &self,
+        group: &str,
+        topics: &[String],
+        client_id: &str,
+    ) -> Result<super::queue::QueueSource, ConsumeError> {
+        super::queue::QueueSource::join(self.broker.clone(), group, topics, client_id).await
+    }
+
     async fn read_topic(&self, topic: &str, from: StartAt) -> Result<EventStream, ReadError> {
         self.authorize(Operation::Read, ResourceType::Topic, topic)
             .map_err(ReadError::NotAuthorized)?;

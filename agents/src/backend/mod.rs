@@ -7,6 +7,7 @@ pub mod embedded;
 pub(crate) mod follow;
 mod group;
 pub mod kafka;
+pub mod queue;
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,6 +18,10 @@ use crate::event::{Event, OutRecord};
 
 pub use embedded::EmbeddedBackend;
 pub use kafka::{KafkaBackend, KafkaConfig};
+
+/// Why a backend other than the embedded one cannot run `delivery = "queue"` agents.
+pub const QUEUE_NEEDS_EMBEDDED: &str = "delivery = \"queue\" needs the embedded backend: \
+     librdkafka 2.12 (the kafka backend's client) has no share-group consumer";
 
 /// Where a replay or a read of a whole topic starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +249,23 @@ pub trait Backend: Sink + Clone + Send + Sync + 'static {
         topics: &[String],
         client_id: &str,
     ) -> impl Future<Output = Result<Self::Source, ConsumeError>> + Send;
+
+    /// Joins `group` as a share-group (queue) member on `topics`: records are acquired
+    /// and acknowledged one by one (see [`queue`]). Only the embedded backend has a
+    /// share consumer; the others refuse.
+    fn queue(
+        &self,
+        group: &str,
+        topics: &[String],
+        client_id: &str,
+    ) -> impl Future<Output = Result<queue::QueueSource, ConsumeError>> + Send {
+        let _ = (topics, client_id);
+        let refused = ConsumeError::Group {
+            group: group.to_string(),
+            reason: QUEUE_NEEDS_EMBEDDED.to_string(),
+        };
+        async move { Err(refused) }
+    }
 
     /// Every record of `topic` from `from` up to its end now, outside any group (state
     /// restore, replay), streamed: records come partition by partition, in offset order,

@@ -306,6 +306,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     checked(def("group.share.min.record.lock.duration.ms", ConfigType::Int, "15000", "Smallest share.record.lock.duration.ms a group config may set."), positive),
     checked(def("group.share.max.record.lock.duration.ms", ConfigType::Int, "60000", "Largest share.record.lock.duration.ms a group config may set."), positive),
     checked(def("group.share.record.lock.duration.ms", ConfigType::Int, "30000", "Default share.record.lock.duration.ms of share groups."), positive),
+    checked(def("group.share.delivery.count.limit", ConfigType::Int, "5", "Deliveries of a record to a share group before it is archived (and, for queue agents, dead-lettered)."), positive),
+    checked(def("group.share.partition.max.record.locks", ConfigType::Int, "2000", "Most records of one partition a share group has in flight at once."), positive),
 ];
 
 /// Broker settings that AlterConfigs / IncrementalAlterConfigs may change at runtime

@@ -280,8 +280,42 @@ pub fn list_groups(
             }
             listed
         })
+        .chain(share_groups(broker, &states, &types, version))
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// Share groups as ListGroups reports them: protocol type and group type `share`.
+fn share_groups(
+    broker: &Broker,
+    states: &[String],
+    types: &[String],
+    version: i16,
+) -> Vec<ListedGroup> {
+    const SHARE: &str = "share";
+    if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(SHARE)) {
+        return Vec::new();
+    }
+    broker
+        .shares
+        .list()
+        .into_iter()
+        .filter(|(_, state)| {
+            states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
+        })
+        .map(|(id, state)| {
+            let mut listed = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&id)))
+                .with_protocol_type(str_bytes(SHARE));
+            if version >= 4 {
+                listed = listed.with_group_state(str_bytes(state));
+            }
+            if version >= 5 {
+                listed = listed.with_group_type(str_bytes(SHARE));
+            }
+            listed
+        })
+        .collect()
 }
 
 /// DescribeGroups: an unknown group is reported as Dead with no error, as Kafka does

@@ -26,6 +26,9 @@ pub mod produce;
 pub mod reassignments;
 pub mod record_checks;
 pub mod scram_users;
+pub mod share_fetch;
+pub mod share_group;
+pub mod share_offsets;
 pub mod throttle;
 pub mod transactions;
 
@@ -106,6 +109,15 @@ pub static SUPPORTED: ApiVersionTable = ApiVersionTable::new(&[
     ApiRange::new(ApiKey::CreateAcls, 1, 3),
     ApiRange::new(ApiKey::DescribeAcls, 1, 3),
     ApiRange::new(ApiKey::DeleteAcls, 1, 3),
+    // Share groups (KIP-932) at the versions Kafka 4.1+ clients send; v0 was the 4.0
+    // early-access protocol.
+    ApiRange::new(ApiKey::ShareGroupHeartbeat, 1, 1),
+    ApiRange::new(ApiKey::ShareGroupDescribe, 1, 1),
+    ApiRange::new(ApiKey::ShareFetch, 1, 1),
+    ApiRange::new(ApiKey::ShareAcknowledge, 1, 1),
+    ApiRange::new(ApiKey::DescribeShareGroupOffsets, 0, 0),
+    ApiRange::new(ApiKey::AlterShareGroupOffsets, 0, 0),
+    ApiRange::new(ApiKey::DeleteShareGroupOffsets, 0, 0),
 ]);
 
 /// What goes back for one request, in the connection's request order.
@@ -344,6 +356,50 @@ pub async fn dispatch_from(broker: &Arc<Broker>, mut request: Request, origin: &
         )),
         RequestKind::DeleteAcls(req) => {
             ReplyBody::ready(ResponseKind::DeleteAcls(acls::delete(broker, req, session)))
+        }
+        RequestKind::ShareGroupHeartbeat(req) => {
+            let host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+            ReplyBody::ready(ResponseKind::ShareGroupHeartbeat(share_group::heartbeat(
+                broker, req, &client_id, &host,
+            )))
+        }
+        RequestKind::ShareGroupDescribe(req) => ReplyBody::ready(ResponseKind::ShareGroupDescribe(
+            share_group::describe(broker, req),
+        )),
+        RequestKind::ShareFetch(req) => {
+            let broker = broker.clone();
+            ReplyBody::Later(tokio::spawn(async move {
+                Some(ResponseKind::ShareFetch(
+                    share_fetch::fetch(broker, req).await,
+                ))
+            }))
+        }
+        RequestKind::ShareAcknowledge(req) => {
+            let broker = broker.clone();
+            ReplyBody::Later(tokio::spawn(async move {
+                Some(ResponseKind::ShareAcknowledge(
+                    share_fetch::acknowledge(broker, req).await,
+                ))
+            }))
+        }
+        RequestKind::DescribeShareGroupOffsets(req) => ReplyBody::ready(
+            ResponseKind::DescribeShareGroupOffsets(share_offsets::describe(broker, req)),
+        ),
+        RequestKind::AlterShareGroupOffsets(req) => {
+            let broker = broker.clone();
+            ReplyBody::Later(tokio::spawn(async move {
+                Some(ResponseKind::AlterShareGroupOffsets(
+                    share_offsets::alter(&broker, req).await,
+                ))
+            }))
+        }
+        RequestKind::DeleteShareGroupOffsets(req) => {
+            let broker = broker.clone();
+            ReplyBody::Later(tokio::spawn(async move {
+                Some(ResponseKind::DeleteShareGroupOffsets(
+                    share_offsets::delete(&broker, req).await,
+                ))
+            }))
         }
         other => {
             // Unreachable while SUPPORTED and this match agree; answer nothing rather

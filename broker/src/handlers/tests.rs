@@ -491,6 +491,53 @@ fn sample(api_key: ApiKey, version: i16) -> RequestKind {
                     .with_permission_type(1),
             ]),
         ),
+        ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(
+            ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(str_bytes("sg")))
+                .with_member_id(str_bytes("m1"))
+                .with_subscribed_topic_names(Some(vec![topic])),
+        ),
+        ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(
+            ShareGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(str_bytes("sg")), GroupId(str_bytes("none"))]),
+        ),
+        ApiKey::ShareFetch => RequestKind::ShareFetch(
+            ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(str_bytes("sg"))))
+                .with_member_id(Some(str_bytes("m1"))),
+        ),
+        ApiKey::ShareAcknowledge => RequestKind::ShareAcknowledge(
+            ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(str_bytes("sg"))))
+                .with_member_id(Some(str_bytes("m1")))
+                .with_share_session_epoch(1),
+        ),
+        ApiKey::DescribeShareGroupOffsets => RequestKind::DescribeShareGroupOffsets(
+            DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(GroupId(str_bytes("sg"))),
+            ]),
+        ),
+        ApiKey::AlterShareGroupOffsets => RequestKind::AlterShareGroupOffsets(
+            AlterShareGroupOffsetsRequest::default()
+                .with_group_id(GroupId(str_bytes("sg")))
+                .with_topics(vec![
+                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(topic)
+                        .with_partitions(vec![
+                            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                                .with_start_offset(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::DeleteShareGroupOffsets => RequestKind::DeleteShareGroupOffsets(
+            DeleteShareGroupOffsetsRequest::default()
+                .with_group_id(GroupId(str_bytes("sg")))
+                .with_topics(vec![
+                    delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                        .with_topic_name(topic),
+                ]),
+        ),
         other => panic!("no sample request for {other:?}"),
     }
 }

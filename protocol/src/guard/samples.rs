@@ -2240,6 +2240,370 @@ pub(super) fn delete_acls_request_delete_acls_filter(
     m
 }
 
+pub(super) fn share_group_heartbeat_request_share_group_heartbeat_request(
+    v: i16,
+) -> share_group_heartbeat_request::ShareGroupHeartbeatRequest {
+    let mut m = share_group_heartbeat_request::ShareGroupHeartbeatRequest::default();
+    if (1..=1).contains(&v) {
+        m.group_id = s();
+    }
+    if (1..=1).contains(&v) {
+        m.member_id = s();
+    }
+    if (1..=1).contains(&v) {
+        m.member_epoch = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.rack_id = Some(s());
+    }
+    if (1..=1).contains(&v) {
+        m.subscribed_topic_names = Some(vec![s(), s()]);
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn share_group_describe_request_share_group_describe_request(
+    v: i16,
+) -> share_group_describe_request::ShareGroupDescribeRequest {
+    let mut m = share_group_describe_request::ShareGroupDescribeRequest::default();
+    if (1..=1).contains(&v) {
+        m.group_ids = vec![s(), s()];
+    }
+    if (1..=1).contains(&v) {
+        m.include_authorized_operations = true;
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn share_fetch_request_share_fetch_request(
+    v: i16,
+) -> share_fetch_request::ShareFetchRequest {
+    let mut m = share_fetch_request::ShareFetchRequest::default();
+    if (1..=1).contains(&v) {
+        m.group_id = Some(s());
+    }
+    if (1..=1).contains(&v) {
+        m.member_id = Some(s());
+    }
+    if (1..=1).contains(&v) {
+        m.share_session_epoch = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.max_wait_ms = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.min_bytes = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.max_bytes = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.max_records = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.batch_size = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.topics = vec![
+            share_fetch_request_fetch_topic(v),
+            share_fetch_request_fetch_topic(v),
+        ];
+    }
+    if (1..=1).contains(&v) {
+        m.forgotten_topics_data = vec![
+            share_fetch_request_forgotten_topic(v),
+            share_fetch_request_forgotten_topic(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_fetch_request_fetch_topic(v: i16) -> share_fetch_request::FetchTopic {
+    let mut m = share_fetch_request::FetchTopic::default();
+    if (1..=1).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (1..=1).contains(&v) {
+        m.partitions = vec![
+            share_fetch_request_fetch_partition(v),
+            share_fetch_request_fetch_partition(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_fetch_request_fetch_partition(v: i16) -> share_fetch_request::FetchPartition {
+    let mut m = share_fetch_request::FetchPartition::default();
+    if (1..=1).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.acknowledgement_batches = vec![
+            share_fetch_request_acknowledgement_batch(v),
+            share_fetch_request_acknowledgement_batch(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_fetch_request_acknowledgement_batch(
+    v: i16,
+) -> share_fetch_request::AcknowledgementBatch {
+    let mut m = share_fetch_request::AcknowledgementBatch::default();
+    if (1..=1).contains(&v) {
+        m.first_offset = 7i64.into();
+    }
+    if (1..=1).contains(&v) {
+        m.last_offset = 7i64.into();
+    }
+    if (1..=1).contains(&v) {
+        m.acknowledge_types = vec![7i8.into(), 7i8.into()];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_fetch_request_forgotten_topic(v: i16) -> share_fetch_request::ForgottenTopic {
+    let mut m = share_fetch_request::ForgottenTopic::default();
+    if (1..=1).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (1..=1).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn share_acknowledge_request_share_acknowledge_request(
+    v: i16,
+) -> share_acknowledge_request::ShareAcknowledgeRequest {
+    let mut m = share_acknowledge_request::ShareAcknowledgeRequest::default();
+    if (1..=1).contains(&v) {
+        m.group_id = Some(s());
+    }
+    if (1..=1).contains(&v) {
+        m.member_id = Some(s());
+    }
+    if (1..=1).contains(&v) {
+        m.share_session_epoch = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.topics = vec![
+            share_acknowledge_request_acknowledge_topic(v),
+            share_acknowledge_request_acknowledge_topic(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_acknowledge_request_acknowledge_topic(
+    v: i16,
+) -> share_acknowledge_request::AcknowledgeTopic {
+    let mut m = share_acknowledge_request::AcknowledgeTopic::default();
+    if (1..=1).contains(&v) {
+        m.topic_id = uuid!();
+    }
+    if (1..=1).contains(&v) {
+        m.partitions = vec![
+            share_acknowledge_request_acknowledge_partition(v),
+            share_acknowledge_request_acknowledge_partition(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_acknowledge_request_acknowledge_partition(
+    v: i16,
+) -> share_acknowledge_request::AcknowledgePartition {
+    let mut m = share_acknowledge_request::AcknowledgePartition::default();
+    if (1..=1).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (1..=1).contains(&v) {
+        m.acknowledgement_batches = vec![
+            share_acknowledge_request_acknowledgement_batch(v),
+            share_acknowledge_request_acknowledgement_batch(v),
+        ];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn share_acknowledge_request_acknowledgement_batch(
+    v: i16,
+) -> share_acknowledge_request::AcknowledgementBatch {
+    let mut m = share_acknowledge_request::AcknowledgementBatch::default();
+    if (1..=1).contains(&v) {
+        m.first_offset = 7i64.into();
+    }
+    if (1..=1).contains(&v) {
+        m.last_offset = 7i64.into();
+    }
+    if (1..=1).contains(&v) {
+        m.acknowledge_types = vec![7i8.into(), 7i8.into()];
+    }
+    if v >= 1 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn describe_share_group_offsets_request_describe_share_group_offsets_request(
+    v: i16,
+) -> describe_share_group_offsets_request::DescribeShareGroupOffsetsRequest {
+    let mut m = describe_share_group_offsets_request::DescribeShareGroupOffsetsRequest::default();
+    if (0..=0).contains(&v) {
+        m.groups = vec![
+            describe_share_group_offsets_request_describe_share_group_offsets_request_group(v),
+            describe_share_group_offsets_request_describe_share_group_offsets_request_group(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_share_group_offsets_request_describe_share_group_offsets_request_group(
+    v: i16,
+) -> describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup {
+    let mut m =
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default();
+    if (0..=0).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=0).contains(&v) {
+        m.topics = Some(vec![
+            describe_share_group_offsets_request_describe_share_group_offsets_request_topic(v),
+            describe_share_group_offsets_request_describe_share_group_offsets_request_topic(v),
+        ]);
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn describe_share_group_offsets_request_describe_share_group_offsets_request_topic(
+    v: i16,
+) -> describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic {
+    let mut m =
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic::default();
+    if (0..=0).contains(&v) {
+        m.topic_name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partitions = vec![7i32.into(), 7i32.into()];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn alter_share_group_offsets_request_alter_share_group_offsets_request(
+    v: i16,
+) -> alter_share_group_offsets_request::AlterShareGroupOffsetsRequest {
+    let mut m = alter_share_group_offsets_request::AlterShareGroupOffsetsRequest::default();
+    if (0..=0).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=0).contains(&v) {
+        m.topics = vec![
+            alter_share_group_offsets_request_alter_share_group_offsets_request_topic(v),
+            alter_share_group_offsets_request_alter_share_group_offsets_request_topic(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_share_group_offsets_request_alter_share_group_offsets_request_topic(
+    v: i16,
+) -> alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic {
+    let mut m = alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default();
+    if (0..=0).contains(&v) {
+        m.topic_name = s();
+    }
+    if (0..=0).contains(&v) {
+        m.partitions = vec![
+            alter_share_group_offsets_request_alter_share_group_offsets_request_partition(v),
+            alter_share_group_offsets_request_alter_share_group_offsets_request_partition(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn alter_share_group_offsets_request_alter_share_group_offsets_request_partition(
+    v: i16,
+) -> alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition {
+    let mut m =
+        alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default();
+    if (0..=0).contains(&v) {
+        m.partition_index = 7i32.into();
+    }
+    if (0..=0).contains(&v) {
+        m.start_offset = 7i64.into();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
+pub(super) fn delete_share_group_offsets_request_delete_share_group_offsets_request(
+    v: i16,
+) -> delete_share_group_offsets_request::DeleteShareGroupOffsetsRequest {
+    let mut m = delete_share_group_offsets_request::DeleteShareGroupOffsetsRequest::default();
+    if (0..=0).contains(&v) {
+        m.group_id = s();
+    }
+    if (0..=0).contains(&v) {
+        m.topics = vec![
+            delete_share_group_offsets_request_delete_share_group_offsets_request_topic(v),
+            delete_share_group_offsets_request_delete_share_group_offsets_request_topic(v),
+        ];
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+pub(super) fn delete_share_group_offsets_request_delete_share_group_offsets_request_topic(
+    v: i16,
+) -> delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic {
+    let mut m = delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default();
+    if (0..=0).contains(&v) {
+        m.topic_name = s();
+    }
+    if v >= 0 {
+        m.unknown_tagged_fields.insert(1000, b());
+    }
+    m
+}
+
 /// Encodes the sample request for `api` at `v`.
 pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
     match api {
@@ -2391,6 +2755,30 @@ pub(super) fn encode_sample(api: ApiKey, v: i16) -> Vec<u8> {
             super::tests::encode(&describe_acls_request_describe_acls_request(v), v)
         }
         ApiKey::DeleteAcls => super::tests::encode(&delete_acls_request_delete_acls_request(v), v),
+        ApiKey::ShareGroupHeartbeat => super::tests::encode(
+            &share_group_heartbeat_request_share_group_heartbeat_request(v),
+            v,
+        ),
+        ApiKey::ShareGroupDescribe => super::tests::encode(
+            &share_group_describe_request_share_group_describe_request(v),
+            v,
+        ),
+        ApiKey::ShareFetch => super::tests::encode(&share_fetch_request_share_fetch_request(v), v),
+        ApiKey::ShareAcknowledge => {
+            super::tests::encode(&share_acknowledge_request_share_acknowledge_request(v), v)
+        }
+        ApiKey::DescribeShareGroupOffsets => super::tests::encode(
+            &describe_share_group_offsets_request_describe_share_group_offsets_request(v),
+            v,
+        ),
+        ApiKey::AlterShareGroupOffsets => super::tests::encode(
+            &alter_share_group_offsets_request_alter_share_group_offsets_request(v),
+            v,
+        ),
+        ApiKey::DeleteShareGroupOffsets => super::tests::encode(
+            &delete_share_group_offsets_request_delete_share_group_offsets_request(v),
+            v,
+        ),
         _ => unreachable!("not covered"),
     }
 }
@@ -2970,6 +3358,103 @@ pub(super) fn rust_sizes() -> Vec<(ApiKey, &'static str, usize)> {
             "DeleteAclsFilter",
             size_of::<delete_acls_request::DeleteAclsFilter>(),
         ),
+        (
+            ApiKey::ShareGroupHeartbeat,
+            "ShareGroupHeartbeatRequest",
+            size_of::<share_group_heartbeat_request::ShareGroupHeartbeatRequest>(),
+        ),
+        (
+            ApiKey::ShareGroupDescribe,
+            "ShareGroupDescribeRequest",
+            size_of::<share_group_describe_request::ShareGroupDescribeRequest>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "ShareFetchRequest",
+            size_of::<share_fetch_request::ShareFetchRequest>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "FetchTopic",
+            size_of::<share_fetch_request::FetchTopic>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "FetchPartition",
+            size_of::<share_fetch_request::FetchPartition>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "AcknowledgementBatch",
+            size_of::<share_fetch_request::AcknowledgementBatch>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "ForgottenTopic",
+            size_of::<share_fetch_request::ForgottenTopic>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "ShareAcknowledgeRequest",
+            size_of::<share_acknowledge_request::ShareAcknowledgeRequest>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "AcknowledgeTopic",
+            size_of::<share_acknowledge_request::AcknowledgeTopic>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "AcknowledgePartition",
+            size_of::<share_acknowledge_request::AcknowledgePartition>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "AcknowledgementBatch",
+            size_of::<share_acknowledge_request::AcknowledgementBatch>(),
+        ),
+        (
+            ApiKey::DescribeShareGroupOffsets,
+            "DescribeShareGroupOffsetsRequest",
+            size_of::<describe_share_group_offsets_request::DescribeShareGroupOffsetsRequest>(),
+        ),
+        (
+            ApiKey::DescribeShareGroupOffsets,
+            "DescribeShareGroupOffsetsRequestGroup",
+            size_of::<describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup>(
+            ),
+        ),
+        (
+            ApiKey::DescribeShareGroupOffsets,
+            "DescribeShareGroupOffsetsRequestTopic",
+            size_of::<describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic>(
+            ),
+        ),
+        (
+            ApiKey::AlterShareGroupOffsets,
+            "AlterShareGroupOffsetsRequest",
+            size_of::<alter_share_group_offsets_request::AlterShareGroupOffsetsRequest>(),
+        ),
+        (
+            ApiKey::AlterShareGroupOffsets,
+            "AlterShareGroupOffsetsRequestTopic",
+            size_of::<alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic>(),
+        ),
+        (
+            ApiKey::AlterShareGroupOffsets,
+            "AlterShareGroupOffsetsRequestPartition",
+            size_of::<alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition>(),
+        ),
+        (
+            ApiKey::DeleteShareGroupOffsets,
+            "DeleteShareGroupOffsetsRequest",
+            size_of::<delete_share_group_offsets_request::DeleteShareGroupOffsetsRequest>(),
+        ),
+        (
+            ApiKey::DeleteShareGroupOffsets,
+            "DeleteShareGroupOffsetsRequestTopic",
+            size_of::<delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic>(),
+        ),
     ]
 }
 
@@ -3036,6 +3521,15 @@ pub(super) fn default_kind(api: ApiKey) -> RequestKind {
         ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
         ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
         ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
+        ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(Default::default()),
+        ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(Default::default()),
+        ApiKey::ShareFetch => RequestKind::ShareFetch(Default::default()),
+        ApiKey::ShareAcknowledge => RequestKind::ShareAcknowledge(Default::default()),
+        ApiKey::DescribeShareGroupOffsets => {
+            RequestKind::DescribeShareGroupOffsets(Default::default())
+        }
+        ApiKey::AlterShareGroupOffsets => RequestKind::AlterShareGroupOffsets(Default::default()),
+        ApiKey::DeleteShareGroupOffsets => RequestKind::DeleteShareGroupOffsets(Default::default()),
         _ => unreachable!("not covered"),
     }
 }

@@ -28,6 +28,8 @@ COVERED = [
     "AlterPartitionReassignments", "ListPartitionReassignments", "DescribeQuorum",
     "DescribeTopicPartitions", "DescribeClientQuotas", "AlterClientQuotas",
     "CreateAcls", "DescribeAcls", "DeleteAcls",
+    "ShareGroupHeartbeat", "ShareGroupDescribe", "ShareFetch", "ShareAcknowledge",
+    "DescribeShareGroupOffsets", "AlterShareGroupOffsets", "DeleteShareGroupOffsets",
 ]
 
 SCALARS = {

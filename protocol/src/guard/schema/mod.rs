@@ -11,6 +11,7 @@ pub(crate) mod alter_client_quotas;
 pub(crate) mod alter_configs;
 pub(crate) mod alter_partition_reassignments;
 pub(crate) mod alter_replica_log_dirs;
+pub(crate) mod alter_share_group_offsets;
 pub(crate) mod alter_user_scram_credentials;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
@@ -21,6 +22,7 @@ pub(crate) mod create_topics;
 pub(crate) mod delete_acls;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_records;
+pub(crate) mod delete_share_group_offsets;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_acls;
 pub(crate) mod describe_client_quotas;
@@ -30,6 +32,7 @@ pub(crate) mod describe_groups;
 pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
+pub(crate) mod describe_share_group_offsets;
 pub(crate) mod describe_topic_partitions;
 pub(crate) mod describe_transactions;
 pub(crate) mod describe_user_scram_credentials;
@@ -54,6 +57,10 @@ pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod sasl_authenticate;
 pub(crate) mod sasl_handshake;
+pub(crate) mod share_acknowledge;
+pub(crate) mod share_fetch;
+pub(crate) mod share_group_describe;
+pub(crate) mod share_group_heartbeat;
 pub(crate) mod sync_group;
 pub(crate) mod txn_offset_commit;
 pub(crate) mod write_txn_markers;
@@ -148,4 +155,20 @@ pub(crate) const COVERED: &[(ApiKey, &Message)] = &[
     (ApiKey::CreateAcls, &create_acls::MESSAGE),
     (ApiKey::DescribeAcls, &describe_acls::MESSAGE),
     (ApiKey::DeleteAcls, &delete_acls::MESSAGE),
+    (ApiKey::ShareGroupHeartbeat, &share_group_heartbeat::MESSAGE),
+    (ApiKey::ShareGroupDescribe, &share_group_describe::MESSAGE),
+    (ApiKey::ShareFetch, &share_fetch::MESSAGE),
+    (ApiKey::ShareAcknowledge, &share_acknowledge::MESSAGE),
+    (
+        ApiKey::DescribeShareGroupOffsets,
+        &describe_share_group_offsets::MESSAGE,
+    ),
+    (
+        ApiKey::AlterShareGroupOffsets,
+        &alter_share_group_offsets::MESSAGE,
+    ),
+    (
+        ApiKey::DeleteShareGroupOffsets,
+        &delete_share_group_offsets::MESSAGE,
+    ),
 ];
