@@ -212,7 +212,7 @@ pub async fn dispatch_from(broker: &Arc<Broker>, mut request: Request, origin: &
             let body = produce::handle(broker, req, version);
             throttle::produce(
                 broker,
-                throttle::Client::anonymous(&client_id),
+                throttle::Client::of(session, &client_id),
                 bytes,
                 started,
                 body,
@@ -220,7 +220,7 @@ pub async fn dispatch_from(broker: &Arc<Broker>, mut request: Request, origin: &
         }
         RequestKind::Fetch(req) => {
             let broker = broker.clone();
-            let client = throttle::Client::anonymous(&client_id);
+            let client = throttle::Client::of(session, &client_id);
             ReplyBody::Later(tokio::spawn(async move {
                 let response = fetch::handle(broker.clone(), req, version).await;
                 Some(ResponseKind::Fetch(throttle::fetch(

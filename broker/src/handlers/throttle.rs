@@ -24,10 +24,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// An unauthenticated client with this id.
-    pub fn anonymous(client_id: &str) -> Self {
+    /// The client of a connection: its principal's name (Kafka's quota `user` entity is
+    /// the name without the `User:` type), `ANONYMOUS` without a session.
+    pub fn of(session: Option<&crate::authz::Session>, client_id: &str) -> Self {
+        let user = session
+            .map(|s| s.principal.strip_prefix("User:").unwrap_or(&s.principal))
+            .unwrap_or(ANONYMOUS);
         Client {
-            user: ANONYMOUS.to_string(),
+            user: user.to_string(),
             client_id: client_id.to_string(),
         }
     }
@@ -147,5 +151,25 @@ pub fn throttle_of(body: &ResponseKind) -> i32 {
         ResponseKind::Produce(r) => r.throttle_time_ms,
         ResponseKind::Fetch(r) => r.throttle_time_ms,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::Client;
+    use crate::authz::Session;
+
+    /// Quotas match the SASL user by name, and everyone else as ANONYMOUS.
+    #[test]
+    fn the_quota_user_is_the_principal_name() {
+        let alice = Session::new("User:alice", "127.0.0.1");
+        assert_eq!(Client::of(Some(&alice), "app").user, "alice");
+        let plain = Session::new("User:ANONYMOUS", "127.0.0.1");
+        assert_eq!(Client::of(Some(&plain), "app").user, "ANONYMOUS");
+        let none = Client::of(None, "app");
+        assert_eq!(
+            (none.user.as_str(), none.client_id.as_str()),
+            ("ANONYMOUS", "app")
+        );
     }
 }
