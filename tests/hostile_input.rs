@@ -109,9 +109,9 @@ fn unknown_api_key_closes_the_connection() {
         &mut stream,
         Duration::from_secs(5)
     ));
-    // A key Kafka defines but this broker does not implement (ElectLeaders = 43).
+    // A key Kafka defines but this broker does not implement (CreateDelegationToken = 38).
     let mut stream = connect(&broker.bootstrap());
-    stream.write_all(&frame(43, 2, 43, &[0; 32])).unwrap();
+    stream.write_all(&frame(38, 2, 43, &[0; 32])).unwrap();
     assert!(common::is_closed_within(
         &mut stream,
         Duration::from_secs(5)
