@@ -72,8 +72,10 @@ pub mod metrics;
 pub mod queue;
 pub mod rag;
 pub mod records;
+mod rejoin;
 pub mod runtime;
 pub mod state;
+mod stream;
 #[cfg(test)]
 mod test_transactions;
 pub mod uplink;

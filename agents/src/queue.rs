@@ -18,6 +18,7 @@ use crate::backend::queue::{QueueSource, QueuedEvent};
 use crate::backend::Backend;
 use crate::delivery::{Delivery, DeliveryError, Outcome};
 use crate::event::Event;
+use crate::rejoin::{self, REJOIN_AFTER};
 use crate::runtime::AgentSpec;
 
 /// How an agent's instances share its input.
@@ -54,19 +55,16 @@ pub(crate) async fn run_queue_instance<B: Backend, A: Agent>(
     mut stop: watch::Receiver<bool>,
     assignment: Arc<Mutex<Vec<(String, i32)>>>,
 ) {
-    while !*stop.borrow() {
-        let joined = tokio::select! {
-            _ = stop.changed() => break,
-            s = backend.queue(&spec.group, &spec.topics, &client_id) => s,
-        };
-        let mut source = match joined {
-            Ok(source) => source,
-            Err(error) => {
-                tracing::warn!(agent = %spec.name, %error, "cannot join share group; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
+    let join = || backend.queue(&spec.group, &spec.topics, &client_id);
+    while let Some(mut source) = rejoin::until_stopped(
+        &mut stop,
+        &spec.name,
+        "cannot join share group",
+        REJOIN_AFTER,
+        join,
+    )
+    .await
+    {
         serve(
             &backend,
             &delivery,

@@ -1,5 +1,5 @@
 //! The runtime: hosts many agents, each a swarm of instances in one consumer group on
-//! one backend. Every instance polls its [`Source`], delivers each event (retries, DLQ),
+//! one backend. Every instance polls its [`Source`](crate::backend::Source), delivers each event (retries, DLQ),
 //! and commits after the handler and its outputs are durable. The number of instances
 //! can change at runtime; the group rebalances.
 
@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::agent::Agent;
-use crate::backend::{Backend, CommitError, Position, ReadError, Source, StartAt, TopicError};
-use crate::delivery::{Delivery, DeliveryError, Outcome, RetryPolicy};
-use crate::dispatch::{KeyedDispatch, Ticket};
-use crate::event::Event;
+use crate::backend::{Backend, ReadError, StartAt, TopicError};
+use crate::delivery::{Delivery, Outcome, RetryPolicy};
 use crate::exactly_once::{transactional_id, Processing};
 use crate::metrics::{AgentMetrics, MetricsSnapshot};
 use crate::queue::DeliveryMode;
@@ -345,14 +343,16 @@ impl<B: Backend> Runtime<B> {
                     stop_rx,
                     assignment.clone(),
                 )),
-                (DeliveryMode::Stream, Processing::AtLeastOnce) => tokio::spawn(run_instance(
-                    backend.clone(),
-                    delivery.clone(),
-                    loop_spec.clone(),
-                    client_id,
-                    stop_rx,
-                    assignment.clone(),
-                )),
+                (DeliveryMode::Stream, Processing::AtLeastOnce) => {
+                    tokio::spawn(crate::stream::run_instance(
+                        backend.clone(),
+                        delivery.clone(),
+                        loop_spec.clone(),
+                        client_id,
+                        stop_rx,
+                        assignment.clone(),
+                    ))
+                }
                 (DeliveryMode::Stream, Processing::ExactlyOnce) => {
                     tokio::spawn(crate::exactly_once::run::run_instance(
                         backend.clone(),
@@ -484,272 +484,4 @@ impl AgentHandle {
     pub(crate) fn on_stop(&mut self, task: futures::future::BoxFuture<'static, ()>) {
         self.on_stop = Some(task);
     }
-}
-
-/// How often a concurrent instance commits its watermarks while busy (and always when
-/// it goes idle or stops).
-const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How a member session of a concurrent instance ended.
-enum SessionEnd {
-    /// The instance was asked to stop; in-flight events finished and were committed.
-    Stopped,
-    /// An event could not be delivered: rejoin and re-read from the committed offsets.
-    Failed,
-}
-
-type Delivered = (Event, Ticket, Result<Outcome, DeliveryError>);
-
-/// One group-member session of an instance with `max_in_flight > 1`: events are
-/// spawned as tasks, at most `max_in_flight` at once, same-key events in offset
-/// order (see [`KeyedDispatch`]), and the watermarks are committed as they advance.
-async fn serve_concurrently<B: Backend, A: Agent>(
-    backend: &B,
-    delivery: &Arc<Delivery<A>>,
-    spec: &AgentSpec,
-    source: &mut B::Source,
-    stop: &mut watch::Receiver<bool>,
-    assignment: &Mutex<Vec<(String, i32)>>,
-) -> SessionEnd {
-    // Bounded read-ahead: stop polling while this many events wait for their lanes.
-    let max_queued = spec.max_in_flight.saturating_mul(8).max(1024);
-    let mut dispatch = KeyedDispatch::default();
-    let mut tasks: JoinSet<Delivered> = JoinSet::new();
-    let mut failed = false;
-    let mut last_commit = tokio::time::Instant::now();
-    loop {
-        let stopping = *stop.borrow() || failed;
-        while !stopping && tasks.len() < spec.max_in_flight {
-            let Some((event, ticket)) = dispatch.next() else {
-                break;
-            };
-            let (backend, delivery, stop) = (backend.clone(), delivery.clone(), stop.clone());
-            tasks.spawn(async move {
-                let outcome = delivery.deliver(&backend, &event, &stop).await;
-                (event, ticket, outcome)
-            });
-        }
-        if stopping && tasks.is_empty() {
-            break;
-        }
-        if !stopping && tasks.len() < spec.max_in_flight && dispatch.queued() < max_queued {
-            // Nothing in flight means nothing queued either (a queued event waits only
-            // behind an in-flight one): wait as long as an idle instance does.
-            let wait = if tasks.is_empty() {
-                spec.poll_wait
-            } else {
-                Duration::from_millis(5)
-            };
-            let polled = tokio::select! {
-                _ = stop.changed() => continue,
-                polled = source.poll(wait) => polled,
-            };
-            match polled {
-                Ok(events) => {
-                    dispatch.accept(events);
-                    let current = source.assignment();
-                    dispatch.retain_assigned(&current);
-                    *assignment.lock().unwrap_or_else(|p| p.into_inner()) = current;
-                }
-                Err(error) => {
-                    tracing::warn!(agent = %spec.name, %error, "poll failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        } else {
-            tokio::select! {
-                _ = stop.changed(), if !stopping => {}
-                Some(joined) = tasks.join_next() => {
-                    failed |= !finish(&spec.name, &mut dispatch, joined);
-                }
-            }
-        }
-        while let Some(joined) = tasks.try_join_next() {
-            failed |= !finish(&spec.name, &mut dispatch, joined);
-        }
-        let idle = tasks.is_empty() && dispatch.queued() == 0;
-        if idle || last_commit.elapsed() >= COMMIT_INTERVAL {
-            commit_due(spec, source, &mut dispatch).await;
-            last_commit = tokio::time::Instant::now();
-        }
-    }
-    commit_due(spec, source, &mut dispatch).await;
-    if failed {
-        SessionEnd::Failed
-    } else {
-        SessionEnd::Stopped
-    }
-}
-
-/// Records one finished delivery; `false` when the event was not delivered.
-fn finish(
-    agent: &str,
-    dispatch: &mut KeyedDispatch,
-    joined: Result<Delivered, tokio::task::JoinError>,
-) -> bool {
-    match joined {
-        Ok((event, ticket, Ok(_))) => {
-            dispatch.done(&event, ticket);
-            true
-        }
-        Ok((_, _, Err(error))) => {
-            // Its offset stays pending: nothing at or past it is committed.
-            tracing::error!(%agent, %error, "delivery failed; will re-read");
-            false
-        }
-        Err(error) => {
-            tracing::error!(%agent, %error, "handler task failed; will re-read");
-            false
-        }
-    }
-}
-
-async fn commit_due<S: Source>(spec: &AgentSpec, source: &mut S, dispatch: &mut KeyedDispatch) {
-    let due = dispatch.commits_due();
-    if due.is_empty() {
-        return;
-    }
-    match source.commit(due).await {
-        Ok(()) => {}
-        Err(CommitError::Rebalanced(reason)) => {
-            tracing::debug!(agent = %spec.name, %reason, "commit refused by a rebalance; records will be redelivered");
-        }
-        Err(error) => {
-            tracing::warn!(agent = %spec.name, %error, "commit failed; will retry");
-            dispatch.recommit_all();
-        }
-    }
-}
-
-/// The next offset to commit per partition, as a batch's events are done.
-#[derive(Default)]
-pub(crate) struct Positions(Vec<(Arc<str>, i32, i64)>);
-
-impl Positions {
-    /// Everything up to the last of `events` in each partition is done.
-    pub(crate) fn advance(&mut self, events: &[Event]) {
-        for event in events {
-            // Events of one partition come in runs: the last entry is nearly always it.
-            let found = match self.0.last_mut() {
-                Some(last) if last.1 == event.partition && last.0 == event.topic => Some(last),
-                _ => self
-                    .0
-                    .iter_mut()
-                    .find(|(t, p, _)| *p == event.partition && *t == event.topic),
-            };
-            match found {
-                Some(entry) => entry.2 = entry.2.max(event.offset + 1),
-                None => self
-                    .0
-                    .push((event.topic.clone(), event.partition, event.offset + 1)),
-            }
-        }
-    }
-
-    pub(crate) fn into_commit(self) -> Vec<Position> {
-        self.0
-            .into_iter()
-            .map(|(topic, partition, next_offset)| Position {
-                topic: topic.to_string(),
-                partition,
-                next_offset,
-            })
-            .collect()
-    }
-}
-
-async fn run_instance<B: Backend, A: Agent>(
-    backend: B,
-    delivery: Arc<Delivery<A>>,
-    spec: AgentSpec,
-    client_id: String,
-    mut stop: watch::Receiver<bool>,
-    assignment: Arc<Mutex<Vec<(String, i32)>>>,
-) {
-    let stopped = |stop: &watch::Receiver<bool>| *stop.borrow();
-    'member: while !stopped(&stop) {
-        let subscribed = tokio::select! {
-            _ = stop.changed() => break 'member,
-            s = backend.subscribe(&spec.group, &spec.topics, &client_id) => s,
-        };
-        let mut source = match subscribed {
-            Ok(source) => source,
-            Err(error) => {
-                tracing::warn!(agent = %spec.name, %error, "cannot join group; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        if spec.max_in_flight > 1 {
-            let end = serve_concurrently(
-                &backend,
-                &delivery,
-                &spec,
-                &mut source,
-                &mut stop,
-                &assignment,
-            )
-            .await;
-            source.close().await;
-            match end {
-                SessionEnd::Stopped => break,
-                SessionEnd::Failed => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue 'member;
-                }
-            }
-        }
-        loop {
-            let polled = tokio::select! {
-                _ = stop.changed() => break,
-                polled = source.poll(spec.poll_wait) => polled,
-            };
-            let events = match polled {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(agent = %spec.name, %error, "poll failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            *assignment.lock().unwrap_or_else(|p| p.into_inner()) = source.assignment();
-            let mut positions = Positions::default();
-            let mut failed = false;
-            for batch in events.chunks(spec.max_batch.max(1)) {
-                if stopped(&stop) {
-                    break;
-                }
-                match delivery.deliver_batch(&backend, batch, &stop).await {
-                    Ok(()) => positions.advance(batch),
-                    Err(partial) => {
-                        // Neither handled nor dead-lettered: commit nothing past it and
-                        // re-read from the committed positions.
-                        positions.advance(&batch[..partial.delivered]);
-                        tracing::error!(agent = %spec.name, error = %partial.error, "delivery failed; will re-read");
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            let positions = positions.into_commit();
-            match source.commit(positions).await {
-                Ok(()) => {}
-                Err(CommitError::Rebalanced(reason)) => {
-                    tracing::debug!(agent = %spec.name, %reason, "commit refused by a rebalance; records will be redelivered");
-                }
-                Err(error) => tracing::warn!(agent = %spec.name, %error, "commit failed"),
-            }
-            if failed {
-                source.close().await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue 'member;
-            }
-            if stopped(&stop) {
-                break;
-            }
-        }
-        source.close().await;
-        break;
-    }
-    assignment.lock().unwrap_or_else(|p| p.into_inner()).clear();
 }

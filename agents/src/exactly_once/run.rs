@@ -10,7 +10,9 @@ use super::{Transaction, TxnError};
 use crate::agent::Agent;
 use crate::backend::{Backend, Source};
 use crate::delivery::Delivery;
-use crate::runtime::{AgentSpec, Positions};
+use crate::rejoin;
+use crate::runtime::AgentSpec;
+use crate::stream::Positions;
 
 /// How long an instance waits before initialising or joining again after a failure.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
@@ -26,33 +28,30 @@ pub(crate) async fn run_instance<B: Backend, A: Agent>(
     mut stop: watch::Receiver<bool>,
     assignment: Arc<Mutex<Vec<(String, i32)>>>,
 ) {
-    while !*stop.borrow() {
-        // The producer first: initialising it aborts what an earlier incarnation left
-        // open, which a member taking over those partitions would otherwise wait for.
-        let initialised = tokio::select! {
-            _ = stop.changed() => break,
-            txn = backend.transactional(&transactional_id) => txn,
-        };
-        let txn = match initialised {
-            Ok(txn) => txn,
-            Err(error) => {
-                tracing::warn!(agent = %spec.name, id = %transactional_id, %error, "cannot initialise the transactional producer; retrying");
-                tokio::time::sleep(RETRY_AFTER).await;
-                continue;
-            }
-        };
-        let subscribed = tokio::select! {
-            _ = stop.changed() => { txn.close().await; break }
-            s = backend.subscribe(&spec.group, &spec.topics, &client_id) => s,
-        };
-        let mut source = match subscribed {
-            Ok(source) => source,
-            Err(error) => {
-                tracing::warn!(agent = %spec.name, %error, "cannot join group; retrying");
-                txn.close().await;
-                tokio::time::sleep(RETRY_AFTER).await;
-                continue;
-            }
+    // The producer first: initialising it aborts what an earlier incarnation left open,
+    // which a member taking over those partitions would otherwise wait for.
+    let initialise = || backend.transactional(&transactional_id);
+    while let Some(txn) = rejoin::until_stopped(
+        &mut stop,
+        &spec.name,
+        "cannot initialise the transactional producer",
+        RETRY_AFTER,
+        initialise,
+    )
+    .await
+    {
+        let join = || backend.subscribe(&spec.group, &spec.topics, &client_id);
+        let joined = rejoin::until_stopped(
+            &mut stop,
+            &spec.name,
+            "cannot join group",
+            RETRY_AFTER,
+            join,
+        )
+        .await;
+        let Some(mut source) = joined else {
+            txn.close().await;
+            break;
         };
         let stopped = serve(&txn, &delivery, &spec, &mut source, &mut stop, &assignment).await;
         source.close().await;
