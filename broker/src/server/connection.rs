@@ -2,25 +2,26 @@
 //! responses may take a while (long-poll fetches, acks=all), and responses leave in
 //! request order.
 //!
-//! The reader applies each request's side effects before reading the next one (so two
-//! pipelined produces to one partition append in the order they were sent), and hands
-//! the writer a reply that may still be pending. The channel between them is bounded,
-//! which is the back-pressure: a client that pipelines faster than its replies drain
-//! stops being read.
+//! One task per connection does both: it applies each request's side effects before
+//! reading the next one (so two pipelined produces to one partition append in the order
+//! they were sent), queues a reply that may still be pending, and writes replies as
+//! they become ready. At most [`MAX_IN_FLIGHT`] replies wait: that is the
+//! back-pressure, a client that pipelines faster than its replies drain stops being
+//! read.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentlog_protocol::request::{decode_request, Request, RequestError};
-use agentlog_protocol::response::encode_response;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::frame::{read_frame, FrameError};
+use super::frame::{FrameError, FrameReader};
+use super::replies::Replies;
 use super::ListenerContext;
 use crate::authz::acl::ANONYMOUS;
 use crate::authz::Session;
@@ -43,15 +44,6 @@ const UNAUTHENTICATED_FRAME_LIMIT: usize = 64 * 1024;
 /// exchange; a peer that stalls in between is dropped rather than held.
 const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The socket read buffer: enough to take a pipeline of small requests in one read.
-/// A body larger than it is read straight into its own frame buffer (`read_frame`), so
-/// a bigger one would only cost idle connections memory (10,000 of them are a target).
-const READ_BUFFER: usize = 8 * 1024;
-
-/// The socket write buffer: small replies are gathered; a larger one (a fetch
-/// response) bypasses it and goes to the socket directly.
-const WRITE_BUFFER: usize = 8 * 1024;
-
 /// Serves one connection until the peer closes it, it misbehaves, or shutdown begins:
 /// first the TLS handshake on SSL and SASL_SSL listeners.
 pub async fn serve(
@@ -65,18 +57,27 @@ pub async fn serve(
     let Some(acceptor) = listener.tls.clone() else {
         return serve_stream(stream, peer, listener, broker, shutdown, deadline).await;
     };
+    // Boxed, as is the TLS connection's request loop: the TLS state is large, and a
+    // plaintext connection's task should not be sized for it.
     let accepted = tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+        accepted = tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))) => accepted,
         () = super::stopped(&mut shutdown) => return,
     };
     match accepted {
-        Ok(Ok(tls)) => serve_stream(tls, peer, listener, broker, shutdown, deadline).await,
+        Ok(Ok(tls)) => {
+            Box::pin(serve_stream(
+                tls, peer, listener, broker, shutdown, deadline,
+            ))
+            .await
+        }
         Ok(Err(error)) => tracing::warn!(%peer, %error, "closing connection: TLS handshake failed"),
         Err(_) => tracing::warn!(%peer, "closing connection: TLS handshake timed out"),
     }
 }
 
-/// The request loop over a plain or TLS stream.
+/// The request loop over a plain or TLS stream, in one task: it reads and applies
+/// requests in order and writes their replies as they become ready, in order. Between
+/// frames it holds no buffers (see [`FrameReader`] and [`Replies`]).
 async fn serve_stream<S>(
     stream: S,
     peer: SocketAddr,
@@ -88,12 +89,8 @@ async fn serve_stream<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
-    let (replies, pending) = mpsc::channel(MAX_IN_FLIGHT);
-    // Set by the writer when a response carries a quota throttle: the reader then
-    // takes no request from the client until it passes, as Kafka mutes the channel.
-    let (muted_tx, mut muted) = watch::channel(None::<Instant>);
-    let writer_task = tokio::spawn(write_replies(writer, pending, peer, muted_tx));
+    let mut frames = FrameReader::new(reader);
+    let mut replies = Replies::new(writer, peer);
     let max_frame = broker.config.max_frame_bytes();
     let mut auth = listener
         .protocol
@@ -112,14 +109,29 @@ async fn serve_stream<S>(
     };
 
     loop {
-        let until = (!authenticated).then_some(deadline);
-        let frame = tokio::select! {
-            frame = read_until(&mut reader, limit, until) => frame,
-            () = super::stopped(&mut shutdown) => break,
-        };
-        let Some(frame) = frame else {
-            tracing::warn!(%peer, "closing connection: not authenticated within {AUTHENTICATION_TIMEOUT:?}");
+        // Pipelined requests already read are applied before their replies are
+        // written, so that those replies leave in one write.
+        if !frames.holds_whole_frame() && replies.write_ready().await.is_err() {
             break;
+        }
+        let muted_until = replies.muted_until();
+        let reading = muted_until.is_none() && replies.in_flight() < MAX_IN_FLIGHT;
+        let frame = tokio::select! {
+            biased;
+            () = super::stopped(&mut shutdown) => break,
+            computed = replies.oldest_computed() => {
+                if let Err(error) = computed {
+                    tracing::error!(%peer, %error, "request handler failed");
+                    break;
+                }
+                continue;
+            }
+            () = sleep_until_some(muted_until) => continue,
+            () = tokio::time::sleep_until(deadline), if !authenticated => {
+                tracing::warn!(%peer, "closing connection: not authenticated within {AUTHENTICATION_TIMEOUT:?}");
+                break;
+            }
+            frame = frames.next_frame(limit), if reading => frame,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -133,13 +145,6 @@ async fn serve_stream<S>(
                 break;
             }
         };
-        let mute = *muted.borrow_and_update();
-        if let Some(until) = mute.filter(|until| *until > Instant::now()) {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
-                () = super::stopped(&mut shutdown) => break,
-            }
-        }
         let mut close_after = false;
         let reply = match decode_request(frame, &handlers::SUPPORTED) {
             Ok(request) => match auth
@@ -179,7 +184,9 @@ async fn serve_stream<S>(
                     if authenticated {
                         limit = max_frame;
                     }
-                    handlers::dispatch_from(&broker, request, &origin).await
+                    // Boxed: the handlers' futures are large and live only while a
+                    // request is applied, not in every idle connection's task.
+                    Box::pin(handlers::dispatch_from(&broker, request, &origin)).await
                 }
             },
             Err(RequestError::UnsupportedVersion {
@@ -196,25 +203,19 @@ async fn serve_stream<S>(
                 break;
             }
         };
-        if replies.send(reply).await.is_err() || close_after {
-            break; // the writer stopped (the socket is gone), or SASL failed
+        replies.push(reply);
+        if close_after {
+            break; // SASL failed: its answer is still sent
         }
     }
-    drop(replies);
-    let _ = writer_task.await;
+    replies.finish().await;
 }
 
-/// Reads a frame, giving up (`None`) at `deadline` if there is one.
-async fn read_until<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    limit: usize,
-    deadline: Option<Instant>,
-) -> Option<Result<Option<bytes::Bytes>, FrameError>> {
-    match deadline {
-        None => Some(read_frame(reader, limit).await),
-        Some(deadline) => tokio::time::timeout_at(deadline, read_frame(reader, limit))
-            .await
-            .ok(),
+/// Sleeps until `until`, or forever when there is none.
+async fn sleep_until_some(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -244,49 +245,4 @@ fn sasl_step(
         body: ReplyBody::ready(body),
     };
     Some((reply, progress))
-}
-
-async fn write_replies<W: AsyncWrite + Unpin>(
-    writer: W,
-    mut pending: mpsc::Receiver<Reply>,
-    peer: SocketAddr,
-    muted: watch::Sender<Option<Instant>>,
-) {
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
-    while let Some(reply) = pending.recv().await {
-        let body = match reply.body {
-            ReplyBody::None => None,
-            ReplyBody::Ready(body) => Some(*body),
-            ReplyBody::Later(task) => match task.await {
-                Ok(body) => body,
-                Err(error) => {
-                    tracing::error!(%peer, %error, "request handler failed");
-                    return;
-                }
-            },
-        };
-        if let Some(body) = body {
-            let throttle = handlers::throttle::throttle_of(&body);
-            if throttle > 0 {
-                let millis = u64::try_from(throttle).unwrap_or_default();
-                muted.send_replace(Some(Instant::now() + Duration::from_millis(millis)));
-            }
-            match encode_response(reply.api_key, reply.version, reply.correlation_id, &body) {
-                Ok(frame) => {
-                    if writer.write_all(&frame).await.is_err() {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%peer, %error, "cannot encode response; closing connection");
-                    return;
-                }
-            }
-        }
-        if pending.is_empty() && writer.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = writer.flush().await;
-    let _ = writer.shutdown().await;
 }

@@ -2,6 +2,7 @@
 
 mod connection;
 mod frame;
+mod replies;
 
 use std::sync::Arc;
 
