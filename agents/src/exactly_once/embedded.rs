@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use agentlog_broker::transactions::{StagedOffset, TxnCheckError};
+use agentlog_broker::transactions::{Persist, StagedOffset, TxnCheckError};
 use agentlog_broker::Broker;
 
 use super::{PendingState, Transaction, TxnError, TRANSACTION_TIMEOUT_MS};
@@ -150,7 +150,13 @@ impl EmbeddedTxn {
     fn send_offsets(&self, group: &str, positions: Vec<Position>) -> Result<(), TxnError> {
         let transactions = &self.broker().transactions;
         transactions
-            .add_offsets(&self.id, self.producer_id, self.epoch, group)
+            .add_offsets(
+                &self.id,
+                self.producer_id,
+                self.epoch,
+                group,
+                Persist::Deferred,
+            )
             .map_err(|error| match error {
                 agentlog_broker::transactions::AddOffsetsError::Check(check) => check_error(check),
                 other => TxnError::Failed(other.to_string()),
@@ -166,7 +172,14 @@ impl EmbeddedTxn {
             })
             .collect();
         let staged = transactions
-            .stage_offsets(&self.id, group, self.producer_id, self.epoch, offsets)
+            .stage_offsets(
+                &self.id,
+                group,
+                self.producer_id,
+                self.epoch,
+                offsets,
+                Persist::Deferred,
+            )
             .map_err(|error| match error {
                 agentlog_broker::transactions::TxnOffsetCommitError::Check(check) => {
                     check_error(check)

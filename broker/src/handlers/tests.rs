@@ -787,7 +787,13 @@ async fn offset_fetch_require_stable_waits_for_staged_transactional_offsets() {
         .unwrap();
     broker
         .transactions
-        .add_offsets("stable", pid, epoch, "g")
+        .add_offsets(
+            "stable",
+            pid,
+            epoch,
+            "g",
+            crate::transactions::Persist::Durable,
+        )
         .unwrap();
     let commit = RequestKind::TxnOffsetCommit(
         TxnOffsetCommitRequest::default()

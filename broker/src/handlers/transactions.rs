@@ -25,7 +25,7 @@ use kafka_protocol::messages::*;
 use super::{str_bytes, topic_name, ReplyBody};
 use crate::broker::Broker;
 use crate::transactions::{
-    AddOffsetsError, AddPartitionsError, EndTxnError, StagedOffset, TxnOffsetCommitError,
+    AddOffsetsError, AddPartitionsError, EndTxnError, Persist, StagedOffset, TxnOffsetCommitError,
     TxnOffsetPartitionError,
 };
 
@@ -114,6 +114,7 @@ pub fn add_offsets(
         request.producer_id.0,
         request.producer_epoch,
         &request.group_id.0,
+        Persist::Durable,
     ) {
         Ok(()) => 0,
         Err(AddOffsetsError::InvalidGroupId) => ResponseError::InvalidGroupId.code(),
@@ -191,6 +192,7 @@ pub fn txn_offset_commit(
             request.producer_id.0,
             request.producer_epoch,
             offsets,
+            Persist::Durable,
         ) {
             Ok(results) => (results.into_iter(), 0),
             Err(TxnOffsetCommitError::InvalidGroupId) => {

@@ -52,6 +52,10 @@ pub async fn serve(listeners: Vec<(TcpListener, ListenerContext)>, broker: Arc<B
     while accept_loops.join_next().await.is_some() {}
 }
 
+/// A listener that held this many connections gives freed memory back to the OS once
+/// half of them have closed.
+const MANY_CONNECTIONS: usize = 1000;
+
 async fn accept_loop(
     listener: TcpListener,
     context: Arc<ListenerContext>,
@@ -60,12 +64,15 @@ async fn accept_loop(
 ) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
+    // The most connections held since memory was last given back.
+    let mut peak = 0usize;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     connections.spawn(connection::serve(stream, peer, context.clone(), broker.clone(), shutdown.clone()));
+                    peak = peak.max(connections.len());
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off rather than spin.
@@ -73,7 +80,14 @@ async fn accept_loop(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                // Thousands of connections gone (a load test's clients, a client
+                // suite): what they held goes back to the OS, not only to malloc.
+                if peak >= MANY_CONNECTIONS && connections.len() <= peak / 2 {
+                    crate::memory::release_freed_memory_soon();
+                    peak = connections.len();
+                }
+            }
             () = stopped(&mut stop) => break,
         }
     }

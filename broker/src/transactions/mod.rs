@@ -241,6 +241,20 @@ pub struct TxnSettings {
     pub check_interval: Duration,
 }
 
+/// Whether a coordinator write waits for the disk before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Flushed before returning: the answer to a wire client, who acts on it after a
+    /// broker crash too (a producer that outlives the broker may still commit).
+    Durable,
+    /// Written, and made durable by the next durable write or sled's background flush.
+    /// Only for callers that cannot outlive a crash that loses it: the in-process agent
+    /// producer stages its offsets and commits at once, and if the process dies in
+    /// between, its open transaction is aborted when the agent re-initialises, so the
+    /// `PrepareCommit` flush is the one write its commit needs.
+    Deferred,
+}
+
 /// The transaction coordinator of this broker.
 #[derive(Debug)]
 pub struct TransactionCoordinator {
@@ -286,14 +300,16 @@ impl TransactionCoordinator {
         self.txns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes one record and waits for it to be on disk: every transition is durable
-    /// before anything depends on it.
-    fn persist(&self, meta: &TxnMetadata) -> Result<(), TxnCheckError> {
+    /// Writes one record and, under [`Persist::Durable`], waits for it to be on disk:
+    /// every transition something depends on is durable before it is acted on.
+    fn persist(&self, meta: &TxnMetadata, policy: Persist) -> Result<(), TxnCheckError> {
         let value = serde_json::to_vec(meta).map_err(storage)?;
         self.tree
             .insert(meta.transactional_id.as_bytes(), value)
             .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        if policy == Persist::Durable {
+            self.db.flush().map_err(storage)?;
+        }
         Ok(())
     }
 
@@ -327,7 +343,7 @@ impl TransactionCoordinator {
                 last_update_ms: now,
                 last_committed: false,
             };
-            self.persist(&meta)?;
+            self.persist(&meta, Persist::Durable)?;
             txns.insert(transactional_id.to_string(), meta);
             return Ok((producer_id, 0));
         };
@@ -356,7 +372,7 @@ impl TransactionCoordinator {
             };
             meta.state = TxnState::PrepareAbort;
             meta.last_update_ms = now;
-            self.persist(&meta)?;
+            self.persist(&meta, Persist::Durable)?;
             spawn_durable(self.complete(broker, &mut meta)?);
         }
         meta.producer_id = producer_id;
@@ -367,7 +383,7 @@ impl TransactionCoordinator {
         meta.pending_offsets.clear();
         meta.start_ms = -1;
         meta.last_update_ms = now;
-        self.persist(&meta)?;
+        self.persist(&meta, Persist::Durable)?;
         txns.insert(transactional_id.to_string(), meta);
         Ok((producer_id, epoch))
     }
@@ -416,7 +432,7 @@ impl TransactionCoordinator {
         meta.partitions.extend(partitions.iter().cloned());
         meta.last_update_ms = now_ms();
         let meta = meta.clone();
-        if let Err(error) = self.persist(&meta) {
+        if let Err(error) = self.persist(&meta, Persist::Durable) {
             if let Some(before) = before {
                 txns.insert(transactional_id.to_string(), before);
             }
@@ -432,6 +448,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         group_id: &str,
+        policy: Persist,
     ) -> Result<(), AddOffsetsError> {
         if group_id.is_empty() {
             return Err(AddOffsetsError::InvalidGroupId);
@@ -442,7 +459,7 @@ impl TransactionCoordinator {
         meta.groups.insert(group_id.to_string());
         meta.last_update_ms = now_ms();
         let meta = meta.clone();
-        if let Err(error) = self.persist(&meta) {
+        if let Err(error) = self.persist(&meta, policy) {
             if let Some(before) = before {
                 txns.insert(transactional_id.to_string(), before);
             }
@@ -461,6 +478,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         offsets: Vec<StagedOffset>,
+        policy: Persist,
     ) -> Result<Vec<Result<(), TxnOffsetPartitionError>>, TxnOffsetCommitError> {
         if group_id.is_empty() {
             return Err(TxnOffsetCommitError::InvalidGroupId);
@@ -499,7 +517,7 @@ impl TransactionCoordinator {
         }
         meta.last_update_ms = now_ms();
         let meta = meta.clone();
-        if let Err(error) = self.persist(&meta) {
+        if let Err(error) = self.persist(&meta, policy) {
             txns.insert(transactional_id.to_string(), before);
             return Err(error.into());
         }
@@ -545,7 +563,7 @@ impl TransactionCoordinator {
         };
         meta.last_update_ms = now_ms();
         let mut working = meta.clone();
-        if let Err(error) = self.persist(&working) {
+        if let Err(error) = self.persist(&working, Persist::Durable) {
             meta.state = TxnState::Ongoing;
             return Err(error.into());
         }
@@ -611,7 +629,7 @@ impl TransactionCoordinator {
         meta.last_committed = commit;
         meta.pending_offsets.clear();
         meta.last_update_ms = now;
-        if let Err(error) = self.persist(meta) {
+        if let Err(error) = self.persist(meta, Persist::Durable) {
             spawn_durable(written);
             return Err(error);
         }
@@ -678,7 +696,7 @@ impl TransactionCoordinator {
                 }
                 working.state = TxnState::PrepareAbort;
                 working.last_update_ms = now;
-                if let Err(error) = self.persist(&working) {
+                if let Err(error) = self.persist(&working, Persist::Durable) {
                     tracing::error!(%error, "cannot record a timed-out abort");
                     continue;
                 }

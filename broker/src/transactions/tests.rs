@@ -59,7 +59,8 @@ async fn commit_and_abort_move_the_lso_and_fill_the_aborted_index() {
 
     txns.add_partitions("tx", pid, epoch, &partitions("t"))
         .unwrap();
-    txns.add_offsets("tx", pid, epoch, "g").unwrap();
+    txns.add_offsets("tx", pid, epoch, "g", Persist::Durable)
+        .unwrap();
     partition.append(txn_batch(pid, epoch, 3, 2), None).unwrap();
     let staged = StagedOffset {
         topic: "in".into(),
@@ -68,7 +69,7 @@ async fn commit_and_abort_move_the_lso_and_fill_the_aborted_index() {
         leader_epoch: -1,
         metadata: None,
     };
-    txns.stage_offsets("tx", "g", pid, epoch, vec![staged])
+    txns.stage_offsets("tx", "g", pid, epoch, vec![staged], Persist::Durable)
         .unwrap();
     assert!(txns.has_pending_offsets("g", "in", 0));
     assert_eq!(
@@ -186,7 +187,7 @@ async fn a_prepared_commit_is_completed_after_a_crash() {
         let mut txns_map = txns.lock();
         let meta = txns_map.get_mut("tx").unwrap();
         meta.state = TxnState::PrepareCommit;
-        txns.persist(meta).unwrap();
+        txns.persist(meta, Persist::Durable).unwrap();
         drop(txns_map);
         broker.flush();
     }
