@@ -14,6 +14,7 @@ mod admin;
 mod classic;
 mod commit;
 mod coordinator;
+mod migration;
 mod offsets;
 pub mod subscription;
 

@@ -1,0 +1,491 @@
+//! Classic and consumer-protocol members in one group (KIP-848's online upgrade and
+//! downgrade, Kafka 4's `group.consumer.migration.policy=bidirectional`), against the
+//! real binary: librdkafka classic consumers (cooperative-sticky and range) sharing a
+//! group with a `group.protocol=consumer` one, every record counted across the upgrade
+//! and the downgrade; and the wire rules for a classic member of a consumer group
+//! (generation = member epoch, REBALANCE_IN_PROGRESS to revoke) with raw requests.
+
+mod common;
+mod groups_common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{poll_until, BrokerProcess, RawClient};
+use groups_common::{produce, SETTINGS};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const WAIT: Duration = Duration::from_secs(90);
+const PARTITIONS: i32 = 6;
+/// Records produced before the upgrade, while both kinds share the group, and after
+/// the downgrade.
+const PER_PHASE: usize = 300;
+
+/// Every record any member consumed, by (partition, offset), with how often.
+type Seen = Arc<Mutex<BTreeMap<(i32, i64), usize>>>;
+
+/// A member consuming on its own thread, committing each record synchronously before
+/// it polls again, so whatever it consumed is committed before it can lose a partition.
+struct Member {
+    stop: Arc<AtomicBool>,
+    assignment: Arc<Mutex<BTreeSet<i32>>>,
+    failed_commits: Arc<Mutex<usize>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    fn start(
+        addr: &str,
+        group: &str,
+        topic: &str,
+        protocol: &[(&str, &str)],
+        seen: &Seen,
+    ) -> Member {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", addr)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false");
+        for (k, v) in protocol {
+            config.set(*k, *v);
+        }
+        let consumer: BaseConsumer = config.create().expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let stop = Arc::new(AtomicBool::new(false));
+        let assignment = Arc::new(Mutex::new(BTreeSet::new()));
+        let failed_commits = Arc::new(Mutex::new(0));
+        let handle = {
+            let (stop, assignment, failed, seen) = (
+                stop.clone(),
+                assignment.clone(),
+                failed_commits.clone(),
+                seen.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+                        if let Ok(mut seen) = seen.lock() {
+                            *seen
+                                .entry((message.partition(), message.offset()))
+                                .or_default() += 1;
+                        }
+                        if let Err(error) = consumer.commit_message(&message, CommitMode::Sync) {
+                            eprintln!("commit failed: {error}");
+                            if let Ok(mut n) = failed.lock() {
+                                *n += 1;
+                            }
+                        }
+                    }
+                    if let Ok(list) = consumer.assignment() {
+                        if let Ok(mut slot) = assignment.lock() {
+                            *slot = list.elements().iter().map(|e| e.partition()).collect();
+                        }
+                    }
+                }
+                // Leaves the group (LeaveGroup, or a heartbeat with epoch -1).
+                consumer.unsubscribe();
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while std::time::Instant::now() < deadline
+                    && consumer.assignment().map(|a| a.count()).unwrap_or(0) > 0
+                {
+                    let _ = consumer.poll(Duration::from_millis(50));
+                }
+                drop(consumer);
+            })
+        };
+        Member {
+            stop,
+            assignment,
+            failed_commits,
+            handle: Some(handle),
+        }
+    }
+
+    fn assignment(&self) -> BTreeSet<i32> {
+        self.assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    fn failed_commits(&self) -> usize {
+        self.failed_commits.lock().map(|n| *n).unwrap_or(0)
+    }
+
+    /// Stops consuming and leaves the group.
+    fn leave(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+        self.failed_commits()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn group_type_and_state(addr: &str, group: &str) -> Option<(String, String, String)> {
+    let response = RawClient::connect(addr).call(&ListGroupsRequest::default(), 5);
+    response
+        .groups
+        .into_iter()
+        .find(|g| g.group_id.0.as_str() == group)
+        .map(|g| {
+            (
+                g.group_type.to_string(),
+                g.protocol_type.to_string(),
+                g.group_state.to_string(),
+            )
+        })
+}
+
+fn consumed(seen: &Seen) -> usize {
+    seen.lock().map(|s| s.len()).unwrap_or(0)
+}
+
+fn split_evenly(a: &Member, b: &Member) -> Option<()> {
+    let (x, y) = (a.assignment(), b.assignment());
+    let union: BTreeSet<i32> = x.union(&y).copied().collect();
+    let all: BTreeSet<i32> = (0..PARTITIONS).collect();
+    (x.is_disjoint(&y) && union == all && x.len() == 3 && y.len() == 3).then_some(())
+}
+
+/// Classic member alone, then a consumer-protocol member joins (upgrade), then leaves
+/// (downgrade); records produced in each phase are each consumed exactly once and the
+/// committed offsets reach the end of every partition, also after a restart.
+fn upgrade_and_downgrade_with(strategy: &str) {
+    let mut broker = BrokerProcess::start(SETTINGS);
+    let addr = broker.bootstrap();
+    let topic = format!("mig-{strategy}");
+    let group = format!("gmig-{strategy}");
+    groups_common::create_topic(&addr, &topic, PARTITIONS);
+    let seen: Seen = Arc::default();
+    let classic_protocol = [
+        ("group.protocol", "classic"),
+        ("partition.assignment.strategy", strategy),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ];
+    let classic = Member::start(&addr, &group, &topic, &classic_protocol, &seen);
+    produce(&addr, &topic, 0, PER_PHASE);
+    poll_until(WAIT, "the classic member consuming phase one", || {
+        (consumed(&seen) == PER_PHASE && classic.assignment().len() == PARTITIONS as usize)
+            .then_some(())
+    });
+    let (kind, protocol_type, _) = group_type_and_state(&addr, &group).expect("listed");
+    assert_eq!(
+        (kind.as_str(), protocol_type.as_str()),
+        ("classic", "consumer")
+    );
+
+    // Upgrade: a consumer-protocol member joins the classic group.
+    let modern = Member::start(
+        &addr,
+        &group,
+        &topic,
+        &[("group.protocol", "consumer")],
+        &seen,
+    );
+    poll_until(
+        WAIT,
+        "classic and consumer members splitting the partitions",
+        || split_evenly(&classic, &modern),
+    );
+    let (kind, protocol_type, _) = group_type_and_state(&addr, &group).expect("listed");
+    assert_eq!(
+        (kind.as_str(), protocol_type.as_str()),
+        ("consumer", "consumer")
+    );
+    let described = RawClient::connect(&addr).call(
+        &ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(group.clone()))]),
+        0,
+    );
+    assert_eq!(described.groups[0].error_code, 0);
+    assert_eq!(described.groups[0].members.len(), 2);
+    produce(&addr, &topic, PER_PHASE, PER_PHASE);
+    poll_until(WAIT, "both members consuming phase two", || {
+        (consumed(&seen) == 2 * PER_PHASE).then_some(())
+    });
+    assert!(split_evenly(&classic, &modern).is_some());
+
+    // Downgrade: the last consumer-protocol member leaves.
+    let modern_failed = modern.leave();
+    poll_until(WAIT, "the classic member owning everything again", || {
+        (classic.assignment().len() == PARTITIONS as usize).then_some(())
+    });
+    poll_until(WAIT, "the group classic again", || {
+        let (kind, _, state) = group_type_and_state(&addr, &group)?;
+        (kind == "classic" && state == "Stable").then_some(())
+    });
+    produce(&addr, &topic, 2 * PER_PHASE, PER_PHASE);
+    poll_until(WAIT, "the classic member consuming phase three", || {
+        (consumed(&seen) == 3 * PER_PHASE).then_some(())
+    });
+    let classic_failed = classic.leave();
+
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "consumed twice: {duplicated:?}");
+    assert_eq!(seen.len(), 3 * PER_PHASE, "every record consumed once");
+    assert_eq!((modern_failed, classic_failed), (0, 0), "failed commits");
+    let mut ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = common::watermarks(&addr, &topic, p);
+        let offsets: BTreeSet<i64> = seen
+            .keys()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
+        assert_eq!(offsets, (0..high).collect(), "partition {p} consumed whole");
+        ends.insert(p, high);
+    }
+
+    // The group and its offsets survive a restart.
+    broker.restart();
+    let addr = broker.bootstrap();
+    let (kind, _, state) = group_type_and_state(&addr, &group).expect("listed after restart");
+    assert_eq!((kind.as_str(), state.as_str()), ("classic", "Empty"));
+    let mut config = common::consumer_config(&addr);
+    config.set("group.id", &group);
+    let probe: BaseConsumer = config.create().expect("consumer");
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        wanted.add_partition(&topic, p);
+    }
+    let committed = probe
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("committed offsets");
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(ends[&e.partition()]),
+            "partition {}",
+            e.partition()
+        );
+    }
+}
+
+#[test]
+fn cooperative_classic_member_through_upgrade_and_downgrade() {
+    upgrade_and_downgrade_with("cooperative-sticky");
+}
+
+#[test]
+fn eager_classic_member_through_upgrade_and_downgrade() {
+    upgrade_and_downgrade_with("range");
+}
+
+/// A consumer-protocol subscription (version 0) to `topic`.
+fn subscription(topic: &str) -> bytes::Bytes {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    bytes::Bytes::from(out)
+}
+
+fn classic_join(
+    client: &mut RawClient,
+    group: &str,
+    member: &str,
+    topic: &str,
+) -> JoinGroupResponse {
+    client.call(
+        &JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_session_timeout_ms(6000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(subscription(topic))]),
+        7,
+    )
+}
+
+fn classic_heartbeat(client: &mut RawClient, group: &str, member: &str, generation: i32) -> i16 {
+    client
+        .call(
+            &HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.into())))
+                .with_member_id(StrBytes::from_string(member.into()))
+                .with_generation_id(generation),
+            4,
+        )
+        .error_code
+}
+
+fn classic_sync(
+    client: &mut RawClient,
+    group: &str,
+    member: &str,
+    generation: i32,
+) -> SyncGroupResponse {
+    client.call(
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_generation_id(generation)
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("range"))),
+        5,
+    )
+}
+
+/// The partitions of a consumer-protocol assignment (version, [topic, [partition]]).
+fn assigned_partitions(assignment: &[u8]) -> Vec<i32> {
+    let i32_at = |at: usize| {
+        assignment
+            .get(at..at + 4)
+            .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut out = Vec::new();
+    if i32_at(2) == 1 {
+        let name_len = assignment
+            .get(6..8)
+            .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]) as usize);
+        let at = 8 + name_len;
+        for i in 0..i32_at(at).max(0) as usize {
+            out.push(i32_at(at + 4 + 4 * i));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_classic_member_of_a_consumer_group_follows_the_member_epoch() {
+    let broker = BrokerProcess::start(SETTINGS);
+    let addr = broker.bootstrap();
+    let admin = common::admin(&addr);
+    futures::executor::block_on(admin.create_topics(
+        &[rdkafka::admin::NewTopic::new(
+            "rawmig",
+            2,
+            rdkafka::admin::TopicReplication::Fixed(1),
+        )],
+        &rdkafka::admin::AdminOptions::new(),
+    ))
+    .expect("create topics");
+    let mut c = RawClient::connect(&addr);
+    // A consumer-protocol member creates the group and owns both partitions.
+    let joined = c.call(
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("grawmig")))
+            .with_member_id(StrBytes::from_static_str("m-1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("rawmig"))]))
+            .with_topic_partitions(Some(Vec::new())),
+        1,
+    );
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.member_epoch, 1);
+
+    // A classic member joins: first MEMBER_ID_REQUIRED (v4+), then its epoch as the
+    // generation, the consumer protocol type, its own protocol and no leader.
+    let first = classic_join(&mut c, "grawmig", "", "rawmig");
+    assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+    let member = first.member_id.to_string();
+    assert!(!member.is_empty());
+    let second = classic_join(&mut c, "grawmig", &member, "rawmig");
+    assert_eq!(second.error_code, 0);
+    assert_eq!(second.generation_id, 2, "the new group epoch");
+    assert_eq!(second.protocol_type.as_deref(), Some("consumer"));
+    assert_eq!(second.protocol_name.as_deref(), Some("range"));
+    assert_eq!(second.leader.as_str(), "");
+    assert!(second.members.is_empty());
+    // Partition 1 (its target) is still owned by m-1: nothing yet.
+    let synced = classic_sync(&mut c, "grawmig", &member, 2);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(assigned_partitions(&synced.assignment), Vec::<i32>::new());
+    assert_eq!(
+        classic_heartbeat(&mut c, "grawmig", &member, 1),
+        ResponseError::IllegalGeneration.code()
+    );
+    assert_eq!(classic_heartbeat(&mut c, "grawmig", &member, 2), 0);
+
+    // m-1 revokes partition 1; the classic member is told to rejoin and gets it.
+    let revoke = c.call(
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("grawmig")))
+            .with_member_id(StrBytes::from_static_str("m-1"))
+            .with_member_epoch(1)
+            .with_rebalance_timeout_ms(-1),
+        1,
+    );
+    assert_eq!(revoke.error_code, 0);
+    let kept = revoke
+        .assignment
+        .expect("an assignment without partition 1");
+    assert_eq!(kept.topic_partitions[0].partitions.len(), 1);
+    let owned =
+        kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions::default()
+            .with_topic_id(kept.topic_partitions[0].topic_id)
+            .with_partitions(kept.topic_partitions[0].partitions.clone());
+    let moved = c.call(
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("grawmig")))
+            .with_member_id(StrBytes::from_static_str("m-1"))
+            .with_member_epoch(1)
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(Some(vec![owned])),
+        1,
+    );
+    assert_eq!(moved.member_epoch, 2);
+    assert_eq!(
+        classic_heartbeat(&mut c, "grawmig", &member, 2),
+        ResponseError::RebalanceInProgress.code()
+    );
+    let rejoined = classic_join(&mut c, "grawmig", &member, "rawmig");
+    assert_eq!(rejoined.generation_id, 2);
+    let synced = classic_sync(&mut c, "grawmig", &member, 2);
+    assert_eq!(synced.error_code, 0);
+    let mine = assigned_partitions(&synced.assignment);
+    assert_eq!(mine.len(), 1);
+    assert!(!kept.topic_partitions[0].partitions.contains(&mine[0]));
+    assert_eq!(classic_heartbeat(&mut c, "grawmig", &member, 2), 0);
+
+    // The consumer-protocol member leaves: the group downgrades to a classic group at
+    // the same generation, which rebalances.
+    let left = c.call(
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("grawmig")))
+            .with_member_id(StrBytes::from_static_str("m-1"))
+            .with_member_epoch(-1),
+        1,
+    );
+    assert_eq!(left.error_code, 0);
+    let (kind, _, state) = group_type_and_state(&addr, "grawmig").expect("listed");
+    assert_eq!(
+        (kind.as_str(), state.as_str()),
+        ("classic", "PreparingRebalance")
+    );
+    assert_eq!(
+        classic_heartbeat(&mut c, "grawmig", &member, 2),
+        ResponseError::RebalanceInProgress.code()
+    );
+    let classic_again = classic_join(&mut c, "grawmig", &member, "rawmig");
+    assert_eq!(classic_again.error_code, 0);
+    assert_eq!(classic_again.generation_id, 3);
+    assert_eq!(classic_again.leader.as_str(), member.as_str());
+}
