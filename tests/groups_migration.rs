@@ -21,6 +21,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -78,11 +79,22 @@ impl Member {
                                 .entry((message.partition(), message.offset()))
                                 .or_default() += 1;
                         }
-                        if let Err(error) = consumer.commit_message(&message, CommitMode::Sync) {
-                            eprintln!("commit failed: {error}");
-                            if let Ok(mut n) = failed.lock() {
-                                *n += 1;
+                        // A commit racing the member's own rejoin is refused as in
+                        // Kafka (ILLEGAL_GENERATION once JoinGroup moved its epoch,
+                        // REBALANCE_IN_PROGRESS while a classic group completes its
+                        // rebalance); the application retries without polling, so it
+                        // cannot have lost the partition meanwhile.
+                        let mut attempts = 0;
+                        while let Err(error) = consumer.commit_message(&message, CommitMode::Sync) {
+                            eprintln!("commit refused, retrying: {error}");
+                            attempts += 1;
+                            if attempts == 100 {
+                                if let Ok(mut n) = failed.lock() {
+                                    *n += 1;
+                                }
+                                break;
                             }
+                            std::thread::sleep(Duration::from_millis(50));
                         }
                     }
                     if let Ok(list) = consumer.assignment() {
@@ -140,6 +152,48 @@ impl Drop for Member {
     }
 }
 
+/// A producer writing one record every few milliseconds on its own thread.
+struct Background {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Background {
+    fn start(addr: &str, topic: &str) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer: BaseProducer = common::producer_config(addr).create().expect("producer");
+        let (flag, topic) = (stop.clone(), topic.to_string());
+        let handle = std::thread::spawn(move || {
+            let mut sent = 0usize;
+            while !flag.load(Ordering::SeqCst) {
+                let key = format!("bg-{sent}");
+                if producer
+                    .send(BaseRecord::to(&topic).key(&key).payload(&key))
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+                producer.poll(Duration::from_millis(3));
+            }
+            producer.flush(Duration::from_secs(30)).expect("flush");
+            sent
+        });
+        Background {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops producing; how many records it wrote.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
 fn group_type_and_state(addr: &str, group: &str) -> Option<(String, String, String)> {
     let response = RawClient::connect(addr).call(&ListGroupsRequest::default(), 5);
     response
@@ -167,8 +221,9 @@ fn split_evenly(a: &Member, b: &Member) -> Option<()> {
 }
 
 /// Classic member alone, then a consumer-protocol member joins (upgrade), then leaves
-/// (downgrade); records produced in each phase are each consumed exactly once and the
-/// committed offsets reach the end of every partition, also after a restart.
+/// (downgrade), with records produced in each phase and continuously through both
+/// conversions; each is consumed exactly once and the committed offsets reach the end
+/// of every partition, also after a restart.
 fn upgrade_and_downgrade_with(strategy: &str) {
     let mut broker = BrokerProcess::start(SETTINGS);
     let addr = broker.bootstrap();
@@ -193,6 +248,9 @@ fn upgrade_and_downgrade_with(strategy: &str) {
         (kind.as_str(), protocol_type.as_str()),
         ("classic", "consumer")
     );
+
+    // Records keep coming through both conversions.
+    let background = Background::start(&addr, &topic);
 
     // Upgrade: a consumer-protocol member joins the classic group.
     let modern = Member::start(
@@ -221,7 +279,7 @@ fn upgrade_and_downgrade_with(strategy: &str) {
     assert_eq!(described.groups[0].members.len(), 2);
     produce(&addr, &topic, PER_PHASE, PER_PHASE);
     poll_until(WAIT, "both members consuming phase two", || {
-        (consumed(&seen) == 2 * PER_PHASE).then_some(())
+        (consumed(&seen) >= 2 * PER_PHASE).then_some(())
     });
     assert!(split_evenly(&classic, &modern).is_some());
 
@@ -235,15 +293,21 @@ fn upgrade_and_downgrade_with(strategy: &str) {
         (kind == "classic" && state == "Stable").then_some(())
     });
     produce(&addr, &topic, 2 * PER_PHASE, PER_PHASE);
-    poll_until(WAIT, "the classic member consuming phase three", || {
-        (consumed(&seen) == 3 * PER_PHASE).then_some(())
+    let background = background.stop();
+    assert!(background > 0, "records produced during the conversions");
+    let total: i64 = (0..PARTITIONS)
+        .map(|p| common::watermarks(&addr, &topic, p).1)
+        .sum();
+    assert_eq!(total, (3 * PER_PHASE + background) as i64);
+    poll_until(WAIT, "the classic member consuming everything", || {
+        (consumed(&seen) as i64 == total).then_some(())
     });
     let classic_failed = classic.leave();
 
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "consumed twice: {duplicated:?}");
-    assert_eq!(seen.len(), 3 * PER_PHASE, "every record consumed once");
+    assert_eq!(seen.len() as i64, total, "every record consumed once");
     assert_eq!((modern_failed, classic_failed), (0, 0), "failed commits");
     let mut ends = BTreeMap::new();
     for p in 0..PARTITIONS {
@@ -488,4 +552,38 @@ fn a_classic_member_of_a_consumer_group_follows_the_member_epoch() {
     assert_eq!(classic_again.error_code, 0);
     assert_eq!(classic_again.generation_id, 3);
     assert_eq!(classic_again.leader.as_str(), member.as_str());
+
+    // A classic group of another protocol type (Connect workers) is not upgraded.
+    let connect = |c: &mut RawClient, member: &str| {
+        c.call(
+            &JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("gconnect")))
+                .with_member_id(StrBytes::from_string(member.into()))
+                .with_session_timeout_ms(6000)
+                .with_rebalance_timeout_ms(30_000)
+                .with_protocol_type(StrBytes::from_static_str("connect"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("sessioned"))
+                    .with_metadata(subscription("rawmig"))]),
+            7,
+        )
+    };
+    let worker = connect(&mut c, "").member_id.to_string();
+    assert_eq!(connect(&mut c, &worker).error_code, 0);
+    let refused = c.call(
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gconnect")))
+            .with_member_id(StrBytes::from_static_str("m-2"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("rawmig"))]))
+            .with_topic_partitions(Some(Vec::new())),
+        1,
+    );
+    assert_eq!(refused.error_code, ResponseError::GroupIdNotFound.code());
+    let (kind, protocol_type, _) = group_type_and_state(&addr, "gconnect").expect("listed");
+    assert_eq!(
+        (kind.as_str(), protocol_type.as_str()),
+        ("classic", "connect")
+    );
 }
