@@ -3,7 +3,8 @@
 //! real binary: librdkafka classic consumers (cooperative-sticky and range) sharing a
 //! group with a `group.protocol=consumer` one, every record counted across the upgrade
 //! and the downgrade; and the wire rules for a classic member of a consumer group
-//! (generation = member epoch, REBALANCE_IN_PROGRESS to revoke) with raw requests.
+//! (generation = member epoch, REBALANCE_IN_PROGRESS to revoke, session fencing and the
+//! downgrade when the last consumer-protocol member times out) with raw requests.
 
 mod common;
 mod groups_common;
@@ -586,4 +587,105 @@ fn a_classic_member_of_a_consumer_group_follows_the_member_epoch() {
         (kind.as_str(), protocol_type.as_str()),
         ("classic", "connect")
     );
+}
+
+/// ConsumerGroupHeartbeat for `m-1` in `group` at `epoch`, reporting `owned`.
+fn consumer_heartbeat(
+    c: &mut RawClient,
+    group: &str,
+    epoch: i32,
+    owned: &[kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions],
+) -> ConsumerGroupHeartbeatResponse {
+    let mut request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_member_id(StrBytes::from_static_str("m-1"))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 })
+        .with_topic_partitions(Some(owned.to_vec()));
+    if epoch == 0 {
+        request = request.with_subscribed_topic_names(Some(vec![TopicName(
+            StrBytes::from_static_str("rawtime"),
+        )]));
+    }
+    c.call(&request, 1)
+}
+
+fn owned_of(
+    response: &ConsumerGroupHeartbeatResponse,
+) -> Option<Vec<kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions>> {
+    response.assignment.as_ref().map(|a| {
+        a.topic_partitions
+            .iter()
+            .map(|t| {
+                kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(t.partitions.clone())
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn silent_members_are_fenced_and_losing_the_last_consumer_member_downgrades() {
+    let broker = BrokerProcess::start(SETTINGS);
+    let addr = broker.bootstrap();
+    groups_common::create_topic(&addr, "rawtime", 2);
+    let mut c = RawClient::connect(&addr);
+    let joined = consumer_heartbeat(&mut c, "gtime", 0, &[]);
+    assert_eq!(joined.error_code, 0);
+    let mut epoch = joined.member_epoch;
+    let mut owned = owned_of(&joined).expect("assignment");
+
+    // A classic member joins (6 s session), then falls silent: it is fenced and
+    // m-1 gets both partitions back.
+    let id = classic_join(&mut c, "gtime", "", "rawtime")
+        .member_id
+        .to_string();
+    let silent = classic_join(&mut c, "gtime", &id, "rawtime");
+    assert_eq!(silent.error_code, 0);
+    poll_until(WAIT, "m-1 owning both partitions after the fencing", || {
+        let response = consumer_heartbeat(&mut c, "gtime", epoch, &owned);
+        assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+        epoch = response.member_epoch;
+        if let Some(now) = owned_of(&response) {
+            owned = now;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        (owned.iter().map(|t| t.partitions.len()).sum::<usize>() == 2).then_some(())
+    });
+    assert_eq!(
+        classic_heartbeat(&mut c, "gtime", &id, silent.generation_id),
+        ResponseError::UnknownMemberId.code()
+    );
+
+    // Another classic member joins and keeps heartbeating; m-1 falls silent and is
+    // fenced after its session (6 s): the group downgrades and the classic member
+    // rebalances into a classic group of its own.
+    let id = classic_join(&mut c, "gtime", "", "rawtime")
+        .member_id
+        .to_string();
+    let mut generation = classic_join(&mut c, "gtime", &id, "rawtime").generation_id;
+    poll_until(WAIT, "the group classic and stable again", || {
+        match classic_heartbeat(&mut c, "gtime", &id, generation) {
+            0 => {}
+            code if code == ResponseError::RebalanceInProgress.code() => {
+                let rejoined = classic_join(&mut c, "gtime", &id, "rawtime");
+                assert_eq!(rejoined.error_code, 0);
+                generation = rejoined.generation_id;
+                let sync = SyncGroupRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("gtime")))
+                    .with_member_id(StrBytes::from_string(id.clone()))
+                    .with_generation_id(generation)
+                    .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                    .with_protocol_name(Some(StrBytes::from_static_str("range")));
+                assert_eq!(c.call(&sync, 5).error_code, 0);
+            }
+            code => panic!("heartbeat error {code}"),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (kind, _, state) = group_type_and_state(&addr, "gtime")?;
+        (kind == "classic" && state == "Stable").then_some(())
+    });
+    let fenced = consumer_heartbeat(&mut c, "gtime", epoch, &owned);
+    assert_eq!(fenced.error_code, ResponseError::GroupIdNotFound.code());
 }
