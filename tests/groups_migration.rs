@@ -488,6 +488,29 @@ fn a_classic_member_of_a_consumer_group_follows_the_member_epoch() {
         ResponseError::IllegalGeneration.code()
     );
     assert_eq!(classic_heartbeat(&mut c, "grawmig", &member, 2), 0);
+    // Its commits are checked against its epoch, as generation (ILLEGAL_GENERATION).
+    let commit = |c: &mut RawClient, generation: i32| {
+        use kafka_protocol::messages::offset_commit_request::{
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+        };
+        c.call(
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("grawmig")))
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_generation_id_or_member_epoch(generation)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("rawmig")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(1)
+                        .with_committed_offset(3)])]),
+            8,
+        )
+        .topics[0]
+            .partitions[0]
+            .error_code
+    };
+    assert_eq!(commit(&mut c, 1), ResponseError::IllegalGeneration.code());
+    assert_eq!(commit(&mut c, 2), 0);
 
     // m-1 revokes partition 1; the classic member is told to rejoin and gets it.
     let revoke = c.call(

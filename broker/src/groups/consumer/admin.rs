@@ -100,7 +100,11 @@ fn check_fetch(
         return Err(FetchOffsetsError::UnknownMemberId);
     };
     if member.member_epoch != member_epoch {
-        return Err(FetchOffsetsError::StaleMemberEpoch);
+        return Err(if member.classic.is_some() {
+            FetchOffsetsError::IllegalGeneration
+        } else {
+            FetchOffsetsError::StaleMemberEpoch
+        });
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub(super) mod assignor;
 pub(super) mod classic_members;
 pub(super) mod heartbeat;
 pub(super) mod reconcile;
+pub(super) mod timer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
