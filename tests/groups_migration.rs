@@ -357,6 +357,88 @@ fn eager_classic_member_through_upgrade_and_downgrade() {
     upgrade_and_downgrade_with("range");
 }
 
+/// The other way round: a classic consumer joins a consumer group (no upgrade needed),
+/// the group's only consumer-protocol member leaves, the classic one takes everything,
+/// with records produced throughout and each consumed once.
+#[test]
+fn a_classic_member_joins_a_consumer_group_and_outlives_it() {
+    let broker = BrokerProcess::start(SETTINGS);
+    let addr = broker.bootstrap();
+    let (topic, group) = ("mig-join", "gmig-join");
+    groups_common::create_topic(&addr, topic, PARTITIONS);
+    let seen: Seen = Arc::default();
+    let background = Background::start(&addr, topic);
+    let modern = Member::start(
+        &addr,
+        group,
+        topic,
+        &[("group.protocol", "consumer")],
+        &seen,
+    );
+    poll_until(WAIT, "the consumer member owning everything", || {
+        (modern.assignment().len() == PARTITIONS as usize).then_some(())
+    });
+    let classic = Member::start(
+        &addr,
+        group,
+        topic,
+        &[
+            ("group.protocol", "classic"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+        &seen,
+    );
+    poll_until(WAIT, "both members splitting the partitions", || {
+        split_evenly(&classic, &modern)
+    });
+    let (kind, _, _) = group_type_and_state(&addr, group).expect("listed");
+    assert_eq!(kind, "consumer");
+    let described = RawClient::connect(&addr).call(
+        &ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_static_str("gmig-join"))]),
+        1,
+    );
+    let mut types: Vec<i8> = described.groups[0]
+        .members
+        .iter()
+        .map(|m| m.member_type)
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        vec![0, 1],
+        "one classic, one consumer-protocol member"
+    );
+    let modern_failed = modern.leave();
+    poll_until(
+        WAIT,
+        "the classic member owning everything in a classic group",
+        || {
+            let (kind, _, state) = group_type_and_state(&addr, group)?;
+            (kind == "classic"
+                && state == "Stable"
+                && classic.assignment().len() == PARTITIONS as usize)
+                .then_some(())
+        },
+    );
+    let background = background.stop();
+    let total: i64 = (0..PARTITIONS)
+        .map(|p| common::watermarks(&addr, topic, p).1)
+        .sum();
+    assert_eq!(total, background as i64);
+    poll_until(WAIT, "everything consumed", || {
+        (consumed(&seen) as i64 == total).then_some(())
+    });
+    let classic_failed = classic.leave();
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "consumed twice: {duplicated:?}");
+    assert_eq!(seen.len() as i64, total, "every record consumed once");
+    assert_eq!((modern_failed, classic_failed), (0, 0), "failed commits");
+}
+
 /// A consumer-protocol subscription (version 0) to `topic`.
 fn subscription(topic: &str) -> bytes::Bytes {
     let mut out = Vec::new();
