@@ -794,3 +794,54 @@ fn silent_members_are_fenced_and_losing_the_last_consumer_member_downgrades() {
     let fenced = consumer_heartbeat(&mut c, "gtime", epoch, &owned);
     assert_eq!(fenced.error_code, ResponseError::GroupIdNotFound.code());
 }
+
+#[test]
+fn a_classic_static_member_replacing_the_last_consumer_member_downgrades_the_group() {
+    let broker = BrokerProcess::start(SETTINGS);
+    let addr = broker.bootstrap();
+    groups_common::create_topic(&addr, "rawstatic", 2);
+    let mut c = RawClient::connect(&addr);
+    let joined = c.call(
+        &ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gstatic")))
+            .with_member_id(StrBytes::from_static_str("s-1"))
+            .with_member_epoch(0)
+            .with_instance_id(Some(StrBytes::from_static_str("inst")))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str(
+                "rawstatic",
+            ))]))
+            .with_topic_partitions(Some(Vec::new())),
+        1,
+    );
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.member_epoch, 1);
+
+    // The same instance restarts as a classic consumer: it takes s-1's place, epoch and
+    // assignment, and the group, classic members only now, turns classic without a
+    // rebalance (Kafka's validateOnlineDowngradeWithReplacedMemberId).
+    let replaced = c.call(
+        &JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gstatic")))
+            .with_group_instance_id(Some(StrBytes::from_static_str("inst")))
+            .with_session_timeout_ms(6000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(subscription("rawstatic"))]),
+        7,
+    );
+    assert_eq!(replaced.error_code, 0);
+    assert_eq!(replaced.generation_id, 1);
+    let member = replaced.member_id.to_string();
+    assert_ne!(member, "s-1");
+    let (kind, _, state) = group_type_and_state(&addr, "gstatic").expect("listed");
+    assert_eq!((kind.as_str(), state.as_str()), ("classic", "Stable"));
+    let synced = classic_sync(&mut c, "gstatic", &member, 1);
+    assert_eq!(synced.error_code, 0);
+    let mut mine = assigned_partitions(&synced.assignment);
+    mine.sort();
+    assert_eq!(mine, vec![0, 1], "s-1's assignment");
+    assert_eq!(classic_heartbeat(&mut c, "gstatic", &member, 1), 0);
+}

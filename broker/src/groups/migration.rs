@@ -125,8 +125,41 @@ impl GroupCoordinator {
         if group.members.len() <= 1 || !group.only_classic_besides(leaving) {
             return false;
         }
+        self.convert_to_classic(classic, consumer, group_id, Some(leaving));
+        true
+    }
+
+    /// Kafka's `validateOnlineDowngradeWithReplacedMemberId`: a classic static member
+    /// took the place of the last consumer-protocol member, so every member is classic.
+    /// The group becomes classic without a rebalance (the newcomer keeps its
+    /// predecessor's assignment). Returns whether it did.
+    pub(in crate::groups) fn downgrade_if_all_classic(
+        &self,
+        classic: &mut HashMap<String, Group>,
+        consumer: &mut HashMap<String, ConsumerGroup>,
+        group_id: &str,
+    ) -> bool {
+        let all_classic = consumer.get(group_id).is_some_and(|g| {
+            !g.members.is_empty() && g.members.values().all(|m| m.classic.is_some())
+        });
+        if all_classic {
+            self.convert_to_classic(classic, consumer, group_id, None);
+        }
+        all_classic
+    }
+
+    /// `convertToClassicGroup`: replaces the consumer group by a classic one at its group
+    /// epoch, every member but `leaving` holding its target assignment; a departure
+    /// (`leaving` set) starts a rebalance.
+    fn convert_to_classic(
+        &self,
+        classic: &mut HashMap<String, Group>,
+        consumer: &mut HashMap<String, ConsumerGroup>,
+        group_id: &str,
+        leaving: Option<&str>,
+    ) {
         let Some(group) = consumer.remove(group_id) else {
-            return false;
+            return;
         };
         let catalog = KnownTopics(group.subscribed_topics.clone());
         let mut downgraded = Group::new(group_id);
@@ -134,7 +167,11 @@ impl GroupCoordinator {
         downgraded.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
         downgraded.state = GroupState::Stable;
         downgraded.empty_since_ms = None;
-        for m in group.members.values().filter(|m| m.member_id != leaving) {
+        for m in group
+            .members
+            .values()
+            .filter(|m| Some(m.member_id.as_str()) != leaving)
+        {
             let protocols = m.classic.clone().unwrap_or_default();
             let target = group.target.get(&m.member_id).cloned().unwrap_or_default();
             let assignment = encode_assignment(
@@ -173,9 +210,10 @@ impl GroupCoordinator {
             tracing::warn!(group = %group_id, %error, "cannot record the downgraded group");
         }
         classic.insert(group_id.to_string(), downgraded);
-        if let Some(group) = classic.get_mut(group_id) {
-            self.prepare_rebalance(group, "downgraded from a consumer group");
+        if leaving.is_some() {
+            if let Some(group) = classic.get_mut(group_id) {
+                self.prepare_rebalance(group, "downgraded from a consumer group");
+            }
         }
-        true
     }
 }

@@ -51,7 +51,7 @@ impl GroupCoordinator {
         }
         let mut groups = lock(&self.inner);
         if !groups.contains_key(&params.group_id) {
-            if let Some(result) = self.join_consumer_group(&params, catalog) {
+            if let Some(result) = self.join_consumer_group(&mut groups, &params, catalog) {
                 return JoinWait::Ready(result);
             }
         }

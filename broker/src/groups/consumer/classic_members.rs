@@ -11,7 +11,7 @@
 //! answers REBALANCE_IN_PROGRESS when it must rejoin to revoke, to collect partitions
 //! others released, or to catch up with a new group epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Assignment, ConsumerGroup, ConsumerMember, MemberState, TopicCatalog};
-use crate::groups::classic::rebalance_timeout;
+use crate::groups::classic::{rebalance_timeout, Group};
 use crate::groups::coordinator::lock_consumer;
 use crate::groups::subscription::{encode_assignment, parse_subscription, TopicPartitions};
 use crate::groups::*;
@@ -185,13 +185,16 @@ impl ConsumerGroup {
             .and_then(|(_, metadata)| parse_subscription(metadata))
             .ok_or(JoinError::InconsistentGroupProtocol)?;
         let session = Duration::from_millis(params.session_timeout_ms.max(0) as u64);
-        let mut new = false;
+        // `new`: needs a session timer; `joined`: a member the group did not have (a
+        // static successor is not one: its subscription decides).
+        let (mut new, mut joined) = (false, false);
         match params.group_instance_id.as_deref() {
             None => {
                 if !self.members.contains_key(&member_id) {
                     self.members
                         .insert(member_id.clone(), ConsumerMember::new(&member_id, session));
                     new = true;
+                    joined = true;
                 }
             }
             Some(instance) => match self.static_members.get(instance).cloned() {
@@ -217,6 +220,7 @@ impl ConsumerGroup {
                     self.static_members
                         .insert(instance.to_string(), member_id.clone());
                     new = true;
+                    joined = true;
                 }
                 None => return Err(JoinError::UnknownMemberId),
             },
@@ -227,7 +231,7 @@ impl ConsumerGroup {
         let mut names = subscription.topics.clone();
         names.sort();
         names.dedup();
-        let mut bump = new;
+        let mut bump = joined;
         if names != member.subscribed_names || member.subscribed_regex.is_some() {
             member.subscribed_names = names;
             member.subscribed_regex = None;
@@ -382,9 +386,11 @@ impl ConsumerGroup {
 
 impl GroupCoordinator {
     /// A classic JoinGroup for an id a consumer group holds: `None` if none does (an
-    /// empty consumer group gives its id up, keeping its offsets, as Kafka's does).
+    /// empty consumer group gives its id up, keeping its offsets, as Kafka's does). A
+    /// static member replacing the last consumer-protocol member downgrades the group.
     pub(in crate::groups) fn join_consumer_group(
         &self,
+        classic: &mut HashMap<String, Group>,
         params: &JoinParams,
         catalog: Option<&dyn TopicCatalog>,
     ) -> Option<Result<JoinOutcome, JoinError>> {
@@ -396,11 +402,22 @@ impl GroupCoordinator {
         }
         let known = KnownTopics(group.subscribed_topics.clone());
         let epoch_before = group.group_epoch;
+        let replacing = params.member_id.is_empty()
+            && params
+                .group_instance_id
+                .as_ref()
+                .is_some_and(|i| group.static_members.contains_key(i));
         let result = group.classic_join(params, catalog.unwrap_or(&known));
         if group.group_epoch != epoch_before {
             if let Err(error) = self.inner.store.put_group(&group.id, &group.record()) {
                 tracing::warn!(group = %group.id, %error, "cannot record consumer group epoch");
             }
+        }
+        if result.is_ok()
+            && replacing
+            && self.downgrade_if_all_classic(classic, &mut groups, &params.group_id)
+        {
+            return Some(result.map(|(outcome, _)| outcome));
         }
         Some(result.map(|(outcome, new)| {
             if new {
