@@ -1,5 +1,6 @@
 //! What the consumer-group integration tests share: broker settings for fast group
-//! protocols, creating a topic and producing numbered records with librdkafka.
+//! protocols, creating a topic and producing numbered records with librdkafka, and a
+//! group's type and state from ListGroups.
 
 #![allow(dead_code)]
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::common;
+use crate::common::{self, RawClient};
 
 /// Fast heartbeats and short delays so assignments propagate in a fraction of a second.
 pub const SETTINGS: &[&str] = &[
@@ -47,4 +48,21 @@ pub fn produce(addr: &str, topic: &str, from: usize, count: usize) {
         }
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A group's type, protocol type and state as ListGroups v5 reports them.
+pub fn group_type_and_state(addr: &str, group: &str) -> Option<(String, String, String)> {
+    let response =
+        RawClient::connect(addr).call(&kafka_protocol::messages::ListGroupsRequest::default(), 5);
+    response
+        .groups
+        .into_iter()
+        .find(|g| g.group_id.0.as_str() == group)
+        .map(|g| {
+            (
+                g.group_type.to_string(),
+                g.protocol_type.to_string(),
+                g.group_state.to_string(),
+            )
+        })
 }
