@@ -4,11 +4,13 @@
 //! the group and its offsets across a broker restart.
 
 mod common;
+mod groups_common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{poll_until, BrokerProcess, PolledMember, RawClient};
+use groups_common::{create_topic, SETTINGS};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::offset_commit_request::{
@@ -19,48 +21,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A fast heartbeat so assignments propagate in a fraction of a second.
-const SETTINGS: &[&str] = &[
-    "group.consumer.heartbeat.interval.ms=500",
-    "group.consumer.session.timeout.ms=6000",
-    "group.initial.rebalance.delay.ms=300",
-    "group.min.session.timeout.ms=1000",
-];
-
-fn create_topic(addr: &str, name: &str, partitions: i32) {
-    let admin = common::admin(addr);
-    let results = futures::executor::block_on(admin.create_topics(
-        &[rdkafka::admin::NewTopic::new(
-            name,
-            partitions,
-            rdkafka::admin::TopicReplication::Fixed(1),
-        )],
-        &rdkafka::admin::AdminOptions::new(),
-    ))
-    .expect("create topics");
-    for result in results {
-        result.expect("topic created");
-    }
-}
-
-fn produce(addr: &str, topic: &str, count: usize) {
-    let producer: BaseProducer = common::producer_config(addr).create().expect("producer");
-    for seq in 0..count {
-        let key = format!("{seq}");
-        while producer
-            .send(BaseRecord::to(topic).key(&key).payload(&key))
-            .is_err()
-        {
-            producer.poll(Duration::from_millis(10));
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-}
 
 fn consumer(addr: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut config = ClientConfig::new();
@@ -313,13 +276,14 @@ fn member_epochs_fence_stale_members_and_commits() {
     assert_eq!(parts[0].topic_id, assigned.topic_partitions[0].topic_id);
     assert_eq!(parts[0].partitions, vec![0, 1]);
 
-    // A classic JoinGroup cannot take a consumer group with members.
+    // A classic JoinGroup joins a consumer group with members only with the consumer
+    // protocol type (classic members: tests/groups_migration.rs).
     let classic = c.call(
         &JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("graw")))
             .with_session_timeout_ms(6000)
             .with_rebalance_timeout_ms(6000)
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocol_type(StrBytes::from_static_str("connect"))
             .with_protocols(vec![
                 kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default()
                     .with_name(StrBytes::from_static_str("range"))
@@ -338,7 +302,7 @@ fn committed_offsets_and_the_group_survive_a_restart() {
     let mut broker = BrokerProcess::start(SETTINGS);
     let addr = broker.bootstrap();
     create_topic(&addr, "resume848", 1);
-    produce(&addr, "resume848", 100);
+    groups_common::produce(&addr, "resume848", 0, 100);
     {
         let consumer = consumer(&addr, "g-resume848", &[]);
         consumer.subscribe(&["resume848"]).unwrap();

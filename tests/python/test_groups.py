@@ -233,3 +233,57 @@ def test_confluent_kafka_consumer_protocol_group(broker):
             member.stop.set()
         for member in members:
             member.join(30)
+
+
+def test_kafka_python_classic_member_through_an_upgrade_and_a_downgrade(broker):
+    """Kafka 4's online migration with two client implementations: a kafka-python
+    (classic, eager) consumer's group is upgraded when a confluent-kafka consumer joins
+    with group.protocol=consumer, both then split the partitions (the broker assigns
+    the classic member too), and the group turns classic again when that one leaves."""
+    from confluent_kafka.admin import AdminClient
+
+    topic, group = "py-migration", "py-migration-group"
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=broker)
+    sent = {f"v{i}".encode() for i in range(600)}
+    for i in range(600):
+        producer.send(topic, value=f"v{i}".encode(), partition=i % 6)
+    producer.flush()
+    producer.close()
+    cadmin = AdminClient({"bootstrap.servers": broker})
+
+    def group_type():
+        listed = cadmin.list_consumer_groups().result(30)
+        mine = [g for g in listed.valid if g.group_id == group]
+        return mine[0].type.name if mine else None
+
+    classic = Member(broker, group, topic)
+    classic.start()
+    modern = None
+    try:
+        wait_for(lambda: len(classic.assignment) == 6, "the classic member owning all six")
+        assert group_type() == "CLASSIC"
+        # Subscribing joins: the consumer-protocol member exists only from here.
+        modern = ConfluentMember(broker, group, topic, consumer_protocol=True)
+        modern.start()
+        wait_for(
+            lambda: len(classic.assignment) == 3 and len(modern.assignment) == 3
+            and not (classic.assignment & modern.assignment),
+            "kafka-python and confluent-kafka splitting the partitions",
+        )
+        assert group_type() == "CONSUMER"
+        wait_for(lambda: {v for m in (classic, modern) for v in m.values} == sent, "every record")
+        assert modern.values, "the consumer-protocol member consumed"
+        modern.stop.set()
+        modern.join(30)
+        wait_for(lambda: len(classic.assignment) == 6 and group_type() == "CLASSIC",
+                 "the classic member owning all six in a classic group again")
+    finally:
+        members = [m for m in (classic, modern) if m is not None]
+        for member in members:
+            member.stop.set()
+        for member in members:
+            if member.is_alive():
+                member.join(30)

@@ -54,27 +54,6 @@ pub(super) fn lock_consumer(inner: &Inner) -> MutexGuard<'_, HashMap<String, Con
     inner.consumer.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `f` (which takes the consumer groups' lock) unless a classic group with members
-/// holds this id. An empty classic group is dropped first when `convert` is set, so the
-/// id can become a consumer group; its offsets stay in the store. The classic lock is
-/// held throughout, so no classic JoinGroup slips in between.
-pub(super) fn unless_classic<R>(
-    inner: &Inner,
-    group_id: &str,
-    convert: bool,
-    f: impl FnOnce() -> R,
-) -> Option<R> {
-    let mut groups = lock(inner);
-    match groups.get(group_id) {
-        Some(g) if g.state != GroupState::Empty && g.state != GroupState::Dead => return None,
-        Some(_) if convert => {
-            groups.remove(group_id);
-        }
-        _ => {}
-    }
-    Some(f())
-}
-
 impl GroupCoordinator {
     /// Opens the coordinator on the broker's metadata store, restoring every group that
     /// has offsets (as Empty, with its last generation).

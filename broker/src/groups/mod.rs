@@ -14,6 +14,7 @@ mod admin;
 mod classic;
 mod commit;
 mod coordinator;
+mod migration;
 mod offsets;
 pub mod subscription;
 
@@ -373,6 +374,10 @@ pub enum FetchOffsetsError {
     /// OffsetFetch v9+ from a member whose epoch is not its current one.
     #[error("stale member epoch")]
     StaleMemberEpoch,
+    /// OffsetFetch v9+ from a classic member of a consumer group whose generation is
+    /// not its member epoch.
+    #[error("illegal generation")]
+    IllegalGeneration,
     /// The offset store could not be read.
     #[error("offset store failed: {0}")]
     Storage(String),
@@ -582,6 +587,7 @@ codes!(FetchOffsetsError {
     InvalidGroupId => InvalidGroupId,
     UnknownMemberId => UnknownMemberId,
     StaleMemberEpoch => StaleMemberEpoch,
+    IllegalGeneration => IllegalGeneration,
     Storage(_) => KafkaStorageError,
 });
 codes!(DescribeError {

@@ -143,9 +143,9 @@ pub fn describe(
                                         catalog,
                                         m.target_assignment,
                                     ));
-                                // v1: 1 = a consumer-protocol member.
+                                // v1 (KIP-1099): 0 = classic, 1 = consumer protocol.
                                 if version >= 1 {
-                                    member.with_member_type(1)
+                                    member.with_member_type(if m.classic { 0 } else { 1 })
                                 } else {
                                     member
                                 }

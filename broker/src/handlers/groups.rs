@@ -115,7 +115,7 @@ pub fn join_group(
         require_known_member_id: version >= 4,
     };
     let requested_member = params.member_id.clone();
-    let wait = broker.groups.begin_join(params);
+    let wait = broker.groups.begin_join_in(params, &broker.topics);
     ReplyBody::Later(tokio::spawn(async move {
         let response = match wait.outcome().await {
             Ok(outcome) => {

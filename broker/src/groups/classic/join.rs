@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use super::{
     new_member_id, rebalance_timeout, remove_member, Group, JoinReply, JoinWait, Member, SyncWait,
 };
-use crate::groups::consumer::admin as consumer_admin;
 use crate::groups::coordinator::{lock, valid_group_id};
 use crate::groups::offsets::now_ms;
 use crate::groups::*;
@@ -24,8 +23,20 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup's side effects now, its answer later: wire handlers apply requests in
-    /// order and must not wait for the rebalance while doing so.
+    /// order and must not wait for the rebalance while doing so. A consumer group
+    /// resolves the member's subscription with only the topics it already knows; wire
+    /// requests use [`Self::begin_join_in`].
     pub fn begin_join(&self, params: JoinParams) -> JoinWait {
+        self.begin_join_with(params, None)
+    }
+
+    /// [`Self::begin_join`] with the broker's topics, which a classic member joining a
+    /// consumer group subscribes by name.
+    pub fn begin_join_in(&self, params: JoinParams, catalog: &dyn TopicCatalog) -> JoinWait {
+        self.begin_join_with(params, Some(catalog))
+    }
+
+    fn begin_join_with(&self, params: JoinParams, catalog: Option<&dyn TopicCatalog>) -> JoinWait {
         if !valid_group_id(&params.group_id) {
             return JoinWait::Ready(Err(JoinError::InvalidGroupId));
         }
@@ -39,9 +50,10 @@ impl GroupCoordinator {
             return JoinWait::Ready(Err(JoinError::CoordinatorNotAvailable));
         }
         let mut groups = lock(&self.inner);
-        if consumer_admin::blocks_classic_join(&self.inner, &params.group_id) {
-            tracing::info!(group = %params.group_id, "classic JoinGroup for a consumer group with members");
-            return JoinWait::Ready(Err(JoinError::InconsistentGroupProtocol));
+        if !groups.contains_key(&params.group_id) {
+            if let Some(result) = self.join_consumer_group(&mut groups, &params, catalog) {
+                return JoinWait::Ready(result);
+            }
         }
         if !params.member_id.is_empty() && !groups.contains_key(&params.group_id) {
             return JoinWait::Ready(Err(JoinError::UnknownMemberId));
@@ -373,7 +385,8 @@ impl GroupCoordinator {
         }
         let mut groups = lock(&self.inner);
         let Some(group) = groups.get_mut(&params.group_id) else {
-            return SyncWait::Ready(Err(SyncError::UnknownMemberId));
+            let result = self.sync_consumer_group(&params);
+            return SyncWait::Ready(result.unwrap_or(Err(SyncError::UnknownMemberId)));
         };
         if group.state == GroupState::Dead {
             return SyncWait::Ready(Err(SyncError::CoordinatorNotAvailable));

@@ -26,7 +26,8 @@ impl GroupCoordinator {
         }
         let mut groups = lock(&self.inner);
         let Some(group) = groups.get_mut(&params.group_id) else {
-            return Err(HeartbeatError::UnknownMemberId);
+            let result = self.heartbeat_consumer_group(&params);
+            return result.unwrap_or(Err(HeartbeatError::UnknownMemberId));
         };
         if group.state == GroupState::Dead {
             return Err(HeartbeatError::CoordinatorNotAvailable);
@@ -72,10 +73,11 @@ impl GroupCoordinator {
         }
         let mut groups = lock(&self.inner);
         let Some(group) = groups.get_mut(group_id) else {
-            return Ok(leaving
-                .iter()
-                .map(|_| Err(LeaveMemberError::UnknownMemberId))
-                .collect());
+            let unknown = |n: usize| (0..n).map(|_| Err(LeaveMemberError::UnknownMemberId));
+            let n = leaving.len();
+            return Ok(self
+                .leave_consumer_group(group_id, leaving)
+                .unwrap_or_else(|| unknown(n).collect()));
         };
         if group.state == GroupState::Dead {
             return Err(LeaveError::CoordinatorNotAvailable);

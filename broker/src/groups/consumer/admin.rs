@@ -1,6 +1,6 @@
 //! Where consumer groups meet the APIs both group types share: offset commits and
 //! fetches (member epochs instead of generations), ListGroups, DeleteGroups,
-//! OffsetDelete, offset expiry, and a classic JoinGroup for a consumer group's id.
+//! OffsetDelete and offset expiry.
 
 use super::*;
 use crate::groups::coordinator::{lock_consumer, Inner};
@@ -30,7 +30,12 @@ pub(crate) fn check_commit(
     };
     if member.member_epoch != member_epoch {
         tracing::info!(group = %group_id, member = %member_id, sent = member_epoch, current = member.member_epoch, "offset commit with a stale member epoch");
-        return Some(Err(CommitError::StaleMemberEpoch));
+        // Kafka's `validateMemberEpoch`: a classic member's epoch is its generation.
+        return Some(Err(if member.classic.is_some() {
+            CommitError::IllegalGeneration
+        } else {
+            CommitError::StaleMemberEpoch
+        }));
     }
     Some(Ok(group.record()))
 }
@@ -95,7 +100,11 @@ fn check_fetch(
         return Err(FetchOffsetsError::UnknownMemberId);
     };
     if member.member_epoch != member_epoch {
-        return Err(FetchOffsetsError::StaleMemberEpoch);
+        return Err(if member.classic.is_some() {
+            FetchOffsetsError::IllegalGeneration
+        } else {
+            FetchOffsetsError::StaleMemberEpoch
+        });
     }
     Ok(())
 }
@@ -164,19 +173,4 @@ pub(crate) fn expire(
         groups.remove(id);
     }
     expired
-}
-
-/// A classic JoinGroup for an id a consumer group holds: refused while it has members
-/// (mixing protocols in one group is not supported yet); an empty consumer group gives
-/// its id up (its offsets stay).
-pub(crate) fn blocks_classic_join(inner: &Inner, group_id: &str) -> bool {
-    let mut groups = lock_consumer(inner);
-    match groups.get(group_id) {
-        Some(g) if !g.members.is_empty() => true,
-        Some(_) => {
-            groups.remove(group_id);
-            false
-        }
-        None => false,
-    }
 }

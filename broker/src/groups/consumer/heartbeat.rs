@@ -3,8 +3,7 @@
 //! takeover, leave), target assignment and per-member reconciliation, and the timer that
 //! expires a member whose session passed or who did not revoke in time.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Weak;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,11 +12,11 @@ use uuid::Uuid;
 use super::assignor::{self, AssignorMember};
 use super::reconcile::reconcile;
 use super::*;
-use crate::groups::coordinator::{
-    lock_consumer, spawn_timer, unless_classic, valid_group_id, Inner,
-};
+use crate::groups::classic::Group;
+use crate::groups::coordinator::{lock, lock_consumer, valid_group_id};
 use crate::groups::offsets::GroupRecord;
 use crate::groups::GroupCoordinator;
+use crate::groups::GroupState;
 
 type HbResult = Result<ConsumerHeartbeatOutcome, ConsumerHeartbeatError>;
 
@@ -41,7 +40,10 @@ impl ConsumerGroup {
         }
     }
 
-    fn resolve_topics(&self, catalog: &dyn TopicCatalog) -> BTreeMap<String, (Uuid, i32)> {
+    pub(crate) fn resolve_topics(
+        &self,
+        catalog: &dyn TopicCatalog,
+    ) -> BTreeMap<String, (Uuid, i32)> {
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut regexes = Vec::new();
         for member in self.members.values() {
@@ -64,6 +66,51 @@ impl ConsumerGroup {
             .into_iter()
             .filter_map(|n| catalog.topic(&n).map(|t| (n, t)))
             .collect()
+    }
+
+    /// Re-resolves the subscribed topics (a change bumps the group epoch, as `bump`
+    /// does) and computes a new target assignment if the epoch moved past it.
+    pub(crate) fn refresh_target(&mut self, mut bump: bool, catalog: &dyn TopicCatalog) {
+        let resolved = self.resolve_topics(catalog);
+        if resolved != self.subscribed_topics {
+            self.subscribed_topics = resolved;
+            bump = true;
+        }
+        if bump {
+            self.bump_epoch();
+        }
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target();
+        }
+    }
+
+    /// Moves a member one step towards its target (Kafka's `maybeReconcile`) given what
+    /// it reports owning, arming its revocation deadline while it must revoke; returns
+    /// the member before and after (the group holds the latter).
+    pub(crate) fn reconcile_member(
+        &mut self,
+        member_id: &str,
+        owned: Option<&Assignment>,
+    ) -> Option<(ConsumerMember, ConsumerMember)> {
+        let before = self.members.get(member_id)?.clone();
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let owned_by_other = |t: Uuid, p: i32| self.owned_by_other(member_id, t, p);
+        let mut after = reconcile(
+            &before,
+            self.assignment_epoch,
+            &target,
+            owned,
+            &owned_by_other,
+        );
+        after.revocation_deadline = match after.state {
+            MemberState::UnrevokedPartitions => before
+                .revocation_deadline
+                .filter(|_| before.pending_revocation == after.pending_revocation)
+                .or(Some(Instant::now() + after.rebalance_timeout)),
+            _ => None,
+        };
+        self.members.insert(member_id.to_string(), after.clone());
+        Some((before, after))
     }
 
     fn compute_target(&mut self) {
@@ -218,19 +265,56 @@ impl GroupCoordinator {
         if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ConsumerHeartbeatError::CoordinatorNotAvailable);
         }
-        let convert = req.member_epoch == 0;
+        let joining = req.member_epoch == 0;
         let group_id = req.group_id.clone();
-        unless_classic(&self.inner, &group_id, convert, || {
-            self.heartbeat_locked(req, catalog)
-        })
-        .unwrap_or_else(|| {
-            tracing::info!(group = %group_id, "consumer protocol heartbeat for a classic group with members");
-            Err(ConsumerHeartbeatError::GroupIdNotFound)
-        })
+        // Classic groups first (lock order); held throughout so no classic JoinGroup
+        // slips in between.
+        let mut classic = lock(&self.inner);
+        match classic.get(&group_id).map(|g| g.state) {
+            Some(GroupState::Empty | GroupState::Dead) if joining => {
+                // An empty classic group gives its id up; its offsets stay.
+                classic.remove(&group_id);
+            }
+            Some(GroupState::Empty | GroupState::Dead) | None => {}
+            Some(_) => {
+                if !joining || !self.upgrade(&mut classic, &group_id, catalog) {
+                    tracing::info!(group = %group_id, "consumer protocol heartbeat for a classic group with members");
+                    return Err(ConsumerHeartbeatError::GroupIdNotFound);
+                }
+            }
+        }
+        self.heartbeat_locked(&mut classic, req, catalog)
     }
 
-    fn heartbeat_locked(&self, req: ConsumerHeartbeat, catalog: &dyn TopicCatalog) -> HbResult {
+    fn heartbeat_locked(
+        &self,
+        classic: &mut HashMap<String, Group>,
+        req: ConsumerHeartbeat,
+        catalog: &dyn TopicCatalog,
+    ) -> HbResult {
         let mut groups = lock_consumer(&self.inner);
+        if req.member_epoch == LEAVE_GROUP_MEMBER_EPOCH {
+            let leaving = groups
+                .get(&req.group_id)
+                .and_then(|g| match &req.instance_id {
+                    Some(instance) => g
+                        .static_members
+                        .get(instance)
+                        .filter(|id| **id == req.member_id)
+                        .cloned(),
+                    None => Some(req.member_id.clone()),
+                });
+            if let Some(leaving) = leaving {
+                if self.maybe_downgrade(classic, &mut groups, &req.group_id, &leaving) {
+                    return Ok(ConsumerHeartbeatOutcome {
+                        member_id: leaving,
+                        member_epoch: LEAVE_GROUP_MEMBER_EPOCH,
+                        heartbeat_interval_ms: 0,
+                        assignment: None,
+                    });
+                }
+            }
+        }
         let created = !groups.contains_key(&req.group_id);
         if created && req.member_epoch != 0 {
             return Err(ConsumerHeartbeatError::UnknownMemberId);
@@ -382,35 +466,12 @@ impl GroupCoordinator {
         member.client_host.clone_from(&req.client_host);
         member.session_timeout = session;
         member.session_deadline = Instant::now() + session;
-        let resolved = group.resolve_topics(catalog);
-        if resolved != group.subscribed_topics {
-            group.subscribed_topics = resolved;
-            bump = true;
-        }
-        if bump {
-            group.bump_epoch();
-        }
-        if group.group_epoch > group.assignment_epoch {
-            group.compute_target();
-        }
-        let Some(before) = group.members.get(&member_id).cloned() else {
+        // A member speaking the consumer protocol is no classic member (any more).
+        member.classic = None;
+        member.classic_deadline = None;
+        group.refresh_target(bump, catalog);
+        let Some((before, after)) = group.reconcile_member(&member_id, req.owned.as_ref()) else {
             return Err(ConsumerHeartbeatError::UnknownMemberId);
-        };
-        let target = group.target.get(&member_id).cloned().unwrap_or_default();
-        let owned_by_other = |t: Uuid, p: i32| group.owned_by_other(&member_id, t, p);
-        let mut after = reconcile(
-            &before,
-            group.assignment_epoch,
-            &target,
-            req.owned.as_ref(),
-            &owned_by_other,
-        );
-        after.revocation_deadline = match after.state {
-            MemberState::UnrevokedPartitions => before
-                .revocation_deadline
-                .filter(|_| before.pending_revocation == after.pending_revocation)
-                .or(Some(Instant::now() + after.rebalance_timeout)),
-            _ => None,
         };
         let send = joining
             || after.assigned != before.assigned
@@ -427,14 +488,8 @@ impl GroupCoordinator {
             heartbeat_interval_ms: settings.consumer_heartbeat_interval_ms,
             assignment: send.then(|| after.assigned.clone()),
         };
-        group.members.insert(member_id.clone(), after);
         if new_timer {
-            spawn_timer(member_timer(
-                std::sync::Arc::downgrade(&self.inner),
-                group.id.clone(),
-                member_id,
-                session,
-            ));
+            self.spawn_consumer_member_timer(&group.id, &member_id, session);
         }
         Ok(outcome)
     }
@@ -471,6 +526,7 @@ impl GroupCoordinator {
                     subscribed_topic_regex: m.subscribed_regex.clone(),
                     assignment: m.assigned.clone(),
                     target_assignment: group.target.get(&m.member_id).cloned().unwrap_or_default(),
+                    classic: m.classic.is_some(),
                 })
                 .collect(),
         })
@@ -539,38 +595,4 @@ fn leave(group: &mut ConsumerGroup, req: &ConsumerHeartbeat) -> HbResult {
         heartbeat_interval_ms: 0,
         assignment: None,
     })
-}
-
-/// Expires a member whose session passed without a heartbeat, or who kept partitions
-/// past its rebalance timeout after being asked to revoke them.
-async fn member_timer(weak: Weak<Inner>, group_id: String, member_id: String, session: Duration) {
-    let mut wake = Instant::now() + session;
-    loop {
-        tokio::time::sleep_until(wake).await;
-        let Some(inner) = weak.upgrade() else { return };
-        let mut groups = lock_consumer(&inner);
-        let Some(group) = groups.get_mut(&group_id) else {
-            return;
-        };
-        let Some(member) = group.members.get(&member_id) else {
-            return;
-        };
-        let now = Instant::now();
-        let revocation = member.revocation_deadline;
-        let reason = if now >= member.session_deadline {
-            "session timed out"
-        } else if revocation.is_some_and(|d| now >= d) {
-            "did not revoke its partitions within its rebalance timeout"
-        } else {
-            wake = revocation.map_or(member.session_deadline, |d| d.min(member.session_deadline));
-            continue;
-        };
-        tracing::info!(group = %group_id, member = %member_id, reason, "removing consumer group member");
-        group.remove_member(&member_id);
-        group.bump_epoch();
-        if let Err(error) = inner.store.put_group(&group.id, &group.record()) {
-            tracing::warn!(group = %group_id, %error, "cannot record consumer group epoch");
-        }
-        return;
-    }
 }

@@ -14,8 +14,10 @@
 
 pub(super) mod admin;
 pub(super) mod assignor;
+pub(super) mod classic_members;
 pub(super) mod heartbeat;
 pub(super) mod reconcile;
+pub(super) mod timer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -121,6 +123,12 @@ pub(crate) struct ConsumerMember {
     pub session_deadline: Instant,
     /// Set while it must revoke: past it, the member is fenced.
     pub revocation_deadline: Option<Instant>,
+    /// A member speaking the classic protocol (JoinGroup, SyncGroup, Heartbeat) in this
+    /// group: its protocols, most preferred first, with their metadata.
+    pub classic: Option<Vec<(String, bytes::Bytes)>>,
+    /// A classic member told to rejoin, or that joined and has yet to sync: fenced past
+    /// it (Kafka's consumer-group join and sync timeouts).
+    pub classic_deadline: Option<Instant>,
 }
 
 impl ConsumerMember {
@@ -143,6 +151,8 @@ impl ConsumerMember {
             pending_revocation: Assignment::new(),
             session_deadline: Instant::now() + session_timeout,
             revocation_deadline: None,
+            classic: None,
+            classic_deadline: None,
         }
     }
 
@@ -371,6 +381,8 @@ pub struct ConsumerMemberDescription {
     pub assignment: Assignment,
     /// What it is moving to.
     pub target_assignment: Assignment,
+    /// Whether it speaks the classic protocol (JoinGroup/SyncGroup) in this group.
+    pub classic: bool,
 }
 
 /// A group in ConsumerGroupDescribe.
