@@ -287,3 +287,52 @@ fn certificates_reload_on_file_change_and_sighup_without_dropping_connections() 
     assert_eq!(served_certificate(&tls_client(&address, dir, None)), again);
     assert_eq!(open.call(&ApiVersionsRequest::default(), 3).error_code, 0);
 }
+
+#[tokio::test]
+async fn on_sasl_ssl_the_sasl_user_wins_over_the_certificate() {
+    let certs = make_certificates();
+    let dir = certs.path();
+    sign(dir, "admin", "/O=acme/OU=eng/CN=Admin", false);
+    let broker = BrokerProcess::start(&[
+        "listeners=SASL_SSL://127.0.0.1:0",
+        &format!("ssl.keystore.location={}", dir.join("broker.pem").display()),
+        &format!("ssl.truststore.location={}", dir.join("ca.crt").display()),
+        "ssl.client.auth=requested",
+        "ssl.principal.mapping.rules=RULE:^CN=([^,]+),OU=eng,O=acme$/$1/L,DEFAULT",
+        "authorizer.enable=true",
+        // The loopback PLAINTEXT listener is the admin door; the certificate's
+        // principal would be a super user too.
+        "super.users=User:ANONYMOUS;User:admin",
+        "num.partitions=1",
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_agentlog"))
+        .args(["users", "add", "bob", "--password", "bob-secret-pw"])
+        .args(["-b", &broker.bootstrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(&broker.bootstrap()).create().unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topic = NewTopic::new("ledger", 1, TopicReplication::Fixed(1));
+    let created = admin.create_topics([&topic], &options).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    // bob presents the certificate that maps to User:admin, but is User:bob, who has
+    // no ACLs: refused.
+    let mut bob = ssl_config(&broker.listener("SASL_SSL"), dir, Some("admin"));
+    bob.set("security.protocol", "SASL_SSL")
+        .set("sasl.mechanisms", "SCRAM-SHA-256")
+        .set("sasl.username", "bob")
+        .set("sasl.password", "bob-secret-pw");
+    let denied = produce(&bob, "ledger", "b").await.unwrap_err();
+    assert_eq!(
+        denied.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+        "{denied}"
+    );
+}
