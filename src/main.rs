@@ -232,6 +232,8 @@ async fn serve(
     let running = RunningBroker::start(config)
         .await
         .context("starting the broker")?;
+    // Before the listening line, so that a SIGHUP right after it never kills the broker.
+    reload_tls_on_sighup(&running.broker)?;
     {
         // Scripts and tests parse these lines; their format is documented and stable.
         let mut stdout = std::io::stdout().lock();
@@ -329,6 +331,27 @@ async fn stop_agents(handles: Vec<AgentHandle>) {
     for handle in handles {
         handle.stop().await;
     }
+}
+
+/// SIGHUP: the broker rebuilds its TLS configuration from the certificate files (new
+/// connections get the new certificate; a file that does not load is logged and the
+/// previous configuration kept).
+fn reload_tls_on_sighup(broker: &Arc<agentlog_broker::Broker>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let broker = Arc::downgrade(broker);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            let reloaded = tokio::task::spawn_blocking(move || broker.reload_tls().is_some());
+            if !matches!(reloaded.await, Ok(true)) {
+                tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+            }
+        }
+    });
+    Ok(())
 }
 
 /// SIGTERM and SIGINT, caught from start-up on.

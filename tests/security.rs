@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{producer_config, BrokerProcess, RawClient};
+use common::certs::make_certificates;
+use common::{poll_until, producer_config, BrokerProcess, RawClient};
 use kafka_protocol::messages::{
     ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse,
     SaslHandshakeRequest, SaslHandshakeResponse,
@@ -17,21 +18,6 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-
-/// A fresh test CA and broker certificate from scripts/make-test-certs.sh.
-fn certificates() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/make-test-certs.sh"
-    ))
-    .arg(dir.path())
-    .stdout(std::process::Stdio::null())
-    .status()
-    .expect("run make-test-certs.sh");
-    assert!(status.success());
-    dir
-}
 
 /// A broker with one listener of every security protocol (PLAINTEXT from the harness).
 fn secured_broker(certs: &Path) -> BrokerProcess {
@@ -69,7 +55,7 @@ fn sasl_ssl_config(address: &str, certs: &Path, user: &str, password: &str) -> C
 
 #[tokio::test]
 async fn rdkafka_scram_sha512_over_sasl_ssl_round_trips_and_sees_its_listener() {
-    let certs = certificates();
+    let certs = make_certificates();
     let broker = secured_broker(certs.path());
     let out = users(&broker, &["add", "alice", "--password", "s3cret-pw"]);
     assert!(
@@ -151,7 +137,7 @@ async fn rdkafka_scram_sha512_over_sasl_ssl_round_trips_and_sees_its_listener() 
 
 #[test]
 fn bad_logins_and_wrong_protocols_get_kafka_errors_and_the_broker_keeps_serving() {
-    let certs = certificates();
+    let certs = make_certificates();
     let broker = secured_broker(certs.path());
     // No --password and an empty stdin: refused.
     let out = users(&broker, &["add", "bob", "--mechanism", "SCRAM-SHA-512"]);
@@ -248,7 +234,7 @@ fn bad_logins_and_wrong_protocols_get_kafka_errors_and_the_broker_keeps_serving(
 
 #[test]
 fn unauthenticated_connections_get_small_frames_and_a_deadline() {
-    let certs = certificates();
+    let certs = make_certificates();
     let broker = secured_broker(certs.path());
     let address = broker.listener("SASL_PLAINTEXT");
 
@@ -292,4 +278,66 @@ fn unauthenticated_connections_get_small_frames_and_a_deadline() {
         log = std::fs::read_to_string(&broker.stderr_log).unwrap();
     }
     assert!(logged(&log), "{log}");
+}
+
+/// One PLAIN login on a fresh connection: the SaslAuthenticate answer.
+fn plain_login(address: &str, user: &str, password: &str) -> SaslAuthenticateResponse {
+    let mut raw = RawClient::connect(address);
+    let handshake: SaslHandshakeResponse = raw.call(
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        1,
+    );
+    assert_eq!(handshake.error_code, 0);
+    let message = format!("\0{user}\0{password}");
+    raw.call(
+        &SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(message)),
+        2,
+    )
+}
+
+#[test]
+fn failed_logins_from_one_address_are_refused_for_the_back_off() {
+    let broker = BrokerProcess::start(&[
+        "listeners=SASL_PLAINTEXT://127.0.0.1:0",
+        "connection.failed.authentication.delay.ms=0",
+        "connection.failed.authentication.limit=3",
+        "connection.failed.authentication.backoff.ms=3000",
+    ]);
+    let out = users(&broker, &["add", "carol", "--password", "carol-right-pw"]);
+    assert!(out.status.success());
+    let address = broker.listener("SASL_PLAINTEXT");
+    let message = |r: &SaslAuthenticateResponse| {
+        r.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default()
+    };
+
+    for _ in 0..3 {
+        let failed = plain_login(&address, "carol", "carol-guess-pw");
+        assert_eq!(failed.error_code, 58);
+        assert!(
+            message(&failed).contains("invalid credentials"),
+            "{failed:?}"
+        );
+    }
+    // Now even the right password is refused, with a message saying why.
+    for password in ["carol-right-pw", "carol-guess-pw"] {
+        let refused = plain_login(&address, "carol", password);
+        assert_eq!(refused.error_code, 58);
+        assert!(
+            message(&refused).contains("too many failed authentication attempts from 127.0.0.1"),
+            "{refused:?}"
+        );
+    }
+    // After the back-off the address may log in again.
+    poll_until(Duration::from_secs(30), "the back-off to end", || {
+        let answer = plain_login(&address, "carol", "carol-right-pw");
+        (answer.error_code == 0).then_some(())
+    });
+
+    let log = std::fs::read_to_string(&broker.stderr_log).unwrap();
+    assert_eq!(log.matches("too many failed logins").count(), 1, "{log}");
+    assert!(log.contains("127.0.0.1"));
+    assert!(!log.contains("carol-guess-pw") && !log.contains("carol-right-pw"));
 }

@@ -14,7 +14,9 @@ use crate::config::BrokerConfig;
 use crate::groups::{GroupCoordinator, GroupSettings};
 use crate::security::credentials::CredentialStore;
 use crate::security::listener::{Listener, SecurityProtocol};
-use crate::security::tls::TlsError;
+use crate::security::login_guard::LoginGuard;
+use crate::security::principal_mapping::{PrincipalMapper, RulesError};
+use crate::security::tls::{TlsContext, TlsError};
 use crate::server::{self, ListenerContext};
 use crate::share::{ShareCoordinator, ShareSettings};
 use crate::topics::{RegistryOpenError, TopicRegistry};
@@ -46,7 +48,11 @@ pub struct Broker {
     pub quotas: crate::quotas::QuotaManager,
     /// ACLs and whether they are enforced.
     pub authorizer: crate::authz::Authorizer,
+    /// Failed SASL logins per source address, and the addresses refused for now.
+    pub logins: LoginGuard,
     advertised: OnceLock<(String, u16)>,
+    /// The TLS listeners' configuration, once they are bound.
+    tls: OnceLock<Arc<TlsContext>>,
     db: sled::Db,
     shutdown: watch::Sender<bool>,
 }
@@ -96,6 +102,9 @@ pub enum StartError {
     /// A TLS listener's certificate, key or truststore is missing or unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `ssl.principal.mapping.rules` does not parse.
+    #[error(transparent)]
+    PrincipalRules(#[from] RulesError),
 }
 
 impl Broker {
@@ -167,6 +176,7 @@ impl Broker {
                 },
             })?;
         Ok(Broker {
+            logins: LoginGuard::from_config(&config),
             quotas,
             credentials,
             authorizer,
@@ -179,6 +189,7 @@ impl Broker {
             cluster_id,
             lifecycle: crate::lifecycle::Lifecycle::new(),
             advertised: OnceLock::new(),
+            tls: OnceLock::new(),
             db,
             shutdown: watch::channel(false).0,
         })
@@ -190,6 +201,15 @@ impl Broker {
             Some((host, port)) => (host.as_str(), *port),
             None => ("localhost", 9092),
         }
+    }
+
+    /// Rebuilds the TLS configuration from the keystore and truststore files (SIGHUP):
+    /// new connections use it, open ones keep theirs; on error the previous one stays
+    /// and the error is logged. `None` without TLS listeners.
+    pub fn reload_tls(&self) -> Option<Result<(), TlsError>> {
+        let outcome = self.tls.get()?.reload();
+        crate::security::tls::log_reload(&outcome, "reload request");
+        Some(outcome)
     }
 
     /// Turns true when the broker begins to stop: accept loops and connections stop
@@ -301,8 +321,13 @@ impl RunningBroker {
                 Err(source) => return Err(StartError::Bind { address, source }),
             }
         }
+        let rules = config.get_or(
+            "ssl.principal.mapping.rules",
+            crate::security::principal_mapping::DEFAULT_RULES.to_string(),
+        );
+        let mapper = PrincipalMapper::parse(&rules)?;
         let tls = if bound.iter().any(|(_, protocol)| protocol.uses_tls()) {
-            Some(crate::security::tls::acceptor(&config)?)
+            Some(Arc::new(TlsContext::new(&config, mapper)?))
         } else {
             None
         };
@@ -341,11 +366,22 @@ impl RunningBroker {
         };
         let broker = Broker::open(config)?;
         let _ = broker.advertised.set(advertised);
+        if let Some(tls) = &tls {
+            let _ = broker.tls.set(tls.clone());
+        }
         let broker = Arc::new(broker);
         broker.groups.start_background();
         // Transactions a crash interrupted are finished before any client is served.
         broker.transactions.recover(&broker);
         TransactionCoordinator::start_background(&broker);
+        let reload_every = broker.config.get_or("ssl.reload.interval.ms", 5000u64);
+        if let Some(tls) = tls.filter(|_| reload_every > 0) {
+            tokio::spawn(crate::security::tls::watch(
+                tls,
+                std::time::Duration::from_millis(reload_every),
+                broker.shutdown_signal(),
+            ));
+        }
         let task = tokio::spawn(server::serve(contexts, broker.clone()));
         let _lifecycle_tasks = crate::lifecycle::spawn(&broker);
         Ok(RunningBroker {

@@ -14,6 +14,8 @@ use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use rdkafka::ClientConfig;
 
+pub mod certs;
+
 /// How long the broker may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -306,9 +308,10 @@ pub fn poll_until<T>(timeout: Duration, what: &str, mut condition: impl FnMut() 
 // ---------------------------------------------------------------------------------
 // A tiny blocking Kafka-protocol client over std::net::TcpStream.
 
-/// One connection speaking raw Kafka frames with the `kafka_protocol` types.
-pub struct RawClient {
-    pub stream: TcpStream,
+/// One connection speaking raw Kafka frames with the `kafka_protocol` types, over TCP
+/// or (see [`certs::tls_client`]) TLS.
+pub struct RawClient<S = TcpStream> {
+    pub stream: S,
     pub next_correlation: i32,
 }
 
@@ -326,6 +329,13 @@ impl RawClient {
         }
     }
 
+    /// True if the peer closed the connection (EOF or reset) within `timeout`.
+    pub fn is_closed_within(&mut self, timeout: Duration) -> bool {
+        is_closed_within(&mut self.stream, timeout)
+    }
+}
+
+impl<S: Read + Write> RawClient<S> {
     /// Encodes and writes a request; returns its correlation id.
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> i32 {
         let correlation_id = self.next_correlation;
@@ -381,11 +391,6 @@ impl RawClient {
     pub fn call<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
         let correlation_id = self.send(request, version);
         self.receive::<R>(version, correlation_id)
-    }
-
-    /// True if the peer closed the connection (EOF or reset) within `timeout`.
-    pub fn is_closed_within(&mut self, timeout: Duration) -> bool {
-        is_closed_within(&mut self.stream, timeout)
     }
 }
 

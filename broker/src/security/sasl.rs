@@ -48,6 +48,21 @@ pub enum Progress {
     Authenticated(String),
     /// The exchange failed: send the answer, then close (as Kafka does).
     Failed,
+    /// Refused without checking anything (the address is backing off after too many
+    /// failures): send the answer and close, without the failure delay.
+    Refused,
+}
+
+/// The answer to a login from an address that is backing off (see
+/// [`super::login_guard`]): SASL_AUTHENTICATION_FAILED saying why and for how long.
+pub fn refused(address: std::net::IpAddr, left: std::time::Duration) -> SaslAuthenticateResponse {
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    let message = format!(
+        "Authentication refused: too many failed authentication attempts from {address}; try again in {seconds} s"
+    );
+    SaslAuthenticateResponse::default()
+        .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+        .with_error_message(Some(StrBytes::from_string(message)))
 }
 
 /// One connection's SASL state.

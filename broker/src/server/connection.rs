@@ -27,7 +27,9 @@ use crate::authz::acl::ANONYMOUS;
 use crate::authz::Session;
 use crate::broker::Broker;
 use crate::handlers::{self, Origin, Reply, ReplyBody};
-use crate::security::sasl::{Authenticator, Progress};
+use crate::security::listener::SecurityProtocol;
+use crate::security::login_guard::Verdict;
+use crate::security::sasl::{self, Authenticator, Progress};
 
 /// Requests a connection may have in flight before we stop reading from it.
 const MAX_IN_FLIGHT: usize = 64;
@@ -54,21 +56,42 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let deadline = Instant::now() + AUTHENTICATION_TIMEOUT;
-    let Some(acceptor) = listener.tls.clone() else {
-        return serve_stream(stream, peer, listener, broker, shutdown, deadline).await;
+    let Some(tls) = listener.tls.clone() else {
+        let principal = ANONYMOUS.to_string();
+        return serve_stream(
+            stream, peer, listener, broker, shutdown, deadline, principal,
+        )
+        .await;
     };
+    // The configuration current now: a reload later does not touch this connection.
     // Boxed, as is the TLS connection's request loop: the TLS state is large, and a
     // plaintext connection's task should not be sized for it.
+    let acceptor = tls.acceptor();
     let accepted = tokio::select! {
         accepted = tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))) => accepted,
         () = super::stopped(&mut shutdown) => return,
     };
     match accepted {
-        Ok(Ok(tls)) => {
+        Ok(Ok(stream)) => {
+            // On SSL the certificate is the identity; on SASL_SSL the SASL user is.
+            let principal = if listener.protocol == SecurityProtocol::Ssl {
+                match tls.principal(stream.get_ref().1.peer_certificates()) {
+                    Ok(principal) => principal,
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "closing connection: no principal for the client certificate");
+                        return;
+                    }
+                }
+            } else {
+                ANONYMOUS.to_string()
+            };
+            if principal != ANONYMOUS {
+                tracing::debug!(%peer, %principal, "authenticated by client certificate");
+            }
             Box::pin(serve_stream(
-                tls, peer, listener, broker, shutdown, deadline,
+                stream, peer, listener, broker, shutdown, deadline, principal,
             ))
-            .await
+            .await;
         }
         Ok(Err(error)) => tracing::warn!(%peer, %error, "closing connection: TLS handshake failed"),
         Err(_) => tracing::warn!(%peer, "closing connection: TLS handshake timed out"),
@@ -85,6 +108,7 @@ async fn serve_stream<S>(
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
     deadline: Instant,
+    principal: String,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -105,7 +129,7 @@ async fn serve_stream<S>(
     let mut origin = Origin {
         peer: Some(peer),
         advertised: Some(listener.advertised.clone()),
-        session: Some(Session::new(ANONYMOUS, peer.ip().to_string())),
+        session: Some(Session::new(&principal, peer.ip().to_string())),
     };
 
     loop {
@@ -161,6 +185,7 @@ async fn serve_stream<S>(
                             origin.session =
                                 Some(Session::new(&format!("User:{user}"), peer.ip().to_string()));
                         }
+                        Progress::Refused => close_after = true,
                         Progress::Failed => {
                             // Kafka's connection.failed.authentication.delay.ms: one
                             // guess per delay and connection.
@@ -233,7 +258,24 @@ fn sasl_step(
             (ResponseKind::SaslHandshake(response), progress)
         }
         RequestKind::SaslAuthenticate(req) => {
-            let (response, progress) = auth.authenticate(&broker.credentials, req, peer);
+            let now = std::time::Instant::now();
+            let (response, progress) = match broker.logins.check(peer.ip(), now) {
+                Verdict::Blocked(left) => {
+                    tracing::debug!(%peer, "authentication refused: the address is backing off");
+                    (sasl::refused(peer.ip(), left), Progress::Refused)
+                }
+                Verdict::Allowed => auth.authenticate(&broker.credentials, req, peer),
+            };
+            if progress == Progress::Failed {
+                if let Some(block) = broker.logins.record_failure(peer.ip(), now) {
+                    tracing::warn!(
+                        address = %peer.ip(),
+                        failures = block.failures,
+                        backoff_ms = block.backoff.as_millis(),
+                        "too many failed logins from this address: refusing its logins for the back-off"
+                    );
+                }
+            }
             (ResponseKind::SaslAuthenticate(response), progress)
         }
         _ => return None,

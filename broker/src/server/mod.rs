@@ -20,8 +20,9 @@ pub struct ListenerContext {
     pub protocol: SecurityProtocol,
     /// host and port this listener's clients are given in Metadata.
     pub advertised: (String, u16),
-    /// The TLS acceptor, on SSL and SASL_SSL listeners.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The TLS configuration (reloadable) and certificate principals, on SSL and
+    /// SASL_SSL listeners.
+    pub tls: Option<Arc<crate::security::tls::TlsContext>>,
     /// SASL mechanisms offered, on SASL listeners.
     pub mechanisms: Vec<String>,
 }
