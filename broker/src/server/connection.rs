@@ -134,8 +134,10 @@ async fn serve_stream<S>(
 
     loop {
         // Pipelined requests already read are applied before their replies are
-        // written, so that those replies leave in one write.
-        if !frames.holds_whole_frame() && replies.write_ready().await.is_err() {
+        // written, so that those replies leave in one write; unless no request may be
+        // taken now (too many in flight, or muted): then the replies go first.
+        let may_read = replies.muted_until().is_none() && replies.in_flight() < MAX_IN_FLIGHT;
+        if !(may_read && frames.holds_whole_frame()) && replies.write_ready().await.is_err() {
             break;
         }
         let muted_until = replies.muted_until();
