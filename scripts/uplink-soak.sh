@@ -6,7 +6,8 @@
 # duplicated. UPLINK_SOAK_SEED=N repeats a run's cut times.
 #   scripts/uplink-soak.sh            # 30 minutes, 100 cuts
 #   scripts/uplink-soak.sh 300 20     # 5 minutes, 20 cuts
+# UPLINK_SOAK_RELEASE=1 runs it on a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export UPLINK_SOAK_SECS="${1:-1800}" UPLINK_SOAK_CUTS="${2:-100}"
-exec cargo test --test uplink_soak -- --ignored --nocapture
+exec cargo test ${UPLINK_SOAK_RELEASE:+--release} --test uplink_soak -- --ignored --nocapture

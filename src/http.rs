@@ -471,6 +471,12 @@ fn encode_broker(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(),
             &[(Vec::new(), to_i64(free))],
         )?;
     }
+    counters(
+        encoder,
+        "agentlog_disk_floor_records_deleted",
+        "Records deleted below log.disk.free.min.bytes although an uplink had not forwarded them.",
+        &[(Vec::new(), broker.lifecycle.floor_records_deleted())],
+    )?;
 
     let mut watermarks = Vec::new();
     for topic in &topics {

@@ -234,31 +234,42 @@ fn at_least_once_loses_nothing_across_a_cut_and_an_edge_kill() {
     );
 }
 
+/// An edge forwarding `telemetry` with its link cut and retention passes every 100 ms,
+/// with one-partition `topics` whose records expire after a minute, in 1 KiB segments.
+fn edge_with_link_cut(
+    dir: &std::path::Path,
+    topics: &[&str],
+) -> (Proxy, common::BrokerProcess, Edge) {
+    let proxy = Proxy::start();
+    let central = central_behind(&proxy, &[]);
+    proxy.cut();
+    let config = format!(
+        "log.retention.check.interval.ms = 100\n{}",
+        uplink(
+            &proxy.addr.to_string(),
+            "rig7",
+            TELEMETRY,
+            "remote_timeout_ms = 3000\n"
+        )
+    );
+    let edge = Edge::start(dir, &config);
+    let short_retention = [("retention.ms", "60000"), ("segment.bytes", "1024")];
+    common::runtime().block_on(async {
+        for topic in topics {
+            common::create_topic(&edge.kafka, topic, 1, &short_retention).await;
+        }
+    });
+    (proxy, central, edge)
+}
+
 /// While the link is down, local retention keeps what the uplink has not forwarded
 /// (`retain_until_forwarded`, on by default): records far older than `retention.ms`
 /// wait for the link, while the same records in a topic no uplink reads are deleted.
 #[test]
 fn retention_keeps_what_the_uplink_has_not_forwarded() {
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start();
-    let _central = central_behind(&proxy, &[]);
+    let (proxy, _central, edge) = edge_with_link_cut(dir.path(), &["telemetry", "unforwarded"]);
     let central_addr = proxy.addr.to_string();
-    proxy.cut();
-    let config = format!(
-        "log.retention.check.interval.ms = 100\n{}",
-        uplink(
-            &central_addr,
-            "rig7",
-            TELEMETRY,
-            "remote_timeout_ms = 3000\n"
-        )
-    );
-    let edge = Edge::start(dir.path(), &config);
-    let short_retention = [("retention.ms", "60000"), ("segment.bytes", "1024")];
-    common::runtime().block_on(async {
-        common::create_topic(&edge.kafka, "telemetry", 1, &short_retention).await;
-        common::create_topic(&edge.kafka, "unforwarded", 1, &short_retention).await;
-    });
     // A probe record on each topic, expiring about 2 s from now: once the uplink counts
     // it as behind, it has found the topic and holds it from offset 0 (the link down).
     let now = agentlog_agents::event::now_ms();
@@ -354,61 +365,8 @@ fn a_bandwidth_cap_paces_forwarding() {
     assert_telemetry_once(&central.bootstrap(), 1, &acked);
 }
 
-/// Not a CI test (`cargo test --release --test uplink -- --ignored --nocapture`): the
-/// catch-up rate after an outage, a backlog of 100k 200-byte records (20 MB) forwarded
-/// exactly once from a standing start with the link restored.
-#[test]
-#[ignore]
-fn catch_up_throughput() {
-    const RECORDS: usize = 100_000;
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start();
-    let _central = central_behind(&proxy, &[]);
-    proxy.cut();
-    let config = uplink(
-        &proxy.addr.to_string(),
-        "rig7",
-        TELEMETRY,
-        "remote_timeout_ms = 3000\n",
-    );
-    let edge = Edge::start(dir.path(), &config);
-    common::runtime().block_on(common::create_topic(&edge.kafka, "telemetry", 3, &[]));
-    let producer: rdkafka::producer::BaseProducer =
-        common::producer_config(&edge.kafka).create().unwrap();
-    let value = vec![b'v'; 200];
-    for i in 0..RECORDS {
-        let key = format!("k{i}");
-        let record = rdkafka::producer::BaseRecord::to("telemetry")
-            .key(&key)
-            .payload(&value);
-        if let Err((error, _)) = producer.send(record) {
-            panic!("{error}");
-        }
-        producer.poll(Duration::ZERO);
-    }
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).unwrap();
-    edge.wait_uplink("the backlog counted", Duration::from_secs(30), |u| {
-        behind(u) == RECORDS as u64
-    });
-    proxy.restore();
-    edge.wait_uplink("the link up", Duration::from_secs(30), |u| {
-        u["state"] == "up"
-    });
-    let started = std::time::Instant::now();
-    let done = edge.wait_uplink("caught up", Duration::from_secs(300), |u| behind(u) == 0);
-    let seconds = started.elapsed().as_secs_f64();
-    let bytes = done["bytes_forwarded"].as_u64().unwrap() as f64;
-    eprintln!(
-        "caught up {RECORDS} records ({:.1} MB of keys and values) in {seconds:.2} s \
-         from the link up: {:.1} MB/s, {} transactions",
-        bytes / 1e6,
-        bytes / 1e6 / seconds,
-        done["transactions"]
-    );
-}
-
 /// Records deleted at the edge before they were forwarded (DeleteRecords while the
-/// link is down; the free-disk floor would do the same) are counted as lost on
+/// link is down; the free-disk floor does the same, below) are counted as lost on
 /// `/health` and `/metrics`, and the uplink skips them cleanly: central gets exactly
 /// the records after them, once each.
 #[test]
@@ -449,7 +407,94 @@ fn records_deleted_before_forwarding_are_counted_and_skipped() {
         u["state"] == "up" && behind(u) == 0 && forwarded(u) == 60
     });
     assert_eq!(done["records_lost"], 40, "counted once: {done}");
-    let held = uplink_common::read_committed(&central_addr, "telemetry", 1);
+    assert_central_holds_from(&central_addr, &acked, 40);
+    let (_, metrics) = common::http_get(&edge.http, "/metrics");
+    assert!(
+        metrics.contains("agentlog_uplink_records_lost_total{uplink=\"central\"} 40"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("agentlog_uplink_bytes_behind{uplink=\"central\"} 0"));
+}
+
+/// The free-disk floor overrides the retention guard: with the link down and free disk
+/// below `log.disk.free.min.bytes` (a floor no disk meets, raised at runtime), retention
+/// deletes the expired segments the uplink holds (counted as lost on `/health` and
+/// `/metrics`) but not the segment of records within `retention.ms`; once the floor is
+/// lowered and the link is back, central gets exactly the records kept, once each.
+#[test]
+fn the_disk_floor_deletes_expired_unforwarded_segments_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, _central, edge) = edge_with_link_cut(dir.path(), &["telemetry"]);
+    let central_addr = proxy.addr.to_string();
+    // A probe expiring about 2 s from now, so that the uplink holds the topic from
+    // offset 0 before the expired records arrive (as in the retention test above).
+    let now = agentlog_agents::event::now_ms();
+    let mut acked = produce_at(&edge.kafka, &[("telemetry", 1)], 0, 1, now - 58_000);
+    edge.wait_uplink("the topic found", Duration::from_secs(10), |u| {
+        behind(u) == 1
+    });
+    acked.extend(produce_at(
+        &edge.kafka,
+        &[("telemetry", 1)],
+        1,
+        150,
+        now - 3_600_000,
+    ));
+    acked.extend(produce(&edge.kafka, &[("telemetry", 1)], 151, 50));
+    assert_eq!(acked.len(), 201);
+    edge.wait_uplink("all behind", Duration::from_secs(10), |u| behind(u) == 201);
+    assert_eq!(common::watermarks(&edge.kafka, "telemetry", 0), (0, 201));
+
+    set_disk_floor(&edge, "1000000000000000000");
+    let start = common::poll_until(Duration::from_secs(20), "the floor to delete", || {
+        let (low, _) = common::watermarks(&edge.kafka, "telemetry", 0);
+        (low > 0).then_some(low)
+    });
+    // Passes keep running below the floor: nothing within retention.ms goes.
+    std::thread::sleep(Duration::from_secs(1));
+    let (low, high) = common::watermarks(&edge.kafka, "telemetry", 0);
+    assert_eq!((low, high), (start, 201), "only expired segments go");
+    assert!(
+        start <= 151,
+        "a segment of fresh records was deleted: {start}"
+    );
+    let lost = edge.wait_uplink("the loss counted", Duration::from_secs(10), |u| {
+        u["records_lost"] == start && behind(u) == (201 - start) as u64
+    });
+    eprintln!("below the floor: {lost}");
+    let (_, metrics) = common::http_get(&edge.http, "/metrics");
+    for series in [
+        format!("agentlog_uplink_records_lost_total{{uplink=\"central\"}} {start}\n"),
+        format!("agentlog_disk_floor_records_deleted_total {start}\n"),
+    ] {
+        assert!(metrics.contains(&series), "{series} in {metrics}");
+    }
+
+    set_disk_floor(&edge, "0");
+    proxy.restore();
+    edge.wait_uplink("caught up", Duration::from_secs(30), |u| {
+        u["state"] == "up" && behind(u) == 0 && forwarded(u) == (201 - start) as u64
+    });
+    assert_central_holds_from(&central_addr, &acked, start as usize);
+}
+
+/// Sets the edge broker's `log.disk.free.min.bytes` at runtime (AlterConfigs).
+fn set_disk_floor(edge: &Edge, bytes: &str) {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let floor =
+        AlterConfig::new(ResourceSpecifier::Broker(1)).set("log.disk.free.min.bytes", bytes);
+    let admin = common::admin(&edge.kafka);
+    let options = rdkafka::admin::AdminOptions::new();
+    let results = common::runtime()
+        .block_on(admin.alter_configs([&floor], &options))
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+/// Asserts central's `telemetry` partition 0 holds exactly the acknowledged records
+/// from index `from` on, in order, each with its local offset as `origin.offset`.
+fn assert_central_holds_from(central: &str, acked: &[Sent], from: usize) {
+    let held = uplink_common::read_committed(central, "telemetry", 1);
     let got: Vec<(String, String)> = held[&0]
         .iter()
         .map(|m| {
@@ -458,18 +503,12 @@ fn records_deleted_before_forwarding_are_counted_and_skipped() {
             (String::from_utf8_lossy(key).into_owned(), origin)
         })
         .collect();
-    let expected: Vec<(String, String)> = acked[40..]
+    let expected: Vec<(String, String)> = acked[from..]
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.key.clone(), (40 + i).to_string()))
+        .map(|(i, s)| (s.key.clone(), (from + i).to_string()))
         .collect();
     assert_eq!(got, expected);
-    let (_, metrics) = common::http_get(&edge.http, "/metrics");
-    assert!(
-        metrics.contains("agentlog_uplink_records_lost_total{uplink=\"central\"} 40"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("agentlog_uplink_bytes_behind{uplink=\"central\"} 0"));
 }
 
 /// Partitions added to a forwarded local topic (CreatePartitions) after the uplink

@@ -5,6 +5,7 @@
 pub mod authz;
 pub mod broker;
 pub mod config;
+pub mod disk_floor;
 pub mod embedded;
 pub mod groups;
 pub mod handlers;

@@ -9,7 +9,8 @@
 //!   the topic's current roll thresholds (so AlterConfigs of `segment.bytes` reaches
 //!   every log), then deletes whole sealed segments per `retention.ms` /
 //!   `retention.bytes` (topics whose `cleanup.policy` includes `delete`) and those left
-//!   below the log start by DeleteRecords (every topic).
+//!   below the log start by DeleteRecords (every topic). Segments an edge uplink holds
+//!   stay, unless free disk is below the floor (see `disk_floor`).
 //! * **compaction**, every `log.cleaner.backoff.ms`: one pass per partition of topics
 //!   whose `cleanup.policy` includes `compact` (see `storage::compact`).
 //! * **disk guard**, twice a second: statvfs of the data directory; below
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::config::{BrokerConfig, DynamicConfigError};
+use crate::disk_floor;
 use crate::storage::{Compaction, Retention};
 
 /// sled tree holding dynamic broker settings.
@@ -47,8 +49,19 @@ pub struct Lifecycle {
     bytes_deleted: AtomicU64,
     compactions: AtomicU64,
     records_compacted_away: AtomicU64,
+    /// Records and bytes the free-disk floor deleted although an uplink held them.
+    floor_records_deleted: AtomicU64,
+    floor_bytes_deleted: AtomicU64,
     /// Per partition, the first offset each holder (an edge uplink) still needs.
-    retention_holds: Mutex<HashMap<(String, i32), BTreeMap<String, i64>>>,
+    retention_holds: Mutex<HashMap<(String, i32), BTreeMap<String, Hold>>>,
+}
+
+/// One holder's hold on a partition.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    offset: i64,
+    /// Progress, not a backlog: the free-disk floor never releases it.
+    pinned: bool,
 }
 
 impl Lifecycle {
@@ -91,17 +104,39 @@ impl Lifecycle {
         self.records_compacted_away.load(Ordering::Relaxed)
     }
 
+    /// Records the free-disk floor deleted although an uplink had not forwarded them.
+    pub fn floor_records_deleted(&self) -> u64 {
+        self.floor_records_deleted.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of log the free-disk floor deleted although an uplink held them.
+    pub fn floor_bytes_deleted(&self) -> u64 {
+        self.floor_bytes_deleted.load(Ordering::Relaxed)
+    }
+
     /// Holds `topic`-`partition` from `offset` on for `holder`: time and size retention
     /// keep every segment from the one holding it (see `Retention::keep_from`), so a
-    /// reader that must see every record (an edge uplink with its link down) loses none.
+    /// reader that must see every record (an edge uplink with its link down) loses none
+    /// unless free disk falls below `log.disk.free.min.bytes` (see `disk_floor`).
     /// Called again as the holder moves on.
     pub fn hold_from(&self, holder: &str, topic: &str, partition: i32, offset: i64) {
+        self.set_hold(holder, topic, partition, offset, false);
+    }
+
+    /// Like [`Lifecycle::hold_from`], but the free-disk floor never releases it: for a
+    /// record that is progress (a down uplink's last mirrored one, which says where to
+    /// resume), whose loss would re-fetch everything rather than free space.
+    pub fn pin_from(&self, holder: &str, topic: &str, partition: i32, offset: i64) {
+        self.set_hold(holder, topic, partition, offset, true);
+    }
+
+    fn set_hold(&self, holder: &str, topic: &str, partition: i32, offset: i64, pinned: bool) {
         self.retention_holds
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry((topic.to_string(), partition))
             .or_default()
-            .insert(holder.to_string(), offset);
+            .insert(holder.to_string(), Hold { offset, pinned });
     }
 
     /// Drops every hold of `holder`.
@@ -118,11 +153,26 @@ impl Lifecycle {
 
     /// The lowest held offset of a partition, if any holder holds it.
     pub fn held_from(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.retention_holds
+        self.holds(topic, partition).0
+    }
+
+    /// The lowest held offset of a partition, and the lowest pinned one (which the
+    /// free-disk floor does not release).
+    pub fn holds(&self, topic: &str, partition: i32) -> (Option<i64>, Option<i64>) {
+        let holds = self
+            .retention_holds
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(topic.to_string(), partition))
-            .and_then(|by_holder| by_holder.values().min().copied())
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(by_holder) = holds.get(&(topic.to_string(), partition)) else {
+            return (None, None);
+        };
+        let held = by_holder.values().map(|h| h.offset).min();
+        let pinned = by_holder
+            .values()
+            .filter(|h| h.pinned)
+            .map(|h| h.offset)
+            .min();
+        (held, pinned)
     }
 
     /// Updates the disk gauge from a free-space reading; logs once per transition.
@@ -235,30 +285,45 @@ pub(crate) fn has_policy(
         .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == word))
 }
 
-/// One retention pass over every partition.
+/// A topic's retention settings at `now` (nothing held yet).
+fn topic_retention(
+    config: &BrokerConfig,
+    configs: &BTreeMap<String, String>,
+    now: i64,
+) -> Retention {
+    let delete = has_policy(config, configs, "delete");
+    let setting = |name| {
+        if delete {
+            config.topic_number(configs, name, -1)
+        } else {
+            -1
+        }
+    };
+    Retention {
+        retention_ms: setting("retention.ms"),
+        retention_bytes: setting("retention.bytes"),
+        now_ms: now,
+        keep_from: None,
+    }
+}
+
+/// One retention pass over every partition; below the free-disk floor, it also deletes
+/// what `disk_floor` releases from the uplinks' holds.
 pub fn retention_pass(broker: &Broker) {
     let now = now_ms();
+    let releases = disk_floor::plan_releases(broker, |configs| {
+        topic_retention(&broker.config, configs, now)
+    });
     for topic in broker.topics.list() {
         let configs = &topic.record.configs;
         let log_config = broker.config.log_config(configs);
-        let delete = has_policy(&broker.config, configs, "delete");
-        let retention = Retention {
-            retention_ms: if delete {
-                broker.config.topic_number(configs, "retention.ms", -1)
-            } else {
-                -1
-            },
-            retention_bytes: if delete {
-                broker.config.topic_number(configs, "retention.bytes", -1)
-            } else {
-                -1
-            },
-            now_ms: now,
-            keep_from: None,
-        };
+        let retention = topic_retention(&broker.config, configs, now);
         for partition in &topic.partitions {
+            let key = (topic.name().to_string(), partition.index);
+            let released = releases.get(&key);
+            let held = broker.lifecycle.held_from(topic.name(), partition.index);
             let retention = Retention {
-                keep_from: broker.lifecycle.held_from(topic.name(), partition.index),
+                keep_from: disk_floor::keep_from(held, released),
                 ..retention
             };
             partition
@@ -273,6 +338,21 @@ pub fn retention_pass(broker: &Broker) {
                     lifecycle
                         .bytes_deleted
                         .fetch_add(outcome.bytes_deleted, Ordering::Relaxed);
+                    if let Some(released) = released {
+                        let start = partition.log.log_start_offset();
+                        let (records, bytes) = disk_floor::report_released(
+                            &key,
+                            released,
+                            start,
+                            lifecycle.free_bytes(),
+                        );
+                        lifecycle
+                            .floor_records_deleted
+                            .fetch_add(records, Ordering::Relaxed);
+                        lifecycle
+                            .floor_bytes_deleted
+                            .fetch_add(bytes, Ordering::Relaxed);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(topic = topic.name(), partition = partition.index, %error, "retention failed")

@@ -263,6 +263,11 @@ impl Edge {
         }
     }
 
+    /// The running edge process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, then start again on the same data and configuration.
     pub fn restart(&mut self) {
         self.kill();

@@ -368,7 +368,7 @@ impl Downlink {
         if let Some(holder) = &self.holder {
             self.broker
                 .lifecycle
-                .hold_from(holder, local_topic, partition, local_offset);
+                .pin_from(holder, local_topic, partition, local_offset);
         }
     }
 }

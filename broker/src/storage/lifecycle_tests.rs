@@ -161,6 +161,15 @@ fn retention_keeps_segments_from_a_held_offset() {
     );
     assert_eq!(read_all(&log, start).first().map(|r| r.0), Some(start));
     assert_eq!(read_all(&log, 7).len(), 13, "offsets 7..20 are kept");
+    let held = log.segments_held_back(expire_all(Some(7)));
+    assert_eq!(held.first().map(|h| h.base), Some(start), "{held:?}");
+    assert!(held.windows(2).all(|w| w[0].end == w[1].base), "{held:?}");
+    assert!(held.iter().all(|h| h.bytes > 0 && h.max_timestamp > 0));
+    assert_eq!(
+        held.len() + 1,
+        log.segment_count(),
+        "every sealed one is due"
+    );
     log.apply_retention(expire_all(None)).unwrap();
     assert_eq!(
         log.log_start_offset(),

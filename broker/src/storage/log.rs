@@ -36,7 +36,7 @@ mod tail_cache;
 pub(crate) use self::files::replace_file;
 use self::files::{list_segments, read_checkpoint, read_log_start};
 pub(in crate::storage) use self::files::{sync_dir, write_atomically};
-pub use self::retention::{DeleteRecordsError, Retention, RetentionOutcome};
+pub use self::retention::{DeleteRecordsError, HeldSegment, Retention, RetentionOutcome};
 use self::tail_cache::TailCache;
 pub use self::tail_cache::{CacheBudget, DEFAULT_CACHE_BUDGET};
 use super::segment::{rlock, wlock, ActiveRecovery, Checkpoint, Segment};

@@ -53,7 +53,7 @@ use thiserror::Error;
 pub use compact::{cleaned_up_to, CompactError, Compaction, CompactionOutcome};
 pub(crate) use log::replace_file;
 pub use log::{
-    CacheBudget, DeleteRecordsError, PartitionLog, Retention, RetentionOutcome,
+    CacheBudget, DeleteRecordsError, HeldSegment, PartitionLog, Retention, RetentionOutcome,
     DEFAULT_CACHE_BUDGET,
 };
 

@@ -63,13 +63,6 @@ impl PartitionLog {
         retention: Retention,
     ) -> Result<RetentionOutcome, DeleteRecordsError> {
         let _maintenance = lock(&self.maintenance);
-        let expired = |segment: &Segment| {
-            retention.retention_ms >= 0
-                && segment.size() > 0
-                && segment.max_timestamp().is_some_and(|m| {
-                    retention.now_ms.saturating_sub(m.timestamp) > retention.retention_ms
-                })
-        };
         // Roll an expired active segment whose every batch is visible, so that it can go.
         {
             let mut writer = lock(&self.writer);
@@ -79,41 +72,61 @@ impl PartitionLog {
                 .iter()
                 .rev()
                 .skip(1)
-                .all(|s| expired(s));
-            if all_visible && sealed_all_expired && expired(&writer.active) {
+                .all(|s| retention.expired(s));
+            if all_visible && sealed_all_expired && retention.expired(&writer.active) {
                 let base = self.log_end_offset();
                 self.roll(&mut writer, base)?;
             }
         }
         let segments = rlock(&self.shared).segments.clone();
-        let Some((_active, sealed)) = segments.split_last() else {
-            return Ok(RetentionOutcome::default());
-        };
-        let mut total: u64 = segments.iter().map(|s| s.size()).sum();
-        let mut new_start = None;
-        for (i, segment) in sealed.iter().enumerate() {
-            let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base);
-            let over_size = retention.retention_bytes >= 0
-                && total.saturating_sub(segment.size()) >= retention.retention_bytes as u64;
-            let below_start = next_base <= self.log_start_offset();
-            let held = retention.keep_from.is_some_and(|keep| next_base > keep);
-            if (expired(segment) || over_size) && held && !below_start {
-                break;
-            }
-            if expired(segment) || over_size || below_start {
-                total = total.saturating_sub(segment.size());
-                new_start = Some(next_base);
-            } else {
-                break;
-            }
-        }
-        let Some(new_start) = new_start else {
+        let Some(new_start) = self.plan_retention(&segments, &retention).new_start else {
             return Ok(RetentionOutcome::default());
         };
         if new_start > self.log_start_offset() {
             self.advance_log_start(new_start)?;
         }
         self.remove_segments_below_start()
+    }
+
+    /// The sealed segments `retention` would delete now but for its `keep_from` hold,
+    /// oldest first: what the free-disk floor may release (see `lifecycle`).
+    pub fn segments_held_back(&self, retention: Retention) -> Vec<HeldSegment> {
+        let segments = rlock(&self.shared).segments.clone();
+        self.plan_retention(&segments, &retention).held
+    }
+
+    /// Walks the sealed `segments` oldest first: those below the log start, and those
+    /// expired or over size and not held, go (`new_start`); the ones after them that
+    /// are due but held are listed; the walk stops at the first one not due.
+    fn plan_retention(&self, segments: &[Arc<Segment>], retention: &Retention) -> RetentionPlan {
+        let mut plan = RetentionPlan::default();
+        let Some((_active, sealed)) = segments.split_last() else {
+            return plan;
+        };
+        let log_start = self.log_start_offset();
+        let mut total: u64 = segments.iter().map(|s| s.size()).sum();
+        for (i, segment) in sealed.iter().enumerate() {
+            let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base);
+            let over_size = retention.retention_bytes >= 0
+                && total.saturating_sub(segment.size()) >= retention.retention_bytes as u64;
+            let due = retention.expired(segment) || over_size;
+            let below_start = next_base <= log_start;
+            let held = retention.keep_from.is_some_and(|keep| next_base > keep);
+            if below_start || (due && !held) {
+                plan.new_start = Some(next_base);
+            } else if due {
+                plan.held.push(HeldSegment {
+                    base: segment.base.max(log_start),
+                    end: next_base,
+                    bytes: segment.size(),
+                    max_timestamp: segment.max_timestamp().map_or(-1, |m| m.timestamp),
+                });
+            } else {
+                break;
+            }
+            total = total.saturating_sub(segment.size());
+        }
+        plan
     }
 
     /// Moves the log start to `offset` and persists it (write, fsync, rename, fsync
@@ -218,6 +231,37 @@ pub struct Retention {
     /// reader that must not miss records (an edge uplink not yet forwarded) still needs
     /// them. `None`: nothing held.
     pub keep_from: Option<i64>,
+}
+
+impl Retention {
+    /// Whether `segment` is older than `retention_ms` (by its largest timestamp).
+    fn expired(&self, segment: &Segment) -> bool {
+        self.retention_ms >= 0
+            && segment.size() > 0
+            && segment
+                .max_timestamp()
+                .is_some_and(|m| self.now_ms.saturating_sub(m.timestamp) > self.retention_ms)
+    }
+}
+
+/// What a retention pass would do: the new log start, and the due segments a hold kept.
+#[derive(Debug, Default)]
+struct RetentionPlan {
+    new_start: Option<i64>,
+    held: Vec<HeldSegment>,
+}
+
+/// A sealed segment retention would delete but for a hold (`Retention::keep_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldSegment {
+    /// Its first offset still in the log.
+    pub base: i64,
+    /// The base of the next segment: deleting this one moves the log start here.
+    pub end: i64,
+    /// Its size on disk.
+    pub bytes: u64,
+    /// Its largest record timestamp (-1 if none).
+    pub max_timestamp: i64,
 }
 
 /// What one retention pass removed.
