@@ -3,7 +3,10 @@
 idle connections held, broker RSS < 100 MB).
 
 usage: .venv/bin/python scripts/idle-connections.py [--binary target/release/agentlog]
-           [--connections 10000] [--set KEY=VALUE]
+           [--connections 10000] [--set KEY=VALUE] [--tls CERT_DIR]
+
+With --tls CERT_DIR (made by scripts/make-test-certs.sh) the connections go to an SSL
+listener instead, each after its TLS handshake (issue 16: 1,000 TLS connections held).
 
 Starts the broker on 127.0.0.1:0 with a fresh data directory, opens the connections,
 each sending one ApiVersions request (v0, as a client's first request) and reading its
@@ -15,6 +18,7 @@ import argparse
 import os
 import resource
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -46,7 +50,16 @@ def main():
     parser.add_argument("--binary", default="target/release/agentlog")
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--set", dest="settings", action="append", default=[])
+    parser.add_argument("--tls", metavar="CERT_DIR")
     args = parser.parse_args()
+    context = None
+    if args.tls:
+        args.settings += [
+            "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+            f"ssl.keystore.location={os.path.join(args.tls, 'broker.pem')}",
+        ]
+        context = ssl.create_default_context(cafile=os.path.join(args.tls, "ca.crt"))
+        context.check_hostname = False
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -56,12 +69,18 @@ def main():
     with tempfile.TemporaryDirectory() as data_dir:
         proc, address = start_broker(args.binary, data_dir, args.settings)
         try:
+            if context:
+                # The SSL listener's line follows the PLAINTEXT one.
+                address = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+                address = address.removeprefix("SSL://")
             host, port = address.rsplit(":", 1)
             time.sleep(1)
             idle = rss_kib(proc.pid)
             sockets = []
             for i in range(args.connections):
                 sock = socket.create_connection((host, int(port)))
+                if context:
+                    sock = context.wrap_socket(sock)
                 sock.sendall(api_versions_request(i))
                 (size,) = struct.unpack(">i", read_exact(sock, 4))
                 read_exact(sock, size)

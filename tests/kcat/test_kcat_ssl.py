@@ -66,3 +66,36 @@ def test_kcat_with_a_client_certificate_when_ssl_client_auth_is_required(broker_
         r = subprocess.run(base + ["-L", "-m", "5"], capture_output=True, timeout=60)
         assert r.returncode != 0
         assert "TLS handshake failed" in b.stderr_tail()
+
+
+def test_untrusted_certificates_are_refused_both_ways(broker_factory):
+    """A client certificate from another CA gets a TLS alert and nothing is served; a
+    client that does not trust the broker's CA refuses the broker. The broker keeps
+    serving trusted clients and logs why in one line."""
+    with tempfile.TemporaryDirectory() as certs, tempfile.TemporaryDirectory() as other:
+        make_certs(certs)
+        make_certs(other)
+        b = broker_factory({"listeners": "SSL://127.0.0.1:0",
+                            "ssl.keystore.location": os.path.join(certs, "broker.pem"),
+                            "ssl.truststore.location": os.path.join(certs, "ca.crt"),
+                            "ssl.client.auth": "required"})
+        address = b.listener("SSL")
+
+        def kcat(ca_dir, cert_dir):
+            command = [KCAT, "-b", address, "-X", "security.protocol=ssl",
+                       "-X", f"ssl.ca.location={os.path.join(ca_dir, 'ca.crt')}",
+                       "-X", f"ssl.certificate.location={os.path.join(cert_dir, 'client.crt')}",
+                       "-X", f"ssl.key.location={os.path.join(cert_dir, 'client.key')}",
+                       "-X", "socket.timeout.ms=10000", "-L", "-m", "5"]
+            return subprocess.run(command, capture_output=True, timeout=60)
+
+        untrusted_client = kcat(certs, other)
+        assert untrusted_client.returncode != 0
+        assert "TLS handshake failed" in b.stderr_tail()
+
+        distrusting_client = kcat(other, certs)
+        assert distrusting_client.returncode != 0
+
+        trusted = kcat(certs, certs)
+        assert trusted.returncode == 0, trusted.stderr
+
