@@ -169,3 +169,25 @@ fn agent_runtime_keys_are_left_alone() {
         .unwrap();
     assert_eq!(config.num_partitions(), 2);
 }
+
+/// The README's principal-mapping example (Security, "Principals") is accepted as it is
+/// printed, and maps the subject its comment names to the name it promises.
+#[test]
+fn the_readme_principal_mapping_example_is_accepted_verbatim() {
+    let readme = include_str!("../../../README.md");
+    let example = readme
+        .split("```toml\n")
+        .map(|rest| rest.split("```").next().unwrap_or_default())
+        .find(|block| block.contains("ssl.principal.mapping.rules"))
+        .expect("README has the principal-mapping example");
+    let mut config = BrokerConfig::default();
+    config.apply_toml(example).unwrap();
+    let rules = config.get_or("ssl.principal.mapping.rules", String::new());
+    let mapper = crate::security::principal_mapping::PrincipalMapper::parse(&rules).unwrap();
+    assert_eq!(mapper.name("CN=alice,OU=eng,O=acme").unwrap(), "alice");
+    assert_eq!(
+        mapper.name("CN=bob,OU=ops,O=acme").unwrap(),
+        "CN=bob,OU=ops,O=acme"
+    );
+    assert_eq!(config.get_or("ssl.client.auth", String::new()), "required");
+}
